@@ -1,0 +1,160 @@
+/*-------------------------------------------------------------------------
+ * athena_keys.h
+ *		Declarations shared by the backend parts of athena_keys.
+ *-------------------------------------------------------------------------
+ */
+#ifndef ATHENA_KEYS_H
+#define ATHENA_KEYS_H
+
+#include "postgres.h"
+
+#include <sys/socket.h>
+
+#include "executor/spi.h"
+#include "lib/ilist.h"
+#include "utils/array.h"
+#include "utils/inet.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "ip_rules.h"
+#include "key_digest.h"
+#include "key_format.h"
+
+#define CLIENT_NAME_MAX_LEN 256
+
+/* Settings (athena_keys.*), defined in athena_keys.c */
+typedef enum LogDecisions
+{
+	LOG_DECISIONS_ALL,
+	LOG_DECISIONS_FAILURES,
+	LOG_DECISIONS_NONE
+} LogDecisions;
+
+typedef enum LogDurability
+{
+	LOG_DURABILITY_DURABLE,
+	LOG_DURABILITY_ASYNC
+} LogDurability;
+
+extern int	athena_log_decisions;
+extern int	athena_log_durability;
+extern int	athena_last_used_interval;
+extern int	athena_key_cache_size;
+
+/* A built rule set together with the arrays it borrows */
+typedef struct OwnedRuleSet
+{
+	IpRuleSet	set;
+	IpNet	   *rules;
+	IpPrefixGroup *groups;
+} OwnedRuleSet;
+
+/* Enforcement and global IP rules that apply to one client */
+typedef struct ClientPolicy
+{
+	char		client_name[CLIENT_NAME_MAX_LEN + 1];	/* hash key */
+	bool		has_override;
+	bool		enforce;
+	OwnedRuleSet blacklist;
+	OwnedRuleSet whitelist;
+	int			load_slot;		/* used only while the config is loaded */
+} ClientPolicy;
+
+/* Global configuration: api_key_config, client overrides, global rules */
+typedef struct EnforcementConfig
+{
+	bool		enforce_default;
+	bool		fail_open;
+	OwnedRuleSet blacklist_all;
+	OwnedRuleSet whitelist_all;
+	HTAB	   *clients;		/* client name -> ClientPolicy */
+} EnforcementConfig;
+
+/* What a decision needs to know about one public id */
+typedef struct CachedKey
+{
+	char		public_id[PUBLIC_ID_MAX_LEN + 1];	/* hash key */
+	bool		exists;
+	pg_uuid_t	id;
+	char	   *salt;
+	unsigned char digest[KEY_DIGEST_LEN];
+	bool		has_previous;
+	char	   *previous_salt;
+	unsigned char previous_digest[KEY_DIGEST_LEN];
+	TimestampTz previous_valid_until;
+	bool		is_active;
+	bool		has_expiry;
+	TimestampTz expires_at;
+	char	   *client_name;	/* NULL = unbound */
+	bool		learning;		/* virgin_mode AND NOT virgin_resolved */
+	int			ngranted;
+	char	  **granted;
+	int		   *granted_len;
+	ArrayType  *granted_array;
+	OwnedRuleSet whitelist;
+	OwnedRuleSet blacklist;
+	TimestampTz last_used_at;	/* 0 = never, or unknown */
+	bool		transient;		/* not in the cache: lives for this call */
+	dlist_node	lru_node;
+} CachedKey;
+
+/* enforcement_cache.c */
+extern const EnforcementConfig *GetEnforcementConfig(void);
+extern const ClientPolicy *LookupClientPolicy(const EnforcementConfig *config,
+											  const char *client, size_t len);
+extern CachedKey *LookupKey(const char *public_id, size_t len);
+extern void RegisterCacheCallbacks(void);
+extern void EnsureSpiConnected(void);
+extern bool SpiIsConnected(void);
+extern void ResetSpiConnection(void);
+extern void ResetSpiConnectionAfterError(void);
+extern bool IpNetFromInet(const inet *value, bool as_host, IpNet *out);
+
+/* learning.c */
+typedef enum LearningOutcome
+{
+	LEARNING_RECORDED,
+	LEARNING_LOCKED_IN,
+	LEARNING_RESOLVED_WHITELISTED,
+	LEARNING_RESOLVED_NOT_WHITELISTED,
+	LEARNING_NOT_LEARNING,
+	LEARNING_UNAVAILABLE
+} LearningOutcome;
+
+extern bool CanWrite(void);
+extern LearningOutcome RecordLearningObservation(const pg_uuid_t *key_id,
+												 const IpNet *host);
+extern Datum InetDatumFromIpNet(const IpNet *net);
+
+/* auth_log.c */
+typedef struct DecisionRecord
+{
+	bool		key_identified;
+	pg_uuid_t	key_id;
+	const char *public_id;		/* as presented when well-formed */
+	size_t		public_id_len;
+	text	   *client;
+	Datum		remote_addr;
+	bool		has_remote_addr;
+	Datum		required_rights;
+	bool		has_required_rights;
+	Datum		granted_rights;
+	bool		has_granted_rights;
+	Datum		missing_rights;
+	bool		has_missing_rights;
+	bool		authenticated;
+	bool		authorized;
+	bool		enforced;
+	bool		allowed;
+	int			status;
+	const char *reason;
+	bool		locked_in;
+} DecisionRecord;
+
+extern bool ShouldLogDecision(const DecisionRecord *decision);
+extern void WriteDecisionLog(const DecisionRecord *decision);
+extern void TouchKeyLastUsed(CachedKey *key);
+extern void CommitAsynchronouslyIfAllowed(bool caller_had_writes, bool learning_wrote);
+
+#endif

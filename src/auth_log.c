@@ -1,0 +1,174 @@
+/*-------------------------------------------------------------------------
+ * auth_log.c
+ *		One api_key_auth_log row per decision, and last_used_at upkeep.
+ *
+ * athena_keys.log_decisions chooses which decisions are written and
+ * athena_keys.log_durability whether their commit waits for the WAL flush.
+ * Async applies only when the call's own log row (and last-use stamp) is
+ * the first write of its transaction: it then sets synchronous_commit off
+ * for that transaction, so a crash can lose at most the last
+ * wal_writer_delay x 3 of log rows and a clean shutdown loses none.
+ * Learning writes never take this path, so they always commit durably.
+ *-------------------------------------------------------------------------
+ */
+#include "athena_keys.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+/* Longest client name copied into a log row, in bytes */
+#define LOGGED_CLIENT_MAX_BYTES 256
+
+static SPIPlanPtr log_plan = NULL;
+static SPIPlanPtr last_used_plan = NULL;
+
+/* Whether the settings ask for this decision to be logged */
+bool
+ShouldLogDecision(const DecisionRecord *decision)
+{
+	switch (athena_log_decisions)
+	{
+		case LOG_DECISIONS_NONE:
+			return false;
+		case LOG_DECISIONS_FAILURES:
+			return decision->reason != NULL;
+		default:
+			return true;
+	}
+}
+
+/*
+ * Under log_durability = async, let this transaction commit without
+ * waiting for the WAL flush, unless the caller had written before the call
+ * (its writes keep the durability it asked for) or the call learned.
+ */
+void
+CommitAsynchronouslyIfAllowed(bool caller_had_writes, bool learning_wrote)
+{
+	if (athena_log_durability != LOG_DURABILITY_ASYNC || caller_had_writes ||
+		learning_wrote || !TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return;
+	(void) set_config_option("synchronous_commit", "off",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/* A text datum of at most max_bytes bytes of t, cut on a character boundary */
+static Datum
+ClippedTextDatum(text *t, int max_bytes)
+{
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	if (len <= max_bytes)
+		return PointerGetDatum(t);
+	len = pg_mbcliplen(VARDATA_ANY(t), len, max_bytes);
+	return PointerGetDatum(cstring_to_text_with_len(VARDATA_ANY(t), len));
+}
+
+/*
+ * Insert the decision's log row.  Never holds the secret or a digest: only
+ * the public id as presented, and only when the key was well formed.
+ */
+void
+WriteDecisionLog(const DecisionRecord *decision)
+{
+	Datum		values[14];
+	char		nulls[14];
+
+	if (!CanWrite())
+		return;
+
+	EnsureSpiConnected();
+	if (log_plan == NULL)
+	{
+		Oid			argtypes[14] = {UUIDOID, TEXTOID, TEXTOID, INETOID,
+			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+			BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT2OID, TEXTOID, BOOLOID};
+
+		log_plan = SPI_prepare(
+			"INSERT INTO athena_keys.api_key_auth_log "
+			"(api_key_id, api_key_public_id, client_name, remote_addr, "
+			" required_rights, granted_rights, missing_rights, authenticated, "
+			" authorized, enforced, allowed, status, failure_reason, locked_in) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+			14, argtypes);
+		if (log_plan == NULL || SPI_keepplan(log_plan) != 0)
+			elog(ERROR, "athena_keys: preparing the log insert failed");
+	}
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = decision->key_identified ? UUIDPGetDatum(&decision->key_id) : (Datum) 0;
+	nulls[0] = decision->key_identified ? ' ' : 'n';
+	if (decision->public_id != NULL)
+		values[1] = PointerGetDatum(cstring_to_text_with_len(decision->public_id,
+															 decision->public_id_len));
+	else
+		nulls[1] = 'n';
+	if (decision->client != NULL)
+		values[2] = ClippedTextDatum(decision->client, LOGGED_CLIENT_MAX_BYTES);
+	else
+		nulls[2] = 'n';
+	values[3] = decision->remote_addr;
+	nulls[3] = decision->has_remote_addr ? ' ' : 'n';
+	values[4] = decision->required_rights;
+	nulls[4] = decision->has_required_rights ? ' ' : 'n';
+	values[5] = decision->granted_rights;
+	nulls[5] = decision->has_granted_rights ? ' ' : 'n';
+	values[6] = decision->missing_rights;
+	nulls[6] = decision->has_missing_rights ? ' ' : 'n';
+	values[7] = BoolGetDatum(decision->authenticated);
+	values[8] = BoolGetDatum(decision->authorized);
+	values[9] = BoolGetDatum(decision->enforced);
+	values[10] = BoolGetDatum(decision->allowed);
+	values[11] = Int16GetDatum((int16) decision->status);
+	if (decision->reason != NULL)
+		values[12] = CStringGetTextDatum(decision->reason);
+	else
+		nulls[12] = 'n';
+	values[13] = BoolGetDatum(decision->locked_in);
+
+	if (SPI_execute_plan(log_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "athena_keys: writing the auth log failed");
+}
+
+/*
+ * Keep last_used_at within athena_keys.last_used_interval of the truth
+ * without writing the key row on every call.  SKIP LOCKED means a call
+ * never waits for another one that is stamping the same key.
+ */
+void
+TouchKeyLastUsed(CachedKey *key)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		args[2];
+
+	if (key->last_used_at != 0 &&
+		now - key->last_used_at < (int64) athena_last_used_interval * USECS_PER_SEC)
+		return;
+	if (!CanWrite())
+		return;
+
+	EnsureSpiConnected();
+	if (last_used_plan == NULL)
+	{
+		Oid			argtypes[2] = {UUIDOID, INT4OID};
+
+		last_used_plan = SPI_prepare(
+			"UPDATE athena_keys.api_key SET last_used_at = now() "
+			" WHERE id = (SELECT id FROM athena_keys.api_key "
+			"              WHERE id = $1 AND (last_used_at IS NULL OR "
+			"                    last_used_at < now() - make_interval(secs => $2)) "
+			"              FOR UPDATE SKIP LOCKED)",
+			2, argtypes);
+		if (last_used_plan == NULL || SPI_keepplan(last_used_plan) != 0)
+			elog(ERROR, "athena_keys: preparing the last-use update failed");
+	}
+	args[0] = UUIDPGetDatum(&key->id);
+	args[1] = Int32GetDatum(athena_last_used_interval);
+	if (SPI_execute_plan(last_used_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "athena_keys: updating last_used_at failed");
+	key->last_used_at = now;
+}

@@ -1,0 +1,438 @@
+/*-------------------------------------------------------------------------
+ * authenticate.c
+ *		athena_authenticate(key, client, ip, rights): the whole decision of
+ *		SPEC section 4 in one call, first failure wins.
+ *
+ *	1. effective enforcement (client override, else global)
+ *	2. no key                         -> API key required (401)
+ *	3. malformed / unknown / mismatch -> Invalid API key (401)
+ *	4. inactive                       -> Inactive API key (401)
+ *	5. expired                        -> Expired API key (401)
+ *	6. client binding                 -> API key client mismatch (403)
+ *	7. rights                         -> Insufficient API key rights (403)
+ *	8. IP policy (ip_policy.c, learning.c) -> IP blocked / IP not allowed /
+ *	   Client IP required (403)
+ *	9. allowed (200)
+ *
+ * With enforcement off the same evaluation runs (shadow mode) and its
+ * finding is reported, but the request is allowed.  Bad input never
+ * raises: it gets a verdict.
+ *-------------------------------------------------------------------------
+ */
+#include "athena_keys.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+#include "ip_policy.h"
+#include "rights_match.h"
+
+PG_FUNCTION_INFO_V1(athena_authenticate);
+
+typedef enum Failure
+{
+	FAILURE_NONE,
+	FAILURE_KEY_REQUIRED,
+	FAILURE_INVALID_KEY,
+	FAILURE_INACTIVE_KEY,
+	FAILURE_EXPIRED_KEY,
+	FAILURE_CLIENT_MISMATCH,
+	FAILURE_INSUFFICIENT_RIGHTS,
+	FAILURE_IP_BLOCKED,
+	FAILURE_IP_NOT_ALLOWED,
+	FAILURE_CLIENT_IP_REQUIRED,
+	FAILURE_POLICY_UNAVAILABLE
+} Failure;
+
+/* The exact texts of the Athena troubleshooting page, and their statuses */
+static const struct
+{
+	const char *reason;
+	int			status;
+}			failure_texts[] =
+{
+	[FAILURE_NONE] = {NULL, 200},
+	[FAILURE_KEY_REQUIRED] = {"API key required", 401},
+	[FAILURE_INVALID_KEY] = {"Invalid API key", 401},
+	[FAILURE_INACTIVE_KEY] = {"Inactive API key", 401},
+	[FAILURE_EXPIRED_KEY] = {"Expired API key", 401},
+	[FAILURE_CLIENT_MISMATCH] = {"API key client mismatch", 403},
+	[FAILURE_INSUFFICIENT_RIGHTS] = {"Insufficient API key rights", 403},
+	[FAILURE_IP_BLOCKED] = {"IP blocked", 403},
+	[FAILURE_IP_NOT_ALLOWED] = {"IP not allowed", 403},
+	[FAILURE_CLIENT_IP_REQUIRED] = {"Client IP required", 403},
+	[FAILURE_POLICY_UNAVAILABLE] = {"API key policy unavailable", 503},
+};
+
+#define RESULT_COLUMNS 13
+
+/*
+ * Salt used to hash the secret of an unknown public id, so that an unknown
+ * id costs the same SHA-256 and comparison as a wrong secret.
+ */
+static const char unknown_key_salt[] = "00000000000000000000000000000000";
+static const unsigned char unknown_key_digest[KEY_DIGEST_LEN] = {0};
+
+/* Hash the presented secret with salt and compare with expected */
+static bool
+DigestMatches(const char *salt, const ParsedKey *parsed,
+			  const unsigned char *expected)
+{
+	unsigned char digest[KEY_DIGEST_LEN];
+
+	if (!ComputeKeyDigest(salt, strlen(salt), parsed->secret, parsed->secret_len, digest))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute a sha-256 digest"),
+				 errdetail("OpenSSL reported a failure while hashing the presented secret."),
+				 errhint("Check the server log for OpenSSL errors.")));
+	return KeyDigestsEqual(digest, expected);
+}
+
+/*
+ * Whether the presented secret belongs to key: its current secret, or the
+ * previous one while a rotation's grace period lasts.
+ */
+static bool
+SecretMatches(const CachedKey *key, const ParsedKey *parsed, TimestampTz now)
+{
+	bool		matches;
+
+	if (!key->exists)
+	{
+		(void) DigestMatches(unknown_key_salt, parsed, unknown_key_digest);
+		return false;
+	}
+	matches = DigestMatches(key->salt, parsed, key->digest);
+	if (key->has_previous && now < key->previous_valid_until)
+		matches |= DigestMatches(key->previous_salt, parsed, key->previous_digest);
+	return matches;
+}
+
+/* Whether the request's client is the one the key is bound to (exactly) */
+static bool
+ClientMatches(const CachedKey *key, text *client)
+{
+	size_t		len;
+
+	if (key->client_name == NULL)
+		return true;
+	if (client == NULL)
+		return false;
+	len = VARSIZE_ANY_EXHDR(client);
+	return len == strlen(key->client_name) &&
+		memcmp(VARDATA_ANY(client), key->client_name, len) == 0;
+}
+
+/*
+ * The required rights that no granted right satisfies, as a text[] (empty
+ * when all are satisfied).  NULL elements require nothing.
+ */
+static ArrayType *
+MissingRights(const CachedKey *key, ArrayType *required, int *nmissing)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	Datum	   *missing;
+	int			i;
+	int			j;
+
+	*nmissing = 0;
+	if (required == NULL || ARR_NDIM(required) == 0)
+		return construct_empty_array(TEXTOID);
+
+	deconstruct_array(required, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
+	missing = palloc(sizeof(Datum) * nelems);
+	for (i = 0; i < nelems; i++)
+	{
+		text	   *want;
+		bool		satisfied = false;
+
+		if (nulls[i])
+			continue;
+		want = DatumGetTextPP(elems[i]);
+		for (j = 0; j < key->ngranted && !satisfied; j++)
+			satisfied = RightSatisfies(key->granted[j], key->granted_len[j],
+									   VARDATA_ANY(want), VARSIZE_ANY_EXHDR(want));
+		if (!satisfied)
+			missing[(*nmissing)++] = elems[i];
+	}
+	if (*nmissing == 0)
+		return construct_empty_array(TEXTOID);
+	return construct_array(missing, *nmissing, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/* Map an IP verdict that is not "allowed" or "learn" to its failure */
+static Failure
+FailureForIpVerdict(IpVerdict verdict)
+{
+	switch (verdict)
+	{
+		case IP_VERDICT_BLOCKED:
+			return FAILURE_IP_BLOCKED;
+		case IP_VERDICT_NOT_ALLOWED:
+			return FAILURE_IP_NOT_ALLOWED;
+		case IP_VERDICT_IP_REQUIRED:
+			return FAILURE_CLIENT_IP_REQUIRED;
+		default:
+			return FAILURE_NONE;
+	}
+}
+
+/*
+ * Step 8: the IP policy, learning included.  Sets *locked_in when this call
+ * completed a lock-in and *learned when it wrote learning state.
+ */
+static Failure
+CheckIpPolicy(const EnforcementConfig *config, const CachedKey *key,
+			  text *client, inet *ip, bool *locked_in, bool *learned)
+{
+	const ClientPolicy *scoped = NULL;
+	IpPolicyInput in;
+	IpNet		host;
+	IpVerdict	verdict;
+	LearningOutcome outcome;
+
+	if (client != NULL)
+		scoped = LookupClientPolicy(config, VARDATA_ANY(client), VARSIZE_ANY_EXHDR(client));
+
+	memset(&in, 0, sizeof(in));
+	if (ip != NULL && IpNetFromInet(ip, true, &host))
+		in.host = &host;
+	in.global_blacklist_all = &config->blacklist_all.set;
+	in.global_whitelist_all = &config->whitelist_all.set;
+	if (scoped != NULL)
+	{
+		in.global_blacklist_client = &scoped->blacklist.set;
+		in.global_whitelist_client = &scoped->whitelist.set;
+	}
+	in.key_blacklist = &key->blacklist.set;
+	in.key_whitelist = &key->whitelist.set;
+	in.key_learning = key->learning;
+
+	verdict = EvaluateIpBlacklists(&in);
+	if (verdict == IP_VERDICT_ALLOWED)
+		return FailureForIpVerdict(EvaluateIpWhitelists(&in));
+	if (verdict != IP_VERDICT_LEARN)
+		return FailureForIpVerdict(verdict);
+
+	outcome = RecordLearningObservation(&key->id, in.host);
+	switch (outcome)
+	{
+		case LEARNING_RECORDED:
+			*learned = true;
+			return FAILURE_NONE;
+		case LEARNING_LOCKED_IN:
+			*learned = true;
+			*locked_in = true;
+			return FAILURE_NONE;
+		case LEARNING_UNAVAILABLE:
+			return FAILURE_POLICY_UNAVAILABLE;
+		case LEARNING_RESOLVED_WHITELISTED:
+		case LEARNING_RESOLVED_NOT_WHITELISTED:
+			/* Another call locked the key in: judge by the fresh whitelist */
+			in.key_whitelist = NULL;
+			verdict = EvaluateIpWhitelists(&in);
+			if (verdict == IP_VERDICT_ALLOWED &&
+				outcome == LEARNING_RESOLVED_NOT_WHITELISTED)
+				verdict = IP_VERDICT_NOT_ALLOWED;
+			return FailureForIpVerdict(verdict);
+		case LEARNING_NOT_LEARNING:
+			break;
+	}
+	/* Virgin mode was switched off meanwhile: the cached whitelist applies */
+	in.key_learning = false;
+	return FailureForIpVerdict(EvaluateIpWhitelists(&in));
+}
+
+/* The result row descriptor, blessed once per call site */
+static TupleDesc
+ResultTupleDesc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	desc;
+
+	if (fcinfo->flinfo->fn_extra != NULL)
+		return (TupleDesc) fcinfo->flinfo->fn_extra;
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("athena_authenticate must return athena_keys.athena_auth_result"),
+				 errdetail("The function was called in a context that does not accept a row."),
+				 errhint("Call it as SELECT * FROM athena_keys.athena_authenticate(...).")));
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		MemoryContextSwitchTo(old);
+	}
+	fcinfo->flinfo->fn_extra = desc;
+	return desc;
+}
+
+/* Decide one request; see the file header for the order */
+Datum
+athena_authenticate(PG_FUNCTION_ARGS)
+{
+	text	   *key_text = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+	text	   *client = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
+	inet	   *ip = PG_ARGISNULL(2) ? NULL : PG_GETARG_INET_PP(2);
+	ArrayType  *required = PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3);
+	TupleDesc	desc = ResultTupleDesc(fcinfo);
+	bool		caller_had_writes = TransactionIdIsValid(GetTopTransactionIdIfAny());
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	const EnforcementConfig *config;
+	const ClientPolicy *client_policy = NULL;
+	DecisionRecord decision;
+	Failure		failure = FAILURE_NONE;
+	ParsedKey	parsed;
+	KeyParseResult parse_result;
+	CachedKey  *key = NULL;
+	ArrayType  *missing = NULL;
+	bool		learned = false;
+	bool		evaluated_fully = false;
+	Datum		values[RESULT_COLUMNS];
+	bool		nulls[RESULT_COLUMNS];
+	HeapTuple	result;
+
+	/* A previous call that raised left SPI to the abort handler */
+	ResetSpiConnectionAfterError();
+
+	memset(&decision, 0, sizeof(decision));
+	decision.client = client;
+	if (ip != NULL)
+	{
+		decision.remote_addr = PointerGetDatum(ip);
+		decision.has_remote_addr = true;
+	}
+	if (required != NULL)
+	{
+		decision.required_rights = PointerGetDatum(required);
+		decision.has_required_rights = true;
+	}
+
+	/* 1. Effective enforcement */
+	config = GetEnforcementConfig();
+	if (client != NULL)
+		client_policy = LookupClientPolicy(config, VARDATA_ANY(client),
+										   VARSIZE_ANY_EXHDR(client));
+	decision.enforced = (client_policy != NULL && client_policy->has_override)
+		? client_policy->enforce : config->enforce_default;
+
+	parse_result = key_text == NULL ? KEY_ABSENT :
+		ParseApiKey(VARDATA_ANY(key_text), VARSIZE_ANY_EXHDR(key_text), &parsed);
+
+	if (parse_result == KEY_ABSENT)
+	{
+		/* 2. No key: nothing else to evaluate */
+		if (decision.enforced)
+			failure = FAILURE_KEY_REQUIRED;
+	}
+	else if (parse_result == KEY_MALFORMED)
+		failure = FAILURE_INVALID_KEY;	/* 3 */
+	else
+	{
+		decision.public_id = parsed.public_id;
+		decision.public_id_len = parsed.public_id_len;
+		key = LookupKey(parsed.public_id, parsed.public_id_len);
+		if (key->exists)
+		{
+			/* The operator's log names the key even when the secret is wrong */
+			decision.key_identified = true;
+			decision.key_id = key->id;
+		}
+
+		if (!SecretMatches(key, &parsed, now))
+			failure = FAILURE_INVALID_KEY;	/* 3 */
+		else
+		{
+			evaluated_fully = true;
+			decision.granted_rights = PointerGetDatum(key->granted_array);
+			decision.has_granted_rights = true;
+			if (!key->is_active)
+				failure = FAILURE_INACTIVE_KEY;	/* 4 */
+			else if (key->has_expiry && key->expires_at <= now)
+				failure = FAILURE_EXPIRED_KEY;	/* 5 */
+			else
+			{
+				int			nmissing;
+
+				decision.authenticated = true;
+				if (!ClientMatches(key, client))
+					failure = FAILURE_CLIENT_MISMATCH;	/* 6 */
+				else
+				{
+					missing = MissingRights(key, required, &nmissing);
+					decision.missing_rights = PointerGetDatum(missing);
+					decision.has_missing_rights = true;
+					if (nmissing > 0)
+						failure = FAILURE_INSUFFICIENT_RIGHTS;	/* 7 */
+					else		/* 8 */
+						failure = CheckIpPolicy(config, key, client, ip,
+												&decision.locked_in, &learned);
+				}
+			}
+		}
+	}
+
+	decision.reason = failure_texts[failure].reason;
+	decision.authorized = decision.authenticated && failure == FAILURE_NONE;
+	if (failure == FAILURE_NONE || !decision.enforced)
+	{
+		decision.allowed = true;
+		decision.status = 200;
+	}
+	else if (failure == FAILURE_POLICY_UNAVAILABLE && config->fail_open)
+	{
+		decision.allowed = true;
+		decision.status = 200;
+	}
+	else
+	{
+		decision.allowed = false;
+		decision.status = failure_texts[failure].status;
+	}
+
+	if (ShouldLogDecision(&decision))
+		WriteDecisionLog(&decision);
+	if (decision.authenticated && !learned)
+		TouchKeyLastUsed(key);
+	CommitAsynchronouslyIfAllowed(caller_had_writes, learned);
+	ResetSpiConnection();
+
+	memset(nulls, false, sizeof(nulls));
+	values[0] = BoolGetDatum(decision.allowed);
+	values[1] = Int32GetDatum(decision.status);
+	if (decision.reason != NULL)
+		values[2] = CStringGetTextDatum(decision.reason);
+	else
+		nulls[2] = true;
+	values[3] = BoolGetDatum(decision.authenticated);
+	values[4] = BoolGetDatum(decision.authorized);
+	values[5] = BoolGetDatum(decision.enforced);
+	if (evaluated_fully)
+	{
+		values[6] = UUIDPGetDatum(&key->id);
+		values[7] = CStringGetTextDatum(key->public_id);
+		if (key->client_name != NULL)
+			values[8] = CStringGetTextDatum(key->client_name);
+		else
+			nulls[8] = true;
+		values[9] = PointerGetDatum(key->granted_array);
+	}
+	else
+		nulls[6] = nulls[7] = nulls[8] = nulls[9] = true;
+	if (missing != NULL)
+		values[10] = PointerGetDatum(missing);
+	else
+		nulls[10] = true;
+	values[11] = BoolGetDatum(decision.locked_in);
+	values[12] = CStringGetTextDatum(config->fail_open ? "fail_open" : "fail_closed");
+
+	result = heap_form_tuple(desc, values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}

@@ -1,0 +1,90 @@
+/*-------------------------------------------------------------------------
+ * learning.c
+ *		Virgin mode: record the caller IP of a learning key and lock it in
+ *		at its threshold (SPEC section 6).
+ *
+ * The work itself is athena_keys._learn(), which takes the key's row lock
+ * so that concurrent calls count exactly and lock in once.  Only learning
+ * keys reach this file: every other key is decided without a row lock.
+ *-------------------------------------------------------------------------
+ */
+#include "athena_keys.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
+static SPIPlanPtr learn_plan = NULL;
+
+/*
+ * Whether this transaction may write: not on a hot standby, not in a
+ * read-only transaction.
+ */
+bool
+CanWrite(void)
+{
+	return !RecoveryInProgress() && !XactReadOnly;
+}
+
+/* An inet datum holding a host address (/32 or /128) */
+Datum
+InetDatumFromIpNet(const IpNet *net)
+{
+	inet	   *value = palloc0(sizeof(inet));
+	int			nbytes = net->family == IP_FAMILY_V4 ? 4 : 16;
+
+	value->inet_data.family = net->family == IP_FAMILY_V4 ? PGSQL_AF_INET : PGSQL_AF_INET6;
+	value->inet_data.bits = net->bits;
+	memcpy(value->inet_data.ipaddr, net->addr, nbytes);
+	SET_INET_VARSIZE(value);
+	return InetPGetDatum(value);
+}
+
+/*
+ * Record one observation for a learning key, locking it in when a
+ * threshold is reached.  Returns LEARNING_UNAVAILABLE without touching
+ * anything when this transaction cannot write.
+ */
+LearningOutcome
+RecordLearningObservation(const pg_uuid_t *key_id, const IpNet *host)
+{
+	Datum		args[2];
+	bool		isnull;
+	char	   *outcome;
+
+	if (!CanWrite())
+		return LEARNING_UNAVAILABLE;
+
+	EnsureSpiConnected();
+	if (learn_plan == NULL)
+	{
+		Oid			argtypes[2] = {UUIDOID, INETOID};
+
+		learn_plan = SPI_prepare("SELECT athena_keys._learn($1, $2)", 2, argtypes);
+		if (learn_plan == NULL || SPI_keepplan(learn_plan) != 0)
+			elog(ERROR, "athena_keys: preparing the learning call failed");
+	}
+
+	args[0] = UUIDPGetDatum(key_id);
+	args[1] = InetDatumFromIpNet(host);
+	if (SPI_execute_plan(learn_plan, args, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "athena_keys: the learning call failed");
+
+	outcome = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	(void) isnull;
+	SPI_freetuptable(SPI_tuptable);
+
+	if (outcome == NULL)
+		elog(ERROR, "athena_keys: the learning call returned nothing");
+	if (strcmp(outcome, "learning") == 0)
+		return LEARNING_RECORDED;
+	if (strcmp(outcome, "locked_in") == 0)
+		return LEARNING_LOCKED_IN;
+	if (strcmp(outcome, "whitelisted") == 0)
+		return LEARNING_RESOLVED_WHITELISTED;
+	if (strcmp(outcome, "not_whitelisted") == 0)
+		return LEARNING_RESOLVED_NOT_WHITELISTED;
+	return LEARNING_NOT_LEARNING;
+}
