@@ -12,13 +12,13 @@ OBJS = $(PURE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
 
 DATA = $(wildcard sql/athena_keys--*.sql)
 
-REGRESS = $(patsubst sql/%.sql,%,$(filter-out sql/athena_keys--%,$(wildcard sql/*.sql)))
+REGRESS := $(patsubst sql/%.sql,%,$(filter-out sql/athena_keys--%,$(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
 
-ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(wildcard test/isolation/specs/*.spec))
+ISOLATION := $(patsubst test/isolation/specs/%.spec,%,$(wildcard test/isolation/specs/*.spec))
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation/results --load-extension=athena_keys
 
-TAP_TESTS = 1
+TAP_TESTS := $(if $(wildcard test/t/*.pl),1,)
 
 PG_CPPFLAGS = -Isrc -std=gnu11
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers

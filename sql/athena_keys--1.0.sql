@@ -1049,7 +1049,7 @@ SELECT l.created_at,
   LEFT JOIN athena_keys.api_key k ON k.id = l.api_key_id
  WHERE l.failure_reason IS NOT NULL
    AND l.created_at >= now() - interval '1 day'
- ORDER BY l.created_at DESC;
+ ORDER BY l.created_at DESC, l.id DESC;
 
 COMMENT ON VIEW athena_keys.athena_recent_failures IS
 	'Failed decisions of the last 24 hours, newest first, with reason, key, client, address and an explanation.';

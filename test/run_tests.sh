@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine, as root or as a user
+# with sudo: installs packages, builds, installs, starts a throwaway
+# PostgreSQL as an unprivileged user, and runs
+#   - make installcheck: pg_regress behaviour tests, isolation specs (races),
+#     TAP tests (crashes, restarts, replicas) when present
+#   - C unit tests and bounded libFuzzer runs of the pure parsers/matchers
+#   - the learning load check (pgbench, 8 clients)
+#   - the athena-authd sidecar's unit and end-to-end tests (when present)
+# and ends with "N passed, N failed".  FUZZ_SECONDS (default 30) bounds
+# each fuzzer.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+ensure_packages
+build_and_install || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+trap stop_servers EXIT
+start_server suite 54329
+
+passed=0
+failed=0
+failures=()
+
+# run_suite NAME COMMAND...: run one suite, count it, keep its output.
+run_suite() {
+  local name=$1; shift
+  echo "== $name"
+  if "$@"; then
+    passed=$((passed + 1)); echo "ok - $name"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "not ok - $name"
+  fi
+}
+
+SRC="$WORK_DIR/src"
+installcheck() {
+  as_user make -s -C "$SRC" installcheck || {
+    cat "$SRC"/test/results/regression.diffs "$SRC"/test/isolation/results/regression.diffs 2>/dev/null | head -200
+    return 1
+  }
+}
+run_suite "installcheck (regress, isolation, TAP)" installcheck
+
+if [ -d "$SRC/test/unit" ]; then
+  run_suite "C unit tests" as_user make -s -C "$SRC/test/unit" test
+fi
+if [ -d "$SRC/test/fuzz" ]; then
+  run_suite "fuzzers (${FUZZ_SECONDS:-30}s each)" \
+    as_user make -s -C "$SRC/test/fuzz" run FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+fi
+
+learning_load() {
+  local out
+  out=$(as_user bash "$SRC/test/learning_load.sh" 2>&1) || { echo "$out"; return 1; }
+  echo "$out"
+  ! grep -q '^not ok' <<<"$out"
+}
+run_suite "learning load check" learning_load
+
+if [ -f "$SRC/authd/Makefile" ]; then
+  run_suite "athena-authd unit tests" as_user make -s -C "$SRC/authd" test
+  run_suite "athena-authd end-to-end (nginx)" bash "$SRC/authd/test/e2e.sh"
+fi
+
+echo
+[ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
