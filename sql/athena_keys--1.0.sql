@@ -127,8 +127,11 @@ CREATE TABLE athena_keys.api_key_client_config (
 );
 
 -- One row per decision.  No foreign key: log rows outlive deleted keys.
+-- Partitioned by day (UTC) so that retention drops whole partitions; rows
+-- for days without a partition land in the default partition.
+CREATE SEQUENCE athena_keys.api_key_auth_log_id_seq;
 CREATE TABLE athena_keys.api_key_auth_log (
-	id bigint GENERATED ALWAYS AS IDENTITY,
+	id bigint NOT NULL DEFAULT nextval('athena_keys.api_key_auth_log_id_seq'),
 	created_at timestamptz NOT NULL DEFAULT now(),
 	api_key_id uuid,
 	api_key_public_id text,
@@ -144,7 +147,10 @@ CREATE TABLE athena_keys.api_key_auth_log (
 	status smallint NOT NULL,
 	failure_reason text,
 	locked_in boolean NOT NULL DEFAULT false
-);
+) PARTITION BY RANGE (created_at);
+ALTER SEQUENCE athena_keys.api_key_auth_log_id_seq OWNED BY athena_keys.api_key_auth_log.id;
+CREATE TABLE athena_keys.api_key_auth_log_default
+	PARTITION OF athena_keys.api_key_auth_log DEFAULT;
 CREATE INDEX api_key_auth_log_created_at_idx ON athena_keys.api_key_auth_log (created_at);
 CREATE INDEX api_key_auth_log_failures_idx ON athena_keys.api_key_auth_log (created_at)
 	WHERE failure_reason IS NOT NULL;
@@ -1152,3 +1158,111 @@ $$;
 
 REVOKE ALL ON FUNCTION athena_keys.athena_grant_gateway_role(name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION athena_keys.athena_grant_admin_role(name) FROM PUBLIC;
+
+--------------------------------------------------------------------------
+-- Auth log retention: one partition per UTC day.
+--------------------------------------------------------------------------
+
+CREATE FUNCTION athena_keys._auth_log_partition_name(day date) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+RETURN 'api_key_auth_log_p' || to_char(day, 'YYYYMMDD');
+
+CREATE FUNCTION athena_keys._create_auth_log_partition(day date) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Create the partition for one UTC day unless it exists.  Rows that already
+-- fell into the default partition for that day are moved into it, under a
+-- short exclusive lock on the default partition.  New partitions become
+-- members of the extension, so pg_dump leaves the log out and DROP
+-- EXTENSION removes them.  Returns whether a partition was created.
+DECLARE
+	part text := athena_keys._auth_log_partition_name(day);
+	lo timestamptz := day::timestamp AT TIME ZONE 'UTC';
+	hi timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+	IF to_regclass('athena_keys.' || quote_ident(part)) IS NOT NULL THEN
+		RETURN false;
+	END IF;
+	EXECUTE format('CREATE TABLE athena_keys.%I (LIKE athena_keys.api_key_auth_log INCLUDING DEFAULTS)', part);
+	LOCK TABLE athena_keys.api_key_auth_log_default IN ACCESS EXCLUSIVE MODE;
+	EXECUTE format('WITH moved AS (DELETE FROM athena_keys.api_key_auth_log_default
+	                                WHERE created_at >= $1 AND created_at < $2 RETURNING *)
+	                INSERT INTO athena_keys.%I SELECT * FROM moved', part) USING lo, hi;
+	EXECUTE format('ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION athena_keys.%I
+	                FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+	IF NOT EXISTS (SELECT 1 FROM pg_depend d
+	                WHERE d.classid = 'pg_class'::regclass
+	                  AND d.objid = ('athena_keys.' || quote_ident(part))::regclass
+	                  AND d.deptype = 'e') THEN
+		EXECUTE format('ALTER EXTENSION athena_keys ADD TABLE athena_keys.%I', part);
+	END IF;
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION athena_keys.athena_maintain_auth_log(days_ahead integer DEFAULT 7) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Make sure partitions exist from today (UTC) to days_ahead days ahead.
+-- Returns the number created.  athena_prune_auth_log calls it too.
+DECLARE
+	today date := (now() AT TIME ZONE 'UTC')::date;
+	created integer := 0;
+	i integer;
+BEGIN
+	IF days_ahead IS NULL OR days_ahead < 0 OR days_ahead > 366 THEN
+		RAISE EXCEPTION 'days_ahead must be between 0 and 366'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s.', coalesce(days_ahead::text, 'NULL')),
+			      HINT = 'Pass the number of future days to prepare, e.g. 7.';
+	END IF;
+	FOR i IN 0 .. days_ahead LOOP
+		IF athena_keys._create_auth_log_partition(today + i) THEN
+			created := created + 1;
+		END IF;
+	END LOOP;
+	RETURN created;
+END
+$$;
+
+CREATE FUNCTION athena_keys.athena_prune_auth_log(older_than interval) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Drop every daily partition that holds only rows older than now() -
+-- older_than (cost grows with the number of partitions, not rows), remove
+-- such rows from the default partition, and prepare the coming week's
+-- partitions.  Retention is exact to the day.  Returns partitions dropped.
+DECLARE
+	cutoff timestamptz;
+	part record;
+	dropped integer := 0;
+BEGIN
+	IF older_than IS NULL OR older_than < interval '0' OR NOT isfinite(older_than) THEN
+		RAISE EXCEPTION 'older_than must be a finite, non-negative interval'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s.', coalesce(older_than::text, 'NULL')),
+			      HINT = 'Pass the retention to keep, e.g. interval ''30 days''.';
+	END IF;
+	cutoff := now() - older_than;
+	FOR part IN
+		SELECT c.relname, to_date(substr(c.relname, length('api_key_auth_log_p') + 1), 'YYYYMMDD') AS day
+		  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		 WHERE i.inhparent = 'athena_keys.api_key_auth_log'::regclass
+		   AND c.relname ~ '^api_key_auth_log_p[0-9]{8}$'
+		 ORDER BY 2
+	LOOP
+		EXIT WHEN ((part.day + 1)::timestamp AT TIME ZONE 'UTC') > cutoff;
+		EXECUTE format('ALTER EXTENSION athena_keys DROP TABLE athena_keys.%I', part.relname);
+		EXECUTE format('DROP TABLE athena_keys.%I', part.relname);
+		dropped := dropped + 1;
+	END LOOP;
+	DELETE FROM athena_keys.api_key_auth_log_default WHERE created_at < cutoff;
+	PERFORM athena_keys.athena_maintain_auth_log(7);
+	RETURN dropped;
+END
+$$;
+
+REVOKE ALL ON FUNCTION athena_keys._auth_log_partition_name(date) FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys._create_auth_log_partition(date) FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys.athena_maintain_auth_log(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys.athena_prune_auth_log(interval) FROM PUBLIC;
+
+-- Today's partition and the coming week's.
+SELECT athena_keys.athena_maintain_auth_log(7);
