@@ -1,5 +1,5 @@
 -- Retention of api_key_auth_log: daily partitions, dropped whole.
-set SHOW_CONTEXT never
+\set SHOW_CONTEXT never
 DROP EXTENSION IF EXISTS athena_keys CASCADE;
 CREATE EXTENSION athena_keys;
 
