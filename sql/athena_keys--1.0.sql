@@ -493,6 +493,7 @@ CREATE FUNCTION athena_keys._require_list(list text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- Reject anything but 'whitelist' and 'blacklist'.
 BEGIN
+	PERFORM athena_keys._require_not_null(list, 'list');
 	IF list IS NULL OR list NOT IN ('whitelist', 'blacklist') THEN
 		RAISE EXCEPTION 'unknown ip list "%"', coalesce(list, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',
@@ -616,6 +617,9 @@ DECLARE
 	granted text[];
 	new_id uuid;
 BEGIN
+	PERFORM athena_keys._require_not_null(public_id, 'public_id');
+	PERFORM athena_keys._require_not_null(key_salt, 'key_salt');
+	PERFORM athena_keys._require_not_null(key_hash, 'key_hash');
 	IF public_id IS NULL OR public_id !~ '^[0-9A-Za-z_-]{8,64}$' THEN
 		RAISE EXCEPTION 'public id must be 8 to 64 characters from [0-9A-Za-z_-]'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -670,7 +674,8 @@ DECLARE
 	new_secret text := athena_keys._random_hex(32);
 	new_salt text := athena_keys._random_hex(16);
 BEGIN
-	IF grace IS NULL OR grace < interval '0' OR NOT isfinite(grace) THEN
+	PERFORM athena_keys._require_not_null(grace, 'grace');
+	IF grace < interval '0' OR NOT isfinite(grace) THEN
 		RAISE EXCEPTION 'grace period must be a finite, non-negative interval'
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = format('Got %s.', coalesce(grace::text, 'NULL')),
@@ -764,6 +769,7 @@ CREATE FUNCTION athena_keys.athena_delete_right(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- Remove a right from the catalog, and with it every grant of it.
 BEGIN
+	PERFORM athena_keys._require_not_null(name, 'name');
 	DELETE FROM athena_keys.api_key_right r WHERE r.name = athena_delete_right.name;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'right % does not exist', coalesce(name, 'NULL')
@@ -940,6 +946,7 @@ CREATE FUNCTION athena_keys.athena_set_fail_mode(mode text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- Choose what proxies and learning keys do when a decision cannot be made.
 BEGIN
+	PERFORM athena_keys._require_not_null(mode, 'mode');
 	IF mode IS NULL OR mode NOT IN ('fail_closed', 'fail_open') THEN
 		RAISE EXCEPTION 'unknown fail mode "%"', coalesce(mode, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',

@@ -74,7 +74,7 @@ RightSatisfies(const char *granted, size_t granted_len,
 	{
 		size_t		prefix_len = granted_len - 1;
 
-		if (required_len > prefix_len &&
+		if (required_len >= prefix_len &&
 			memcmp(required, granted, prefix_len) == 0)
 			return true;
 	}

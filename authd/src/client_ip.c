@@ -1,0 +1,372 @@
+/*-------------------------------------------------------------------------
+ * client_ip.c
+ *		Caller IP resolution for athena-authd (pure C, no I/O).
+ *
+ * The TCP peer is the only address nobody can forge.  Headers that claim
+ * another address (X-Real-IP, X-Forwarded-For) are read only when the
+ * peer is one of the configured trusted proxies, and X-Forwarded-For is
+ * walked from the right: each trusted proxy appends the address it saw,
+ * so the right-most hop that is not itself a trusted proxy is the first
+ * address no trusted party vouches for beyond.  Anything that does not
+ * parse as a plain address yields no IP at all rather than a guess.
+ *-------------------------------------------------------------------------
+ */
+#include "client_ip.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Longest input we accept for one address or CIDR (with some slack) */
+#define ADDRESS_INPUT_MAX 64
+
+/* True for the blanks HTTP allows around list elements */
+static bool
+IsBlank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Narrow [*start, *end) so that it excludes leading and trailing blanks */
+static void
+TrimBlanks(const char **start, const char **end)
+{
+	while (*start < *end && IsBlank(**start))
+		(*start)++;
+	while (*end > *start && IsBlank((*end)[-1]))
+		(*end)--;
+}
+
+/* Turn an IPv4-mapped IPv6 address (::ffff:a.b.c.d) into plain IPv4 */
+static void
+UnmapIpv4(IpAddress *addr)
+{
+	static const uint8_t mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (addr->family == 6 && memcmp(addr->bytes, mapped_prefix, 12) == 0)
+	{
+		memmove(addr->bytes, addr->bytes + 12, 4);
+		memset(addr->bytes + 4, 0, 12);
+		addr->family = 4;
+	}
+}
+
+/* Number of significant bytes for an address family */
+static int
+AddressLength(int family)
+{
+	return family == 4 ? 4 : 16;
+}
+
+/*
+ * Parse a plain IPv4 or IPv6 address (no port, no brackets, no zone id),
+ * ignoring surrounding blanks.  IPv4-mapped IPv6 becomes IPv4.
+ */
+bool
+ParseIpAddress(const char *text, size_t len, IpAddress *out)
+{
+	const char *start = text;
+	const char *end = text + len;
+	char		buffer[ADDRESS_INPUT_MAX];
+	size_t		trimmed_len;
+
+	if (text == NULL)
+		return false;
+	TrimBlanks(&start, &end);
+	trimmed_len = (size_t) (end - start);
+	if (trimmed_len == 0 || trimmed_len >= sizeof(buffer))
+		return false;
+	if (memchr(start, '\0', trimmed_len) != NULL)
+		return false;
+	memcpy(buffer, start, trimmed_len);
+	buffer[trimmed_len] = '\0';
+
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buffer, out->bytes) == 1)
+	{
+		out->family = 4;
+		return true;
+	}
+	if (inet_pton(AF_INET6, buffer, out->bytes) == 1)
+	{
+		out->family = 6;
+		UnmapIpv4(out);
+		return true;
+	}
+	return false;
+}
+
+/* Convert a socket address (AF_INET or AF_INET6) to an IpAddress */
+bool
+IpAddressFromSockaddr(const void *sockaddr, IpAddress *out)
+{
+	const struct sockaddr *sa = sockaddr;
+
+	if (sa == NULL)
+		return false;
+	memset(out, 0, sizeof(*out));
+	if (sa->sa_family == AF_INET)
+	{
+		const struct sockaddr_in *sin = sockaddr;
+
+		out->family = 4;
+		memcpy(out->bytes, &sin->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6)
+	{
+		const struct sockaddr_in6 *sin6 = sockaddr;
+
+		out->family = 6;
+		memcpy(out->bytes, &sin6->sin6_addr, 16);
+		UnmapIpv4(out);
+		return true;
+	}
+	return false;
+}
+
+/* Write the canonical text form of an address (as PostgreSQL's inet prints it) */
+void
+FormatIpAddress(const IpAddress *addr, char out[IP_TEXT_MAX])
+{
+	if (inet_ntop(addr->family == 4 ? AF_INET : AF_INET6, addr->bytes, out, IP_TEXT_MAX) == NULL)
+		out[0] = '\0';
+}
+
+/* True when every bit after the first prefix_len bits of addr is zero */
+static bool
+HostBitsAreZero(const IpAddress *addr, int prefix_len)
+{
+	int			length = AddressLength(addr->family);
+
+	for (int bit = prefix_len; bit < length * 8; bit++)
+	{
+		if (addr->bytes[bit / 8] & (0x80 >> (bit % 8)))
+			return false;
+	}
+	return true;
+}
+
+/* Parse a decimal prefix length of 1 to 3 digits; -1 when malformed */
+static int
+ParsePrefixLength(const char *start, const char *end)
+{
+	int			value = 0;
+
+	if (start == end || end - start > 3)
+		return -1;
+	for (const char *p = start; p < end; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return -1;
+		value = value * 10 + (*p - '0');
+	}
+	return value;
+}
+
+/*
+ * Parse "address" or "address/prefix".  A bare address is a /32 or /128;
+ * host bits set (10.0.0.5/24) are rejected, as PostgreSQL's cidr does.
+ */
+bool
+ParseCidr(const char *text, size_t len, IpCidr *out)
+{
+	const char *start = text;
+	const char *end = text + len;
+	const char *slash;
+	int			max_prefix;
+	bool		was_mapped;
+
+	if (text == NULL)
+		return false;
+	TrimBlanks(&start, &end);
+	slash = memchr(start, '/', (size_t) (end - start));
+	if (!ParseIpAddress(start, (size_t) ((slash ? slash : end) - start), &out->base))
+		return false;
+	max_prefix = AddressLength(out->base.family) * 8;
+	if (slash == NULL)
+	{
+		out->prefix_len = max_prefix;
+		return true;
+	}
+
+	out->prefix_len = ParsePrefixLength(slash + 1, end);
+	/* ::ffff:a.b.c.d/n was unmapped to IPv4: its prefix counts 96 bits less */
+	was_mapped = out->base.family == 4 && memchr(start, ':', (size_t) (slash - start)) != NULL;
+	if (was_mapped && out->prefix_len >= 0)
+	{
+		if (out->prefix_len < 96)
+			return false;
+		out->prefix_len -= 96;
+	}
+	if (out->prefix_len < 0 || out->prefix_len > max_prefix)
+		return false;
+	return HostBitsAreZero(&out->base, out->prefix_len);
+}
+
+/*
+ * Parse a comma- or blank-separated list of CIDR blocks; an empty list is
+ * valid.  On failure writes a message naming the bad entry into error.
+ */
+bool
+ParseCidrList(const char *text, IpCidrList *out, char *error, size_t error_len)
+{
+	const char *p = text ? text : "";
+	size_t		capacity = 0;
+
+	out->items = NULL;
+	out->count = 0;
+	while (*p)
+	{
+		const char *item_start;
+		const char *item_end;
+
+		while (*p == ',' || IsBlank(*p))
+			p++;
+		if (*p == '\0')
+			break;
+		item_start = p;
+		while (*p && *p != ',' && !IsBlank(*p))
+			p++;
+		item_end = p;
+
+		if (out->count == capacity)
+		{
+			size_t		new_capacity = capacity ? capacity * 2 : 4;
+			IpCidr	   *grown = realloc(out->items, new_capacity * sizeof(IpCidr));
+
+			if (grown == NULL)
+			{
+				snprintf(error, error_len, "out of memory");
+				FreeCidrList(out);
+				return false;
+			}
+			out->items = grown;
+			capacity = new_capacity;
+		}
+		if (!ParseCidr(item_start, (size_t) (item_end - item_start), &out->items[out->count]))
+		{
+			snprintf(error, error_len,
+					 "invalid CIDR \"%.*s\" (expected an address or address/prefix with host bits zero)",
+					 (int) (item_end - item_start > 80 ? 80 : item_end - item_start), item_start);
+			FreeCidrList(out);
+			return false;
+		}
+		out->count++;
+	}
+	return true;
+}
+
+/* Release the storage of a CIDR list */
+void
+FreeCidrList(IpCidrList *list)
+{
+	free(list->items);
+	list->items = NULL;
+	list->count = 0;
+}
+
+/* True when addr lies inside cidr (same family only) */
+bool
+CidrContains(const IpCidr *cidr, const IpAddress *addr)
+{
+	int			full_bytes = cidr->prefix_len / 8;
+	int			rest_bits = cidr->prefix_len % 8;
+
+	if (cidr->base.family != addr->family)
+		return false;
+	if (memcmp(cidr->base.bytes, addr->bytes, (size_t) full_bytes) != 0)
+		return false;
+	if (rest_bits != 0)
+	{
+		uint8_t		mask = (uint8_t) (0xff << (8 - rest_bits));
+
+		if ((cidr->base.bytes[full_bytes] & mask) != (addr->bytes[full_bytes] & mask))
+			return false;
+	}
+	return true;
+}
+
+/* True when any block of the list contains addr */
+bool
+CidrListContains(const IpCidrList *list, const IpAddress *addr)
+{
+	for (size_t i = 0; i < list->count; i++)
+	{
+		if (CidrContains(&list->items[i], addr))
+			return true;
+	}
+	return false;
+}
+
+/* True when text is NULL or holds only blanks */
+static bool
+IsBlankText(const char *text)
+{
+	if (text == NULL)
+		return true;
+	for (; *text; text++)
+	{
+		if (!IsBlank(*text))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Walk X-Forwarded-For from the right and pick the right-most hop that is
+ * not a trusted proxy; when every hop is trusted, the left-most one (the
+ * earliest address on record).  False when any hop examined is malformed.
+ */
+static bool
+PickForwardedHop(const char *forwarded_for, const IpCidrList *trusted, IpAddress *out)
+{
+	const char *list_start = forwarded_for;
+	const char *hop_end = forwarded_for + strlen(forwarded_for);
+
+	for (;;)
+	{
+		const char *hop_start = hop_end;
+		IpAddress	hop;
+
+		while (hop_start > list_start && hop_start[-1] != ',')
+			hop_start--;
+		if (!ParseIpAddress(hop_start, (size_t) (hop_end - hop_start), &hop))
+			return false;
+		if (!CidrListContains(trusted, &hop) || hop_start == list_start)
+		{
+			*out = hop;
+			return true;
+		}
+		hop_end = hop_start - 1;	/* skip the comma */
+	}
+}
+
+/*
+ * Decide the caller's address.  The TCP peer unless it is a trusted proxy;
+ * then X-Real-IP when present, else the right-most untrusted
+ * X-Forwarded-For hop, else the peer itself.  Returns false (no IP) when
+ * the header consulted does not parse.
+ */
+bool
+ResolveClientIp(const IpAddress *peer, const IpCidrList *trusted,
+				const char *real_ip, const char *forwarded_for,
+				IpAddress *out)
+{
+	if (peer == NULL)
+		return false;
+	if (!CidrListContains(trusted, peer))
+	{
+		*out = *peer;
+		return true;
+	}
+	if (!IsBlankText(real_ip))
+		return ParseIpAddress(real_ip, strlen(real_ip), out);
+	if (!IsBlankText(forwarded_for))
+		return PickForwardedHop(forwarded_for, trusted, out);
+	*out = *peer;
+	return true;
+}

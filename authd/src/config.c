@@ -1,0 +1,401 @@
+/*-------------------------------------------------------------------------
+ * config.c
+ *		Load athena-authd settings: built-in defaults, then the file given
+ *		with -c (lines of `key = value`, # comments), then environment
+ *		variables ATHENA_AUTHD_<KEY>, which win.
+ *
+ * Keys (file name / environment variable):
+ *	listen           ATHENA_AUTHD_LISTEN           host:port, [v6]:port (127.0.0.1:9099)
+ *	dsn              ATHENA_AUTHD_DSN              libpq conninfo ("" = libpq defaults)
+ *	pool             ATHENA_AUTHD_POOL             database connections (4)
+ *	threads          ATHENA_AUTHD_THREADS          HTTP worker threads (= pool)
+ *	trusted_proxies  ATHENA_AUTHD_TRUSTED_PROXIES  CIDR list (127.0.0.1/32,::1/128)
+ *	timeout_ms       ATHENA_AUTHD_TIMEOUT_MS       per-decision budget (2000)
+ *	log              ATHENA_AUTHD_LOG              none | errors | all (errors)
+ *	fail_mode        ATHENA_AUTHD_FAIL_MODE        fail_closed | fail_open, used until
+ *	                                               the first successful call (fail_closed)
+ *-------------------------------------------------------------------------
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Raw setting values, as text, before validation */
+typedef struct RawSettings
+{
+	char	   *listen;
+	char	   *dsn;
+	char	   *pool;
+	char	   *threads;
+	char	   *trusted_proxies;
+	char	   *timeout_ms;
+	char	   *log;
+	char	   *fail_mode;
+} RawSettings;
+
+/* One known key: its file name and where its raw value lives */
+typedef struct SettingSlot
+{
+	const char *file_key;
+	const char *env_name;
+	size_t		offset;
+} SettingSlot;
+
+static const SettingSlot setting_slots[] = {
+	{"listen", "ATHENA_AUTHD_LISTEN", offsetof(RawSettings, listen)},
+	{"dsn", "ATHENA_AUTHD_DSN", offsetof(RawSettings, dsn)},
+	{"pool", "ATHENA_AUTHD_POOL", offsetof(RawSettings, pool)},
+	{"threads", "ATHENA_AUTHD_THREADS", offsetof(RawSettings, threads)},
+	{"trusted_proxies", "ATHENA_AUTHD_TRUSTED_PROXIES", offsetof(RawSettings, trusted_proxies)},
+	{"timeout_ms", "ATHENA_AUTHD_TIMEOUT_MS", offsetof(RawSettings, timeout_ms)},
+	{"log", "ATHENA_AUTHD_LOG", offsetof(RawSettings, log)},
+	{"fail_mode", "ATHENA_AUTHD_FAIL_MODE", offsetof(RawSettings, fail_mode)},
+};
+
+#define SETTING_COUNT (sizeof(setting_slots) / sizeof(setting_slots[0]))
+
+/* Address of the raw value a slot refers to */
+static char **
+SlotValue(RawSettings *raw, const SettingSlot *slot)
+{
+	return (char **) ((char *) raw + slot->offset);
+}
+
+/* Replace a raw value with a copy of value */
+static bool
+SetRawValue(char **target, const char *value)
+{
+	char	   *copy = strdup(value);
+
+	if (copy == NULL)
+		return false;
+	free(*target);
+	*target = copy;
+	return true;
+}
+
+/* Free every raw value */
+static void
+FreeRawSettings(RawSettings *raw)
+{
+	for (size_t i = 0; i < SETTING_COUNT; i++)
+	{
+		free(*SlotValue(raw, &setting_slots[i]));
+		*SlotValue(raw, &setting_slots[i]) = NULL;
+	}
+}
+
+/* Strip leading and trailing white space in place; returns the new start */
+static char *
+TrimInPlace(char *text)
+{
+	char	   *end;
+
+	while (isspace((unsigned char) *text))
+		text++;
+	end = text + strlen(text);
+	while (end > text && isspace((unsigned char) end[-1]))
+		end--;
+	*end = '\0';
+	return text;
+}
+
+/* Read `key = value` lines from path into raw; unknown keys are errors */
+static bool
+ReadConfigFile(const char *path, RawSettings *raw, char *error, size_t error_len)
+{
+	FILE	   *file = fopen(path, "r");
+	char		line[4096];
+	int			line_number = 0;
+
+	if (file == NULL)
+	{
+		snprintf(error, error_len, "cannot open config file \"%s\": %s", path, strerror(errno));
+		return false;
+	}
+	while (fgets(line, sizeof(line), file) != NULL)
+	{
+		char	   *text = TrimInPlace(line);
+		char	   *equals;
+		char	   *key;
+		char	   *value;
+		size_t		value_len;
+		bool		known = false;
+
+		line_number++;
+		if (*text == '\0' || *text == '#')
+			continue;
+		equals = strchr(text, '=');
+		if (equals == NULL)
+		{
+			snprintf(error, error_len, "%s:%d: expected key = value", path, line_number);
+			fclose(file);
+			return false;
+		}
+		*equals = '\0';
+		key = TrimInPlace(text);
+		value = TrimInPlace(equals + 1);
+		value_len = strlen(value);
+		if (value_len >= 2 && value[0] == '"' && value[value_len - 1] == '"')
+		{
+			value[value_len - 1] = '\0';
+			value++;
+		}
+		for (size_t i = 0; i < SETTING_COUNT; i++)
+		{
+			if (strcmp(key, setting_slots[i].file_key) == 0)
+			{
+				if (!SetRawValue(SlotValue(raw, &setting_slots[i]), value))
+				{
+					snprintf(error, error_len, "out of memory");
+					fclose(file);
+					return false;
+				}
+				known = true;
+			}
+		}
+		if (!known)
+		{
+			snprintf(error, error_len, "%s:%d: unknown setting \"%.64s\"", path, line_number, key);
+			fclose(file);
+			return false;
+		}
+	}
+	fclose(file);
+	return true;
+}
+
+/* Parse a decimal integer within [min, max] */
+static bool
+ParseBoundedInt(const char *name, const char *text, int min, int max, int *out,
+				char *error, size_t error_len)
+{
+	char	   *end;
+	long		value;
+
+	errno = 0;
+	value = strtol(text, &end, 10);
+	while (isspace((unsigned char) *end))
+		end++;
+	if (errno != 0 || end == text || *end != '\0' || value < min || value > max)
+	{
+		snprintf(error, error_len, "%s must be an integer from %d to %d, not \"%.64s\"",
+				 name, min, max, text);
+		return false;
+	}
+	*out = (int) value;
+	return true;
+}
+
+/* Parse host:port or [v6]:port into a socket address */
+static bool
+ParseListenAddress(const char *text, AuthdConfig *config, char *error, size_t error_len)
+{
+	char		host[256];
+	const char *port;
+	const char *colon;
+	struct addrinfo hints;
+	struct addrinfo *found = NULL;
+	int			rc;
+
+	if (text[0] == '[')
+	{
+		const char *close = strchr(text, ']');
+
+		if (close == NULL || close[1] != ':' || (size_t) (close - text - 1) >= sizeof(host))
+			goto bad;
+		memcpy(host, text + 1, (size_t) (close - text - 1));
+		host[close - text - 1] = '\0';
+		port = close + 2;
+	}
+	else
+	{
+		colon = strrchr(text, ':');
+		if (colon == NULL || (size_t) (colon - text) >= sizeof(host) || memchr(text, ':', (size_t) (colon - text)))
+			goto bad;
+		memcpy(host, text, (size_t) (colon - text));
+		host[colon - text] = '\0';
+		port = colon + 1;
+	}
+	if (host[0] == '\0' || port[0] == '\0')
+		goto bad;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	rc = getaddrinfo(host, port, &hints, &found);
+	if (rc != 0 || found == NULL)
+	{
+		snprintf(error, error_len, "cannot resolve listen address \"%.200s\": %s", text, gai_strerror(rc));
+		return false;
+	}
+	memcpy(&config->listen_addr, found->ai_addr, found->ai_addrlen);
+	config->listen_addr_len = found->ai_addrlen;
+	freeaddrinfo(found);
+	snprintf(config->listen_text, sizeof(config->listen_text), "%s", text);
+	return true;
+
+bad:
+	snprintf(error, error_len, "listen must be host:port or [ipv6]:port, not \"%.200s\"", text);
+	return false;
+}
+
+/* Name of a fail mode, as the database spells it */
+const char *
+FailModeName(FailMode mode)
+{
+	return mode == FAIL_OPEN ? "fail_open" : "fail_closed";
+}
+
+/* Parse 'fail_closed' or 'fail_open' */
+bool
+ParseFailMode(const char *text, FailMode *out)
+{
+	if (text == NULL)
+		return false;
+	if (strcmp(text, "fail_closed") == 0)
+		*out = FAIL_CLOSED;
+	else if (strcmp(text, "fail_open") == 0)
+		*out = FAIL_OPEN;
+	else
+		return false;
+	return true;
+}
+
+/* Parse 'none', 'errors' or 'all' */
+static bool
+ParseLogLevel(const char *text, LogLevel *out)
+{
+	if (strcmp(text, "none") == 0)
+		*out = LOG_LEVEL_NONE;
+	else if (strcmp(text, "errors") == 0)
+		*out = LOG_LEVEL_ERRORS;
+	else if (strcmp(text, "all") == 0)
+		*out = LOG_LEVEL_ALL;
+	else
+		return false;
+	return true;
+}
+
+/* Validate raw values into config */
+static bool
+ApplyRawSettings(const RawSettings *raw, AuthdConfig *config, char *error, size_t error_len)
+{
+	char		cidr_error[256];
+
+	if (!ParseListenAddress(raw->listen, config, error, error_len))
+		return false;
+	config->dsn = strdup(raw->dsn);
+	config->trusted_proxies_text = strdup(raw->trusted_proxies);
+	if (config->dsn == NULL || config->trusted_proxies_text == NULL)
+	{
+		snprintf(error, error_len, "out of memory");
+		return false;
+	}
+	if (!ParseBoundedInt("pool", raw->pool, 1, 256, &config->pool_size, error, error_len))
+		return false;
+	config->threads = config->pool_size;
+	if (raw->threads != NULL &&
+		!ParseBoundedInt("threads", raw->threads, 1, 1024, &config->threads, error, error_len))
+		return false;
+	if (!ParseBoundedInt("timeout_ms", raw->timeout_ms, 10, 600000, &config->timeout_ms, error, error_len))
+		return false;
+	if (!ParseLogLevel(raw->log, &config->log_level))
+	{
+		snprintf(error, error_len, "log must be none, errors or all, not \"%.64s\"", raw->log);
+		return false;
+	}
+	if (!ParseFailMode(raw->fail_mode, &config->initial_fail_mode))
+	{
+		snprintf(error, error_len, "fail_mode must be fail_closed or fail_open, not \"%.64s\"", raw->fail_mode);
+		return false;
+	}
+	if (!ParseCidrList(raw->trusted_proxies, &config->trusted_proxies, cidr_error, sizeof(cidr_error)))
+	{
+		snprintf(error, error_len, "trusted_proxies: %s", cidr_error);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Fill config from defaults, the -c file and the environment.  Returns
+ * false with a message in error when anything is invalid.
+ */
+bool
+LoadConfig(int argc, char **argv, AuthdConfig *config, char *error, size_t error_len)
+{
+	RawSettings raw;
+	const char *config_path = NULL;
+	bool		ok = false;
+	int			option;
+
+	memset(config, 0, sizeof(*config));
+	memset(&raw, 0, sizeof(raw));
+
+	while ((option = getopt(argc, argv, "c:h")) != -1)
+	{
+		if (option == 'c')
+			config_path = optarg;
+		else
+		{
+			snprintf(error, error_len, "usage: %s [-c CONFIG_FILE]", argv[0]);
+			return false;
+		}
+	}
+	if (optind < argc)
+	{
+		snprintf(error, error_len, "unexpected argument \"%.64s\"; usage: %s [-c CONFIG_FILE]",
+				 argv[optind], argv[0]);
+		return false;
+	}
+
+	if (!SetRawValue(&raw.listen, "127.0.0.1:9099") ||
+		!SetRawValue(&raw.dsn, "") ||
+		!SetRawValue(&raw.pool, "4") ||
+		!SetRawValue(&raw.trusted_proxies, "127.0.0.1/32,::1/128") ||
+		!SetRawValue(&raw.timeout_ms, "2000") ||
+		!SetRawValue(&raw.log, "errors") ||
+		!SetRawValue(&raw.fail_mode, "fail_closed"))
+	{
+		snprintf(error, error_len, "out of memory");
+		goto done;
+	}
+	if (config_path != NULL && !ReadConfigFile(config_path, &raw, error, error_len))
+		goto done;
+	for (size_t i = 0; i < SETTING_COUNT; i++)
+	{
+		const char *value = getenv(setting_slots[i].env_name);
+
+		if (value != NULL && !SetRawValue(SlotValue(&raw, &setting_slots[i]), value))
+		{
+			snprintf(error, error_len, "out of memory");
+			goto done;
+		}
+	}
+	ok = ApplyRawSettings(&raw, config, error, error_len);
+
+done:
+	FreeRawSettings(&raw);
+	if (!ok)
+		FreeConfig(config);
+	return ok;
+}
+
+/* Release what LoadConfig allocated */
+void
+FreeConfig(AuthdConfig *config)
+{
+	free(config->dsn);
+	free(config->trusted_proxies_text);
+	config->dsn = NULL;
+	config->trusted_proxies_text = NULL;
+	FreeCidrList(&config->trusted_proxies);
+}

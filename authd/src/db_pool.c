@@ -1,0 +1,640 @@
+/*-------------------------------------------------------------------------
+ * db_pool.c
+ *		Persistent libpq connections for athena-authd.
+ *
+ * Every decision runs the prepared athena_authenticate() call exactly
+ * once on one pooled connection.  Nothing here can block past the
+ * caller's deadline: waiting for a free slot, connecting (non-blocking
+ * PQconnectStartParams/PQconnectPoll) and running the statement
+ * (PQsendQueryPrepared and poll()) all share one budget; the server also
+ * gets a statement_timeout through the connection's startup options.
+ *
+ * A connection that failed, timed out, or received anything while idle
+ * (the server's shutdown notice, EOF) is closed and reopened on its next
+ * use, so a restarted server is picked up without restarting the proxy.
+ * A slot whose reconnect failed waits RECONNECT_BACKOFF_MS before trying
+ * again; meanwhile requests fail fast instead of each waiting for a
+ * connect attempt against a dead server.
+ *-------------------------------------------------------------------------
+ */
+#include "db_pool.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define AUTH_STATEMENT_NAME "athena_authd_authenticate"
+#define AUTH_COLUMN_COUNT 7
+#define RECONNECT_BACKOFF_MS 250
+
+/*
+ * Rights travel as one text parameter split on the server, so no value is
+ * ever spliced into SQL text and no array literal has to be escaped here.
+ */
+static const char auth_statement_sql[] =
+	"SELECT allowed, status, reason, key_id, public_id, client_name, fail_mode "
+	"FROM athena_keys.athena_authenticate($1::text, $2::text, $3::inet, "
+	"string_to_array($4::text, ','))";
+
+/* One pooled connection */
+typedef struct PoolSlot
+{
+	PGconn	   *conn;			/* NULL when closed */
+	bool		busy;			/* handed out to a request */
+	int64_t		retry_after_ms; /* no reconnect before this monotonic time */
+} PoolSlot;
+
+struct DbPool
+{
+	pthread_mutex_t lock;
+	pthread_cond_t slot_freed;
+	PoolSlot   *slots;
+	int			size;
+	int			timeout_ms;
+	const char **keywords;		/* connection parameters, NULL-terminated */
+	const char **values;
+	char	  **owned_strings;	/* what keywords/values point into */
+	int			owned_count;
+};
+
+/* Milliseconds on the monotonic clock */
+static int64_t
+NowMs(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Copy the first line of a libpq message into error */
+static void
+SetErrorFromMessage(char *error, size_t error_len, const char *prefix, const char *message)
+{
+	size_t		line_len = message ? strcspn(message, "\n") : 0;
+
+	snprintf(error, error_len, "%s%s%.*s", prefix, line_len ? ": " : "",
+			 (int) line_len, message ? message : "");
+}
+
+/* Keep a string alive as long as the pool; returns it, or NULL */
+static const char *
+OwnString(DbPool *pool, const char *text)
+{
+	char	   *copy = strdup(text);
+
+	if (copy != NULL)
+		pool->owned_strings[pool->owned_count++] = copy;
+	return copy;
+}
+
+/*
+ * Turn the DSN into keyword/value arrays, adding what the proxy needs:
+ * a server-side statement_timeout appended to any `options`, a
+ * connect_timeout and an application_name unless the DSN sets them.
+ */
+static bool
+BuildConnectionParameters(DbPool *pool, const char *dsn, char *error, size_t error_len)
+{
+	char	   *parse_error = NULL;
+	PQconninfoOption *options = PQconninfoParse(dsn, &parse_error);
+	int			option_count = 0;
+	int			used = 0;
+	bool		have_connect_timeout = false;
+	bool		have_application_name = false;
+	const char *existing_options = "";
+	char		buffer[1024];
+
+	if (options == NULL)
+	{
+		SetErrorFromMessage(error, error_len, "invalid ATHENA_AUTHD_DSN",
+							parse_error ? parse_error : "out of memory");
+		PQfreemem(parse_error);
+		return false;
+	}
+	for (PQconninfoOption *o = options; o->keyword; o++)
+		option_count++;
+
+	/* every option, plus three we may add, plus the terminator */
+	pool->keywords = calloc((size_t) option_count + 4, sizeof(char *));
+	pool->values = calloc((size_t) option_count + 4, sizeof(char *));
+	pool->owned_strings = calloc((size_t) (option_count + 4) * 2, sizeof(char *));
+	if (pool->keywords == NULL || pool->values == NULL || pool->owned_strings == NULL)
+		goto oom;
+
+	for (PQconninfoOption *o = options; o->keyword; o++)
+	{
+		if (o->val == NULL || o->val[0] == '\0')
+			continue;
+		if (strcmp(o->keyword, "options") == 0)
+		{
+			existing_options = o->val;
+			continue;
+		}
+		if (strcmp(o->keyword, "connect_timeout") == 0)
+			have_connect_timeout = true;
+		if (strcmp(o->keyword, "application_name") == 0)
+			have_application_name = true;
+		if ((pool->keywords[used] = OwnString(pool, o->keyword)) == NULL ||
+			(pool->values[used] = OwnString(pool, o->val)) == NULL)
+			goto oom;
+		used++;
+	}
+
+	snprintf(buffer, sizeof(buffer), "%s%s-c statement_timeout=%d",
+			 existing_options, existing_options[0] ? " " : "", pool->timeout_ms);
+	if ((pool->keywords[used] = OwnString(pool, "options")) == NULL ||
+		(pool->values[used] = OwnString(pool, buffer)) == NULL)
+		goto oom;
+	used++;
+	if (!have_connect_timeout)
+	{
+		/* libpq counts whole seconds, at least 2; our own deadline is finer */
+		snprintf(buffer, sizeof(buffer), "%d", (pool->timeout_ms + 999) / 1000);
+		if ((pool->keywords[used] = OwnString(pool, "connect_timeout")) == NULL ||
+			(pool->values[used] = OwnString(pool, buffer)) == NULL)
+			goto oom;
+		used++;
+	}
+	if (!have_application_name)
+	{
+		if ((pool->keywords[used] = OwnString(pool, "application_name")) == NULL ||
+			(pool->values[used] = OwnString(pool, "athena-authd")) == NULL)
+			goto oom;
+		used++;
+	}
+	pool->keywords[used] = NULL;
+	pool->values[used] = NULL;
+	PQconninfoFree(options);
+	return true;
+
+oom:
+	PQconninfoFree(options);
+	snprintf(error, error_len, "out of memory");
+	return false;
+}
+
+/* Create a pool of size closed connections to dsn; connections open on use */
+DbPool *
+DbPoolCreate(const char *dsn, int size, int timeout_ms, char *error, size_t error_len)
+{
+	DbPool	   *pool = calloc(1, sizeof(DbPool));
+	pthread_condattr_t cond_attr;
+
+	if (pool == NULL || (pool->slots = calloc((size_t) size, sizeof(PoolSlot))) == NULL)
+	{
+		free(pool);
+		snprintf(error, error_len, "out of memory");
+		return NULL;
+	}
+	pool->size = size;
+	pool->timeout_ms = timeout_ms;
+	pthread_mutex_init(&pool->lock, NULL);
+	pthread_condattr_init(&cond_attr);
+	pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&pool->slot_freed, &cond_attr);
+	pthread_condattr_destroy(&cond_attr);
+	if (!BuildConnectionParameters(pool, dsn, error, error_len))
+	{
+		DbPoolDestroy(pool);
+		return NULL;
+	}
+	return pool;
+}
+
+/* Close every connection and free the pool */
+void
+DbPoolDestroy(DbPool *pool)
+{
+	if (pool == NULL)
+		return;
+	for (int i = 0; i < pool->size; i++)
+	{
+		if (pool->slots[i].conn != NULL)
+			PQfinish(pool->slots[i].conn);
+	}
+	for (int i = 0; i < pool->owned_count; i++)
+		free(pool->owned_strings[i]);
+	free(pool->owned_strings);
+	free(pool->keywords);
+	free(pool->values);
+	free(pool->slots);
+	pthread_cond_destroy(&pool->slot_freed);
+	pthread_mutex_destroy(&pool->lock);
+	free(pool);
+}
+
+/*
+ * Wait until the connection's socket is ready for events or the deadline
+ * passes: 1 ready, 0 timed out, -1 error.
+ */
+static int
+WaitForSocket(PGconn *conn, short events, int64_t deadline_ms)
+{
+	struct pollfd poll_fd;
+
+	poll_fd.fd = PQsocket(conn);
+	poll_fd.events = events;
+	if (poll_fd.fd < 0)
+		return -1;
+	for (;;)
+	{
+		int64_t		remaining = deadline_ms - NowMs();
+		int			rc;
+
+		if (remaining <= 0)
+			return 0;
+		rc = poll(&poll_fd, 1, (int) remaining);
+		if (rc > 0)
+			return 1;
+		if (rc == 0)
+			return 0;
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+/*
+ * Push the queued command out and collect its results, all before the
+ * deadline.  Returns the command's result (an error result wins over a
+ * success), or NULL with error set when the connection failed or timed out.
+ */
+static PGresult *
+RunToCompletion(PGconn *conn, int64_t deadline_ms, char *error, size_t error_len)
+{
+	PGresult   *kept = NULL;
+	int			flush_rc;
+
+	while ((flush_rc = PQflush(conn)) != 0)
+	{
+		int			wait_rc;
+
+		if (flush_rc < 0)
+			goto connection_failed;
+		wait_rc = WaitForSocket(conn, POLLIN | POLLOUT, deadline_ms);
+		if (wait_rc == 0)
+			goto timed_out;
+		if (wait_rc < 0 || !PQconsumeInput(conn))
+			goto connection_failed;
+	}
+	for (;;)
+	{
+		PGresult   *result;
+
+		while (PQisBusy(conn))
+		{
+			int			wait_rc = WaitForSocket(conn, POLLIN, deadline_ms);
+
+			if (wait_rc == 0)
+				goto timed_out;
+			if (wait_rc < 0 || !PQconsumeInput(conn))
+				goto connection_failed;
+		}
+		result = PQgetResult(conn);
+		if (result == NULL)
+			break;
+		if (kept == NULL ||
+			(PQresultStatus(result) == PGRES_FATAL_ERROR && PQresultStatus(kept) != PGRES_FATAL_ERROR))
+		{
+			PQclear(kept);
+			kept = result;
+		}
+		else
+			PQclear(result);
+	}
+	if (kept == NULL)
+		snprintf(error, error_len, "database returned no result");
+	return kept;
+
+timed_out:
+	PQclear(kept);
+	snprintf(error, error_len, "database call timed out");
+	return NULL;
+
+connection_failed:
+	PQclear(kept);
+	SetErrorFromMessage(error, error_len, "database connection failed", PQerrorMessage(conn));
+	return NULL;
+}
+
+/* Open a connection and prepare the statement, before the deadline */
+static PGconn *
+OpenConnection(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
+{
+	PGconn	   *conn = PQconnectStartParams(pool->keywords, pool->values, 0);
+	PostgresPollingStatusType poll_status = PGRES_POLLING_WRITING;
+	PGresult   *result;
+
+	if (conn == NULL)
+	{
+		snprintf(error, error_len, "out of memory");
+		return NULL;
+	}
+	if (PQstatus(conn) == CONNECTION_BAD)
+		goto failed;
+	while (poll_status != PGRES_POLLING_OK)
+	{
+		int			wait_rc;
+
+		if (poll_status == PGRES_POLLING_FAILED)
+			goto failed;
+		wait_rc = WaitForSocket(conn, poll_status == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+								deadline_ms);
+		if (wait_rc == 0)
+		{
+			snprintf(error, error_len, "database connect timed out");
+			PQfinish(conn);
+			return NULL;
+		}
+		if (wait_rc < 0)
+			goto failed;
+		poll_status = PQconnectPoll(conn);
+	}
+	if (PQsetnonblocking(conn, 1) != 0 ||
+		!PQsendPrepare(conn, AUTH_STATEMENT_NAME, auth_statement_sql, 4, NULL))
+		goto failed;
+	result = RunToCompletion(conn, deadline_ms, error, error_len);
+	if (result == NULL)
+	{
+		PQfinish(conn);
+		return NULL;
+	}
+	if (PQresultStatus(result) != PGRES_COMMAND_OK)
+	{
+		SetErrorFromMessage(error, error_len, "cannot prepare athena_authenticate call",
+							PQresultErrorMessage(result));
+		PQclear(result);
+		PQfinish(conn);
+		return NULL;
+	}
+	PQclear(result);
+	return conn;
+
+failed:
+	SetErrorFromMessage(error, error_len, "cannot connect to database", PQerrorMessage(conn));
+	PQfinish(conn);
+	return NULL;
+}
+
+/*
+ * True when an idle pooled connection can take a command: open, outside
+ * a transaction, and silent.  An idle connection the server wrote to has
+ * been told it is going away (shutdown, admin termination) or was closed.
+ */
+static bool
+IdleConnectionUsable(PGconn *conn)
+{
+	struct pollfd poll_fd;
+
+	if (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE)
+		return false;
+	poll_fd.fd = PQsocket(conn);
+	poll_fd.events = POLLIN;
+	if (poll_fd.fd < 0)
+		return false;
+	return poll(&poll_fd, 1, 0) == 0;
+}
+
+/*
+ * Take a free slot, waiting for one until the deadline.  Prefers an open
+ * connection, then a closed one whose reconnect backoff has passed; when
+ * every free slot is backing off the database is down and we fail fast.
+ */
+static PoolSlot *
+AcquireSlot(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
+{
+	struct timespec deadline;
+
+	deadline.tv_sec = (time_t) (deadline_ms / 1000);
+	deadline.tv_nsec = (long) (deadline_ms % 1000) * 1000000;
+	pthread_mutex_lock(&pool->lock);
+	for (;;)
+	{
+		PoolSlot   *open_slot = NULL;
+		PoolSlot   *closed_slot = NULL;
+		bool		any_free = false;
+		int64_t		now = NowMs();
+
+		for (int i = 0; i < pool->size && open_slot == NULL; i++)
+		{
+			PoolSlot   *slot = &pool->slots[i];
+
+			if (slot->busy)
+				continue;
+			any_free = true;
+			if (slot->conn != NULL)
+				open_slot = slot;
+			else if (closed_slot == NULL && now >= slot->retry_after_ms)
+				closed_slot = slot;
+		}
+		if (open_slot != NULL || closed_slot != NULL)
+		{
+			PoolSlot   *chosen = open_slot ? open_slot : closed_slot;
+
+			chosen->busy = true;
+			pthread_mutex_unlock(&pool->lock);
+			return chosen;
+		}
+		if (any_free)
+		{
+			pthread_mutex_unlock(&pool->lock);
+			snprintf(error, error_len, "database unreachable (reconnect backing off)");
+			return NULL;
+		}
+		if (pthread_cond_timedwait(&pool->slot_freed, &pool->lock, &deadline) == ETIMEDOUT)
+		{
+			pthread_mutex_unlock(&pool->lock);
+			snprintf(error, error_len, "no free database connection before the timeout");
+			return NULL;
+		}
+	}
+}
+
+/* Give a slot back and wake one waiter */
+static void
+ReleaseSlot(DbPool *pool, PoolSlot *slot)
+{
+	pthread_mutex_lock(&pool->lock);
+	slot->busy = false;
+	pthread_cond_signal(&pool->slot_freed);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/* Close a slot's connection; it reopens on next use */
+static void
+CloseSlotConnection(PoolSlot *slot)
+{
+	if (slot->conn != NULL)
+		PQfinish(slot->conn);
+	slot->conn = NULL;
+}
+
+/* Make sure the (acquired) slot holds a usable connection */
+static bool
+EnsureSlotConnected(DbPool *pool, PoolSlot *slot, int64_t deadline_ms, char *error, size_t error_len)
+{
+	if (slot->conn != NULL && !IdleConnectionUsable(slot->conn))
+		CloseSlotConnection(slot);
+	if (slot->conn != NULL)
+		return true;
+	slot->conn = OpenConnection(pool, deadline_ms, error, error_len);
+	if (slot->conn == NULL)
+	{
+		slot->retry_after_ms = NowMs() + RECONNECT_BACKOFF_MS;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Open every connection once at start-up so the first requests do not pay
+ * for it.  Returns how many opened; the first failure goes into error.
+ */
+int
+DbPoolWarmUp(DbPool *pool, char *error, size_t error_len)
+{
+	int			opened = 0;
+
+	error[0] = '\0';
+	for (int i = 0; i < pool->size; i++)
+	{
+		char		slot_error[512];
+		PoolSlot   *slot = &pool->slots[i];
+
+		slot->conn = OpenConnection(pool, NowMs() + pool->timeout_ms, slot_error, sizeof(slot_error));
+		if (slot->conn != NULL)
+			opened++;
+		else if (error[0] == '\0')
+			snprintf(error, error_len, "%s", slot_error);
+	}
+	return opened;
+}
+
+/* strdup of a result field, NULL for SQL NULL */
+static char *
+CopyField(const PGresult *result, int column)
+{
+	if (PQgetisnull(result, 0, column))
+		return NULL;
+	return strdup(PQgetvalue(result, 0, column));
+}
+
+/* Free the strings of a verdict */
+void
+FreeAuthVerdict(AuthVerdict *verdict)
+{
+	free(verdict->reason);
+	free(verdict->key_id);
+	free(verdict->public_id);
+	free(verdict->client_name);
+	free(verdict->fail_mode);
+	memset(verdict, 0, sizeof(*verdict));
+}
+
+/* Read the single row athena_authenticate() returned into verdict */
+static bool
+ReadVerdict(const PGresult *result, AuthVerdict *verdict, char *error, size_t error_len)
+{
+	if (PQntuples(result) != 1 || PQnfields(result) != AUTH_COLUMN_COUNT ||
+		PQgetisnull(result, 0, 0) || PQgetisnull(result, 0, 1))
+	{
+		snprintf(error, error_len, "athena_authenticate returned an unexpected result shape");
+		return false;
+	}
+	verdict->allowed = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+	verdict->status = atoi(PQgetvalue(result, 0, 1));
+	verdict->reason = CopyField(result, 2);
+	verdict->key_id = CopyField(result, 3);
+	verdict->public_id = CopyField(result, 4);
+	verdict->client_name = CopyField(result, 5);
+	verdict->fail_mode = CopyField(result, 6);
+	return true;
+}
+
+/*
+ * Run athena_authenticate() once for query.  True with verdict filled in
+ * when the database decided; false with error set when it could not
+ * (no connection, timeout, SQL error): the caller applies the fail mode.
+ */
+bool
+DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
+				   char *error, size_t error_len)
+{
+	int64_t		deadline_ms = NowMs() + pool->timeout_ms;
+	const char *params[4] = {query->key, query->client, query->ip, query->rights};
+	PoolSlot   *slot;
+	PGresult   *result;
+	bool		decided = false;
+
+	memset(verdict, 0, sizeof(*verdict));
+	slot = AcquireSlot(pool, deadline_ms, error, error_len);
+	if (slot == NULL)
+		return false;
+	if (!EnsureSlotConnected(pool, slot, deadline_ms, error, error_len))
+		goto done;
+	if (!PQsendQueryPrepared(slot->conn, AUTH_STATEMENT_NAME, 4, params, NULL, NULL, 0))
+	{
+		SetErrorFromMessage(error, error_len, "cannot send athena_authenticate call",
+							PQerrorMessage(slot->conn));
+		CloseSlotConnection(slot);
+		goto done;
+	}
+	result = RunToCompletion(slot->conn, deadline_ms, error, error_len);
+	if (result == NULL)
+	{
+		CloseSlotConnection(slot);
+		goto done;
+	}
+	if (PQresultStatus(result) != PGRES_TUPLES_OK)
+		SetErrorFromMessage(error, error_len, "athena_authenticate failed", PQresultErrorMessage(result));
+	else
+		decided = ReadVerdict(result, verdict, error, error_len);
+	PQclear(result);
+	if (PQstatus(slot->conn) != CONNECTION_OK)
+		CloseSlotConnection(slot);
+
+done:
+	ReleaseSlot(pool, slot);
+	return decided;
+}
+
+/* True when a pooled connection answers SELECT 1 within the timeout */
+bool
+DbPoolHealthCheck(DbPool *pool, char *error, size_t error_len)
+{
+	int64_t		deadline_ms = NowMs() + pool->timeout_ms;
+	PoolSlot   *slot = AcquireSlot(pool, deadline_ms, error, error_len);
+	PGresult   *result;
+	bool		healthy = false;
+
+	if (slot == NULL)
+		return false;
+	if (!EnsureSlotConnected(pool, slot, deadline_ms, error, error_len))
+		goto done;
+	if (!PQsendQuery(slot->conn, "SELECT 1"))
+	{
+		SetErrorFromMessage(error, error_len, "cannot send health check", PQerrorMessage(slot->conn));
+		CloseSlotConnection(slot);
+		goto done;
+	}
+	result = RunToCompletion(slot->conn, deadline_ms, error, error_len);
+	if (result == NULL)
+	{
+		CloseSlotConnection(slot);
+		goto done;
+	}
+	healthy = PQresultStatus(result) == PGRES_TUPLES_OK;
+	if (!healthy)
+		SetErrorFromMessage(error, error_len, "health check failed", PQresultErrorMessage(result));
+	PQclear(result);
+
+done:
+	ReleaseSlot(pool, slot);
+	return healthy;
+}

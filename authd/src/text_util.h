@@ -1,0 +1,21 @@
+/*-------------------------------------------------------------------------
+ * text_util.h
+ *		Text handling for athena-authd: the rights header, JSON error
+ *		bodies, and values made safe for response headers and logs.
+ *
+ * Pure C, no I/O: unit tested in test/unit_tests.c.
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTHD_TEXT_UTIL_H
+#define AUTHD_TEXT_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+extern char *NormalizeRightsHeader(const char *header);
+extern char *JsonEscape(const char *text);
+extern char *BuildErrorBody(const char *message);
+extern bool IsSafeHeaderValue(const char *value);
+extern void SanitizeForLog(const char *text, char *out, size_t out_len);
+
+#endif							/* AUTHD_TEXT_UTIL_H */

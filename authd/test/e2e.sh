@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# End-to-end test of athena-authd: a real PostgreSQL 15 with the installed
+# athena_keys extension, nginx auth_request in front of a tiny upstream,
+# and athena-authd between them.  Runs as root or as an unprivileged user;
+# loopback ports only; everything lives in one temporary directory that is
+# removed on exit (KEEP_TMP=1 keeps it).
+#
+# Prints "ok N - ..." / "not ok N - ..." per check, then "N passed, N failed";
+# exits non-zero when anything failed.
+set -uo pipefail
+. "$(dirname "$0")/e2e_lib.sh"
+
+PASSED=0
+FAILED=0
+CHECK_NUMBER=0
+STATUS=""
+BODY=""
+HEADERS=""
+
+# Record one check: Check DESCRIPTION COMMAND...
+Check() {
+  local description=$1
+  shift
+  CHECK_NUMBER=$((CHECK_NUMBER + 1))
+  if "$@"; then
+    PASSED=$((PASSED + 1))
+    echo "ok $CHECK_NUMBER - $description"
+  else
+    FAILED=$((FAILED + 1))
+    echo "not ok $CHECK_NUMBER - $description"
+    echo "#   got status=$STATUS body=$BODY"
+  fi
+}
+
+# Stop here: report what happened so far
+Abort() {
+  CHECK_NUMBER=$((CHECK_NUMBER + 1))
+  FAILED=$((FAILED + 1))
+  echo "not ok $CHECK_NUMBER - $1"
+  Finish
+}
+
+# Print logs when something failed, the summary line, and exit
+Finish() {
+  if [ "$FAILED" -gt 0 ] && [ -n "$E2E_TMP" ]; then
+    for log in "$E2E_TMP"/*.log "$E2E_TMP/nginx/error.log"; do
+      [ -f "$log" ] && { echo "# --- tail of $log"; tail -n 15 "$log" | sed 's/^/#   /'; }
+    done
+  fi
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+  exit
+}
+
+# Request PORT PATH [curl args...]: sets STATUS, BODY and HEADERS
+Request() {
+  local port=$1 path=$2
+  shift 2
+  STATUS=$(curl -s -o "$E2E_TMP/body" -D "$E2E_TMP/headers" -w '%{http_code}' --max-time 10 \
+    "$@" "http://127.0.0.1:$port$path")
+  BODY=$(cat "$E2E_TMP/body" 2>/dev/null)
+  HEADERS=$(tr -d '\r' <"$E2E_TMP/headers" 2>/dev/null)
+}
+
+# True when the last response had this status
+StatusIs() {
+  [ "$STATUS" = "$1" ]
+}
+
+# True when the last response had this status and the JSON error message
+DeniedWith() {
+  [ "$STATUS" = "$1" ] && [ "$BODY" = "{\"status\":\"error\",\"message\":\"$2\"}" ]
+}
+
+# True when the last response had this status and a body containing text
+BodyContains() {
+  [ "$STATUS" = "$1" ] && [[ "$BODY" == *"$2"* ]]
+}
+
+# True when the last response carried header "Name: value" (case-insensitive name)
+HasHeader() {
+  grep -qi "^$1: $2\$" <<<"$HEADERS"
+}
+
+# True when the last response had no header of this name
+LacksHeader() {
+  ! grep -qi "^$1:" <<<"$HEADERS"
+}
+
+# Create a key; prints "api_key id"
+CreateKey() {
+  Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key($1)"
+}
+
+# Retry a request until it answers the wanted status (up to ~10 s)
+AwaitStatus() {
+  local wanted=$1
+  shift
+  for _ in $(seq 1 50); do
+    Request "$@"
+    [ "$STATUS" = "$wanted" ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# Milliseconds since the epoch
+NowMs() {
+  echo $(($(date +%s%N) / 1000000))
+}
+
+# ---------------------------------------------------------------- set-up
+
+if [ ! -f "$EXTENSION_CONTROL" ]; then
+  Abort "athena_keys extension installed ($EXTENSION_CONTROL missing: run make install first)"
+fi
+SetupTempDir
+EnsureAuthdBuilt || Abort "athena-authd builds"
+StartPostgres || Abort "PostgreSQL starts with CREATE EXTENSION athena_keys"
+
+AUTHD_PORT=$(PickPort)
+AUTHD_UNTRUSTED_PORT=$(PickPort)
+NGINX_PORT=$(PickPort)
+NGINX_UNTRUSTED_PORT=$(PickPort)
+UPSTREAM_PORT=$(PickPort)
+
+# main instance: environment configuration, default trusted proxies (loopback)
+StartAuthd main "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=4 \
+  ATHENA_AUTHD_TIMEOUT_MS=1000 ATHENA_AUTHD_LOG=all || Abort "athena-authd (main) starts"
+# second instance: configuration file, no trusted proxies at all
+cat >"$E2E_TMP/untrusted.conf" <<CONF
+# athena-authd that trusts no proxy: X-Forwarded-For and X-Real-IP are ignored
+dsn = $(GatewayDsn)
+pool = 2
+timeout_ms = 1000
+log = all
+trusted_proxies =
+CONF
+StartAuthd untrusted "$AUTHD_UNTRUSTED_PORT" -- -c "$E2E_TMP/untrusted.conf" ||
+  Abort "athena-authd (untrusted) starts"
+StartNginx || Abort "nginx starts"
+
+Sql >/dev/null <<'SQL' || Abort "test data set up"
+SELECT athena_keys.athena_create_right('users.read');
+SELECT athena_keys.athena_add_ip_rule('blacklist', '10.9.9.0/24'::cidr, label => 'e2e blocked range');
+SQL
+read -r K1 K1_ID < <(CreateKey "name => 'k1', client_name => 'web', rights => ARRAY['users.read']")
+read -r K2 K2_ID < <(CreateKey "name => 'k2', client_name => 'web', rights => ARRAY['users.read']")
+read -r K3 K3_ID < <(CreateKey "name => 'k3', client_name => 'web', rights => ARRAY['users.read']")
+read -r K4 K4_ID < <(CreateKey "name => 'k4', client_name => 'web', rights => ARRAY['users.read'],
+  ip_whitelist => ARRAY['10.20.0.0/16']::cidr[]")
+read -r K5 _ < <(CreateKey "name => 'k5', rights => ARRAY['*']")
+[ -n "${K4_ID:-}" ] && [ -n "${K5:-}" ] || Abort "keys issued"
+Sql -c "SELECT athena_keys.athena_set_key_active('$K2_ID', false)" >/dev/null
+Sql -c "SELECT athena_keys.athena_set_key_expiry('$K3_ID', now() - interval '1 minute')" >/dev/null
+K1_PUBLIC_ID=${K1#ath_}
+K1_PUBLIC_ID=${K1_PUBLIC_ID%%.*}
+
+# ---------------------------------------------------------------- checks
+
+Request "$AUTHD_PORT" /healthz
+Check "GET /healthz is 200 ok while the database is up" BodyContains 200 ok
+
+# through nginx (auth_request)
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
+Check "valid key, client and right: upstream answers 200" BodyContains 200 "upstream ok"
+Check "upstream receives X-Athena-Key-Id / Public-Id / Client" \
+  BodyContains 200 "key_id=$K1_ID public_id=$K1_PUBLIC_ID client=web key="
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Client: web"
+Check "no key: 401 API key required" DeniedWith 401 "API key required"
+Check "denial is application/json" HasHeader Content-Type application/json
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key:    " -H "X-Athena-Client: web"
+Check "blank key counts as absent: 401 API key required" DeniedWith 401 "API key required"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: not-a-key" -H "X-Athena-Client: web"
+Check "malformed key: 401 Invalid API key" DeniedWith 401 "Invalid API key"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: ath_0123456789abcdef.$(printf '0%.0s' $(seq 1 64))" -H "X-Athena-Client: web"
+Check "unknown public id: 401 Invalid API key" DeniedWith 401 "Invalid API key"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: ${K1%?}x" -H "X-Athena-Client: web"
+Check "wrong secret: 401 Invalid API key" DeniedWith 401 "Invalid API key"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K2" -H "X-Athena-Client: web"
+Check "deactivated key: 401 Inactive API key" DeniedWith 401 "Inactive API key"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K3" -H "X-Athena-Client: web"
+Check "expired key: 401 Expired API key" DeniedWith 401 "Expired API key"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: mobile"
+Check "other client: 403 API key client mismatch" DeniedWith 403 "API key client mismatch"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1"
+Check "no client for a bound key: 403 API key client mismatch" DeniedWith 403 "API key client mismatch"
+
+Request "$NGINX_PORT" /query -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
+Check "route needs gateway.query: 403 Insufficient API key rights" DeniedWith 403 "Insufficient API key rights"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H "X-Athena-Rights: *"
+Check "client-sent X-Athena-Rights cannot replace the route's rights" BodyContains 200 "upstream ok"
+Request "$NGINX_PORT" /query -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read"
+Check "client-sent X-Athena-Rights cannot lower the route's rights" DeniedWith 403 "Insufficient API key rights"
+
+Request "$NGINX_PORT" /query -H "X-Athena-Key: $K5"
+Check "wildcard key, unbound client: 200 on /query" BodyContains 200 "upstream ok"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H "X-Forwarded-For: 10.9.9.5"
+Check "trusted X-Forwarded-For in the global blacklist: 403 IP blocked" DeniedWith 403 "IP blocked"
+Check "auth log records the forwarded address" \
+  test "$(Sql -c "SELECT count(*) FROM athena_keys.api_key_auth_log WHERE remote_addr = '10.9.9.5' AND failure_reason = 'IP blocked'")" -ge 1
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" \
+  -H "X-Forwarded-For: 10.9.9.5, 203.0.113.9"
+Check "right-most untrusted hop decides (spoofed left hop ignored): 200" BodyContains 200 "upstream ok"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H "X-Real-IP: 10.9.9.5"
+Check "client-sent X-Real-IP is dropped by nginx: 200" BodyContains 200 "upstream ok"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K4" -H "X-Athena-Client: web" -H "X-Forwarded-For: 10.30.0.1"
+Check "address outside the key's whitelist: 403 IP not allowed" DeniedWith 403 "IP not allowed"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K4" -H "X-Athena-Client: web" -H "X-Forwarded-For: 10.20.3.4"
+Check "address inside the key's whitelist: 200" BodyContains 200 "upstream ok"
+
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K4" -H "X-Athena-Client: web" -H "X-Forwarded-For: not-an-ip"
+Check "unparseable forwarded address gives no IP: 403 Client IP required" DeniedWith 403 "Client IP required"
+
+# athena-authd with no trusted proxies: forwarded addresses are ignored
+Request "$NGINX_UNTRUSTED_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H "X-Forwarded-For: 10.9.9.5"
+Check "untrusted proxy: blacklisted X-Forwarded-For ignored, peer used: 200" BodyContains 200 "upstream ok"
+Request "$NGINX_UNTRUSTED_PORT" /users/1 -H "X-Athena-Key: $K4" -H "X-Athena-Client: web" -H "X-Forwarded-For: 10.20.3.4"
+Check "untrusted proxy: whitelisted X-Forwarded-For ignored: 403 IP not allowed" DeniedWith 403 "IP not allowed"
+
+# athena-authd directly (what Traefik forwardAuth / Envoy ext_authz see)
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H "X-Athena-Rights:  users.read , "
+Check "direct: allowed is 204" StatusIs 204
+Check "direct: X-Athena-Key-Id header" HasHeader X-Athena-Key-Id "$K1_ID"
+Check "direct: X-Athena-Public-Id header" HasHeader X-Athena-Public-Id "$K1_PUBLIC_ID"
+Check "direct: X-Athena-Client header" HasHeader X-Athena-Client web
+
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+Check "direct: unbound key gives no X-Athena-Client header" LacksHeader X-Athena-Client
+
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read,gateway.query"
+Check "direct: two required rights, one missing: 403 with JSON body" DeniedWith 403 "Insufficient API key rights"
+Check "direct: denial carries the JSON in X-Athena-Error too" \
+  HasHeader X-Athena-Error '{"status":"error","message":"Insufficient API key rights"}'
+
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: bogus"
+Check "direct: invalid key is 401 application/json" \
+  eval 'DeniedWith 401 "Invalid API key" && HasHeader Content-Type application/json'
+
+Request "$AUTHD_PORT" /auth -X POST --data-binary 'ignored body' -H "X-Athena-Key: $K5"
+Check "direct: a request body is ignored (POST allowed: 204)" StatusIs 204
+
+# a hung database: the backends of athena-authd stop answering
+HUNG_PIDS=$(Sql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name = 'athena-authd' AND usename = 'athena_gateway'")
+if [ -n "$HUNG_PIDS" ]; then
+  # shellcheck disable=SC2086
+  AsPostgresOwner kill -STOP $HUNG_PIDS
+  START_MS=$(NowMs)
+  Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+  ELAPSED_MS=$(($(NowMs) - START_MS))
+  # shellcheck disable=SC2086
+  AsPostgresOwner kill -CONT $HUNG_PIDS
+  Check "hung database: 503 API key validation unavailable" DeniedWith 503 "API key validation unavailable"
+  Check "hung database: answered within the 1000 ms timeout (+slack) [${ELAPSED_MS} ms]" test "$ELAPSED_MS" -lt 2500
+  AwaitStatus 204 "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+  Check "after the hang: decisions resume" StatusIs 204
+else
+  Check "athena-authd connections visible in pg_stat_activity" false
+fi
+
+# the database goes away: fail_closed (the default)
+StopPostgresServer || Abort "PostgreSQL stops"
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
+Check "database down, fail_closed: 503 API key validation unavailable via nginx" \
+  DeniedWith 503 "API key validation unavailable"
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
+Check "database down, fail_closed: direct 503 with JSON body" DeniedWith 503 "API key validation unavailable"
+Request "$AUTHD_PORT" /healthz
+Check "database down: /healthz is 503" StatusIs 503
+
+StartPostgresServer || Abort "PostgreSQL restarts"
+AwaitStatus 200 "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
+Check "database back: requests pass again without restarting athena-authd" BodyContains 200 "upstream ok"
+Request "$AUTHD_PORT" /healthz
+Check "database back: /healthz is 200" StatusIs 200
+
+# fail_open, learned from a successful call, applies while the database is down
+Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_open')" >/dev/null
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: nope"
+Check "fail_open set: the database still denies what it can decide (401)" DeniedWith 401 "Invalid API key"
+StopPostgresServer || Abort "PostgreSQL stops again"
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: nope"
+Check "database down, fail_open cached: request passes via nginx" BodyContains 200 "upstream ok"
+Request "$AUTHD_PORT" /auth
+Check "database down, fail_open cached: direct 204 marked X-Athena-Degraded" \
+  eval 'StatusIs 204 && HasHeader X-Athena-Degraded fail_open'
+
+StartPostgresServer || Abort "PostgreSQL restarts again"
+AwaitStatus 401 "$NGINX_PORT" /users/1 -H "X-Athena-Key: nope"
+Check "database back under fail_open: decisions come from the database again" DeniedWith 401 "Invalid API key"
+Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_closed')" >/dev/null
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
+Check "fail_closed again: valid request passes" BodyContains 200 "upstream ok"
+StopPostgresServer || Abort "PostgreSQL stops a third time"
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
+Check "fail_closed re-learned: database down gives 503 again" DeniedWith 503 "API key validation unavailable"
+StartPostgresServer || Abort "PostgreSQL restarts a third time"
+
+Check "athena-authd log has one line per request and never the key" \
+  eval '! grep -q "$K1" "$E2E_TMP/main.log" && grep -q "decision=deny reason=\"IP blocked\" ip=10.9.9.5" "$E2E_TMP/main.log"'
+
+Finish

@@ -1,0 +1,290 @@
+# Shared set-up for athena-authd's end-to-end and load tests (sourced).
+#
+# Starts, on loopback only and inside one temporary directory, everything
+# torn down on exit:
+#   - a throwaway PostgreSQL 15 with CREATE EXTENSION athena_keys and a
+#     gateway role that may only call athena_authenticate (as the
+#     `postgres` OS user when we are root: PostgreSQL refuses to run as root);
+#   - athena-authd instances (StartAuthd);
+#   - nginx in the foreground as the current user (StartNginx), with a tiny
+#     upstream that answers 200 itself.
+# Works as root or as an unprivileged user.
+
+PG_BIN=/usr/lib/postgresql/15/bin
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+AUTHD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+AUTHD_BIN=${AUTHD_BIN:-"$AUTHD_DIR/athena-authd"}  # override to test another build (e.g. sanitizers)
+EXTENSION_CONTROL=/usr/share/postgresql/15/extension/athena_keys.control
+
+E2E_TMP=""
+PG_DATA=""
+PG_PORT=""
+NGINX_PID=""
+AUTHD_PIDS=""
+USED_PORTS=""
+
+# Run a command as the OS user that owns the PostgreSQL data directory
+AsPostgresOwner() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+# Print a free loopback TCP port not handed out before
+PickPort() {
+  local port
+  for _ in $(seq 1 200); do
+    port=$((20000 + RANDOM % 40000))
+    case " $USED_PORTS " in *" $port "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      USED_PORTS="$USED_PORTS $port"
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# Wait until something answers HTTP on 127.0.0.1:port (up to ~10 s)
+WaitForHttp() {
+  local port=$1 path=${2:-/}
+  for _ in $(seq 1 100); do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$path")" != "000" ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# Stop everything we started, by pid, and remove the temporary directory
+TeardownE2e() {
+  local pid
+  for pid in $AUTHD_PIDS; do
+    kill "$pid" 2>/dev/null
+  done
+  if [ -n "$NGINX_PID" ]; then
+    kill -QUIT "$NGINX_PID" 2>/dev/null
+  fi
+  for pid in $AUTHD_PIDS $NGINX_PID; do
+    wait "$pid" 2>/dev/null
+  done
+  if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
+    AsPostgresOwner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1
+  fi
+  if [ -n "$E2E_TMP" ] && [ -z "${KEEP_TMP:-}" ]; then
+    rm -rf "$E2E_TMP"
+  fi
+}
+
+# Create the temporary directory and install the teardown trap
+SetupTempDir() {
+  E2E_TMP=$(mktemp -d /tmp/athena-authd-e2e.XXXXXX)
+  chmod 755 "$E2E_TMP"
+  trap TeardownE2e EXIT
+  trap 'exit 130' INT TERM
+  cd "$E2E_TMP" || exit 1
+}
+
+# Build athena-authd when it is missing or older than its sources (unless
+# AUTHD_BIN points elsewhere)
+EnsureAuthdBuilt() {
+  [ "$AUTHD_BIN" != "$AUTHD_DIR/athena-authd" ] && [ -x "$AUTHD_BIN" ] && return 0
+  make -s -C "$AUTHD_DIR" athena-authd >/dev/null
+}
+
+# psql as the superuser over loopback TCP; extra arguments pass through
+Sql() {
+  "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"
+}
+
+# Initialise and start PostgreSQL, create the extension and the gateway role
+StartPostgres() {
+  PG_PORT=$(PickPort) || return 1
+  PG_DATA="$E2E_TMP/pg/data"
+  mkdir -p "$E2E_TMP/pg"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres "$E2E_TMP/pg"
+  fi
+  AsPostgresOwner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -A trust --no-sync >"$E2E_TMP/pg/initdb.log" 2>&1 ||
+    { cat "$E2E_TMP/pg/initdb.log"; return 1; }
+  AsPostgresOwner bash -c "cat >> '$PG_DATA/postgresql.conf'" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = ''
+max_connections = 50
+fsync = off
+CONF
+  StartPostgresServer || return 1
+  Sql <<'SQL' >/dev/null || return 1
+CREATE EXTENSION athena_keys;
+CREATE ROLE athena_gateway LOGIN;
+SELECT athena_keys.athena_grant_gateway_role('athena_gateway');
+SQL
+}
+
+# Start the (already initialised) PostgreSQL server
+StartPostgresServer() {
+  AsPostgresOwner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$E2E_TMP/pg/server.log" -w -t 30 start >/dev/null
+}
+
+# Stop the PostgreSQL server (fast shutdown: sessions are terminated)
+StopPostgresServer() {
+  AsPostgresOwner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null
+}
+
+# The DSN athena-authd uses: the gateway role over loopback TCP
+GatewayDsn() {
+  echo "host=127.0.0.1 port=$PG_PORT user=athena_gateway dbname=postgres"
+}
+
+# StartAuthd NAME PORT [ENV=VALUE...] [-- ARGS...]: run athena-authd in the
+# background with the given environment, log in $E2E_TMP/NAME.log
+StartAuthd() {
+  local name=$1 port=$2
+  shift 2
+  local env_settings=() args=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = "--" ]; then shift; args=("$@"); break; fi
+    env_settings+=("$1")
+    shift
+  done
+  env -u ATHENA_AUTHD_TRUSTED_PROXIES -u ATHENA_AUTHD_DSN -u ATHENA_AUTHD_LISTEN \
+    ATHENA_AUTHD_LISTEN="127.0.0.1:$port" "${env_settings[@]}" \
+    "$AUTHD_BIN" "${args[@]}" >"$E2E_TMP/$name.log" 2>&1 &
+  AUTHD_PIDS="$AUTHD_PIDS $!"
+  WaitForHttp "$port" /healthz || { echo "athena-authd $name did not start:"; cat "$E2E_TMP/$name.log"; return 1; }
+}
+
+# The auth_request wiring every protected location includes
+WriteNginxAuthSnippet() {
+  cat >"$E2E_TMP/nginx/athena_auth.conf" <<'CONF'
+auth_request /_athena_auth;
+auth_request_set $athena_error $upstream_http_x_athena_error;
+auth_request_set $athena_key_id $upstream_http_x_athena_key_id;
+auth_request_set $athena_public_id $upstream_http_x_athena_public_id;
+auth_request_set $athena_client $upstream_http_x_athena_client;
+error_page 401 = @athena_401;
+error_page 403 = @athena_403;
+error_page 500 502 503 504 = @athena_unavailable;
+proxy_pass http://app;
+proxy_http_version 1.1;
+proxy_set_header Connection "";
+proxy_set_header X-Athena-Key "";
+proxy_set_header X-Athena-Key-Id $athena_key_id;
+proxy_set_header X-Athena-Public-Id $athena_public_id;
+proxy_set_header X-Athena-Client $athena_client;
+CONF
+  cat >"$E2E_TMP/nginx/athena_locations.conf" <<'CONF'
+location = /_athena_auth {
+    internal;
+    proxy_pass http://$athena_authd_upstream;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_pass_request_body off;
+    proxy_set_header Content-Length "";
+    proxy_set_header X-Original-URI $request_uri;
+    proxy_set_header X-Athena-Rights $athena_rights;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Real-IP "";
+}
+location @athena_401 {
+    default_type application/json;
+    return 401 $athena_error;
+}
+location @athena_403 {
+    default_type application/json;
+    return 403 $athena_error;
+}
+location @athena_unavailable {
+    default_type application/json;
+    if ($athena_error = "") {
+        return 503 '{"status":"error","message":"API key validation unavailable"}';
+    }
+    return 503 $athena_error;
+}
+location /users/ {
+    set $athena_rights "users.read";
+    include athena_auth.conf;
+}
+location /query {
+    set $athena_rights "gateway.query";
+    include athena_auth.conf;
+}
+location /public-ish {
+    set $athena_rights "";
+    include athena_auth.conf;
+}
+CONF
+}
+
+# StartNginx PORT_VAR...: write nginx.conf and start nginx in the foreground
+# (backgrounded by us).  Ports: NGINX_PORT (auth via authd "main"),
+# NGINX_UNTRUSTED_PORT (auth via authd "untrusted", when set),
+# UPSTREAM_PORT (the app, also served directly with no auth).
+StartNginx() {
+  local user_line="" untrusted_server=""
+  mkdir -p "$E2E_TMP/nginx/tmp"
+  WriteNginxAuthSnippet
+  if [ "$(id -u)" -eq 0 ]; then
+    user_line="user $(id -un) $(id -gn);"
+  fi
+  if [ -n "${NGINX_UNTRUSTED_PORT:-}" ]; then
+    untrusted_server="
+    upstream authd_untrusted { server 127.0.0.1:$AUTHD_UNTRUSTED_PORT; keepalive 16; }
+    server {
+        listen 127.0.0.1:$NGINX_UNTRUSTED_PORT;
+        set \$athena_authd_upstream authd_untrusted;
+        include athena_locations.conf;
+    }"
+  fi
+  cat >"$E2E_TMP/nginx/nginx.conf" <<CONF
+$user_line
+daemon off;
+worker_processes 2;
+pid $E2E_TMP/nginx/nginx.pid;
+error_log $E2E_TMP/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $E2E_TMP/nginx/tmp/body;
+    proxy_temp_path $E2E_TMP/nginx/tmp/proxy;
+    fastcgi_temp_path $E2E_TMP/nginx/tmp/fastcgi;
+    uwsgi_temp_path $E2E_TMP/nginx/tmp/uwsgi;
+    scgi_temp_path $E2E_TMP/nginx/tmp/scgi;
+
+    upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 32; }
+    upstream authd_main { server 127.0.0.1:$AUTHD_PORT; keepalive 32; }
+
+    # the upstream application: answers itself, echoing the identity headers
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT;
+        location / {
+            default_type text/plain;
+            return 200 "upstream ok key_id=\$http_x_athena_key_id public_id=\$http_x_athena_public_id client=\$http_x_athena_client key=\$http_x_athena_key\n";
+        }
+    }
+
+    # the gateway: every protected location asks athena-authd first
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        set \$athena_authd_upstream authd_main;
+        include athena_locations.conf;
+        location /noauth/ {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+$untrusted_server
+}
+CONF
+  "$NGINX_BIN" -t -q -p "$E2E_TMP/nginx" -e "$E2E_TMP/nginx/error.log" -c "$E2E_TMP/nginx/nginx.conf" ||
+    { echo "nginx config test failed"; return 1; }
+  "$NGINX_BIN" -p "$E2E_TMP/nginx" -e "$E2E_TMP/nginx/error.log" -c "$E2E_TMP/nginx/nginx.conf" &
+  NGINX_PID=$!
+  WaitForHttp "$NGINX_PORT" /noauth/ || { echo "nginx did not start"; cat "$E2E_TMP/nginx/error.log"; return 1; }
+}

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# Benchmark of athena_authenticate against the physical floor (issue 4).
+#
+# Builds and installs athena_keys, starts a throwaway PostgreSQL 15 (as an
+# unprivileged user), and runs every scenario with pgbench against that one
+# server: prepared protocol, 8 clients, 2 threads, BENCH_SECONDS each.
+# Prints one table: tps, ratio against the scenario's baseline with the
+# issue's target, p50 and p99 latency (from pgbench's per-transaction logs),
+# then athena_keys' per-backend cache memory and the backend's RSS.
+#
+# This is a benchmark, not a test: it exits 0 after printing, whatever the
+# numbers (MISS is reported, not failed).  Run as root or with sudo:
+#   sudo bash test/bench/run_bench.sh
+#   sudo BENCH_SECONDS=3 bash test/bench/run_bench.sh     # smoke run
+# Knobs (environment): BENCH_SECONDS (15), BENCH_CLIENTS (8), BENCH_THREADS (2),
+# BENCH_KEYS (1000000), BENCH_LOG_ROWS (10000000), BENCH_IP_RULES (10000),
+# BENCH_PORT (54340), KEEP=1 (leave the server and work directory behind).
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+. "$BENCH_DIR/../lib.sh"
+
+SECONDS_PER=${BENCH_SECONDS:-15}
+CLIENTS=${BENCH_CLIENTS:-8}
+THREADS=${BENCH_THREADS:-2}
+N_KEYS=${BENCH_KEYS:-1000000}
+N_LOG=${BENCH_LOG_ROWS:-10000000}
+N_RULES=${BENCH_IP_RULES:-10000}
+PORT=${BENCH_PORT:-54340}
+
+# Checkpoints and WAL recycling should not land in the middle of a short
+# scenario; everything else is a stock server (fsync on, synchronous_commit on).
+SERVER_CONF="max_wal_size = 16GB
+min_wal_size = 1GB
+checkpoint_timeout = 1h
+checkpoint_completion_target = 0.9"
+
+ensure_packages
+command -v pgbench >/dev/null || { echo "pgbench not found" >&2; exit 1; }
+build_and_install
+
+cleanup() {
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo "KEEP=1: server left running (PGHOST=$PGHOST PGPORT=$PGPORT), work dir $WORK_DIR"
+    return
+  fi
+  stop_servers
+  rm -rf "$WORK_DIR"
+}
+trap cleanup EXIT
+start_server bench "$PORT" "$SERVER_CONF"
+
+OUT="$WORK_DIR/bench"          # scripts and pgbench logs
+mkdir -p "$OUT"
+chmod 777 "$OUT"
+
+PSQL=(psql -X -q -v ON_ERROR_STOP=1)
+q() { "${PSQL[@]}" -At -c "$1"; }
+
+echo "== setup: extension, rights, keys, IP rules"
+CALLER_IP=10.42.1.2          # inside the happy key's whitelist (10.42.0.0/16)
+"${PSQL[@]}" <<'SQL'
+CREATE EXTENSION athena_keys;
+SELECT athena_keys.athena_create_right('users.*', 'Every right on users') \g /dev/null
+-- The plain-INSERT floor: the auth log's columns, a btree on created_at, nothing else.
+CREATE TABLE bench_plain_log (LIKE athena_keys.api_key_auth_log INCLUDING DEFAULTS);
+CREATE INDEX ON bench_plain_log (created_at);
+-- The global blacklist: a few entries, none containing the caller.
+SELECT athena_keys.athena_add_ip_rule('blacklist', a::cidr, label => 'bench')
+  FROM unnest(ARRAY['203.0.113.0/24', '198.51.100.0/24', '192.0.2.0/24', '100.64.0.0/10']) a \g /dev/null
+SELECT athena_keys.athena_add_ip_rule('blacklist', '172.16.0.0/12', client_name => 'partner') \g /dev/null
+SQL
+
+# The happy key: bound to client "web", granted users.* (required users.read),
+# whitelist of 100 CIDRs 10.0.0.0/16 .. 10.99.0.0/16.
+create_key() {   # create_key NAME -> "plaintext id"
+  q "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('$1', client_name => 'web',
+       rights => ARRAY['users.*'],
+       ip_whitelist => (SELECT array_agg(format('10.%s.0.0/16', i)::cidr) FROM generate_series(0, 99) i))"
+}
+read -r HAPPY_KEY HAPPY_ID <<<"$(create_key bench-happy)"
+read -r EXPIRED_KEY EXPIRED_ID <<<"$(create_key bench-expired)"
+q "SELECT athena_keys.athena_set_key_expiry('$EXPIRED_ID', now() - interval '1 day')" >/dev/null
+HAPPY_PUBLIC=${HAPPY_KEY#ath_}; HAPPY_PUBLIC=${HAPPY_PUBLIC%%.*}
+WRONG_SECRET_KEY="ath_${HAPPY_PUBLIC}.$(printf '%064d' 0)"
+UNKNOWN_KEY="ath_ffffffffffffffff.${HAPPY_KEY#*.}"
+# Bulk keys (loaded later) all share one 64-hex secret.
+BULK_SECRET=$(printf '%064d' 0 | tr 0 a)
+
+# Scenario scripts.  Each is one statement with the key as a literal, so the
+# same file is also fed to psql once to check the verdict before measuring.
+auth_sql() {   # auth_sql KEY-LITERAL CLIENT IP RIGHTS
+  echo "SELECT * FROM athena_keys.athena_authenticate($1, $2, $3, $4);"
+}
+script() { printf '%s\n' "$2" >"$OUT/$1.sql"; }
+script select1 "SELECT 1;"
+script plain_insert "INSERT INTO bench_plain_log (api_key_id, api_key_public_id, client_name, remote_addr, required_rights, granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status) VALUES ('$HAPPY_ID', '$HAPPY_PUBLIC', 'web', '$CALLER_IP', '{users.read}', '{users.*}', '{}', true, true, true, true, 200);"
+HAPPY_SQL=$(auth_sql "'$HAPPY_KEY'" "'web'" "'$CALLER_IP'" "'{users.read}'")
+script happy "$HAPPY_SQL"
+script f_missing "$(auth_sql NULL "'web'" "'$CALLER_IP'" "'{users.read}'")"
+script f_malformed "$(auth_sql "'Bearer not-an-athena-key'" "'web'" "'$CALLER_IP'" "'{users.read}'")"
+script f_unknown "$(auth_sql "'$UNKNOWN_KEY'" "'web'" "'$CALLER_IP'" "'{users.read}'")"
+script f_wrong_secret "$(auth_sql "'$WRONG_SECRET_KEY'" "'web'" "'$CALLER_IP'" "'{users.read}'")"
+script f_expired "$(auth_sql "'$EXPIRED_KEY'" "'web'" "'$CALLER_IP'" "'{users.read}'")"
+script f_client "$(auth_sql "'$HAPPY_KEY'" "'mobile'" "'$CALLER_IP'" "'{users.read}'")"
+script f_rights "$(auth_sql "'$HAPPY_KEY'" "'web'" "'$CALLER_IP'" "'{orders.write}'")"
+script f_ip_blocked "$(auth_sql "'$HAPPY_KEY'" "'web'" "'203.0.113.9'" "'{users.read}'")"
+printf '%s\n' '\set g random(1, '"$N_KEYS"')' \
+  "SELECT * FROM athena_keys.athena_authenticate('ath_' || lpad(to_hex(:g::int), 16, '0') || '.$BULK_SECRET', 'web', '$CALLER_IP', '{users.read}');" \
+  >"$OUT/random_key.sql"
+
+declare -A TPS P50 P99 FAILED VERDICT LABEL PGOPT
+ORDER=()
+# 1000000 -> 1M, 10000 -> 10k
+human() { awk -v n="$1" 'BEGIN { if (n >= 1e6 && n % 1e6 == 0) print n / 1e6 "M"; else if (n >= 1e3 && n % 1e3 == 0) print n / 1e3 "k"; else print n }'; }
+HK=$(human "$N_KEYS"); HL=$(human "$N_LOG"); HR=$(human "$N_RULES")
+
+# check NAME EXPECTED-STATUS EXPECTED-REASON [PGOPTIONS]: one call through psql.
+check() {
+  local name=$1 status=$2 reason=$3 opts=${4:-} got
+  got=$(PGOPTIONS="$opts" "${PSQL[@]}" -At -F '|' \
+        -c "$(sed 's/^SELECT \* FROM/SELECT status, coalesce(reason, '"''"') FROM/' "$OUT/$name.sql")")
+  if [ "$got" = "$status|$reason" ]; then
+    VERDICT[$name]="$status ${reason:-ok}"
+  else
+    VERDICT[$name]="UNEXPECTED: got '$got', want '$status|$reason'"
+    echo "   WARNING: scenario $name returned '$got', expected '$status|$reason'" >&2
+  fi
+}
+
+# run NAME LABEL SCRIPT [PGOPTIONS]: one pgbench run; tps, p50, p99.
+run() {
+  local name=$1 label=$2 file=$3 opts=${4:-} out lat
+  ORDER+=("$name"); LABEL[$name]=$label; PGOPT[$name]=$opts
+  q "CHECKPOINT" >/dev/null
+  printf '   %-34s ' "$label"
+  out=$(PGOPTIONS="$opts" pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$SECONDS_PER" \
+          -f "$OUT/$file.sql" -l --log-prefix="$OUT/log_$name" 2>&1) || {
+    echo "pgbench failed:"; echo "$out"; TPS[$name]=0; P50[$name]=0; P99[$name]=0; return; }
+  TPS[$name]=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
+  FAILED[$name]=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+  # Per-transaction log: column 3 is the latency in microseconds.
+  lat=$(cat "$OUT"/log_"$name".* | awk '{print $3}' | sort -n | awk '
+        { v[NR] = $1 } END {
+          if (NR == 0) { print "0 0"; exit }
+          i50 = int(NR * 0.50 + 0.5); if (i50 < 1) i50 = 1
+          i99 = int(NR * 0.99 + 0.5); if (i99 < 1) i99 = 1; if (i99 > NR) i99 = NR
+          printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
+  read -r P50[$name] P99[$name] <<<"$lat"
+  rm -f "$OUT"/log_"$name".*
+  printf '%10.0f tps   p50 %s ms   p99 %s ms\n' "${TPS[$name]:-0}" "${P50[$name]}" "${P99[$name]}"
+}
+
+ASYNC="-c athena_keys.log_durability=async"
+NONE="-c athena_keys.log_decisions=none"
+
+echo "== verdicts (one call per scenario, before measuring)"
+check happy 200 ""
+check happy 200 "" "$ASYNC"
+check happy 200 "" "$NONE"
+check f_missing 401 "API key required"
+check f_malformed 401 "Invalid API key"
+check f_unknown 401 "Invalid API key"
+check f_wrong_secret 401 "Invalid API key"
+check f_expired 401 "Expired API key"
+check f_client 403 "API key client mismatch"
+check f_rights 403 "Insufficient API key rights"
+check f_ip_blocked 403 "IP blocked"
+SHOWN=$(PGOPTIONS="$ASYNC" q "SELECT current_setting('athena_keys.log_durability')")
+[ "$SHOWN" = async ] || echo "   WARNING: PGOPTIONS did not set log_durability (got '$SHOWN')" >&2
+
+echo "== measuring: pgbench -M prepared -c $CLIENTS -j $THREADS -T $SECONDS_PER per scenario"
+run select1 "SELECT 1" select1
+run plain_insert "plain durable INSERT (log-shaped)" plain_insert
+run happy "happy path, durable log" happy
+run happy_async "happy path, async log" happy "$ASYNC"
+run happy_none "happy path, log_decisions=none" happy "$NONE"
+run f_missing "fail: missing key" f_missing
+run f_malformed "fail: malformed key" f_malformed
+run f_unknown "fail: unknown public id" f_unknown
+run f_wrong_secret "fail: wrong secret" f_wrong_secret
+run f_expired "fail: expired key" f_expired
+run f_client "fail: client mismatch" f_client
+run f_rights "fail: missing rights" f_rights
+run f_ip_blocked "fail: IP blocked" f_ip_blocked
+
+echo "== loading $N_KEYS keys and $N_LOG log rows"
+t0=$(date +%s)
+"${PSQL[@]}" <<SQL
+-- Bulk keys: public id = 16-hex counter, shared secret, no client, no rights.
+INSERT INTO athena_keys.api_key (public_id, name, key_salt, key_hash)
+SELECT lpad(to_hex(g), 16, '0'), 'bulk-' || g, 'bulksalt',
+       athena_keys._key_digest('bulksalt', '$BULK_SECRET')
+  FROM generate_series(1, $N_KEYS) g;
+-- Daily partitions for the last three days, then the log rows, spread over them.
+SELECT athena_keys._create_auth_log_partition(((now() AT TIME ZONE 'UTC') - d * interval '1 day')::date)
+  FROM generate_series(1, 3) d \g /dev/null
+INSERT INTO athena_keys.api_key_auth_log
+       (created_at, api_key_public_id, client_name, remote_addr, required_rights, granted_rights,
+        authenticated, authorized, enforced, allowed, status, failure_reason)
+SELECT now() - (g::float8 / $N_LOG) * interval '3 days',
+       lpad(to_hex(g % $N_KEYS + 1), 16, '0'), 'web', '10.42.1.2', '{users.read}', '{users.*}',
+       g % 10 <> 0, g % 10 <> 0, true, g % 10 <> 0, CASE WHEN g % 10 = 0 THEN 401 ELSE 200 END,
+       CASE WHEN g % 10 = 0 THEN 'Invalid API key' END
+  FROM generate_series(1, $N_LOG) g;
+VACUUM ANALYZE athena_keys.api_key;
+VACUUM ANALYZE athena_keys.api_key_auth_log;
+CHECKPOINT;
+SQL
+echo "   loaded in $(( $(date +%s) - t0 )) s: $(q "SELECT count(*) FROM athena_keys.api_key") keys, $(q "SELECT pg_size_pretty(pg_total_relation_size('athena_keys.api_key'))") key table, $(q "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits WHERE inhparent = 'athena_keys.api_key_auth_log'::regclass") auth log"
+
+check happy 200 ""
+run large "happy path, $HK keys + $HL log rows" happy
+run random_key "random key of $HK per call (info)" random_key
+
+echo "== adding $N_RULES global blacklist entries and growing the whitelist to $N_RULES"
+"${PSQL[@]}" <<SQL
+-- Global blacklist entries in 11.0.0.0/8 .. (none contains the caller).
+INSERT INTO athena_keys.api_key_global_ip_rule (list, addr, label)
+SELECT 'blacklist', format('%s.%s.%s.0/24', 11 + g / 65536, (g / 256) % 256, g % 256)::cidr, 'bench'
+  FROM generate_series(0, $N_RULES - 1) g;
+-- Per-key whitelist entries beyond the first 100 (10.0/16 .. 10.99/16): /24s elsewhere.
+INSERT INTO athena_keys.api_key_ip_rule (api_key_id, list, addr, label)
+SELECT '$HAPPY_ID', 'whitelist', format('%s.%s.%s.0/24', 120 + g / 65536, (g / 256) % 256, g % 256)::cidr, 'bench'
+  FROM generate_series(0, $N_RULES - 100 - 1) g;
+ANALYZE athena_keys.api_key_global_ip_rule;
+ANALYZE athena_keys.api_key_ip_rule;
+SQL
+echo "   $(q "SELECT count(*) FROM athena_keys.api_key_global_ip_rule WHERE list = 'blacklist'") global blacklist entries, $(q "SELECT count(*) FROM athena_keys.api_key_ip_rule WHERE api_key_id = '$HAPPY_ID' AND list = 'whitelist'") whitelist entries on the happy key"
+check happy 200 ""
+check f_ip_blocked 403 "IP blocked"
+run rules10k "happy path, $HK keys + $HR IP rules" happy
+
+echo "== memory: one backend, 5000 happy-path calls then 20000 distinct bulk keys"
+{
+  echo "SET synchronous_commit = off;"
+  echo '\o /dev/null'
+  for _ in $(seq 5000); do echo "$HAPPY_SQL"; done
+  seq 1 20000 | awk -v s="$BULK_SECRET" -v ip="$CALLER_IP" '{
+    printf "SELECT * FROM athena_keys.athena_authenticate('"'"'ath_%016x.%s'"'"', '"'"'web'"'"', '"'"'%s'"'"', '"'"'{users.read}'"'"');\n", $1 * 37 % 1000000 + 1, s, ip }'
+  echo '\o'
+  cat <<'SQL'
+SELECT 'athena_keys contexts: ' || count(*) || ', ' || pg_size_pretty(sum(total_bytes)) || ' (' || sum(total_bytes) || ' bytes)'
+  FROM pg_backend_memory_contexts WHERE name LIKE 'athena_keys%';
+SELECT 'athena_keys saved plans: ' || count(*) || ', ' || pg_size_pretty(coalesce(sum(total_bytes), 0))
+  FROM pg_backend_memory_contexts
+ WHERE name IN ('CachedPlan', 'CachedPlanSource', 'CachedPlanQuery') AND ident LIKE '%athena_keys%';
+SELECT 'athena_keys.key_cache_size: ' || current_setting('athena_keys.key_cache_size');
+SELECT 'all backend memory contexts: ' || pg_size_pretty(sum(total_bytes)) FROM pg_backend_memory_contexts;
+SELECT 'proc ' || regexp_replace(l, '\s+', ' ', 'g')
+  FROM regexp_split_to_table(pg_read_file('/proc/self/status'), E'\n') l
+ WHERE l ~ '^(VmHWM|VmRSS|RssAnon|RssShmem):';
+SQL
+} >"$OUT/memory.sql"
+MEM=$("${PSQL[@]}" -At -f "$OUT/memory.sql")
+IDLE=$(q "SELECT regexp_replace(string_agg(l, ', '), '\s+', ' ', 'g') FROM regexp_split_to_table(pg_read_file('/proc/self/status'), E'\n') l WHERE l ~ '^(VmHWM|VmRSS|RssAnon):'")
+
+# ---------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------
+declare -A BASE TARGET SHORT
+SHORT=([select1]="SELECT 1" [plain_insert]="plain INSERT" [happy]="happy (durable)")
+for s in happy; do BASE[$s]=plain_insert; TARGET[$s]=0.8; done
+BASE[happy_async]=select1; TARGET[happy_async]=0.6
+BASE[happy_none]=select1; TARGET[happy_none]=0.8
+for s in f_missing f_malformed f_unknown f_wrong_secret f_expired f_client f_rights f_ip_blocked; do
+  BASE[$s]=happy; TARGET[$s]=1.0
+done
+BASE[large]=happy; TARGET[large]=0.9
+BASE[rules10k]=happy; TARGET[rules10k]=0.9
+BASE[random_key]=happy
+
+ratio() { awk -v a="${TPS[$1]:-0}" -v b="${TPS[$2]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "n/a"; else print (r + 0 >= t + 0 ? "PASS" : "MISS") }'; }
+
+echo
+echo "athena_keys benchmark: pgbench -M prepared -c $CLIENTS -j $THREADS -T $SECONDS_PER, $(nproc) CPUs, $(q 'SELECT version()' | cut -d, -f1)"
+printf '%-36s %10s  %-26s %-10s %9s %9s\n' scenario tps "ratio vs baseline" target p50_ms p99_ms
+printf '%s\n' "$(printf '%.0s-' $(seq 106))"
+for s in "${ORDER[@]}"; do
+  r='-'; tgt='-'
+  if [ -n "${BASE[$s]:-}" ]; then
+    r="$(ratio "$s" "${BASE[$s]}") x ${SHORT[${BASE[$s]}]}"
+    [ -n "${TARGET[$s]:-}" ] && tgt=">=${TARGET[$s]} $(verdict "$(ratio "$s" "${BASE[$s]}")" "${TARGET[$s]}")"
+  fi
+  printf '%-36s %10.0f  %-26s %-10s %9s %9s\n' "${LABEL[$s]}" "${TPS[$s]:-0}" "$r" "$tgt" "${P50[$s]}" "${P99[$s]}"
+done
+u=$(ratio f_unknown f_wrong_secret)
+uv=$(awk -v r="$u" 'BEGIN { if (r == "n/a") print "n/a"; else print (r >= 0.9 && r <= 1.1 ? "PASS" : "MISS") }')
+printf '%-36s %10s  %-26s %-10s\n' "unknown id vs wrong secret" "" "$u x wrong secret" "0.9-1.1 $uv"
+echo
+echo "targets: durable >= 0.8 x INSERT; async >= 0.6 x SELECT 1; none >= 0.8 x SELECT 1;"
+echo "         failure paths >= 1.0 x happy; 1M keys/10M log rows and 10k rules >= 0.9 x happy"
+for s in "${ORDER[@]}"; do
+  [ -n "${FAILED[$s]:-}" ] && [ "${FAILED[$s]}" != 0 ] && echo "note: ${LABEL[$s]}: ${FAILED[$s]} failed transactions"
+done
+echo
+echo "verdicts checked before measuring:"
+for s in happy f_missing f_malformed f_unknown f_wrong_secret f_expired f_client f_rights f_ip_blocked; do
+  printf '   %-28s %s\n' "$s" "${VERDICT[$s]:-}"
+done
+echo
+echo "per-backend memory after 5000 happy calls + 20000 distinct keys in one backend,"
+echo "with $N_KEYS keys, $N_RULES-entry global blacklist and whitelist (target: athena_keys caches <= 16 MB):"
+sed 's/^/   /' <<<"$MEM"
+echo "   fresh idle backend for comparison: $IDLE"
+ATH_BYTES=$(sed -n 's/^athena_keys contexts: .*(\([0-9]*\) bytes)$/\1/p' <<<"$MEM")
+[ -n "$ATH_BYTES" ] && echo "   athena_keys cache target (<= 16 MB): $(awk -v b="$ATH_BYTES" 'BEGIN { print (b <= 16 * 1024 * 1024 ? "PASS" : "MISS") }')"
+exit 0

@@ -1,0 +1,76 @@
+# pg_dump of a database with keys, grants, rules, learning state and config,
+# restored into a fresh database: every key gives the same verdicts and the
+# configuration rows are preserved.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('dump');
+$node->init;
+$node->start;
+$node->safe_psql('postgres', 'CREATE DATABASE source');
+$node->safe_psql('source', q{
+	CREATE EXTENSION athena_keys;
+	SELECT athena_keys.athena_create_right('users.read');
+	SELECT athena_keys.athena_create_right('users.*');
+	CREATE TABLE plaintext (name text PRIMARY KEY, api_key text);
+	INSERT INTO plaintext SELECT 'bound', api_key FROM athena_keys.athena_create_key('bound', client_name => 'web',
+		rights => ARRAY['users.read'], ip_whitelist => ARRAY['10.0.0.0/8']::cidr[]);
+	INSERT INTO plaintext SELECT 'wild', api_key FROM athena_keys.athena_create_key('wild', rights => ARRAY['users.*'],
+		ip_blacklist => ARRAY['10.66.0.0/16']::cidr[], expires_at => now() + interval '1 year');
+	INSERT INTO plaintext SELECT 'off', api_key FROM athena_keys.athena_create_key('off', rights => ARRAY['*']);
+	SELECT athena_keys.athena_set_key_active(id, false) FROM athena_keys.api_key WHERE name = 'off';
+	INSERT INTO plaintext SELECT 'locked', api_key FROM athena_keys.athena_create_key('locked',
+		virgin_mode => true, virgin_until_n_requests => 2);
+	INSERT INTO plaintext SELECT 'learning', api_key FROM athena_keys.athena_create_key('learning',
+		virgin_mode => true, virgin_until_n_requests => 50);
+	SELECT athena_keys.athena_authenticate(api_key, NULL, ('192.0.2.' || g)::inet, NULL)
+	  FROM plaintext, generate_series(1, 2) g WHERE name IN ('locked', 'learning');
+	INSERT INTO plaintext SELECT 'imported', NULL;
+	SELECT athena_keys.athena_import_key('athenaimport01', 'salty',
+		encode(sha256(convert_to('salty:' || repeat('s', 40), 'UTF8')), 'hex'), 'imported');
+	UPDATE plaintext SET api_key = 'ath_athenaimport01.' || repeat('s', 40) WHERE name = 'imported';
+	SELECT athena_keys.athena_add_ip_rule('blacklist', '203.0.113.0/24');
+	SELECT athena_keys.athena_add_ip_rule('whitelist', '10.0.0.0/8', client_name => 'partner');
+	SELECT athena_keys.athena_set_client_enforcement('legacy', false);
+	SELECT athena_keys.athena_set_fail_mode('fail_open');
+});
+
+my $verdicts = q{
+	SELECT string_agg(concat_ws(',', p.name, r.client, r.ip, a.allowed, a.status, a.reason, a.locked_in), E'\n'
+	                  ORDER BY p.name, r.client, r.ip)
+	  FROM plaintext p,
+	       (VALUES ('web', '10.1.2.3'::inet), ('mobile', '10.1.2.3'), ('web', '203.0.113.5'),
+	               ('legacy', '10.66.1.1'), ('partner', '172.16.0.1'), ('web', '192.0.2.1'),
+	               ('web', '192.0.2.9')) AS r(client, ip),
+	       LATERAL athena_keys.athena_authenticate(p.api_key, r.client, r.ip, ARRAY['users.read']) a
+};
+my $config = q{
+	SELECT concat_ws(' | ',
+	  (SELECT string_agg(concat_ws(',', enforce_api_keys, fail_mode), ';') FROM athena_keys.api_key_config),
+	  (SELECT string_agg(concat_ws(',', client_name, enforce_api_keys), ';' ORDER BY client_name) FROM athena_keys.api_key_client_config),
+	  (SELECT string_agg(name, ',' ORDER BY name) FROM athena_keys.api_key_right),
+	  (SELECT string_agg(concat_ws(',', list, addr, client_name), ';' ORDER BY list, addr) FROM athena_keys.api_key_global_ip_rule),
+	  (SELECT string_agg(concat_ws(',', name, state, virgin_request_count, seen_ips, whitelist_size), ';' ORDER BY name)
+	     FROM athena_keys.athena_key_status))
+};
+
+my $config_before = $node->safe_psql('source', $config);
+my $dump = $node->basedir . '/source.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('source') ], 'pg_dump succeeds');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
+	'pg_restore into a fresh database succeeds');
+
+is($node->safe_psql('restored', $config), $config_before,
+	'configuration, catalog, rules and key state are preserved');
+my $source_verdicts = $node->safe_psql('source', $verdicts);
+my $restored_verdicts = $node->safe_psql('restored', $verdicts);
+is($restored_verdicts, $source_verdicts, 'every key gives the same verdicts after restore');
+like($source_verdicts, qr/^bound,web,10\.1\.2\.3,t,200,,f$/m, 'the matrix includes successes');
+like($source_verdicts, qr/IP not allowed/, 'and failures');
+
+$node->stop;
+done_testing();

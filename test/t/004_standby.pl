@@ -1,0 +1,84 @@
+# A primary and a streaming standby: keys issued on the primary authenticate
+# on the standby; a revocation and a lock-in replayed from the primary take
+# effect in a standby session that already cached the key; a learning key
+# on the standby follows the fail mode and never raises; after promotion
+# everything, learning included, works.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $primary = PostgreSQL::Test::Cluster->new('primary');
+$primary->init(allows_streaming => 1);
+$primary->start;
+$primary->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
+my ($key, $key_id) = split /\|/, $primary->safe_psql('postgres',
+	q{SELECT api_key || '|' || id FROM athena_keys.athena_create_key('replicated', rights => ARRAY['gateway.query'])});
+my ($learner, $learner_id) = split /\|/, $primary->safe_psql('postgres',
+	q{SELECT api_key || '|' || id FROM athena_keys.athena_create_key('learner', virgin_mode => true, virgin_until_n_requests => 2)});
+
+$primary->backup('base');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'base', has_streaming => 1);
+$standby->start;
+$primary->wait_for_catchup($standby);
+
+# One long-lived standby session, so that its caches are warm.
+my $session = $standby->background_psql('postgres');
+my $auth = sub {
+	my ($k, $ip) = @_;
+	my $rights = $k eq $key ? "ARRAY['gateway.query']" : 'NULL';
+	return $session->query_safe(
+		"SELECT concat(allowed, ',', status, ',', reason) FROM athena_keys.athena_authenticate('$k', NULL, '$ip', $rights)");
+};
+
+is($auth->($key, '10.0.0.1'), 't,200,', 'a key issued on the primary authenticates on the standby');
+is($auth->($key, '10.0.0.1'), 't,200,', 'and again from the warm cache');
+
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_set_key_active('$key_id', false)");
+$primary->wait_for_catchup($standby);
+is($auth->($key, '10.0.0.1'), 'f,401,Inactive API key', 'a revocation is honoured on the standby right after replay');
+
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_set_key_active('$key_id', true)");
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_add_ip_rule('blacklist', '10.0.0.0/24')");
+$primary->wait_for_catchup($standby);
+is($auth->($key, '10.0.0.1'), 'f,403,IP blocked', 'a rule added on the primary applies on the standby after replay');
+
+is($auth->($learner, '10.1.0.1'), 'f,503,API key policy unavailable',
+	'a learning key on the standby is refused with policy unavailable under fail_closed');
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_set_fail_mode('fail_open')");
+$primary->wait_for_catchup($standby);
+is($auth->($learner, '10.1.0.1'), 't,200,API key policy unavailable',
+	'and allowed without learning under fail_open');
+is($standby->safe_psql('postgres', "SELECT virgin_request_count FROM athena_keys.api_key WHERE id = '$learner_id'"),
+	'0', 'nothing was learned on the standby');
+
+is($standby->safe_psql('postgres', "SELECT state FROM athena_keys.athena_key_status WHERE id = '$learner_id'"),
+	'learning', 'athena_key_status reads on the standby');
+like($standby->safe_psql('postgres', 'SELECT count(*) FROM athena_keys.athena_recent_failures'),
+	qr/^\d+$/, 'athena_recent_failures reads on the standby');
+
+# The primary locks the learner in; the standby session sees it after replay.
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_authenticate('$learner', NULL, '10.2.0.' || g, NULL) FROM generate_series(1, 2) g");
+$primary->wait_for_catchup($standby);
+is($auth->($learner, '10.2.0.1'), 't,200,', 'a lock-in made on the primary: learned address allowed on the standby');
+is($auth->($learner, '10.2.0.99'), 'f,403,IP not allowed', 'other addresses refused on the standby');
+$session->quit;
+
+# Failover.
+$standby->promote;
+$standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die 'promotion failed';
+my $second = $standby->safe_psql('postgres',
+	q{SELECT api_key FROM athena_keys.athena_create_key('after-failover', virgin_mode => true, virgin_until_n_requests => 2)});
+is( $standby->safe_psql('postgres',
+		"SELECT string_agg(concat_ws(',', allowed, locked_in), ' ' ORDER BY g) FROM generate_series(1, 3) g,"
+		  . " LATERAL athena_keys.athena_authenticate('$second', NULL, ('10.3.0.' || g)::inet, NULL)"),
+	't,f t,t f,f', 'after promotion a new key learns and locks in');
+is( $standby->safe_psql('postgres',
+		"SELECT count(*) > 0 FROM athena_keys.api_key_auth_log"),
+	't', 'and decisions are logged on the new primary');
+
+$standby->stop;
+$primary->stop;
+done_testing();
