@@ -122,6 +122,7 @@ AUTHD_PORT=$(PickPort)
 AUTHD_UNTRUSTED_PORT=$(PickPort)
 NGINX_PORT=$(PickPort)
 NGINX_UNTRUSTED_PORT=$(PickPort)
+# shellcheck disable=SC2034  # read by StartNginx
 UPSTREAM_PORT=$(PickPort)
 
 # main instance: environment configuration, default trusted proxies (loopback)
@@ -150,7 +151,9 @@ read -r K3 K3_ID < <(CreateKey "name => 'k3', client_name => 'web', rights => AR
 read -r K4 K4_ID < <(CreateKey "name => 'k4', client_name => 'web', rights => ARRAY['users.read'],
   ip_whitelist => ARRAY['10.20.0.0/16']::cidr[]")
 read -r K5 _ < <(CreateKey "name => 'k5', rights => ARRAY['*']")
-[ -n "${K4_ID:-}" ] && [ -n "${K5:-}" ] || Abort "keys issued"
+if [ -z "${K4_ID:-}" ] || [ -z "${K5:-}" ]; then
+  Abort "keys issued"
+fi
 Sql -c "SELECT athena_keys.athena_set_key_active('$K2_ID', false)" >/dev/null
 Sql -c "SELECT athena_keys.athena_set_key_expiry('$K3_ID', now() - interval '1 minute')" >/dev/null
 K1_PUBLIC_ID=${K1#ath_}
@@ -311,6 +314,7 @@ Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
 Check "fail_closed re-learned: database down gives 503 again" DeniedWith 503 "API key validation unavailable"
 StartPostgresServer || Abort "PostgreSQL restarts a third time"
 
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "athena-authd log has one line per request and never the key" \
   eval '! grep -q "$K1" "$E2E_TMP/main.log" && grep -q "decision=deny reason=\"IP blocked\" ip=10.9.9.5" "$E2E_TMP/main.log"'
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up for athena-authd's end-to-end and load tests (sourced).
 #
 # Starts, on loopback only and inside one temporary directory, everything
@@ -14,6 +15,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 AUTHD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AUTHD_BIN=${AUTHD_BIN:-"$AUTHD_DIR/athena-authd"}  # override to test another build (e.g. sanitizers)
+# shellcheck disable=SC2034  # used by the scripts that source this file
 EXTENSION_CONTROL=/usr/share/postgresql/15/extension/athena_keys.control
 
 E2E_TMP=""
@@ -97,6 +99,7 @@ EnsureAuthdBuilt() {
 }
 
 # psql as the superuser over loopback TCP; extra arguments pass through
+# shellcheck disable=SC2120
 Sql() {
   "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"
 }

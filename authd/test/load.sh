@@ -40,6 +40,7 @@ RunWrk() {
   NON_2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$output")
   NON_2XX=${NON_2XX:-0}
   echo "== $label: $url"
+  # shellcheck disable=SC2001
   sed 's/^/   /' <<<"$output"
 }
 

@@ -69,10 +69,13 @@ for my $i (1 .. 25)
 $node->kill9;
 $pgbench->kill_kill;
 
-# The old children exit once they notice the postmaster is gone.
+# The old children exit once they notice the postmaster is gone; until then
+# a new postmaster refuses to start.  A failed start may record the stale
+# pid file's pid, so forget it before each try.
 my $started = 0;
 for (1 .. 60)
 {
+	$node->{_pid} = undef;
 	if ($node->start(fail_ok => 1)) { $started = 1; last; }
 	sleep 1;
 }

@@ -39,7 +39,7 @@ $node->safe_psql('source', q{
 });
 
 my $verdicts = q{
-	SELECT string_agg(concat_ws(',', p.name, r.client, r.ip, a.allowed, a.status, a.reason, a.locked_in), E'\n'
+	SELECT string_agg(concat(p.name, ',', r.client, ',', r.ip, ',', a.allowed, ',', a.status, ',', a.reason, ',', a.locked_in), E'\n'
 	                  ORDER BY p.name, r.client, r.ip)
 	  FROM plaintext p,
 	       (VALUES ('web', '10.1.2.3'::inet), ('mobile', '10.1.2.3'), ('web', '203.0.113.5'),

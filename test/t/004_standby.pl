@@ -60,7 +60,7 @@ like($standby->safe_psql('postgres', 'SELECT count(*) FROM athena_keys.athena_re
 	qr/^\d+$/, 'athena_recent_failures reads on the standby');
 
 # The primary locks the learner in; the standby session sees it after replay.
-$primary->safe_psql('postgres', "SELECT athena_keys.athena_authenticate('$learner', NULL, '10.2.0.' || g, NULL) FROM generate_series(1, 2) g");
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_authenticate('$learner', NULL, ('10.2.0.' || g)::inet, NULL) FROM generate_series(1, 2) g");
 $primary->wait_for_catchup($standby);
 is($auth->($learner, '10.2.0.1'), 't,200,', 'a lock-in made on the primary: learned address allowed on the standby');
 is($auth->($learner, '10.2.0.99'), 'f,403,IP not allowed', 'other addresses refused on the standby');
