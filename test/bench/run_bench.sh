@@ -26,6 +26,8 @@ N_KEYS=${BENCH_KEYS:-1000000}
 N_LOG=${BENCH_LOG_ROWS:-10000000}
 N_RULES=${BENCH_IP_RULES:-10000}
 PORT=${BENCH_PORT:-54340}
+ROUNDS=${BENCH_ROUNDS:-3}
+ROUND_SECONDS=$(( SECONDS_PER / ROUNDS )); [ "$ROUND_SECONDS" -ge 1 ] || ROUND_SECONDS=1
 
 # Checkpoints and WAL recycling should not land in the middle of a short
 # scenario; everything else is a stock server (fsync on, synchronous_commit on).
@@ -108,7 +110,7 @@ printf '%s\n' '\set g random(1, '"$N_KEYS"')' \
   "SELECT * FROM athena_keys.athena_authenticate('ath_' || lpad(to_hex(:g::int), 16, '0') || '.$BULK_SECRET', 'web', '$CALLER_IP', '{users.read}');" \
   >"$OUT/random_key.sql"
 
-declare -A TPS P50 P99 FAILED VERDICT LABEL PGOPT
+declare -A TPS P50 P99 FAILED VERDICT LABEL PGOPT SPREAD
 ORDER=()
 # 1000000 -> 1M, 10000 -> 10k
 human() { awk -v n="$1" 'BEGIN { if (n >= 1e6 && n % 1e6 == 0) print n / 1e6 "M"; else if (n >= 1e3 && n % 1e3 == 0) print n / 1e3 "k"; else print n }'; }
@@ -127,27 +129,59 @@ check() {
   fi
 }
 
-# run NAME LABEL SCRIPT [PGOPTIONS]: one pgbench run; tps, p50, p99.
-run() {
-  local name=$1 label=$2 file=$3 opts=${4:-} out lat
-  ORDER+=("$name"); LABEL[$name]=$label; PGOPT[$name]=$opts
+# Scenarios are measured in interleaved rounds: each phase runs every one of
+# its scenarios once per round, BENCH_SECONDS / BENCH_ROUNDS seconds each,
+# so slow drift of the machine (fsync latency on a VM disk varies a lot,
+# other jobs on the host) hits every scenario alike.  tps is the median of
+# the rounds; p50/p99 come
+# from all rounds' per-transaction logs pooled.
+#
+# scenario NAME LABEL SCRIPT [PGOPTIONS]: declare one for the next phase.
+PHASE=()
+declare -A FILE TPS_ROUNDS
+scenario() {
+  ORDER+=("$1"); PHASE+=("$1"); LABEL[$1]=$2; FILE[$1]=$3; PGOPT[$1]=${4:-}; TPS_ROUNDS[$1]=""
+}
+
+# run_once NAME ROUND: one pgbench run, its tps appended to TPS_ROUNDS.
+run_once() {
+  local name=$1 round=$2 out tps failed
   q "CHECKPOINT" >/dev/null
-  printf '   %-34s ' "$label"
-  out=$(PGOPTIONS="$opts" pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$SECONDS_PER" \
-          -f "$OUT/$file.sql" -l --log-prefix="$OUT/log_$name" 2>&1) || {
-    echo "pgbench failed:"; echo "$out"; TPS[$name]=0; P50[$name]=0; P99[$name]=0; return; }
-  TPS[$name]=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
-  FAILED[$name]=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
-  # Per-transaction log: column 3 is the latency in microseconds.
-  lat=$(cat "$OUT"/log_"$name".* | awk '{print $3}' | sort -n | awk '
-        { v[NR] = $1 } END {
-          if (NR == 0) { print "0 0"; exit }
-          i50 = int(NR * 0.50 + 0.5); if (i50 < 1) i50 = 1
-          i99 = int(NR * 0.99 + 0.5); if (i99 < 1) i99 = 1; if (i99 > NR) i99 = NR
-          printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
-  read -r P50[$name] P99[$name] <<<"$lat"
-  rm -f "$OUT"/log_"$name".*
-  printf '%10.0f tps   p50 %s ms   p99 %s ms\n' "${TPS[$name]:-0}" "${P50[$name]}" "${P99[$name]}"
+  out=$(PGOPTIONS="${PGOPT[$name]}" pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$ROUND_SECONDS" \
+          -f "$OUT/${FILE[$name]}.sql" -l --log-prefix="$OUT/log_${name}_r$round" 2>&1) || {
+    echo; echo "pgbench failed for $name:"; echo "$out"; return 0; }
+  tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
+  failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+  TPS_ROUNDS[$name]+="${tps:-0} "
+  FAILED[$name]=$(( ${FAILED[$name]:-0} + ${failed:-0} ))
+}
+
+# measure: run the declared phase, then summarise each of its scenarios.
+measure() {
+  local round name lat
+  for round in $(seq "$ROUNDS"); do
+    printf '   round %s/%s:' "$round" "$ROUNDS"
+    for name in "${PHASE[@]}"; do run_once "$name" "$round"; printf ' .'; done
+    echo
+  done
+  for name in "${PHASE[@]}"; do
+    read -r TPS[$name] SPREAD[$name] < <(tr ' ' '\n' <<<"${TPS_ROUNDS[$name]}" | grep . | sort -g | awk '
+        { v[NR] = $1 } END { if (NR == 0) { print 0, "-"; exit }
+          m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          printf "%.1f %.0f-%.0f\n", m, v[1], v[NR] }')
+    # Per-transaction log: column 3 is the latency in microseconds.
+    lat=$(cat "$OUT"/log_"$name"_r* 2>/dev/null | awk '{print $3}' | sort -n | awk '
+          { v[NR] = $1 } END {
+            if (NR == 0) { print "0 0"; exit }
+            i50 = int(NR * 0.50 + 0.5); if (i50 < 1) i50 = 1
+            i99 = int(NR * 0.99 + 0.5); if (i99 < 1) i99 = 1; if (i99 > NR) i99 = NR
+            printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
+    read -r P50[$name] P99[$name] <<<"$lat"
+    rm -f "$OUT"/log_"$name"_r*
+    printf '   %-40s %8.0f tps (rounds %s)  p50 %s ms  p99 %s ms\n' \
+      "${LABEL[$name]}" "${TPS[$name]}" "${SPREAD[$name]}" "${P50[$name]}" "${P99[$name]}"
+  done
+  PHASE=()
 }
 
 ASYNC="-c athena_keys.log_durability=async"
@@ -168,20 +202,22 @@ check f_ip_blocked 403 "IP blocked"
 SHOWN=$(PGOPTIONS="$ASYNC" q "SELECT current_setting('athena_keys.log_durability')")
 [ "$SHOWN" = async ] || echo "   WARNING: PGOPTIONS did not set log_durability (got '$SHOWN')" >&2
 
-echo "== measuring: pgbench -M prepared -c $CLIENTS -j $THREADS -T $SECONDS_PER per scenario"
-run select1 "SELECT 1" select1
-run plain_insert "plain durable INSERT (log-shaped)" plain_insert
-run happy "happy path, durable log" happy
-run happy_async "happy path, async log" happy "$ASYNC"
-run happy_none "happy path, log_decisions=none" happy "$NONE"
-run f_missing "fail: missing key" f_missing
-run f_malformed "fail: malformed key" f_malformed
-run f_unknown "fail: unknown public id" f_unknown
-run f_wrong_secret "fail: wrong secret" f_wrong_secret
-run f_expired "fail: expired key" f_expired
-run f_client "fail: client mismatch" f_client
-run f_rights "fail: missing rights" f_rights
-run f_ip_blocked "fail: IP blocked" f_ip_blocked
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "== measuring: pgbench -M prepared -c $CLIENTS -j $THREADS, $ROUNDS interleaved rounds of $ROUND_SECONDS s per scenario"
+scenario select1 "SELECT 1" select1
+scenario plain_insert "plain durable INSERT (log-shaped)" plain_insert
+scenario happy "happy path, durable log" happy
+scenario happy_async "happy path, async log" happy "$ASYNC"
+scenario happy_none "happy path, log_decisions=none" happy "$NONE"
+scenario f_missing "fail: missing key" f_missing
+scenario f_malformed "fail: malformed key" f_malformed
+scenario f_unknown "fail: unknown public id" f_unknown
+scenario f_wrong_secret "fail: wrong secret" f_wrong_secret
+scenario f_expired "fail: expired key" f_expired
+scenario f_client "fail: client mismatch" f_client
+scenario f_rights "fail: missing rights" f_rights
+scenario f_ip_blocked "fail: IP blocked" f_ip_blocked
+measure
 
 echo "== loading $N_KEYS keys and $N_LOG log rows"
 t0=$(date +%s)
@@ -209,8 +245,9 @@ SQL
 echo "   loaded in $(( $(date +%s) - t0 )) s: $(q "SELECT count(*) FROM athena_keys.api_key") keys, $(q "SELECT pg_size_pretty(pg_total_relation_size('athena_keys.api_key'))") key table, $(q "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits WHERE inhparent = 'athena_keys.api_key_auth_log'::regclass") auth log"
 
 check happy 200 ""
-run large "happy path, $HK keys + $HL log rows" happy
-run random_key "random key of $HK per call (info)" random_key
+scenario large "happy path, $HK keys + $HL log rows" happy
+scenario random_key "random key of $HK per call (info)" random_key
+measure
 
 echo "== adding $N_RULES global blacklist entries and growing the whitelist to $N_RULES"
 "${PSQL[@]}" <<SQL
@@ -228,7 +265,8 @@ SQL
 echo "   $(q "SELECT count(*) FROM athena_keys.api_key_global_ip_rule WHERE list = 'blacklist'") global blacklist entries, $(q "SELECT count(*) FROM athena_keys.api_key_ip_rule WHERE api_key_id = '$HAPPY_ID' AND list = 'whitelist'") whitelist entries on the happy key"
 check happy 200 ""
 check f_ip_blocked 403 "IP blocked"
-run rules10k "happy path, $HK keys + $HR IP rules" happy
+scenario rules10k "happy path, $HK keys + $HR IP rules" happy
+measure
 
 echo "== memory: one backend, 5000 happy-path calls then 20000 distinct bulk keys"
 {
@@ -273,21 +311,23 @@ ratio() { awk -v a="${TPS[$1]:-0}" -v b="${TPS[$2]:-0}" 'BEGIN { if (b > 0) prin
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "n/a"; else print (r + 0 >= t + 0 ? "PASS" : "MISS") }'; }
 
 echo
-echo "athena_keys benchmark: pgbench -M prepared -c $CLIENTS -j $THREADS -T $SECONDS_PER, $(nproc) CPUs, $(q 'SELECT version()' | cut -d, -f1)"
-printf '%-36s %10s  %-26s %-10s %9s %9s\n' scenario tps "ratio vs baseline" target p50_ms p99_ms
-printf '%s\n' "$(printf '%.0s-' $(seq 106))"
+echo "athena_keys benchmark: pgbench -M prepared -c $CLIENTS -j $THREADS, ${ROUNDS}x${ROUND_SECONDS} s per scenario, $(nproc) CPUs, $(q 'SELECT version()' | cut -d, -f1)"
+printf '%-36s %8s %-12s %-24s %-10s %8s %8s\n' scenario tps "rounds" "ratio vs baseline" target p50_ms p99_ms
+printf '%s\n' "$(printf '%.0s-' $(seq 114))"
 for s in "${ORDER[@]}"; do
   r='-'; tgt='-'
   if [ -n "${BASE[$s]:-}" ]; then
     r="$(ratio "$s" "${BASE[$s]}") x ${SHORT[${BASE[$s]}]}"
     [ -n "${TARGET[$s]:-}" ] && tgt=">=${TARGET[$s]} $(verdict "$(ratio "$s" "${BASE[$s]}")" "${TARGET[$s]}")"
   fi
-  printf '%-36s %10.0f  %-26s %-10s %9s %9s\n' "${LABEL[$s]}" "${TPS[$s]:-0}" "$r" "$tgt" "${P50[$s]}" "${P99[$s]}"
+  printf '%-36s %8.0f %-12s %-24s %-10s %8s %8s\n' "${LABEL[$s]}" "${TPS[$s]:-0}" "${SPREAD[$s]:--}" "$r" "$tgt" "${P50[$s]}" "${P99[$s]}"
 done
 u=$(ratio f_unknown f_wrong_secret)
 uv=$(awk -v r="$u" 'BEGIN { if (r == "n/a") print "n/a"; else print (r >= 0.9 && r <= 1.1 ? "PASS" : "MISS") }')
-printf '%-36s %10s  %-26s %-10s\n' "unknown id vs wrong secret" "" "$u x wrong secret" "0.9-1.1 $uv"
+printf '%-36s %8s %-12s %-24s %-10s\n' "unknown id vs wrong secret" "" "" "$u x wrong secret" "0.9-1.1 $uv"
 echo
+echo "load average (1/5/15 min) before measuring: $LOAD_BEFORE, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "tps = median of the rounds (min-max shown); p50/p99 over every transaction of every round."
 echo "targets: durable >= 0.8 x INSERT; async >= 0.6 x SELECT 1; none >= 0.8 x SELECT 1;"
 echo "         failure paths >= 1.0 x happy; 1M keys/10M log rows and 10k rules >= 0.9 x happy"
 for s in "${ORDER[@]}"; do
