@@ -2,14 +2,21 @@
 # The main job, on a fresh Debian 12 machine (root or sudo): install the
 # packages, build and install athena_keys, start a throwaway PostgreSQL as an
 # unprivileged user, create the extension, issue keys, and print real
-# verdicts for each kind of request plus the triage views.  The server is
-# torn down on exit (KEEP=1 leaves it running and prints how to connect).
+# verdicts for each kind of request plus the triage views.  Then the same
+# over HTTP: build athena-authd, run it and nginx (auth_request) in front of a
+# tiny upstream on loopback ports, and print real curl requests with their
+# status and answer.  Everything is torn down on exit (KEEP=1 leaves the
+# server, athena-authd and nginx running and prints how to reach them).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# PickPort, WaitForHttp, StartAuthd, StartNginx, StopHttpServices
+. "$(dirname "$0")/../authd/test/e2e_lib.sh"
 
 ensure_packages
+grep -q http_auth_request <<<"$("$NGINX_BIN" -V 2>&1)" ||
+  { echo "$NGINX_BIN has no auth_request module"; exit 1; }
 build_and_install
-[ "${KEEP:-0}" = 1 ] || trap stop_servers EXIT
+[ "${KEEP:-0}" = 1 ] || trap 'StopHttpServices; stop_servers' EXIT
 start_server demo 54330
 
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
@@ -108,7 +115,106 @@ SELECT name, state, virgin_request_count, seen_ips, whitelist_size, last_used_at
 SELECT key_name, addr, hit_count, locked_in FROM athena_keys.athena_ip_seen ORDER BY addr;
 SQL
 
+# ---------------------------------------------------------------- HTTP
+
+echo
+echo '== HTTP: build athena-authd; a LOGIN gateway role for it, and a key for the curl requests'
+as_user make -s -C "$WORK_DIR/src/authd" clean >/dev/null
+as_user make -s -C "$WORK_DIR/src/authd" >/dev/null
+# shellcheck disable=SC2034  # read by StartAuthd
+AUTHD_BIN=$WORK_DIR/src/authd/athena-authd
+HTTP_KEY=$(psql -X -q -At -v ON_ERROR_STOP=1 <<'SQL'
+CREATE ROLE demo_authd LOGIN;
+SELECT athena_keys.athena_grant_gateway_role('demo_authd') \g /dev/null
+SET ROLE demo_admin;
+SELECT api_key FROM athena_keys.athena_create_key(
+    'http-demo', client_name => 'web', rights => ARRAY['users.read']);
+SQL
+)
+echo "http-demo plaintext key (shown once): $HTTP_KEY"
+psql -X -q -v ON_ERROR_STOP=1 -c 'SET ROLE demo_admin' -c "
+SELECT name, id, public_id, state, client_name, rights, whitelist_size
+  FROM athena_keys.athena_key_status WHERE name = 'http-demo'"
+
+# athena-authd and nginx live in the work dir, on free loopback ports, and run
+# as the unprivileged user when we are root
+E2E_TMP=$WORK_DIR/http
+as_user mkdir -p "$E2E_TMP"
+# shellcheck disable=SC2034  # read by StartAuthd / StartNginx
+DAEMON_USER=$(run_user)
+AUTHD_PORT=$(PickPort)
+NGINX_PORT=$(PickPort)
+UPSTREAM_PORT=$(PickPort)
+AUTHD_DSN="host=127.0.0.1 port=$PGPORT user=demo_authd dbname=postgres"
+StartAuthd authd "$AUTHD_PORT" ATHENA_AUTHD_DSN="$AUTHD_DSN" ATHENA_AUTHD_POOL=2 ATHENA_AUTHD_LOG=all
+StartNginx
+HTTP_START=$(psql -X -At -c 'SELECT clock_timestamp()')
+
+# HttpLine DESCRIPTION URL [curl args...]: one real request, one line:
+# description, HTTP status, answer (the body; for 204 the identity headers;
+# for a bodyless denial X-Athena-Error)
+HttpLine() {
+  local description=$1 url=$2 status body headers answer
+  shift 2
+  status=$(curl -s -o "$E2E_TMP/body" -D "$E2E_TMP/headers" -w '%{http_code}' --max-time 10 "$@" "$url") || true
+  body=$(cat "$E2E_TMP/body" 2>/dev/null || true)
+  headers=$(tr -d '\r' <"$E2E_TMP/headers" 2>/dev/null || true)
+  if [ "$status" = 204 ]; then
+    answer=$(grep -i '^X-Athena-' <<<"$headers" | sed ':a;N;$!ba;s/\n/, /g' || true)
+    answer=${answer:-"(no identity headers)"}
+  elif [ -n "$body" ]; then
+    answer=$body
+    grep -qiF "X-Athena-Error: $body" <<<"$headers" && answer="$answer (also in X-Athena-Error)"
+  else
+    answer=$(grep -i '^X-Athena-Error:' <<<"$headers" || true)
+  fi
+  printf '  %-56s %3s  %s\n' "$description" "$status" "$answer"
+}
+
+echo
+echo "== HTTP through nginx auth_request -> athena-authd (as demo_authd) -> athena_authenticate()"
+echo "   nginx 127.0.0.1:$NGINX_PORT, athena-authd 127.0.0.1:$AUTHD_PORT, upstream 127.0.0.1:$UPSTREAM_PORT (echoes the identity headers)"
+echo "   routes: /users/* needs users.read, /query needs gateway.query; KEY = the http-demo key above (client web);"
+echo "   athena-authd trusts loopback proxies, so it takes the caller IP from nginx's X-Forwarded-For"
+echo "   each line: curl -H 'X-Athena-Key: \$KEY' -H 'X-Athena-Client: web' [changes] http://127.0.0.1:$NGINX_PORT<path>"
+echo
+NGINX_URL=http://127.0.0.1:$NGINX_PORT
+HttpLine "valid key, client web, GET /users/1" "$NGINX_URL/users/1" \
+  -H "X-Athena-Key: $HTTP_KEY" -H "X-Athena-Client: web"
+HttpLine "no X-Athena-Key" "$NGINX_URL/users/1" -H "X-Athena-Client: web"
+HttpLine "invalid key: last 4 characters of the secret changed" "$NGINX_URL/users/1" \
+  -H "X-Athena-Key: ${HTTP_KEY%????}beef" -H "X-Athena-Client: web"
+HttpLine "client mismatch: X-Athena-Client: mobile" "$NGINX_URL/users/1" \
+  -H "X-Athena-Key: $HTTP_KEY" -H "X-Athena-Client: mobile"
+HttpLine "missing right: GET /query needs gateway.query" "$NGINX_URL/query" \
+  -H "X-Athena-Key: $HTTP_KEY" -H "X-Athena-Client: web"
+HttpLine "blacklisted caller: X-Forwarded-For: 203.0.113.9" "$NGINX_URL/users/1" \
+  -H "X-Athena-Key: $HTTP_KEY" -H "X-Athena-Client: web" -H "X-Forwarded-For: 203.0.113.9"
+
+echo
+echo "== The same check straight to athena-authd (what nginx's auth_request subrequest gets back)"
+echo "   curl -H 'X-Athena-Key: \$KEY' -H 'X-Athena-Client: web' -H 'X-Athena-Rights: <rights>' http://127.0.0.1:$AUTHD_PORT/auth"
+echo
+HttpLine "allowed, X-Athena-Rights: users.read" "http://127.0.0.1:$AUTHD_PORT/auth" \
+  -H "X-Athena-Key: $HTTP_KEY" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read"
+HttpLine "denied, X-Athena-Rights: users.read,gateway.query" "http://127.0.0.1:$AUTHD_PORT/auth" \
+  -H "X-Athena-Key: $HTTP_KEY" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read,gateway.query"
+
+echo
+echo '== Triage (as demo_admin): the HTTP denials in athena_recent_failures, with the forwarded address'
+psql -X -q -v ON_ERROR_STOP=1 -v since="$HTTP_START" <<'SQL'
+\pset null '·'
+SET ROLE demo_admin;
+SELECT failure_reason, status, key_name, client_name, remote_addr, explanation
+  FROM athena_keys.athena_recent_failures WHERE created_at >= :'since';
+SQL
+
 if [ "${KEEP:-0}" = 1 ]; then
   echo
   echo "Server left running: PGHOST=$PGHOST PGPORT=$PGPORT psql -U postgres"
+  echo "athena-authd (pid$AUTHD_PIDS) on 127.0.0.1:$AUTHD_PORT, log $E2E_TMP/authd.log"
+  echo "nginx (pid $NGINX_PID) on 127.0.0.1:$NGINX_PORT, config $E2E_TMP/nginx/nginx.conf"
+  echo "  curl -i -H 'X-Athena-Key: $HTTP_KEY' -H 'X-Athena-Client: web' $NGINX_URL/users/1"
+  echo "Stop them with: kill$AUTHD_PIDS; kill -QUIT $NGINX_PID; and the server (as $(run_user)):"
+  echo "  $PG_BIN/pg_ctl -D $SERVER_DIR/data -m fast stop"
 fi

@@ -9,7 +9,10 @@
 #   - athena-authd instances (StartAuthd);
 #   - nginx in the foreground as the current user (StartNginx), with a tiny
 #     upstream that answers 200 itself.
-# Works as root or as an unprivileged user.
+# Works as root or as an unprivileged user.  When root sets DAEMON_USER,
+# athena-authd and nginx run as that user instead (setpriv, same pid).
+# test/demo.sh at the top level reuses PickPort, WaitForHttp, StartAuthd,
+# StartNginx and StopHttpServices with its own E2E_TMP and PostgreSQL.
 
 PG_BIN=/usr/lib/postgresql/15/bin
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
@@ -24,6 +27,16 @@ PG_PORT=""
 NGINX_PID=""
 AUTHD_PIDS=""
 USED_PORTS=""
+DAEMON_USER=${DAEMON_USER:-}
+
+# Print the command prefix that runs athena-authd / nginx as DAEMON_USER
+# (nothing unless we are root and DAEMON_USER is set); setpriv execs, so $!
+# of a backgrounded "$prefix command" is the daemon's own pid
+DaemonPrefix() {
+  if [ -n "$DAEMON_USER" ] && [ "$(id -u)" -eq 0 ]; then
+    echo "setpriv --reuid=$DAEMON_USER --regid=$(id -g "$DAEMON_USER") --init-groups"
+  fi
+}
 
 # Run a command as the OS user that owns the PostgreSQL data directory
 AsPostgresOwner() {
@@ -62,18 +75,26 @@ WaitForHttp() {
   return 1
 }
 
-# Stop everything we started, by pid, and remove the temporary directory
-TeardownE2e() {
+# Stop the athena-authd instances and nginx we started, by pid (safe
+# under set -e, and when called twice)
+StopHttpServices() {
   local pid
   for pid in $AUTHD_PIDS; do
-    kill "$pid" 2>/dev/null
+    kill "$pid" 2>/dev/null || true
   done
   if [ -n "$NGINX_PID" ]; then
-    kill -QUIT "$NGINX_PID" 2>/dev/null
+    kill -QUIT "$NGINX_PID" 2>/dev/null || true
   fi
   for pid in $AUTHD_PIDS $NGINX_PID; do
-    wait "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
   done
+  AUTHD_PIDS=""
+  NGINX_PID=""
+}
+
+# Stop everything we started, by pid, and remove the temporary directory
+TeardownE2e() {
+  StopHttpServices
   if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
     AsPostgresOwner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1
   fi
@@ -147,7 +168,7 @@ GatewayDsn() {
 # StartAuthd NAME PORT [ENV=VALUE...] [-- ARGS...]: run athena-authd in the
 # background with the given environment, log in $E2E_TMP/NAME.log
 StartAuthd() {
-  local name=$1 port=$2
+  local name=$1 port=$2 prefix
   shift 2
   local env_settings=() args=()
   while [ $# -gt 0 ]; do
@@ -155,7 +176,9 @@ StartAuthd() {
     env_settings+=("$1")
     shift
   done
-  env -u ATHENA_AUTHD_TRUSTED_PROXIES -u ATHENA_AUTHD_DSN -u ATHENA_AUTHD_LISTEN \
+  prefix=$(DaemonPrefix)
+  # shellcheck disable=SC2086  # the prefix is split into words on purpose
+  $prefix env -u ATHENA_AUTHD_TRUSTED_PROXIES -u ATHENA_AUTHD_DSN -u ATHENA_AUTHD_LISTEN \
     ATHENA_AUTHD_LISTEN="127.0.0.1:$port" "${env_settings[@]}" \
     "$AUTHD_BIN" "${args[@]}" >"$E2E_TMP/$name.log" 2>&1 &
   AUTHD_PIDS="$AUTHD_PIDS $!"
@@ -224,15 +247,19 @@ location /public-ish {
 CONF
 }
 
-# StartNginx PORT_VAR...: write nginx.conf and start nginx in the foreground
-# (backgrounded by us).  Ports: NGINX_PORT (auth via authd "main"),
-# NGINX_UNTRUSTED_PORT (auth via authd "untrusted", when set),
-# UPSTREAM_PORT (the app, also served directly with no auth).
+# StartNginx: write nginx.conf and start nginx in the foreground
+# (backgrounded by us; its stdout/stderr go to nginx/stderr.log).  Ports:
+# NGINX_PORT (auth via authd "main", AUTHD_PORT), NGINX_UNTRUSTED_PORT (auth
+# via authd "untrusted", AUTHD_UNTRUSTED_PORT, when set), UPSTREAM_PORT (the
+# app, also served directly with no auth).
 StartNginx() {
-  local user_line="" untrusted_server=""
+  local user_line="" untrusted_server="" prefix
+  prefix=$(DaemonPrefix)
   mkdir -p "$E2E_TMP/nginx/tmp"
   WriteNginxAuthSnippet
-  if [ "$(id -u)" -eq 0 ]; then
+  if [ -n "$prefix" ]; then
+    chown -R "$DAEMON_USER" "$E2E_TMP/nginx"
+  elif [ "$(id -u)" -eq 0 ]; then
     user_line="user $(id -un) $(id -gn);"
   fi
   if [ -n "${NGINX_UNTRUSTED_PORT:-}" ]; then
@@ -285,9 +312,13 @@ http {
 $untrusted_server
 }
 CONF
-  "$NGINX_BIN" -t -q -p "$E2E_TMP/nginx" -e "$E2E_TMP/nginx/error.log" -c "$E2E_TMP/nginx/nginx.conf" ||
+  # shellcheck disable=SC2086  # the prefix is split into words on purpose
+  $prefix "$NGINX_BIN" -t -q -p "$E2E_TMP/nginx" -e "$E2E_TMP/nginx/error.log" -c "$E2E_TMP/nginx/nginx.conf" ||
     { echo "nginx config test failed"; return 1; }
-  "$NGINX_BIN" -p "$E2E_TMP/nginx" -e "$E2E_TMP/nginx/error.log" -c "$E2E_TMP/nginx/nginx.conf" &
+  # shellcheck disable=SC2086
+  $prefix "$NGINX_BIN" -p "$E2E_TMP/nginx" -e "$E2E_TMP/nginx/error.log" -c "$E2E_TMP/nginx/nginx.conf" \
+    >"$E2E_TMP/nginx/stderr.log" 2>&1 &
   NGINX_PID=$!
-  WaitForHttp "$NGINX_PORT" /noauth/ || { echo "nginx did not start"; cat "$E2E_TMP/nginx/error.log"; return 1; }
+  WaitForHttp "$NGINX_PORT" /noauth/ ||
+    { echo "nginx did not start"; cat "$E2E_TMP/nginx/stderr.log" "$E2E_TMP/nginx/error.log" 2>/dev/null; return 1; }
 }
