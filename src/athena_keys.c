@@ -73,6 +73,7 @@ _PG_init(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
+	InitAsyncLog();
 	MarkGUCPrefixReserved("athena_keys");
 	RegisterCacheCallbacks();
 }

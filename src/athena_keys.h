@@ -153,8 +153,15 @@ typedef struct DecisionRecord
 } DecisionRecord;
 
 extern bool ShouldLogDecision(const DecisionRecord *decision);
-extern void WriteDecisionLog(const DecisionRecord *decision);
+extern void WriteDecisionLog(const DecisionRecord *decision, bool learned);
 extern void TouchKeyLastUsed(CachedKey *key);
 extern void CommitAsynchronouslyIfAllowed(bool caller_had_writes, bool learning_wrote);
+
+/* async_log.c */
+extern int	athena_async_log_buffer_kb;
+extern int	athena_async_flush_interval_ms;
+extern void InitAsyncLog(void);
+extern bool AsyncLogAvailable(void);
+extern bool QueueDecisionLog(const DecisionRecord *decision);
 
 #endif

@@ -4,11 +4,12 @@
  *
  * athena_keys.log_decisions chooses which decisions are written and
  * athena_keys.log_durability whether their commit waits for the WAL flush.
- * Async applies only when the call's own log row (and last-use stamp) is
- * the first write of its transaction: it then sets synchronous_commit off
- * for that transaction, so a crash can lose at most the last
- * wal_writer_delay x 3 of log rows and a clean shutdown loses none.
- * Learning writes never take this path, so they always commit durably.
+ * Under async the row goes to the batched writer of async_log.c when
+ * athena_keys is preloaded; otherwise (or when its queue is full), when the
+ * call's own log row and last-use stamp are the first writes of its
+ * transaction, that transaction commits with synchronous_commit off, so a
+ * crash can lose at most the last wal_writer_delay x 3 of log rows and a
+ * clean shutdown loses none.  Learning writes are always durable.
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
@@ -69,16 +70,21 @@ ClippedTextDatum(text *t, int max_bytes)
 }
 
 /*
- * Insert the decision's log row.  Never holds the secret or a digest: only
- * the public id as presented, and only when the key was well formed.
+ * Log the decision.  Never holds the secret or a digest: only the public
+ * id as presented, and only when the key was well formed.  Under async the
+ * row goes to the batched writer (async_log.c) when it can take it; a
+ * learning call's row always commits with its learning writes.
  */
 void
-WriteDecisionLog(const DecisionRecord *decision)
+WriteDecisionLog(const DecisionRecord *decision, bool learned)
 {
 	Datum		values[14];
 	char		nulls[14];
 
 	if (!CanWrite())
+		return;
+	if (athena_log_durability == LOG_DURABILITY_ASYNC && !learned &&
+		QueueDecisionLog(decision))
 		return;
 
 	EnsureSpiConnected();

@@ -398,7 +398,7 @@ athena_authenticate(PG_FUNCTION_ARGS)
 	}
 
 	if (ShouldLogDecision(&decision))
-		WriteDecisionLog(&decision);
+		WriteDecisionLog(&decision, learned);
 	if (decision.authenticated && !learned)
 		TouchKeyLastUsed(key);
 	CommitAsynchronouslyIfAllowed(caller_had_writes, learned);

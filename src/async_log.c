@@ -1,0 +1,727 @@
+/*-------------------------------------------------------------------------
+ * async_log.c
+ *		The batched log writer behind athena_keys.log_durability = async.
+ *
+ * Even with synchronous_commit off, a transaction that writes costs about
+ * twice a read-only one (XID, WAL records, commit record).  So under async
+ * a decision's log row is not inserted by the call: it is serialised into
+ * backend memory, copied into a per-database ring in shared memory when
+ * the transaction commits (nothing is queued for a rolled-back one), and a
+ * background worker per database inserts the queued rows in batches every
+ * athena_keys.async_flush_interval.
+ *
+ * Space is reserved in the ring when the call logs, so that commit never
+ * waits; when the ring is full, or athena_keys is not in
+ * shared_preload_libraries, the call falls back to inserting the row
+ * itself with synchronous_commit off for its transaction.
+ *
+ * A writer that finds nothing to do for a second exits and frees its slot
+ * (an idle connection would keep its database from being dropped); the
+ * next backend that queues starts a new one.
+ *
+ * Loss window: rows not yet inserted by the worker (at most one flush
+ * interval plus one batch) are lost if the server crashes.  On SIGTERM
+ * (any clean shutdown) the worker keeps draining until the ring is empty
+ * and no reservation is outstanding.  The worker advances the ring only
+ * after its batch committed, so a failed batch is retried.
+ *-------------------------------------------------------------------------
+ */
+#include "athena_keys.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "postmaster/interrupt.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+PGDLLEXPORT void athena_log_writer_main(Datum main_arg);
+
+#define ASYNC_LOG_SLOTS 8
+#define RECORD_ALIGN 8
+
+int			athena_async_log_buffer_kb = 8192;
+int			athena_async_flush_interval_ms = 200;
+
+/* One database's ring.  Positions grow forever; offsets are modulo size. */
+typedef struct AsyncLogSlot
+{
+	Oid			dboid;			/* InvalidOid = free */
+	bool		worker_registered;
+	pid_t		worker_pid;
+	Latch	   *worker_latch;
+	uint64		read_pos;
+	uint64		write_pos;
+	uint64		reserved;
+	Size		data_offset;	/* from the start of the shared block */
+} AsyncLogSlot;
+
+typedef struct AsyncLogShared
+{
+	LWLock	   *lock;
+	Size		slot_bytes;
+	AsyncLogSlot slots[ASYNC_LOG_SLOTS];
+} AsyncLogShared;
+
+/* A serialised decision: fixed header, then the variable fields */
+typedef struct AsyncLogRecordHeader
+{
+	uint32		total_len;		/* header + fields, padded to RECORD_ALIGN */
+	uint16		flags;
+	int16		status;
+	TimestampTz created_at;
+	pg_uuid_t	key_id;
+} AsyncLogRecordHeader;
+
+#define FLAG_KEY_IDENTIFIED	0x0001
+#define FLAG_AUTHENTICATED	0x0002
+#define FLAG_AUTHORIZED		0x0004
+#define FLAG_ENFORCED		0x0008
+#define FLAG_ALLOWED		0x0010
+#define FLAG_LOCKED_IN		0x0020
+
+/* The variable fields, in order; each is a uint32 length (or ~0 for NULL) then bytes */
+enum
+{
+	FIELD_PUBLIC_ID, FIELD_CLIENT, FIELD_REMOTE_ADDR, FIELD_REQUIRED,
+	FIELD_GRANTED, FIELD_MISSING, FIELD_REASON, FIELD_COUNT
+};
+#define NULL_FIELD_LEN 0xFFFFFFFFu
+
+static AsyncLogShared *async_shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Records of the current transaction, queued at commit */
+static List *pending_records = NIL;
+static uint64 pending_bytes = 0;
+static int	pending_slot = -1;
+static bool xact_callback_registered = false;
+
+static volatile sig_atomic_t worker_got_sigterm = false;
+static SPIPlanPtr worker_insert_plan = NULL;
+
+static void AsyncLogShmemRequest(void);
+static void AsyncLogShmemStartup(void);
+static Size AsyncLogShmemSize(void);
+static int	ClaimSlotForDatabase(void);
+static bool RegisterWriterForSlot(int slot);
+static void AsyncLogXactCallback(XactEvent event, void *arg);
+static void RingWrite(AsyncLogSlot *slot, uint64 pos, const char *src, Size len);
+static void RingRead(AsyncLogSlot *slot, uint64 pos, char *dst, Size len);
+static void WriterSigterm(SIGNAL_ARGS);
+static uint64 DrainSlot(AsyncLogSlot *slot);
+static void InsertRecord(const char *record);
+
+/* Total shared memory for the rings and their bookkeeping */
+static Size
+AsyncLogShmemSize(void)
+{
+	return add_size(MAXALIGN(sizeof(AsyncLogShared)),
+					mul_size((Size) athena_async_log_buffer_kb, 1024));
+}
+
+/*
+ * Called from _PG_init while shared_preload_libraries is processed: define
+ * the settings that size the rings and install the shared memory hooks.
+ */
+void
+InitAsyncLog(void)
+{
+	/* The ring is sized at server start; without preloading there is none */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomIntVariable("athena_keys.async_log_buffer",
+							"Shared memory for log rows queued under log_durability = async.",
+							"Split evenly between up to 8 databases.  Needs athena_keys in "
+							"shared_preload_libraries.",
+							&athena_async_log_buffer_kb,
+							8192, 64, 1024 * 1024,
+							PGC_POSTMASTER, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("athena_keys.async_flush_interval",
+							"How often the log writer inserts queued rows.",
+							"Rows queued longer than this are at risk in a crash.",
+							&athena_async_flush_interval_ms,
+							200, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = AsyncLogShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = AsyncLogShmemStartup;
+}
+
+/* Ask for the shared memory and the lock */
+static void
+AsyncLogShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(AsyncLogShmemSize());
+	RequestNamedLWLockTranche("athena_keys async log", 1);
+}
+
+/* Create (or attach to) the rings */
+static void
+AsyncLogShmemStartup(void)
+{
+	bool		found;
+	int			i;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	async_shared = ShmemInitStruct("athena_keys async log", AsyncLogShmemSize(), &found);
+	if (!found)
+	{
+		Size		per_slot = ((Size) athena_async_log_buffer_kb * 1024 / ASYNC_LOG_SLOTS)
+			& ~((Size) RECORD_ALIGN - 1);
+
+		memset(async_shared, 0, sizeof(AsyncLogShared));
+		async_shared->lock = &(GetNamedLWLockTranche("athena_keys async log"))->lock;
+		async_shared->slot_bytes = per_slot;
+		for (i = 0; i < ASYNC_LOG_SLOTS; i++)
+			async_shared->slots[i].data_offset =
+				MAXALIGN(sizeof(AsyncLogShared)) + (Size) i * per_slot;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Whether the batched writer can be used in this server */
+bool
+AsyncLogAvailable(void)
+{
+	return async_shared != NULL;
+}
+
+/* Copy len bytes into the ring at logical position pos */
+static void
+RingWrite(AsyncLogSlot *slot, uint64 pos, const char *src, Size len)
+{
+	char	   *base = (char *) async_shared + slot->data_offset;
+	Size		size = async_shared->slot_bytes;
+	Size		off = pos % size;
+	Size		first = Min(len, size - off);
+
+	memcpy(base + off, src, first);
+	if (first < len)
+		memcpy(base, src + first, len - first);
+}
+
+/* Copy len bytes out of the ring from logical position pos */
+static void
+RingRead(AsyncLogSlot *slot, uint64 pos, char *dst, Size len)
+{
+	char	   *base = (char *) async_shared + slot->data_offset;
+	Size		size = async_shared->slot_bytes;
+	Size		off = pos % size;
+	Size		first = Min(len, size - off);
+
+	memcpy(dst, base + off, first);
+	if (first < len)
+		memcpy(dst + first, base, len - first);
+}
+
+/* Find this database's slot, claiming a free one; -1 when all are taken */
+static int
+ClaimSlotForDatabase(void)
+{
+	int			i;
+	int			free_slot = -1;
+
+	for (i = 0; i < ASYNC_LOG_SLOTS; i++)
+	{
+		if (async_shared->slots[i].dboid == MyDatabaseId)
+			return i;
+		if (free_slot < 0 && async_shared->slots[i].dboid == InvalidOid)
+			free_slot = i;
+	}
+	if (free_slot >= 0)
+	{
+		AsyncLogSlot *slot = &async_shared->slots[free_slot];
+
+		slot->dboid = MyDatabaseId;
+		slot->worker_registered = false;
+		slot->read_pos = slot->write_pos = 0;
+		slot->reserved = 0;
+	}
+	return free_slot;
+}
+
+/* Start the writer of a slot (a dynamic background worker) */
+static bool
+RegisterWriterForSlot(int slot)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "athena_keys");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "athena_log_writer_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "athena_keys log writer for database %u", MyDatabaseId);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "athena_keys log writer");
+	worker.bgw_main_arg = Int32GetDatum(slot);
+	worker.bgw_notify_pid = 0;
+	return RegisterDynamicBackgroundWorker(&worker, &handle);
+}
+
+/*
+ * Queue a decision's log row for the writer.  Returns false (nothing
+ * queued) when the writer is unavailable or its ring is too full; the
+ * caller then inserts the row itself.
+ */
+bool
+QueueDecisionLog(const DecisionRecord *decision)
+{
+	Size		lens[FIELD_COUNT];
+	const char *ptrs[FIELD_COUNT];
+	Size		total;
+	int			i;
+	int			slot_index;
+	AsyncLogSlot *slot;
+	char	   *record;
+	char	   *p;
+	AsyncLogRecordHeader header;
+	bool		need_worker = false;
+
+	if (async_shared == NULL || !OidIsValid(MyDatabaseId))
+		return false;
+
+	memset(ptrs, 0, sizeof(ptrs));
+	ptrs[FIELD_PUBLIC_ID] = decision->public_id;
+	lens[FIELD_PUBLIC_ID] = decision->public_id_len;
+	if (decision->client != NULL)
+	{
+		lens[FIELD_CLIENT] = Min(VARSIZE_ANY_EXHDR(decision->client), 256);
+		lens[FIELD_CLIENT] = pg_mbcliplen(VARDATA_ANY(decision->client),
+										  VARSIZE_ANY_EXHDR(decision->client),
+										  lens[FIELD_CLIENT]);
+		ptrs[FIELD_CLIENT] = VARDATA_ANY(decision->client);
+	}
+	if (decision->has_remote_addr)
+	{
+		ptrs[FIELD_REMOTE_ADDR] = (const char *) PG_DETOAST_DATUM_PACKED(decision->remote_addr);
+		lens[FIELD_REMOTE_ADDR] = VARSIZE_ANY(ptrs[FIELD_REMOTE_ADDR]);
+	}
+	if (decision->has_required_rights)
+	{
+		ptrs[FIELD_REQUIRED] = (const char *) PG_DETOAST_DATUM(decision->required_rights);
+		lens[FIELD_REQUIRED] = VARSIZE(ptrs[FIELD_REQUIRED]);
+	}
+	if (decision->has_granted_rights)
+	{
+		ptrs[FIELD_GRANTED] = (const char *) PG_DETOAST_DATUM(decision->granted_rights);
+		lens[FIELD_GRANTED] = VARSIZE(ptrs[FIELD_GRANTED]);
+	}
+	if (decision->has_missing_rights)
+	{
+		ptrs[FIELD_MISSING] = (const char *) PG_DETOAST_DATUM(decision->missing_rights);
+		lens[FIELD_MISSING] = VARSIZE(ptrs[FIELD_MISSING]);
+	}
+	ptrs[FIELD_REASON] = decision->reason;
+	lens[FIELD_REASON] = decision->reason ? strlen(decision->reason) : 0;
+
+	total = sizeof(AsyncLogRecordHeader);
+	for (i = 0; i < FIELD_COUNT; i++)
+		total += sizeof(uint32) + (ptrs[i] ? lens[i] : 0);
+	total = TYPEALIGN(RECORD_ALIGN, total);
+
+	/* Big rows (huge rights arrays) are not worth a slice of the ring */
+	if (total > async_shared->slot_bytes / 16)
+		return false;
+
+	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+	slot_index = pending_slot >= 0 ? pending_slot : ClaimSlotForDatabase();
+	if (slot_index < 0)
+	{
+		LWLockRelease(async_shared->lock);
+		return false;
+	}
+	slot = &async_shared->slots[slot_index];
+	if (slot->write_pos - slot->read_pos + slot->reserved + total > async_shared->slot_bytes)
+	{
+		LWLockRelease(async_shared->lock);
+		if (slot->worker_latch != NULL)
+			SetLatch(slot->worker_latch);
+		return false;
+	}
+	slot->reserved += total;
+	if (!slot->worker_registered)
+	{
+		slot->worker_registered = true;
+		need_worker = true;
+	}
+	LWLockRelease(async_shared->lock);
+
+	if (need_worker && !RegisterWriterForSlot(slot_index))
+	{
+		/* No worker slot free: give the reservation back and insert directly */
+		LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+		slot->worker_registered = false;
+		slot->reserved -= total;
+		LWLockRelease(async_shared->lock);
+		return false;
+	}
+
+	record = MemoryContextAllocZero(TopTransactionContext, total);
+	memset(&header, 0, sizeof(header));
+	header.total_len = (uint32) total;
+	header.status = (int16) decision->status;
+	header.created_at = GetCurrentTransactionStartTimestamp();
+	header.key_id = decision->key_id;
+	header.flags = (decision->key_identified ? FLAG_KEY_IDENTIFIED : 0) |
+		(decision->authenticated ? FLAG_AUTHENTICATED : 0) |
+		(decision->authorized ? FLAG_AUTHORIZED : 0) |
+		(decision->enforced ? FLAG_ENFORCED : 0) |
+		(decision->allowed ? FLAG_ALLOWED : 0) |
+		(decision->locked_in ? FLAG_LOCKED_IN : 0);
+	memcpy(record, &header, sizeof(header));
+	p = record + sizeof(header);
+	for (i = 0; i < FIELD_COUNT; i++)
+	{
+		uint32		len = ptrs[i] ? (uint32) lens[i] : NULL_FIELD_LEN;
+
+		memcpy(p, &len, sizeof(uint32));
+		p += sizeof(uint32);
+		if (ptrs[i])
+		{
+			memcpy(p, ptrs[i], lens[i]);
+			p += lens[i];
+		}
+	}
+
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(AsyncLogXactCallback, NULL);
+		xact_callback_registered = true;
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		pending_records = lappend(pending_records, record);
+		MemoryContextSwitchTo(old);
+	}
+	pending_bytes += total;
+	pending_slot = slot_index;
+	return true;
+}
+
+/*
+ * At commit, move this transaction's records into the ring (their space is
+ * reserved); at abort, give the reservation back.
+ */
+static void
+AsyncLogXactCallback(XactEvent event, void *arg)
+{
+	AsyncLogSlot *slot;
+	ListCell   *lc;
+	bool		wake = false;
+
+	if (pending_slot < 0)
+		return;
+	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+
+	slot = &async_shared->slots[pending_slot];
+	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+	if (event == XACT_EVENT_PRE_COMMIT)
+	{
+		foreach(lc, pending_records)
+		{
+			char	   *record = lfirst(lc);
+			uint32		len;
+
+			memcpy(&len, record, sizeof(uint32));
+			RingWrite(slot, slot->write_pos, record, len);
+			slot->write_pos += len;
+		}
+		wake = (slot->write_pos - slot->read_pos) * 2 > async_shared->slot_bytes;
+	}
+	slot->reserved -= pending_bytes;
+	LWLockRelease(async_shared->lock);
+	if (wake && slot->worker_latch != NULL)
+		SetLatch(slot->worker_latch);
+
+	/* The list lives in TopTransactionContext, which goes away with it */
+	pending_records = NIL;
+	pending_bytes = 0;
+	pending_slot = -1;
+}
+
+/* SIGTERM: finish the queue, then exit */
+static void
+WriterSigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	worker_got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* Read one field of a record; returns the position after it */
+static const char *
+ReadField(const char *p, const char **value, uint32 *len)
+{
+	memcpy(len, p, sizeof(uint32));
+	p += sizeof(uint32);
+	if (*len == NULL_FIELD_LEN)
+	{
+		*value = NULL;
+		return p;
+	}
+	*value = p;
+	return p + *len;
+}
+
+/* Insert one serialised record through the prepared statement */
+static void
+InsertRecord(const char *record)
+{
+	AsyncLogRecordHeader header;
+	const char *p = record + sizeof(AsyncLogRecordHeader);
+	const char *value[FIELD_COUNT];
+	uint32		len[FIELD_COUNT];
+	Datum		values[15];
+	char		nulls[15];
+	int			i;
+
+	memcpy(&header, record, sizeof(header));
+	for (i = 0; i < FIELD_COUNT; i++)
+		p = ReadField(p, &value[i], &len[i]);
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = TimestampTzGetDatum(header.created_at);
+	if (header.flags & FLAG_KEY_IDENTIFIED)
+		values[1] = UUIDPGetDatum(&header.key_id);
+	else
+		nulls[1] = 'n';
+	if (value[FIELD_PUBLIC_ID])
+		values[2] = PointerGetDatum(cstring_to_text_with_len(value[FIELD_PUBLIC_ID], len[FIELD_PUBLIC_ID]));
+	else
+		nulls[2] = 'n';
+	if (value[FIELD_CLIENT])
+		values[3] = PointerGetDatum(cstring_to_text_with_len(value[FIELD_CLIENT], len[FIELD_CLIENT]));
+	else
+		nulls[3] = 'n';
+	/* Varlena fields were copied whole; copy them out aligned */
+	for (i = FIELD_REMOTE_ADDR; i <= FIELD_MISSING; i++)
+	{
+		int			col = 4 + (i - FIELD_REMOTE_ADDR);
+
+		if (value[i])
+		{
+			char	   *copy = palloc(len[i]);
+
+			memcpy(copy, value[i], len[i]);
+			values[col] = PointerGetDatum(copy);
+		}
+		else
+			nulls[col] = 'n';
+	}
+	values[8] = BoolGetDatum((header.flags & FLAG_AUTHENTICATED) != 0);
+	values[9] = BoolGetDatum((header.flags & FLAG_AUTHORIZED) != 0);
+	values[10] = BoolGetDatum((header.flags & FLAG_ENFORCED) != 0);
+	values[11] = BoolGetDatum((header.flags & FLAG_ALLOWED) != 0);
+	values[12] = Int16GetDatum(header.status);
+	if (value[FIELD_REASON])
+		values[13] = PointerGetDatum(cstring_to_text_with_len(value[FIELD_REASON], len[FIELD_REASON]));
+	else
+		nulls[13] = 'n';
+	values[14] = BoolGetDatum((header.flags & FLAG_LOCKED_IN) != 0);
+
+	if (SPI_execute_plan(worker_insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "athena_keys log writer: insert failed");
+}
+
+/*
+ * Insert everything queued so far in one transaction, then release it from
+ * the ring.  Returns the bytes drained.  Rows of a database whose extension
+ * was dropped are discarded.
+ */
+static uint64
+DrainSlot(AsyncLogSlot *slot)
+{
+	uint64		start;
+	uint64		end;
+	uint64		pos;
+	char	   *buffer;
+
+	LWLockAcquire(async_shared->lock, LW_SHARED);
+	start = slot->read_pos;
+	end = slot->write_pos;
+	LWLockRelease(async_shared->lock);
+	if (start == end)
+		return 0;
+
+	/* Only this worker consumes, and producers never touch [start, end) */
+	buffer = palloc(end - start);
+	RingRead(slot, start, buffer, end - start);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "athena_keys: inserting queued log rows");
+
+	if (OidIsValid(get_namespace_oid("athena_keys", true)) &&
+		OidIsValid(get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", true))))
+	{
+		if (worker_insert_plan == NULL)
+		{
+			Oid			argtypes[15] = {TIMESTAMPTZOID, UUIDOID, TEXTOID, TEXTOID, INETOID,
+				TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+				BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT2OID, TEXTOID, BOOLOID};
+
+			worker_insert_plan = SPI_prepare(
+				"INSERT INTO athena_keys.api_key_auth_log "
+				"(created_at, api_key_id, api_key_public_id, client_name, remote_addr, "
+				" required_rights, granted_rights, missing_rights, authenticated, "
+				" authorized, enforced, allowed, status, failure_reason, locked_in) "
+				"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+				15, argtypes);
+			if (worker_insert_plan == NULL || SPI_keepplan(worker_insert_plan) != 0)
+				elog(ERROR, "athena_keys log writer: preparing the insert failed");
+		}
+		for (pos = 0; pos < end - start;)
+		{
+			uint32		len;
+
+			memcpy(&len, buffer + pos, sizeof(uint32));
+			InsertRecord(buffer + pos);
+			pos += len;
+		}
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pfree(buffer);
+
+	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+	slot->read_pos = end;
+	LWLockRelease(async_shared->lock);
+	return end - start;
+}
+
+/*
+ * The writer of one database: wake every flush interval (or when a
+ * backend finds the ring half full), insert what is queued; on SIGTERM,
+ * drain until nothing is queued or reserved, then exit.
+ */
+void
+athena_log_writer_main(Datum main_arg)
+{
+	int			slot_index = DatumGetInt32(main_arg);
+	AsyncLogSlot *slot;
+	TimestampTz idle_since;
+
+	pqsignal(SIGTERM, WriterSigterm);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	if (async_shared == NULL || slot_index < 0 || slot_index >= ASYNC_LOG_SLOTS)
+		proc_exit(1);
+	slot = &async_shared->slots[slot_index];
+	BackgroundWorkerInitializeConnectionByOid(slot->dboid, InvalidOid, 0);
+
+	/* The writer's own commits are durable: its batches are the log */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
+	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+	slot->worker_pid = MyProcPid;
+	slot->worker_latch = MyLatch;
+	LWLockRelease(async_shared->lock);
+	idle_since = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 athena_async_flush_interval_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		/* Absorbs ProcSignalBarriers (DROP DATABASE waits for them) */
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		if (DrainSlot(slot) > 0)
+			idle_since = GetCurrentTimestamp();
+		else if (!worker_got_sigterm &&
+				 TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), 1000))
+		{
+			/*
+			 * Idle for a second: leave, so that the database can be dropped
+			 * and the slot reused.  Under the lock, so a backend that queues
+			 * after this sees no writer and starts a new one.
+			 */
+			bool		quit = false;
+
+			LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+			if (slot->reserved == 0 && slot->write_pos == slot->read_pos)
+			{
+				slot->worker_latch = NULL;
+				slot->worker_pid = 0;
+				slot->worker_registered = false;
+				slot->dboid = InvalidOid;
+				quit = true;
+			}
+			LWLockRelease(async_shared->lock);
+			if (quit)
+				proc_exit(0);
+		}
+
+		if (worker_got_sigterm)
+		{
+			/* Backends may still be committing: drain until quiet */
+			int			quiet_rounds = 0;
+			int			rounds;
+
+			for (rounds = 0; rounds < 500 && quiet_rounds < 5; rounds++)
+			{
+				bool		busy;
+
+				LWLockAcquire(async_shared->lock, LW_SHARED);
+				busy = slot->reserved > 0 || slot->write_pos != slot->read_pos;
+				LWLockRelease(async_shared->lock);
+				CHECK_FOR_INTERRUPTS();
+				if (DrainSlot(slot) > 0 || busy)
+					quiet_rounds = 0;
+				else
+					quiet_rounds++;
+				pg_usleep(10000L);
+			}
+			LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+			slot->worker_latch = NULL;
+			slot->worker_pid = 0;
+			slot->worker_registered = false;
+			LWLockRelease(async_shared->lock);
+			proc_exit(0);
+		}
+	}
+}

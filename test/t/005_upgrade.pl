@@ -1,0 +1,313 @@
+# Extension upgrade 1.0 -> 1.1.  A database installed at 1.0 and filled
+# (keys of every kind, learning and locked keys, rules, rights, client
+# config, fail mode, admin and gateway roles) gives the same verdicts after
+# ALTER EXTENSION athena_keys UPDATE, its catalog is the same as a fresh
+# 1.1 install's, the 1.1 functions work, and a role made an admin under 1.0
+# can call them — also after a pg_dump / pg_restore of the upgraded database.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('upgrade');
+$node->init;
+$node->start;
+
+# Roles are cluster-wide: one admin role with a name that needs quoting, one
+# plain admin role, one gateway role.
+$node->safe_psql('postgres', q{
+	CREATE ROLE "ak Admin" NOLOGIN;
+	CREATE ROLE ak_ops NOLOGIN;
+	CREATE ROLE ak_gateway NOLOGIN;
+	CREATE DATABASE upgraded;
+	CREATE DATABASE fresh;
+});
+
+########################################################################
+# Install 1.0 and fill it.
+########################################################################
+$node->safe_psql('upgraded', q{CREATE EXTENSION athena_keys VERSION '1.0'});
+is($node->safe_psql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
+	'1.0', 'installed at 1.0');
+is($node->safe_psql('upgraded', q{SELECT count(*) FROM pg_proc WHERE proname IN ('athena_set_key_rights', 'athena_rename_key')}),
+	'0', '1.0 has neither 1.1 function');
+
+$node->safe_psql('upgraded', q{
+	SELECT athena_keys.athena_grant_admin_role('ak Admin');
+	SELECT athena_keys.athena_grant_admin_role('ak_ops');
+	SELECT athena_keys.athena_grant_gateway_role('ak_gateway');
+	SELECT athena_keys.athena_create_right('users.read');
+	SELECT athena_keys.athena_create_right('users.write', 'Write users');
+	SELECT athena_keys.athena_create_right('users.*');
+	CREATE TABLE plaintext (name text PRIMARY KEY, api_key text);
+	INSERT INTO plaintext SELECT 'bound', api_key FROM athena_keys.athena_create_key('bound', client_name => 'web',
+		rights => ARRAY['users.read'], ip_whitelist => ARRAY['10.0.0.0/8']::cidr[], description => 'bound to web');
+	INSERT INTO plaintext SELECT 'wild', api_key FROM athena_keys.athena_create_key('wild', rights => ARRAY['users.*'],
+		ip_blacklist => ARRAY['10.66.0.0/16']::cidr[], expires_at => now() + interval '1 year');
+	INSERT INTO plaintext SELECT 'native', api_key FROM athena_keys.athena_create_key('native',
+		rights => ARRAY['gateway.read', 'management.read']);
+	INSERT INTO plaintext SELECT 'off', api_key FROM athena_keys.athena_create_key('off', rights => ARRAY['*']);
+	SELECT athena_keys.athena_set_key_active(id, false) FROM athena_keys.api_key WHERE name = 'off';
+	INSERT INTO plaintext SELECT 'expired', api_key FROM athena_keys.athena_create_key('expired', rights => ARRAY['*']);
+	SELECT athena_keys.athena_set_key_expiry(id, now() - interval '1 day') FROM athena_keys.api_key WHERE name = 'expired';
+	INSERT INTO plaintext SELECT 'rotated_old', api_key FROM athena_keys.athena_create_key('rotated', rights => ARRAY['users.read']);
+	INSERT INTO plaintext SELECT 'rotated_new', athena_keys.athena_rotate_key(id, interval '1 day')
+	  FROM athena_keys.api_key WHERE name = 'rotated';
+	INSERT INTO plaintext SELECT 'locked', api_key FROM athena_keys.athena_create_key('locked',
+		rights => ARRAY['users.read'], virgin_mode => true, virgin_until_n_requests => 2);
+	INSERT INTO plaintext SELECT 'learning', api_key FROM athena_keys.athena_create_key('learning',
+		rights => ARRAY['users.read'], virgin_mode => true, virgin_until_n_requests => 50);
+	INSERT INTO plaintext SELECT 'capped', api_key FROM athena_keys.athena_create_key('capped',
+		virgin_mode => true, max_whitelist_ips => 1);
+	SELECT athena_keys.athena_authenticate(api_key, NULL, ('192.0.2.' || g)::inet, NULL)
+	  FROM plaintext, generate_series(1, 2) g WHERE name IN ('locked', 'learning', 'capped');
+	INSERT INTO plaintext SELECT 'imported', NULL;
+	SELECT athena_keys.athena_import_key('athenaimport01', 'salty',
+		encode(sha256(convert_to('salty:' || repeat('s', 40), 'UTF8')), 'hex'), 'imported',
+		rights => ARRAY['users.write']);
+	UPDATE plaintext SET api_key = 'ath_athenaimport01.' || repeat('s', 40) WHERE name = 'imported';
+	INSERT INTO plaintext VALUES ('bogus', 'ath_0000000000000000.' || repeat('0', 64)), ('none', NULL);
+	SELECT athena_keys.athena_add_ip_rule('blacklist', '203.0.113.0/24', label => 'abuse');
+	SELECT athena_keys.athena_add_ip_rule('whitelist', '10.0.0.0/8', client_name => 'partner');
+	SELECT athena_keys.athena_add_ip_rule('blacklist', '10.1.2.3/32', key_id => id) FROM athena_keys.api_key WHERE name = 'native';
+	SELECT athena_keys.athena_set_client_enforcement('legacy', false);
+	SELECT athena_keys.athena_set_fail_mode('fail_open');
+});
+
+# Every key against a matrix of clients, addresses and required rights.  Run
+# in a transaction that is rolled back, so that learning keys do not move on
+# between two runs and the auth log does not grow.
+my $verdicts = q{
+	BEGIN;
+	SELECT string_agg(concat(p.name, ',', r.client, ',', r.ip, ',', array_to_string(q.rights, '+'), ',',
+	                         a.allowed, ',', a.status, ',', a.reason, ',', a.locked_in, ',', a.enforced, ',',
+	                         array_to_string(a.missing_rights, '+')), E'\n'
+	                  ORDER BY p.name, r.client, r.ip, q.rights)
+	  FROM plaintext p,
+	       (VALUES ('web', '10.1.2.3'::inet), ('mobile', '10.1.2.3'), ('web', '203.0.113.5'),
+	               ('legacy', '10.66.1.1'), ('partner', '172.16.0.1'), ('web', '192.0.2.1'),
+	               ('web', '192.0.2.9'), (NULL, '10.66.0.7')) AS r(client, ip),
+	       (VALUES (ARRAY['users.read']), (ARRAY['users.write', 'gateway.read']), (NULL::text[])) AS q(rights),
+	       LATERAL athena_keys.athena_authenticate(p.api_key, r.client, r.ip, q.rights) a;
+	ROLLBACK;
+};
+my $state = q{
+	SELECT concat_ws(E'\n',
+	  (SELECT string_agg(concat_ws(',', enforce_api_keys, fail_mode), ';') FROM athena_keys.api_key_config),
+	  (SELECT string_agg(concat_ws(',', client_name, enforce_api_keys), ';' ORDER BY client_name) FROM athena_keys.api_key_client_config),
+	  (SELECT string_agg(concat_ws(',', name, description, native), ';' ORDER BY name) FROM athena_keys.api_key_right),
+	  (SELECT string_agg(concat_ws(',', list, addr, client_name, label), ';' ORDER BY list, addr) FROM athena_keys.api_key_global_ip_rule),
+	  (SELECT string_agg(concat_ws(',', scope, list, addr, public_id, client_name, label, from_lock_in), ';'
+	                     ORDER BY scope, list, addr, public_id) FROM athena_keys.athena_ip_rules),
+	  (SELECT string_agg(concat_ws(',', key_name, addr, hit_count, locked_in), ';' ORDER BY key_name, addr) FROM athena_keys.athena_ip_seen),
+	  (SELECT string_agg(concat_ws(',', name, description, client_name, state, rights, virgin_request_count,
+	                               seen_ips, whitelist_size, blacklist_size, virgin_resolved,
+	                               rotation_grace_until IS NOT NULL, updated_at), ';' ORDER BY name)
+	     FROM athena_keys.athena_key_status))
+};
+
+my $verdicts_before = $node->safe_psql('upgraded', $verdicts);
+my $state_before = $node->safe_psql('upgraded', $state);
+like($verdicts_before, qr/^bound,web,10\.1\.2\.3,users\.read,t,200,,f,t,$/m, 'the matrix includes successes');
+like($verdicts_before, qr/^locked,web,192\.0\.2\.9,users\.read,f,403,IP not allowed,/m, 'locked keys reject new addresses');
+like($verdicts_before, qr/^learning,web,192\.0\.2\.9,users\.read,t,200,,f,/m, 'learning keys admit new addresses');
+like($verdicts_before, qr/^off,.*Inactive API key/m, 'inactive keys fail');
+like($verdicts_before, qr/^expired,.*Expired API key/m, 'expired keys fail');
+like($verdicts_before, qr/^rotated_old,web,10\.1\.2\.3,users\.read,t,200,/m, 'the rotated-out secret still works in grace');
+like($verdicts_before, qr/^bogus,legacy,10\.66\.1\.1,users\.read,t,200,Invalid API key,f,f,$/m,
+	'unenforced clients pass in shadow mode');
+
+########################################################################
+# Upgrade.
+########################################################################
+is($node->safe_psql('upgraded', q{SELECT string_agg(source || '>' || target || ':' || path, ' ')
+	FROM pg_extension_update_paths('athena_keys') WHERE path IS NOT NULL AND source = '1.0'}),
+	'1.0>1.1:1.0--1.1', 'there is an update path from 1.0 to 1.1');
+$node->safe_psql('upgraded', 'ALTER EXTENSION athena_keys UPDATE');
+is($node->safe_psql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
+	'1.1', 'upgraded to 1.1');
+is($node->safe_psql('upgraded', $state), $state_before, 'configuration, catalog rows, rules and key state are unchanged');
+is($node->safe_psql('upgraded', $verdicts), $verdicts_before, 'every key gives the same verdicts after the upgrade');
+
+# Roles: admins made under 1.0 may call the 1.1 functions, nobody else may.
+is($node->safe_psql('upgraded', q{
+	SELECT string_agg(concat_ws(':', r, f, has_function_privilege(r, f, 'EXECUTE')), ' ' ORDER BY r, f)
+	  FROM unnest(ARRAY['ak Admin', 'ak_ops', 'ak_gateway', 'public']) r,
+	       unnest(ARRAY['athena_keys.athena_set_key_rights(uuid, text[])',
+	                    'athena_keys.athena_rename_key(uuid, text, text)']) f}),
+	join(' ',
+		'ak Admin:athena_keys.athena_rename_key(uuid, text, text):t',
+		'ak Admin:athena_keys.athena_set_key_rights(uuid, text[]):t',
+		'ak_gateway:athena_keys.athena_rename_key(uuid, text, text):f',
+		'ak_gateway:athena_keys.athena_set_key_rights(uuid, text[]):f',
+		'ak_ops:athena_keys.athena_rename_key(uuid, text, text):t',
+		'ak_ops:athena_keys.athena_set_key_rights(uuid, text[]):t',
+		'public:athena_keys.athena_rename_key(uuid, text, text):f',
+		'public:athena_keys.athena_set_key_rights(uuid, text[]):f'),
+	'admin roles granted under 1.0 can execute the 1.1 functions; the gateway role and PUBLIC cannot');
+
+# The 1.1 functions work, called by the admin role granted before the upgrade.
+$node->safe_psql('upgraded', q{
+	SET ROLE "ak Admin";
+	SELECT athena_keys.athena_set_key_rights(id, ARRAY['users.write']) FROM athena_keys.athena_key_status WHERE name = 'bound';
+	SELECT athena_keys.athena_rename_key(id, 'renamed', 'was wild') FROM athena_keys.athena_key_status WHERE name = 'wild';
+	RESET ROLE;
+	UPDATE plaintext SET name = 'renamed' WHERE name = 'wild';
+});
+is($node->safe_psql('upgraded', q{
+	SELECT string_agg(concat_ws(',', name, description, rights), ';' ORDER BY name)
+	  FROM athena_keys.athena_key_status WHERE name IN ('bound', 'renamed')}),
+	'bound,bound to web,{users.write};renamed,was wild,{users.*}', 'athena_set_key_rights and athena_rename_key work');
+my $verdicts_after = $node->safe_psql('upgraded', $verdicts);
+like($verdicts_after, qr/^bound,web,10\.1\.2\.3,users\.read,f,403,Insufficient API key rights,f,t,users\.read$/m,
+	'set rights take effect: users.read is gone');
+like($verdicts_after, qr/^bound,web,10\.1\.2\.3,users\.write\+gateway\.read,f,403,Insufficient API key rights,f,t,gateway\.read$/m,
+	'set rights take effect: users.write is there');
+like($verdicts_after, qr/^renamed,web,10\.1\.2\.3,users\.read,t,200,/m, 'a renamed key keeps working');
+my $gateway_try = $node->psql('upgraded', q{
+	SET ROLE ak_gateway;
+	SELECT athena_keys.athena_rename_key(id, 'nope') FROM athena_keys.api_key LIMIT 1});
+isnt($gateway_try, 0, 'the gateway role cannot call athena_rename_key');
+
+########################################################################
+# A fresh install has the same catalog.
+########################################################################
+$node->safe_psql('fresh', 'CREATE EXTENSION athena_keys');
+is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
+	'1.1', 'a fresh install is at 1.1');
+
+# Daily auth log partitions (and their indexes) are named after the day they
+# were created on; they are left out of the comparison.
+my $not_daily = q{'^api_key_auth_log_p[0-9]{8}'};
+my $members = qq{
+	SELECT d.classid, d.objid, d.objsubid
+	  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+	 WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'athena_keys' AND d.deptype = 'e'
+	   AND NOT (d.classid = 'pg_class'::regclass
+	            AND (SELECT relname FROM pg_class WHERE oid = d.objid) ~ $not_daily)
+};
+my %catalog = (
+	'extension members' => qq{
+		SELECT string_agg(d, E'\n' ORDER BY d COLLATE "C")
+		  FROM (SELECT pg_describe_object(classid, objid, objsubid) AS d FROM ($members) m) s},
+	'extension configuration tables' => q{
+		SELECT concat_ws(E'\n', e.extrelocatable, n.nspname,
+		       (SELECT string_agg(c::regclass::text || ' ' || w, E'\n' ORDER BY c::regclass::text)
+		          FROM unnest(e.extconfig, e.extcondition) AS x(c, w)))
+		  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'athena_keys'},
+	'daily partitions' => q{
+		SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		 WHERE i.inhparent = 'athena_keys.api_key_auth_log'::regclass},
+	'functions' => q{
+		SELECT string_agg(concat_ws(E'\n', p.oid::regprocedure, p.prosecdef, p.proconfig, p.proowner::regrole,
+		                            obj_description(p.oid, 'pg_proc'), pg_get_functiondef(p.oid)), E'\n'
+		                  ORDER BY p.oid::regprocedure::text COLLATE "C")
+		  FROM pg_proc p WHERE p.pronamespace = 'athena_keys'::regnamespace},
+	'relations' => qq{
+		SELECT string_agg(concat_ws(' ', c.relname, c.relkind, c.relpersistence, c.reloptions, c.relowner::regrole,
+		                            c.relispartition, obj_description(c.oid, 'pg_class')), E'\n' ORDER BY c.relname COLLATE "C")
+		  FROM pg_class c WHERE c.relnamespace = 'athena_keys'::regnamespace AND c.relname !~ $not_daily},
+	'columns' => qq{
+		SELECT string_agg(concat_ws(' ', c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+		                            a.attnotnull, a.attidentity, a.attgenerated, pg_get_expr(d.adbin, d.adrelid),
+		                            a.attcollation), E'\n'
+		                  ORDER BY c.relname COLLATE "C", a.attnum)
+		  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+		  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		 WHERE c.relnamespace = 'athena_keys'::regnamespace AND c.relname !~ $not_daily
+		   AND c.relkind IN ('r', 'p', 'v', 'c') AND a.attnum > 0 AND NOT a.attisdropped},
+	'constraints' => qq{
+		SELECT string_agg(concat_ws(' ', coalesce(c.relname, t.typname), k.conname, pg_get_constraintdef(k.oid)), E'\n'
+		                  ORDER BY coalesce(c.relname, t.typname) COLLATE "C", k.conname COLLATE "C")
+		  FROM pg_constraint k LEFT JOIN pg_class c ON c.oid = k.conrelid LEFT JOIN pg_type t ON t.oid = k.contypid
+		 WHERE k.connamespace = 'athena_keys'::regnamespace AND coalesce(c.relname, '') !~ $not_daily},
+	'indexes' => qq{
+		SELECT string_agg(pg_get_indexdef(i.indexrelid), E'\n' ORDER BY ic.relname COLLATE "C")
+		  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class tc ON tc.oid = i.indrelid
+		 WHERE tc.relnamespace = 'athena_keys'::regnamespace AND tc.relname !~ $not_daily},
+	'triggers' => q{
+		SELECT string_agg(pg_get_triggerdef(t.oid), E'\n' ORDER BY c.relname COLLATE "C", t.tgname COLLATE "C")
+		  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+		 WHERE c.relnamespace = 'athena_keys'::regnamespace AND NOT t.tgisinternal},
+	'views' => q{
+		SELECT string_agg(c.relname || E'\n' || pg_get_viewdef(c.oid), E'\n' ORDER BY c.relname COLLATE "C")
+		  FROM pg_class c WHERE c.relnamespace = 'athena_keys'::regnamespace AND c.relkind = 'v'},
+	'types' => q{
+		SELECT string_agg(concat_ws(' ', t.typname, t.typtype, t.typowner::regrole, obj_description(t.oid, 'pg_type')), E'\n'
+		                  ORDER BY t.typname COLLATE "C")
+		  FROM pg_type t WHERE t.typnamespace = 'athena_keys'::regnamespace AND t.typname !~ '^_?api_key_auth_log_p[0-9]{8}$'},
+	'sequences' => q{
+		SELECT string_agg(concat_ws(' ', s.seqrelid::regclass, s.seqtypid::regtype, s.seqstart, s.seqincrement,
+		                            s.seqmax, s.seqmin, s.seqcache, s.seqcycle), E'\n' ORDER BY s.seqrelid::regclass::text)
+		  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid WHERE c.relnamespace = 'athena_keys'::regnamespace},
+	# ACL entries of PUBLIC and of the owner (the admin and gateway roles of
+	# the upgraded database are the operator's, not the extension's).
+	'privileges of PUBLIC and the owner' => qq{
+		WITH acls AS (
+			SELECT m.classid, m.objid, c.relacl AS acl, c.relowner AS owner,
+			       CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char" AS kind
+			  FROM ($members) m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+			UNION ALL
+			SELECT m.classid, m.objid, p.proacl, p.proowner, 'f'
+			  FROM ($members) m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
+			UNION ALL
+			SELECT m.classid, m.objid, t.typacl, t.typowner, 'T'
+			  FROM ($members) m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid
+			UNION ALL
+			SELECT 'pg_namespace'::regclass, n.oid, n.nspacl, n.nspowner, 'n'
+			  FROM pg_namespace n WHERE n.nspname = 'athena_keys'
+		)
+		SELECT string_agg(d || ': ' || coalesce(p, '(none)'), E'\n' ORDER BY d COLLATE "C")
+		  FROM (SELECT pg_describe_object(a.classid, a.objid, 0) AS d,
+		               (SELECT string_agg(e, ',' ORDER BY e COLLATE "C")
+		                  FROM (SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE 'owner' END || '=' || x.privilege_type
+		                               || CASE WHEN x.is_grantable THEN '*' ELSE '' END AS e
+		                  FROM aclexplode(coalesce(a.acl, acldefault(a.kind, a.owner))) x
+		                 WHERE x.grantee IN (0, a.owner)) y) AS p
+		          FROM acls a) s},
+	'initial privileges (pg_init_privs)' => qq{
+		SELECT string_agg(e, E'\n' ORDER BY e COLLATE "C")
+		  FROM (SELECT concat_ws(' ', pg_describe_object(i.classoid, i.objoid, i.objsubid), i.privtype, i.initprivs) AS e
+		          FROM pg_init_privs i
+		         WHERE (i.classoid, i.objoid) IN (SELECT classid, objid FROM ($members) m)) s},
+	'native rights' => q{
+		SELECT string_agg(concat_ws(',', name, description), E'\n' ORDER BY name) FROM athena_keys.api_key_right WHERE native},
+);
+for my $what (sort keys %catalog) {
+	my $fresh = $node->safe_psql('fresh', $catalog{$what});
+	my $upgraded = $node->safe_psql('upgraded', $catalog{$what});
+	isnt($fresh, '', "catalog: $what is not empty");
+	is($upgraded, $fresh, "catalog: $what of the upgraded database equals a fresh install's");
+}
+like($node->safe_psql('fresh', $catalog{'extension members'}), qr/^function athena_keys\.athena_set_key_rights\(uuid,text\[\]\)$/m,
+	'the member list includes the 1.1 functions');
+
+########################################################################
+# pg_dump of the upgraded database restores with the admin roles' grants
+# on the 1.1 functions (they must not be recorded as the extension's own
+# initial privileges, which pg_dump leaves out).
+########################################################################
+my $dump = $node->basedir . '/upgraded.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('upgraded') ], 'pg_dump of the upgraded database succeeds');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
+	'pg_restore into a fresh database succeeds');
+is($node->safe_psql('restored', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
+	'1.1', 'the restored database is at 1.1');
+is($node->safe_psql('restored', $verdicts), $verdicts_after, 'every key gives the same verdicts after restore');
+is($node->safe_psql('restored', q{
+	SELECT string_agg(concat_ws(':', r, has_function_privilege(r, 'athena_keys.athena_set_key_rights(uuid, text[])', 'EXECUTE'),
+	                            has_function_privilege(r, 'athena_keys.athena_rename_key(uuid, text, text)', 'EXECUTE')), ' ' ORDER BY r COLLATE "C")
+	  FROM unnest(ARRAY['ak Admin', 'ak_ops', 'ak_gateway', 'public']) r}),
+	'ak Admin:t:t ak_gateway:f:f ak_ops:t:t public:f:f',
+	'after restore the admin roles still execute the 1.1 functions, nobody else does');
+$node->safe_psql('restored', q{
+	SET ROLE ak_ops;
+	SELECT athena_keys.athena_set_key_rights(id, '{}') FROM athena_keys.athena_key_status WHERE name = 'renamed';
+});
+is($node->safe_psql('restored', q{SELECT rights FROM athena_keys.athena_key_status WHERE name = 'renamed'}),
+	'{}', 'an admin role calls athena_set_key_rights in the restored database');
+
+$node->stop;
+done_testing();

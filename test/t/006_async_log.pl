@@ -1,0 +1,112 @@
+# log_durability = async with athena_keys preloaded: decisions are queued at
+# commit and inserted in batches by a background worker.  Rows of committed
+# calls all arrive, rolled-back calls log nothing, a clean shutdown loses
+# nothing, a crash loses at most what was still queued, and learning calls
+# are logged in their own transaction as before.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('async');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'athena_keys'
+athena_keys.log_durability = 'async'
+athena_keys.async_flush_interval = '100ms'
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
+my $key = $node->safe_psql('postgres', q{SELECT api_key FROM athena_keys.athena_create_key('async')});
+
+my $calls = sub {
+	my ($n, $client) = @_;
+	$node->safe_psql('postgres',
+		"SELECT count(a) FROM (SELECT athena_keys.athena_authenticate('$key', '$client', '10.0.0.1', NULL) AS a"
+		  . " FROM generate_series(1, $n)) AS calls");
+};
+my $logged = sub {
+	my ($client) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM athena_keys.api_key_auth_log WHERE client_name = '$client'");
+};
+
+$calls->(200, 'first');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 200 FROM athena_keys.api_key_auth_log WHERE client_name = 'first'"),
+	'all 200 queued decisions are inserted by the writer');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'athena_keys log writer'"),
+	'an idle log writer exits (so the database can be dropped)');
+is( $node->safe_psql('postgres', q{
+		SELECT bool_and(allowed AND authenticated AND status = 200 AND api_key_id IS NOT NULL
+		                AND remote_addr = '10.0.0.1' AND failure_reason IS NULL)
+		  FROM athena_keys.api_key_auth_log WHERE client_name = 'first'}),
+	't', 'queued rows carry the decision');
+
+$node->safe_psql('postgres', qq{
+	BEGIN;
+	SELECT athena_keys.athena_authenticate('$key', 'rolled-back', '10.0.0.1', NULL) FROM generate_series(1, 5);
+	ROLLBACK;});
+$calls->(1, 'marker');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'marker'");
+is($logged->('rolled-back'), '0', 'a rolled-back transaction queues nothing');
+
+# A long flush interval keeps rows queued; a clean shutdown must drain them.
+$node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '60s'\n");
+$node->reload;
+sleep 1;
+$calls->(300, 'before-stop');
+$node->stop('fast');
+$node->start;
+is($logged->('before-stop'), '300', 'a clean shutdown loses no queued row');
+
+# A crash may lose what was still queued, but no more, and logging goes on.
+$node->safe_psql('postgres', q{SELECT 1});
+$calls->(1, 'wake');
+sleep 1;
+$calls->(100, 'before-crash');
+$node->kill9;
+my $started = 0;
+for (1 .. 60)
+{
+	$node->{_pid} = undef;
+	if ($node->start(fail_ok => 1)) { $started = 1; last; }
+	sleep 1;
+}
+ok($started, 'restarts after a crash');
+my $survived = $logged->('before-crash');
+ok($survived >= 0 && $survived <= 100, "a crash loses at most the queued rows ($survived of 100 kept)");
+is($logged->('before-stop'), '300', 'rows inserted before the crash are kept');
+
+$node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '100ms'\n");
+$node->reload;
+$calls->(10, 'after-crash');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 10 FROM athena_keys.api_key_auth_log WHERE client_name = 'after-crash'"),
+	'the writer comes back after the crash');
+
+# A database whose writer was used can be dropped once it is idle.
+$node->safe_psql('postgres', 'CREATE DATABASE scratch');
+$node->safe_psql('scratch', 'CREATE EXTENSION athena_keys');
+my $scratch_key = $node->safe_psql('scratch', q{SELECT api_key FROM athena_keys.athena_create_key('s')});
+$node->safe_psql('scratch', "SELECT athena_keys.athena_authenticate('$scratch_key', 'x', NULL, NULL)");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'athena_keys log writer' AND datname = 'scratch'");
+$node->safe_psql('postgres', 'DROP DATABASE scratch');
+pass('a database used by the async writer can be dropped');
+
+# Learning calls stay durable: logged in their own transaction at once.
+$node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '60s'\n");
+$node->reload;
+sleep 1;
+my $learner = $node->safe_psql('postgres',
+	q{SELECT api_key FROM athena_keys.athena_create_key('learner', virgin_mode => true, virgin_until_n_requests => 5)});
+$node->safe_psql('postgres',
+	"SELECT athena_keys.athena_authenticate('$learner', 'learning', '10.1.1.1', NULL)");
+is($logged->('learning'), '1', 'a learning call is logged with its learning writes, not queued');
+
+$node->stop;
+done_testing();
