@@ -364,4 +364,15 @@ sed 's/^/   /' <<<"$MEM"
 echo "   fresh idle backend for comparison: $IDLE"
 ATH_BYTES=$(sed -n 's/^athena_keys contexts: .*(\([0-9]*\) bytes)$/\1/p' <<<"$MEM")
 [ -n "$ATH_BYTES" ] && echo "   athena_keys cache target (<= 16 MB): $(awk -v b="$ATH_BYTES" 'BEGIN { print (b <= 16 * 1024 * 1024 ? "PASS" : "MISS") }')"
+
+# HTTP: wrk through nginx -> athena-authd -> PostgreSQL against nginx serving
+# the same upstream with no auth (the ratio is the cost of authentication).
+# authd/test/load.sh runs its own throwaway server; BENCH_HTTP=0 skips it.
+if [ "${BENCH_HTTP:-1}" = 1 ] && [ -f "$WORK_DIR/src/authd/test/load.sh" ]; then
+  echo
+  echo "HTTP (wrk -t2 -c16, ${BENCH_HTTP_SECONDS:-10} s per run, loopback):"
+  LOAD_SECONDS=${BENCH_HTTP_SECONDS:-10} bash "$WORK_DIR/src/authd/test/load.sh" 2>&1 \
+    | grep -E '^(direct|proxied|authenticated|ratio)' | sed 's/^/   /' \
+    || echo "   (the HTTP load run failed)"
+fi
 exit 0
