@@ -41,18 +41,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	k athena_keys.api_key;
 BEGIN
-	IF name IS NULL OR name = '' OR length(name) > 200 THEN
-		RAISE EXCEPTION 'key name must be 1 to 200 characters long'
-			USING ERRCODE = CASE WHEN name IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
-			      DETAIL = 'Every key has a name that operators recognise it by.',
-			      HINT = 'Pass a short descriptive name, such as the calling service.';
-	END IF;
-	IF length(description) > 2000 THEN
-		RAISE EXCEPTION 'key description must be at most 2000 characters long'
-			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('The description given has %s characters.', length(description)),
-			      HINT = 'Shorten the description.';
-	END IF;
+	PERFORM athena_keys._require_key_name(name);
+	PERFORM athena_keys._require_key_description(description);
 	k := athena_keys._require_key(id);
 	UPDATE athena_keys.api_key AS a
 	   SET name = athena_rename_key.name,

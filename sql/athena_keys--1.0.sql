@@ -503,6 +503,32 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION athena_keys._require_key_name(name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Reject a missing, empty or oversized key name.
+BEGIN
+	IF name IS NULL OR name = '' OR length(name) > 200 THEN
+		RAISE EXCEPTION 'key name must be 1 to 200 characters long'
+			USING ERRCODE = CASE WHEN name IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+			      DETAIL = 'Every key has a name that operators recognise it by.',
+			      HINT = 'Pass a short descriptive name, such as the calling service.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION athena_keys._require_key_description(description text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Reject an oversized key description (NULL means none).
+BEGIN
+	IF length(description) > 2000 THEN
+		RAISE EXCEPTION 'key description must be at most 2000 characters long'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The description given has %s characters.', length(description)),
+			      HINT = 'Shorten the description.';
+	END IF;
+END
+$$;
+
 CREATE FUNCTION athena_keys.athena_create_key(
 	name text,
 	client_name text DEFAULT NULL,
@@ -525,18 +551,8 @@ DECLARE
 	new_id uuid;
 	attempt integer := 0;
 BEGIN
-	IF name IS NULL OR name = '' OR length(name) > 200 THEN
-		RAISE EXCEPTION 'key name must be 1 to 200 characters long'
-			USING ERRCODE = CASE WHEN name IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
-			      DETAIL = 'Every key has a name that operators recognise it by.',
-			      HINT = 'Pass a short descriptive name, such as the calling service.';
-	END IF;
-	IF length(description) > 2000 THEN
-		RAISE EXCEPTION 'key description must be at most 2000 characters long'
-			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('The description given has %s characters.', length(description)),
-			      HINT = 'Shorten the description.';
-	END IF;
+	PERFORM athena_keys._require_key_name(name);
+	PERFORM athena_keys._require_key_description(description);
 	PERFORM athena_keys._require_client_name(client_name);
 	granted := athena_keys._require_rights(rights);
 	PERFORM athena_keys._require_not_null(virgin_mode, 'virgin_mode');
@@ -638,12 +654,7 @@ BEGIN
 			      DETAIL = 'The hash is the SHA-256 of key_salt || '':'' || secret, in hex.',
 			      HINT = 'Copy key_hash exactly as Athena stored it.';
 	END IF;
-	IF name IS NULL OR name = '' OR length(name) > 200 THEN
-		RAISE EXCEPTION 'key name must be 1 to 200 characters long'
-			USING ERRCODE = CASE WHEN name IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
-			      DETAIL = 'Every key has a name that operators recognise it by.',
-			      HINT = 'Pass a short descriptive name, such as the calling service.';
-	END IF;
+	PERFORM athena_keys._require_key_name(name);
 	PERFORM athena_keys._require_client_name(client_name);
 	granted := athena_keys._require_rights(rights);
 	IF EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.public_id = athena_import_key.public_id) THEN

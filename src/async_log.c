@@ -113,7 +113,6 @@ static int	pending_slot = -1;
 static bool xact_callback_registered = false;
 
 static volatile sig_atomic_t worker_got_sigterm = false;
-static SPIPlanPtr worker_insert_plan = NULL;
 
 static void AsyncLogShmemRequest(void);
 static void AsyncLogShmemStartup(void);
@@ -313,7 +312,7 @@ QueueDecisionLog(const DecisionRecord *decision)
 	lens[FIELD_PUBLIC_ID] = decision->public_id_len;
 	if (decision->client != NULL)
 	{
-		lens[FIELD_CLIENT] = Min(VARSIZE_ANY_EXHDR(decision->client), 256);
+		lens[FIELD_CLIENT] = Min(VARSIZE_ANY_EXHDR(decision->client), LOGGED_CLIENT_MAX_BYTES);
 		lens[FIELD_CLIENT] = pg_mbcliplen(VARDATA_ANY(decision->client),
 										  VARSIZE_ANY_EXHDR(decision->client),
 										  lens[FIELD_CLIENT]);
@@ -504,8 +503,8 @@ InsertRecord(const char *record)
 	const char *p = record + sizeof(AsyncLogRecordHeader);
 	const char *value[FIELD_COUNT];
 	uint32		len[FIELD_COUNT];
-	Datum		values[15];
-	char		nulls[15];
+	Datum		values[LOG_COLUMNS];
+	char		nulls[LOG_COLUMNS];
 	int			i;
 
 	memcpy(&header, record, sizeof(header));
@@ -551,9 +550,7 @@ InsertRecord(const char *record)
 	else
 		nulls[13] = 'n';
 	values[14] = BoolGetDatum((header.flags & FLAG_LOCKED_IN) != 0);
-
-	if (SPI_execute_plan(worker_insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "athena_keys log writer: insert failed");
+	InsertLogRow(values, nulls);
 }
 
 /*
@@ -582,29 +579,12 @@ DrainSlot(AsyncLogSlot *slot)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "athena_keys: inserting queued log rows");
 
 	if (OidIsValid(get_namespace_oid("athena_keys", true)) &&
 		OidIsValid(get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", true))))
 	{
-		if (worker_insert_plan == NULL)
-		{
-			Oid			argtypes[15] = {TIMESTAMPTZOID, UUIDOID, TEXTOID, TEXTOID, INETOID,
-				TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-				BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT2OID, TEXTOID, BOOLOID};
-
-			worker_insert_plan = SPI_prepare(
-				"INSERT INTO athena_keys.api_key_auth_log "
-				"(created_at, api_key_id, api_key_public_id, client_name, remote_addr, "
-				" required_rights, granted_rights, missing_rights, authenticated, "
-				" authorized, enforced, allowed, status, failure_reason, locked_in) "
-				"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-				15, argtypes);
-			if (worker_insert_plan == NULL || SPI_keepplan(worker_insert_plan) != 0)
-				elog(ERROR, "athena_keys log writer: preparing the insert failed");
-		}
 		for (pos = 0; pos < end - start;)
 		{
 			uint32		len;
@@ -615,7 +595,7 @@ DrainSlot(AsyncLogSlot *slot)
 		}
 	}
 
-	SPI_finish();
+	ResetSpiConnection();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);

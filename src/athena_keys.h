@@ -152,7 +152,13 @@ typedef struct DecisionRecord
 	bool		locked_in;
 } DecisionRecord;
 
+/* Columns of the log insert, created_at first */
+#define LOG_COLUMNS 15
+/* Longest client name copied into a log row, in bytes */
+#define LOGGED_CLIENT_MAX_BYTES 256
+
 extern bool ShouldLogDecision(const DecisionRecord *decision);
+extern void InsertLogRow(Datum *values, const char *nulls);
 extern void WriteDecisionLog(const DecisionRecord *decision, bool learned);
 extern void TouchKeyLastUsed(CachedKey *key);
 extern void CommitAsynchronouslyIfAllowed(bool caller_had_writes, bool learning_wrote);

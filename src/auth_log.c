@@ -20,9 +20,6 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
-/* Longest client name copied into a log row, in bytes */
-#define LOGGED_CLIENT_MAX_BYTES 256
-
 static SPIPlanPtr log_plan = NULL;
 static SPIPlanPtr last_used_plan = NULL;
 
@@ -70,6 +67,34 @@ ClippedTextDatum(text *t, int max_bytes)
 }
 
 /*
+ * Insert one api_key_auth_log row; values and nulls follow LOG_COLUMNS.
+ * The batched writer of async_log.c inserts through here too.
+ */
+void
+InsertLogRow(Datum *values, const char *nulls)
+{
+	EnsureSpiConnected();
+	if (log_plan == NULL)
+	{
+		Oid			argtypes[LOG_COLUMNS] = {TIMESTAMPTZOID, UUIDOID, TEXTOID, TEXTOID, INETOID,
+			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+			BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT2OID, TEXTOID, BOOLOID};
+
+		log_plan = SPI_prepare(
+			"INSERT INTO athena_keys.api_key_auth_log "
+			"(created_at, api_key_id, api_key_public_id, client_name, remote_addr, "
+			" required_rights, granted_rights, missing_rights, authenticated, "
+			" authorized, enforced, allowed, status, failure_reason, locked_in) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+			LOG_COLUMNS, argtypes);
+		if (log_plan == NULL || SPI_keepplan(log_plan) != 0)
+			elog(ERROR, "athena_keys: preparing the log insert failed");
+	}
+	if (SPI_execute_plan(log_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "athena_keys: writing the auth log failed");
+}
+
+/*
  * Log the decision.  Never holds the secret or a digest: only the public
  * id as presented, and only when the key was well formed.  Under async the
  * row goes to the batched writer (async_log.c) when it can take it; a
@@ -78,8 +103,8 @@ ClippedTextDatum(text *t, int max_bytes)
 void
 WriteDecisionLog(const DecisionRecord *decision, bool learned)
 {
-	Datum		values[14];
-	char		nulls[14];
+	Datum		values[LOG_COLUMNS];
+	char		nulls[LOG_COLUMNS];
 
 	if (!CanWrite())
 		return;
@@ -87,57 +112,38 @@ WriteDecisionLog(const DecisionRecord *decision, bool learned)
 		QueueDecisionLog(decision))
 		return;
 
-	EnsureSpiConnected();
-	if (log_plan == NULL)
-	{
-		Oid			argtypes[14] = {UUIDOID, TEXTOID, TEXTOID, INETOID,
-			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-			BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT2OID, TEXTOID, BOOLOID};
-
-		log_plan = SPI_prepare(
-			"INSERT INTO athena_keys.api_key_auth_log "
-			"(api_key_id, api_key_public_id, client_name, remote_addr, "
-			" required_rights, granted_rights, missing_rights, authenticated, "
-			" authorized, enforced, allowed, status, failure_reason, locked_in) "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-			14, argtypes);
-		if (log_plan == NULL || SPI_keepplan(log_plan) != 0)
-			elog(ERROR, "athena_keys: preparing the log insert failed");
-	}
-
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = decision->key_identified ? UUIDPGetDatum(&decision->key_id) : (Datum) 0;
-	nulls[0] = decision->key_identified ? ' ' : 'n';
+	values[0] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[1] = decision->key_identified ? UUIDPGetDatum(&decision->key_id) : (Datum) 0;
+	nulls[1] = decision->key_identified ? ' ' : 'n';
 	if (decision->public_id != NULL)
-		values[1] = PointerGetDatum(cstring_to_text_with_len(decision->public_id,
+		values[2] = PointerGetDatum(cstring_to_text_with_len(decision->public_id,
 															 decision->public_id_len));
 	else
-		nulls[1] = 'n';
-	if (decision->client != NULL)
-		values[2] = ClippedTextDatum(decision->client, LOGGED_CLIENT_MAX_BYTES);
-	else
 		nulls[2] = 'n';
-	values[3] = decision->remote_addr;
-	nulls[3] = decision->has_remote_addr ? ' ' : 'n';
-	values[4] = decision->required_rights;
-	nulls[4] = decision->has_required_rights ? ' ' : 'n';
-	values[5] = decision->granted_rights;
-	nulls[5] = decision->has_granted_rights ? ' ' : 'n';
-	values[6] = decision->missing_rights;
-	nulls[6] = decision->has_missing_rights ? ' ' : 'n';
-	values[7] = BoolGetDatum(decision->authenticated);
-	values[8] = BoolGetDatum(decision->authorized);
-	values[9] = BoolGetDatum(decision->enforced);
-	values[10] = BoolGetDatum(decision->allowed);
-	values[11] = Int16GetDatum((int16) decision->status);
-	if (decision->reason != NULL)
-		values[12] = CStringGetTextDatum(decision->reason);
+	if (decision->client != NULL)
+		values[3] = ClippedTextDatum(decision->client, LOGGED_CLIENT_MAX_BYTES);
 	else
-		nulls[12] = 'n';
-	values[13] = BoolGetDatum(decision->locked_in);
-
-	if (SPI_execute_plan(log_plan, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "athena_keys: writing the auth log failed");
+		nulls[3] = 'n';
+	values[4] = decision->remote_addr;
+	nulls[4] = decision->has_remote_addr ? ' ' : 'n';
+	values[5] = decision->required_rights;
+	nulls[5] = decision->has_required_rights ? ' ' : 'n';
+	values[6] = decision->granted_rights;
+	nulls[6] = decision->has_granted_rights ? ' ' : 'n';
+	values[7] = decision->missing_rights;
+	nulls[7] = decision->has_missing_rights ? ' ' : 'n';
+	values[8] = BoolGetDatum(decision->authenticated);
+	values[9] = BoolGetDatum(decision->authorized);
+	values[10] = BoolGetDatum(decision->enforced);
+	values[11] = BoolGetDatum(decision->allowed);
+	values[12] = Int16GetDatum((int16) decision->status);
+	if (decision->reason != NULL)
+		values[13] = CStringGetTextDatum(decision->reason);
+	else
+		nulls[13] = 'n';
+	values[14] = BoolGetDatum(decision->locked_in);
+	InsertLogRow(values, nulls);
 }
 
 /*
