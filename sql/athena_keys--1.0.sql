@@ -454,7 +454,11 @@ BEGIN
 	  FROM unnest(rights) AS r
 	 WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key_right c WHERE c.name = r);
 	IF unknown IS NOT NULL THEN
-		RAISE EXCEPTION 'right % is not in the catalog', array_to_string(unknown, ', ')
+		-- Name a few: an error listing thousands of names helps nobody.
+		RAISE EXCEPTION 'right % is not in the catalog',
+			array_to_string(unknown[1:5], ', ') ||
+			CASE WHEN cardinality(unknown) > 5
+			     THEN format(' (and %s more)', cardinality(unknown) - 5) ELSE '' END
 			USING ERRCODE = 'undefined_object',
 			      DETAIL = 'Only rights listed in athena_keys.api_key_right can be granted.',
 			      HINT = 'Add the right first with athena_keys.athena_create_right(name).';
