@@ -427,8 +427,9 @@ QueueDecisionLog(const DecisionRecord *decision)
 }
 
 /*
- * At commit, move this transaction's records into the ring (their space is
- * reserved); at abort, give the reservation back.
+ * At commit (or prepare), move this transaction's records into the ring
+ * (their space is reserved); at abort, give the reservation back.  Rows of
+ * a rolled-back subtransaction are still logged: the decision was made.
  */
 static void
 AsyncLogXactCallback(XactEvent event, void *arg)
@@ -439,13 +440,14 @@ AsyncLogXactCallback(XactEvent event, void *arg)
 
 	if (pending_slot < 0)
 		return;
-	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_ABORT &&
-		event != XACT_EVENT_PARALLEL_ABORT)
+	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PRE_PREPARE &&
+		event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT)
 		return;
 
 	slot = &async_shared->slots[pending_slot];
 	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
-	if (event == XACT_EVENT_PRE_COMMIT)
+	/* A prepared transaction's decisions were made: log them like a commit's */
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
 	{
 		foreach(lc, pending_records)
 		{
