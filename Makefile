@@ -20,9 +20,9 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation/results --
 
 TAP_TESTS := $(if $(wildcard test/t/*.pl),1,)
 
-PG_CPPFLAGS = -Isrc -std=gnu11
+PG_CPPFLAGS = -Isrc -I$(shell $(PG_CONFIG) --includedir) -std=gnu11
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK = -lcrypto
+SHLIB_LINK = -lcrypto -lpq
 
 EXTRA_CLEAN = test/results test/isolation/results test/tmp_check test/fuzz/build
 

@@ -1,6 +1,7 @@
 \echo Use "ALTER EXTENSION athena_keys UPDATE TO '1.1'" to load this file. \quit
--- athena_keys 1.0 -> 1.1: two admin functions, athena_set_key_rights and
--- athena_rename_key.  A fresh CREATE EXTENSION runs athena_keys--1.0.sql and
+-- athena_keys 1.0 -> 1.1: admin functions athena_set_key_rights and
+-- athena_rename_key, and athena_record_decisions (standby decisions shipped
+-- to the primary's log).  A fresh CREATE EXTENSION runs athena_keys--1.0.sql and
 -- then this script, so an upgraded database and a fresh one end up with the
 -- same objects (test/t/005_upgrade.pl checks that).
 
@@ -55,6 +56,65 @@ $$;
 COMMENT ON FUNCTION athena_keys.athena_rename_key(uuid, text, text) IS
 	'Set a key''s name (1 to 200 characters) and description (at most 2000; NULL clears it).';
 
+CREATE FUNCTION athena_keys.athena_record_decisions(decisions jsonb) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Append decisions made elsewhere (a hot standby's log writer ships them
+-- here in batches) to api_key_auth_log, and stamp last_used_at for the keys
+-- they authenticated.  decisions is a JSON array of objects with the log's
+-- column names.  Rows whose status or reason is not one athena_authenticate
+-- produces are skipped.  Returns the rows appended.
+DECLARE
+	appended integer;
+BEGIN
+	PERFORM athena_keys._require_not_null(decisions, 'decisions');
+	IF jsonb_typeof(decisions) <> 'array' THEN
+		RAISE EXCEPTION 'decisions must be a json array'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got a json %s.', jsonb_typeof(decisions)),
+			      HINT = 'Pass an array of objects with the columns of athena_keys.api_key_auth_log.';
+	END IF;
+	WITH incoming AS (
+		SELECT r.* FROM jsonb_to_recordset(decisions) AS r(
+			created_at timestamptz, api_key_id uuid, api_key_public_id text, client_name text,
+			remote_addr inet, required_rights text[], granted_rights text[], missing_rights text[],
+			authenticated boolean, authorized boolean, enforced boolean, allowed boolean,
+			status smallint, failure_reason text, locked_in boolean)
+		 WHERE r.created_at IS NOT NULL
+		   AND r.status IN (200, 401, 403, 503)
+		   AND r.authenticated IS NOT NULL AND r.authorized IS NOT NULL
+		   AND r.enforced IS NOT NULL AND r.allowed IS NOT NULL
+		   AND (r.failure_reason IS NULL OR r.failure_reason IN (
+		        'API key required', 'Invalid API key', 'Inactive API key', 'Expired API key',
+		        'API key client mismatch', 'Insufficient API key rights', 'IP blocked',
+		        'IP not allowed', 'Client IP required', 'API key policy unavailable'))
+	), appended_rows AS (
+		INSERT INTO athena_keys.api_key_auth_log
+			(created_at, api_key_id, api_key_public_id, client_name, remote_addr, required_rights,
+			 granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status,
+			 failure_reason, locked_in)
+		SELECT created_at, api_key_id, left(api_key_public_id, 64), left(client_name, 256),
+		       remote_addr, required_rights, granted_rights, missing_rights, authenticated,
+		       authorized, enforced, allowed, status, failure_reason, coalesce(locked_in, false)
+		  FROM incoming
+		RETURNING api_key_id, created_at, authenticated
+	), used AS (
+		SELECT api_key_id, max(created_at) AS used_at FROM appended_rows
+		 WHERE authenticated AND api_key_id IS NOT NULL GROUP BY api_key_id
+	), stamped AS (
+		UPDATE athena_keys.api_key k SET last_used_at = u.used_at
+		  FROM used u
+		 WHERE k.id = u.api_key_id AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)
+		RETURNING k.id
+	)
+	SELECT count(*) INTO appended FROM appended_rows;
+	RETURN appended;
+END
+$$;
+
+COMMENT ON FUNCTION athena_keys.athena_record_decisions(jsonb) IS
+	'Append a batch of decisions made on a hot standby to the log and stamp last_used_at; returns rows appended.';
+
+REVOKE ALL ON FUNCTION athena_keys.athena_record_decisions(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION athena_keys.athena_set_key_rights(uuid, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION athena_keys.athena_rename_key(uuid, text, text) FROM PUBLIC;
 
@@ -80,7 +140,8 @@ DO $$
 DECLARE
 	new_functions regprocedure[] := ARRAY[
 		'athena_keys.athena_set_key_rights(uuid, text[])'::regprocedure,
-		'athena_keys.athena_rename_key(uuid, text, text)'::regprocedure];
+		'athena_keys.athena_rename_key(uuid, text, text)'::regprocedure,
+		'athena_keys.athena_record_decisions(jsonb)'::regprocedure];
 	before_grants pg_catalog.pg_init_privs[];
 	f regprocedure;
 	g record;

@@ -19,6 +19,12 @@
  * (an idle connection would keep its database from being dropped); the
  * next backend that queues starts a new one.
  *
+ * On a hot standby nothing can be inserted: there the writer sends each
+ * batch to the primary with one call of athena_record_decisions over libpq
+ * (athena_keys.primary_conninfo, else primary_conninfo), keeping the rows
+ * queued while the primary cannot be reached.  After promotion it inserts
+ * locally again.
+ *
  * Loss window: rows not yet inserted by the worker (at most one flush
  * interval plus one batch) are lost if the server crashes.  On SIGTERM
  * (any clean shutdown) the worker keeps draining until the ring is empty
@@ -29,8 +35,10 @@
 #include "athena_keys.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
@@ -44,10 +52,15 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/inet.h"
+#include "utils/uuid.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+
+#include "libpq-fe.h"
 
 PGDLLEXPORT void athena_log_writer_main(Datum main_arg);
 
@@ -56,6 +69,7 @@ PGDLLEXPORT void athena_log_writer_main(Datum main_arg);
 
 int			athena_async_log_buffer_kb = 8192;
 int			athena_async_flush_interval_ms = 200;
+char	   *athena_primary_conninfo = NULL;
 
 /* One database's ring.  Positions grow forever; offsets are modulo size. */
 typedef struct AsyncLogSlot
@@ -113,6 +127,9 @@ static int	pending_slot = -1;
 static bool xact_callback_registered = false;
 
 static volatile sig_atomic_t worker_got_sigterm = false;
+static PGconn *primary_conn = NULL;
+static char *worker_database_name = NULL;
+static TimestampTz last_ship_warning = 0;
 
 static void AsyncLogShmemRequest(void);
 static void AsyncLogShmemStartup(void);
@@ -160,6 +177,15 @@ InitAsyncLog(void)
 							200, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("athena_keys.primary_conninfo",
+							   "Where a hot standby's log writer sends the decisions made on it.",
+							   "A libpq connection string for the primary, as a role that may "
+							   "execute athena_keys.athena_record_decisions.  Empty: "
+							   "primary_conninfo with this database's name.",
+							   &athena_primary_conninfo,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = AsyncLogShmemRequest;
@@ -274,7 +300,8 @@ RegisterWriterForSlot(int slot)
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* A hot standby's writer ships its decisions to the primary */
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = 1;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "athena_keys");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "athena_log_writer_main");
@@ -555,6 +582,192 @@ InsertRecord(const char *record)
 	InsertLogRow(values, nulls);
 }
 
+/* Append a text[] varlena as a JSON array of strings */
+static void
+AppendTextArrayJson(StringInfo buf, const char *bytes, uint32 len)
+{
+	char	   *copy = palloc(len);
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	memcpy(copy, bytes, len);
+	arr = DatumGetArrayTypeP(PointerGetDatum(copy));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	appendStringInfoChar(buf, '[');
+	for (i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(buf, ',');
+		if (nulls[i])
+			appendStringInfoString(buf, "null");
+		else
+			escape_json(buf, TextDatumGetCString(elems[i]));
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+/* Append a text field as a JSON string, or null */
+static void
+AppendTextJson(StringInfo buf, const char *key, const char *value, uint32 len)
+{
+	appendStringInfo(buf, ",\"%s\":", key);
+	if (value == NULL)
+		appendStringInfoString(buf, "null");
+	else
+		escape_json(buf, pnstrdup(value, len));
+}
+
+/* Append one serialised record as a JSON object in api_key_auth_log's shape */
+static void
+AppendRecordJson(StringInfo buf, const char *record)
+{
+	AsyncLogRecordHeader header;
+	const char *p = record + sizeof(AsyncLogRecordHeader);
+	const char *value[FIELD_COUNT];
+	uint32		len[FIELD_COUNT];
+	int			i;
+	static const char *const array_keys[] = {"required_rights", "granted_rights", "missing_rights"};
+
+	memcpy(&header, record, sizeof(header));
+	for (i = 0; i < FIELD_COUNT; i++)
+		p = ReadField(p, &value[i], &len[i]);
+
+	appendStringInfoString(buf, "{\"created_at\":");
+	escape_json(buf, DatumGetCString(DirectFunctionCall1(timestamptz_out,
+														 TimestampTzGetDatum(header.created_at))));
+	appendStringInfoString(buf, ",\"api_key_id\":");
+	if (header.flags & FLAG_KEY_IDENTIFIED)
+		escape_json(buf, DatumGetCString(DirectFunctionCall1(uuid_out,
+															 UUIDPGetDatum(&header.key_id))));
+	else
+		appendStringInfoString(buf, "null");
+	AppendTextJson(buf, "api_key_public_id", value[FIELD_PUBLIC_ID], len[FIELD_PUBLIC_ID]);
+	AppendTextJson(buf, "client_name", value[FIELD_CLIENT], len[FIELD_CLIENT]);
+	appendStringInfoString(buf, ",\"remote_addr\":");
+	if (value[FIELD_REMOTE_ADDR])
+	{
+		char	   *copy = palloc(len[FIELD_REMOTE_ADDR]);
+
+		memcpy(copy, value[FIELD_REMOTE_ADDR], len[FIELD_REMOTE_ADDR]);
+		escape_json(buf, DatumGetCString(DirectFunctionCall1(inet_out, PointerGetDatum(copy))));
+	}
+	else
+		appendStringInfoString(buf, "null");
+	for (i = FIELD_REQUIRED; i <= FIELD_MISSING; i++)
+	{
+		appendStringInfo(buf, ",\"%s\":", array_keys[i - FIELD_REQUIRED]);
+		if (value[i])
+			AppendTextArrayJson(buf, value[i], len[i]);
+		else
+			appendStringInfoString(buf, "null");
+	}
+	appendStringInfo(buf, ",\"authenticated\":%s,\"authorized\":%s,\"enforced\":%s,"
+					 "\"allowed\":%s,\"status\":%d,\"locked_in\":%s",
+					 (header.flags & FLAG_AUTHENTICATED) ? "true" : "false",
+					 (header.flags & FLAG_AUTHORIZED) ? "true" : "false",
+					 (header.flags & FLAG_ENFORCED) ? "true" : "false",
+					 (header.flags & FLAG_ALLOWED) ? "true" : "false",
+					 header.status,
+					 (header.flags & FLAG_LOCKED_IN) ? "true" : "false");
+	AppendTextJson(buf, "failure_reason", value[FIELD_REASON], len[FIELD_REASON]);
+	appendStringInfoChar(buf, '}');
+}
+
+/* The connection string for the primary: the setting, else primary_conninfo */
+static char *
+PrimaryConninfo(void)
+{
+	const char *primary;
+
+	if (athena_primary_conninfo != NULL && athena_primary_conninfo[0] != '\0')
+		return pstrdup(athena_primary_conninfo);
+	primary = GetConfigOption("primary_conninfo", true, false);
+	if (primary == NULL || primary[0] == '\0')
+		return NULL;
+	return psprintf("%s dbname='%s'", primary, worker_database_name);
+}
+
+/* Warn at most once a minute that shipping fails (the rows stay queued) */
+static void
+WarnShippingFailed(const char *why)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (TimestampDifferenceExceeds(last_ship_warning, now, 60000))
+	{
+		ereport(WARNING,
+				(errmsg("athena_keys log writer cannot send standby decisions to the primary"),
+				 errdetail("%s", why),
+				 errhint("Set athena_keys.primary_conninfo to a connection string of the primary for a role that may execute athena_keys.athena_record_decisions.")));
+		last_ship_warning = now;
+	}
+}
+
+/*
+ * Send records [0, len) of buffer to the primary in one call.  Returns
+ * whether the primary took them; on failure they stay queued.
+ */
+static bool
+ShipToPrimary(const char *buffer, uint64 len)
+{
+	StringInfoData json;
+	uint64		pos;
+	PGresult   *res;
+	const char *params[1];
+	bool		ok;
+
+	if (primary_conn != NULL && PQstatus(primary_conn) != CONNECTION_OK)
+	{
+		PQfinish(primary_conn);
+		primary_conn = NULL;
+	}
+	if (primary_conn == NULL)
+	{
+		char	   *conninfo = PrimaryConninfo();
+
+		if (conninfo == NULL)
+		{
+			WarnShippingFailed("Neither athena_keys.primary_conninfo nor primary_conninfo is set.");
+			return false;
+		}
+		primary_conn = PQconnectdb(conninfo);
+		if (PQstatus(primary_conn) != CONNECTION_OK)
+		{
+			WarnShippingFailed(PQerrorMessage(primary_conn));
+			PQfinish(primary_conn);
+			primary_conn = NULL;
+			return false;
+		}
+	}
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '[');
+	for (pos = 0; pos < len;)
+	{
+		uint32		rec_len;
+
+		memcpy(&rec_len, buffer + pos, sizeof(uint32));
+		if (pos > 0)
+			appendStringInfoChar(&json, ',');
+		AppendRecordJson(&json, buffer + pos);
+		pos += rec_len;
+	}
+	appendStringInfoChar(&json, ']');
+
+	params[0] = json.data;
+	res = PQexecParams(primary_conn, "SELECT athena_keys.athena_record_decisions($1::jsonb)",
+					   1, NULL, params, NULL, NULL, 0);
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	if (!ok)
+		WarnShippingFailed(PQerrorMessage(primary_conn));
+	PQclear(res);
+	pfree(json.data);
+	return ok;
+}
+
 /*
  * Insert everything queued so far in one transaction, then release it from
  * the ring.  Returns the bytes drained.  Rows of a database whose extension
@@ -584,8 +797,19 @@ DrainSlot(AsyncLogSlot *slot)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "athena_keys: inserting queued log rows");
 
-	if (OidIsValid(get_namespace_oid("athena_keys", true)) &&
-		OidIsValid(get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", true))))
+	if (RecoveryInProgress())
+	{
+		if (!ShipToPrimary(buffer, end - start))
+		{
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			pfree(buffer);
+			return 0;
+		}
+	}
+	else if (OidIsValid(get_namespace_oid("athena_keys", true)) &&
+			 OidIsValid(get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", true))))
 	{
 		for (pos = 0; pos < end - start;)
 		{
@@ -632,6 +856,12 @@ athena_log_writer_main(Datum main_arg)
 
 	/* The writer's own commits are durable: its batches are the log */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Shipped timestamps must read back the same on the primary */
+	SetConfigOption("datestyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
+	StartTransactionCommand();
+	worker_database_name = MemoryContextStrdup(TopMemoryContext,
+											   get_database_name(MyDatabaseId));
+	CommitTransactionCommand();
 
 	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
 	slot->worker_pid = MyProcPid;

@@ -15,6 +15,7 @@
 #include "athena_keys.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -107,7 +108,12 @@ WriteDecisionLog(const DecisionRecord *decision, bool learned)
 	char		nulls[LOG_COLUMNS];
 
 	if (!CanWrite())
+	{
+		/* A hot standby's writer ships queued decisions to the primary */
+		if (RecoveryInProgress())
+			(void) QueueDecisionLog(decision);
 		return;
+	}
 	if (athena_log_durability == LOG_DURABILITY_ASYNC && !learned &&
 		QueueDecisionLog(decision))
 		return;

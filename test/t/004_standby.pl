@@ -1,8 +1,9 @@
 # A primary and a streaming standby: keys issued on the primary authenticate
 # on the standby; a revocation and a lock-in replayed from the primary take
 # effect in a standby session that already cached the key; a learning key
-# on the standby follows the fail mode and never raises; after promotion
-# everything, learning included, works.
+# on the standby follows the fail mode and never raises; decisions made on
+# the standby reach the primary's log (shipped by the standby's log writer);
+# after promotion everything, learning included, works.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -11,6 +12,10 @@ use Test::More;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
+$primary->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'athena_keys'
+athena_keys.async_flush_interval = '100ms'
+});
 $primary->start;
 $primary->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
 my ($key, $key_id) = split /\|/, $primary->safe_psql('postgres',
@@ -21,6 +26,8 @@ my ($learner, $learner_id) = split /\|/, $primary->safe_psql('postgres',
 $primary->backup('base');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'base', has_streaming => 1);
+(my $primary_conninfo = $primary->connstr('postgres')) =~ s/'/''/g;
+$standby->append_conf('postgresql.conf', "athena_keys.primary_conninfo = '$primary_conninfo'\n");
 $standby->start;
 $primary->wait_for_catchup($standby);
 
@@ -35,6 +42,24 @@ my $auth = sub {
 
 is($auth->($key, '10.0.0.1'), 't,200,', 'a key issued on the primary authenticates on the standby');
 is($auth->($key, '10.0.0.1'), 't,200,', 'and again from the warm cache');
+
+# Decisions made on the standby reach the primary's log, and stamp last use.
+$session->query_safe(
+	"SELECT athena_keys.athena_authenticate('$key', 'from-standby', '10.0.0.7', ARRAY['gateway.query']) FROM generate_series(1, 3)");
+$session->query_safe(
+	"SELECT athena_keys.athena_authenticate('ath_0000000000000000.' || repeat('0', 64), 'from-standby', '10.0.0.8', NULL)");
+ok( $primary->poll_query_until('postgres',
+		"SELECT count(*) = 4 FROM athena_keys.api_key_auth_log WHERE client_name = 'from-standby'"),
+	'decisions made on the standby arrive in the primary log');
+is( $primary->safe_psql('postgres', qq{
+		SELECT string_agg(concat(allowed, ',', status, ',', failure_reason, ',', api_key_id = '$key_id',
+		                         ',', remote_addr, ',', required_rights::text), ' ' ORDER BY remote_addr, allowed)
+		  FROM athena_keys.api_key_auth_log WHERE client_name = 'from-standby'}),
+	"t,200,,t,10.0.0.7,{gateway.query} t,200,,t,10.0.0.7,{gateway.query} t,200,,t,10.0.0.7,{gateway.query} f,401,Invalid API key,,10.0.0.8,",
+	'with every column of the decision');
+is( $primary->safe_psql('postgres',
+		"SELECT last_used_at IS NOT NULL FROM athena_keys.api_key WHERE id = '$key_id'"),
+	't', 'last_used_at is stamped on the primary for keys used on the standby');
 
 $primary->safe_psql('postgres', "SELECT athena_keys.athena_set_key_active('$key_id', false)");
 $primary->wait_for_catchup($standby);
