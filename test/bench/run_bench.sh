@@ -154,7 +154,8 @@ scenario() {
 run_once() {
   local name=$1 round=$2 out tps failed
   q "CHECKPOINT" >/dev/null
-  out=$(PGOPTIONS="${PGOPT[$name]}" pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$ROUND_SECONDS" \
+  out=$(PGHOST="${HOST_OF[$name]:-$PGHOST}" PGPORT="${PORT_OF[$name]:-$PGPORT}" \
+        PGOPTIONS="${PGOPT[$name]}" pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$ROUND_SECONDS" \
           -f "$OUT/${FILE[$name]}.sql" -l --log-prefix="$OUT/log_${name}_r$round" 2>&1) || {
     echo; echo "pgbench failed for $name:"; echo "$out"; return 0; }
   tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
@@ -231,6 +232,28 @@ scenario f_expired "fail: expired key" f_expired
 scenario f_client "fail: client mismatch" f_client
 scenario f_rights "fail: missing rights" f_rights
 scenario f_ip_blocked "fail: IP blocked" f_ip_blocked
+
+# A hot standby of this server: the happy path there is read-only, and its
+# log writer ships the decisions to this server's log (BENCH_STANDBY=0 skips).
+declare -A HOST_OF=() PORT_OF=()
+if [ "${BENCH_STANDBY:-1}" = 1 ] && [ "$PRELOAD" = 1 ]; then
+  SB_DIR="$WORK_DIR/standby"
+  as_user mkdir -p "$SB_DIR/socket"
+  if as_user pg_basebackup -D "$SB_DIR/data" -R -X stream -h "$PGHOST" -p "$PGPORT" -U postgres \
+       --checkpoint=fast >/dev/null 2>&1; then
+    as_user bash -c "cat >> '$SB_DIR/data/postgresql.conf'" <<CONF
+port = $((PORT + 1))
+unix_socket_directories = '$SB_DIR/socket'
+athena_keys.primary_conninfo = 'host=$PGHOST port=$PGPORT dbname=postgres user=postgres'
+CONF
+    if as_user pg_ctl -D "$SB_DIR/data" -l "$SB_DIR/server.log" -w start >/dev/null; then
+      SERVERS_STARTED+=" $SB_DIR/data"
+      HOST_OF[standby]=$SB_DIR/socket
+      PORT_OF[standby]=$((PORT + 1))
+      scenario standby "happy path on a hot standby (info)" happy
+    fi
+  fi
+fi
 measure
 
 echo "== loading $N_KEYS keys and $N_LOG log rows"
@@ -324,6 +347,7 @@ BASE[large]=happy; TARGET[large]=0.9
 BASE[rules10k]=happy; TARGET[rules10k]=0.9
 BASE[random_key]=happy
 BASE[plain_insert_async]=select1
+BASE[standby]=select1
 
 ratio() { awk -v a="${TPS[$1]:-0}" -v b="${TPS[$2]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "n/a"; else print (r + 0 >= t + 0 ? "PASS" : "MISS") }'; }
