@@ -185,21 +185,18 @@ FailureForIpVerdict(IpVerdict verdict)
 }
 
 /*
- * Step 8: the IP policy, learning included.  Sets *locked_in when this call
+ * Step 8: the IP policy, learning included.  scoped holds the global rules
+ * of the request's client (NULL when none).  Sets *locked_in when this call
  * completed a lock-in and *learned when it wrote learning state.
  */
 static Failure
-CheckIpPolicy(const EnforcementConfig *config, const CachedKey *key,
-			  text *client, inet *ip, bool *locked_in, bool *learned)
+CheckIpPolicy(const EnforcementConfig *config, const ClientPolicy *scoped,
+			  const CachedKey *key, inet *ip, bool *locked_in, bool *learned)
 {
-	const ClientPolicy *scoped = NULL;
 	IpPolicyInput in;
 	IpNet		host;
 	IpVerdict	verdict;
 	LearningOutcome outcome;
-
-	if (client != NULL)
-		scoped = LookupClientPolicy(config, VARDATA_ANY(client), VARSIZE_ANY_EXHDR(client));
 
 	memset(&in, 0, sizeof(in));
 	if (ip != NULL && IpNetFromInet(ip, true, &host))
@@ -372,7 +369,7 @@ athena_authenticate(PG_FUNCTION_ARGS)
 					if (nmissing > 0)
 						failure = FAILURE_INSUFFICIENT_RIGHTS;	/* 7 */
 					else		/* 8 */
-						failure = CheckIpPolicy(config, key, client, ip,
+						failure = CheckIpPolicy(config, client_policy, key, ip,
 												&decision.locked_in, &learned);
 				}
 			}
