@@ -676,20 +676,6 @@ AppendRecordJson(StringInfo buf, const char *record)
 	appendStringInfoChar(buf, '}');
 }
 
-/* The connection string for the primary: the setting, else primary_conninfo */
-static char *
-PrimaryConninfo(void)
-{
-	const char *primary;
-
-	if (athena_primary_conninfo != NULL && athena_primary_conninfo[0] != '\0')
-		return pstrdup(athena_primary_conninfo);
-	primary = GetConfigOption("primary_conninfo", true, false);
-	if (primary == NULL || primary[0] == '\0')
-		return NULL;
-	return psprintf("%s dbname='%s'", primary, worker_database_name);
-}
-
 /* Warn at most once a minute that shipping fails (the rows stay queued) */
 static void
 WarnShippingFailed(const char *why)
@@ -704,6 +690,55 @@ WarnShippingFailed(const char *why)
 				 errhint("Set athena_keys.primary_conninfo to a connection string of the primary for a role that may execute athena_keys.athena_record_decisions.")));
 		last_ship_warning = now;
 	}
+}
+
+/*
+ * Connect to the primary: athena_keys.primary_conninfo, else the standby's
+ * primary_conninfo with this database's name.  Timeouts and keepalives come
+ * first so that a hung or unreachable primary never stalls the writer (or a
+ * clean shutdown) for long; settings in the connection string override them.
+ * Returns NULL, with a warning, when there is nothing to connect to or the
+ * connection fails.
+ */
+static PGconn *
+ConnectToPrimary(void)
+{
+	const char *keywords[9];
+	const char *values[9];
+	int			n = 0;
+	const char *conninfo = athena_primary_conninfo;
+	PGconn	   *conn;
+
+	keywords[n] = "connect_timeout", values[n++] = "5";
+	keywords[n] = "keepalives_idle", values[n++] = "10";
+	keywords[n] = "keepalives_interval", values[n++] = "5";
+	keywords[n] = "keepalives_count", values[n++] = "3";
+	keywords[n] = "options", values[n++] = "-c statement_timeout=30000";
+	keywords[n] = "application_name", values[n++] = "athena_keys log writer";
+	if (conninfo == NULL || conninfo[0] == '\0')
+	{
+		conninfo = GetConfigOption("primary_conninfo", true, false);
+		if (conninfo == NULL || conninfo[0] == '\0')
+		{
+			WarnShippingFailed("Neither athena_keys.primary_conninfo nor primary_conninfo is set.");
+			return NULL;
+		}
+		/* The first dbname is expanded as a connection string, a second is a name */
+		keywords[n] = "dbname", values[n++] = conninfo;
+		keywords[n] = "dbname", values[n++] = worker_database_name;
+	}
+	else
+		keywords[n] = "dbname", values[n++] = conninfo;
+	keywords[n] = NULL, values[n] = NULL;
+
+	conn = PQconnectdbParams(keywords, values, 1);
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		WarnShippingFailed(PQerrorMessage(conn));
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
 }
 
 /*
@@ -726,21 +761,9 @@ ShipToPrimary(const char *buffer, uint64 len)
 	}
 	if (primary_conn == NULL)
 	{
-		char	   *conninfo = PrimaryConninfo();
-
-		if (conninfo == NULL)
-		{
-			WarnShippingFailed("Neither athena_keys.primary_conninfo nor primary_conninfo is set.");
+		primary_conn = ConnectToPrimary();
+		if (primary_conn == NULL)
 			return false;
-		}
-		primary_conn = PQconnectdb(conninfo);
-		if (PQstatus(primary_conn) != CONNECTION_OK)
-		{
-			WarnShippingFailed(PQerrorMessage(primary_conn));
-			PQfinish(primary_conn);
-			primary_conn = NULL;
-			return false;
-		}
 	}
 
 	initStringInfo(&json);
@@ -910,11 +933,15 @@ athena_log_writer_main(Datum main_arg)
 
 		if (worker_got_sigterm)
 		{
-			/* Backends may still be committing: drain until quiet */
+			/*
+			 * Backends may still be committing: drain until quiet, for at
+			 * most five seconds (a standby whose primary cannot be reached
+			 * would otherwise hold up the shutdown).
+			 */
 			int			quiet_rounds = 0;
-			int			rounds;
+			TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
 
-			for (rounds = 0; rounds < 500 && quiet_rounds < 5; rounds++)
+			while (quiet_rounds < 5 && GetCurrentTimestamp() < deadline)
 			{
 				bool		busy;
 

@@ -61,6 +61,18 @@ is( $primary->safe_psql('postgres',
 		"SELECT last_used_at IS NOT NULL FROM athena_keys.api_key WHERE id = '$key_id'"),
 	't', 'last_used_at is stamped on the primary for keys used on the standby');
 
+# While the primary is down the standby still decides, and keeps the rows
+# queued; they arrive once the primary is back.
+$primary->stop('fast');
+$session->query_safe(
+	"SELECT athena_keys.athena_authenticate('$key', 'while-primary-down', '10.0.0.9', ARRAY['gateway.query']) FROM generate_series(1, 2)");
+sleep 1;
+$primary->start;
+ok( $primary->poll_query_until('postgres',
+		"SELECT count(*) = 2 FROM athena_keys.api_key_auth_log WHERE client_name = 'while-primary-down'"),
+	'decisions made while the primary was down arrive after it is back');
+$primary->wait_for_catchup($standby);
+
 $primary->safe_psql('postgres', "SELECT athena_keys.athena_set_key_active('$key_id', false)");
 $primary->wait_for_catchup($standby);
 is($auth->($key, '10.0.0.1'), 'f,401,Inactive API key', 'a revocation is honoured on the standby right after replay');
