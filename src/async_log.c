@@ -934,14 +934,16 @@ athena_log_writer_main(Datum main_arg)
 		if (worker_got_sigterm)
 		{
 			/*
-			 * Backends may still be committing: drain until quiet, for at
-			 * most five seconds (a standby whose primary cannot be reached
-			 * would otherwise hold up the shutdown).
+			 * Backends may still be committing: drain until quiet.  A
+			 * standby gives up after five seconds, since a primary it cannot
+			 * reach would otherwise hold up the shutdown; a primary's local
+			 * inserts always make progress.
 			 */
 			int			quiet_rounds = 0;
 			TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
 
-			while (quiet_rounds < 5 && GetCurrentTimestamp() < deadline)
+			while (quiet_rounds < 5 &&
+				   (!RecoveryInProgress() || GetCurrentTimestamp() < deadline))
 			{
 				bool		busy;
 
