@@ -230,13 +230,6 @@ AsyncLogShmemStartup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Whether the batched writer can be used in this server */
-bool
-AsyncLogAvailable(void)
-{
-	return async_shared != NULL;
-}
-
 /* Copy len bytes into the ring at logical position pos */
 static void
 RingWrite(AsyncLogSlot *slot, uint64 pos, const char *src, Size len)
@@ -339,10 +332,9 @@ QueueDecisionLog(const DecisionRecord *decision)
 	lens[FIELD_PUBLIC_ID] = decision->public_id_len;
 	if (decision->client != NULL)
 	{
-		lens[FIELD_CLIENT] = Min(VARSIZE_ANY_EXHDR(decision->client), LOGGED_CLIENT_MAX_BYTES);
 		lens[FIELD_CLIENT] = pg_mbcliplen(VARDATA_ANY(decision->client),
 										  VARSIZE_ANY_EXHDR(decision->client),
-										  lens[FIELD_CLIENT]);
+										  LOGGED_CLIENT_MAX_BYTES);
 		ptrs[FIELD_CLIENT] = VARDATA_ANY(decision->client);
 	}
 	if (decision->has_remote_addr)
@@ -792,9 +784,10 @@ ShipToPrimary(const char *buffer, uint64 len)
 }
 
 /*
- * Insert everything queued so far in one transaction, then release it from
- * the ring.  Returns the bytes drained.  Rows of a database whose extension
- * was dropped are discarded.
+ * Insert everything queued so far in one transaction (on a hot standby:
+ * send it to the primary), then release it from the ring.  Returns the bytes
+ * drained, 0 when the primary did not take them.  Rows of a database whose
+ * extension was dropped are discarded.
  */
 static uint64
 DrainSlot(AsyncLogSlot *slot)
@@ -803,6 +796,7 @@ DrainSlot(AsyncLogSlot *slot)
 	uint64		end;
 	uint64		pos;
 	char	   *buffer;
+	bool		delivered = true;
 
 	LWLockAcquire(async_shared->lock, LW_SHARED);
 	start = slot->read_pos;
@@ -821,16 +815,7 @@ DrainSlot(AsyncLogSlot *slot)
 	pgstat_report_activity(STATE_RUNNING, "athena_keys: inserting queued log rows");
 
 	if (RecoveryInProgress())
-	{
-		if (!ShipToPrimary(buffer, end - start))
-		{
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-			pgstat_report_activity(STATE_IDLE, NULL);
-			pfree(buffer);
-			return 0;
-		}
-	}
+		delivered = ShipToPrimary(buffer, end - start);
 	else if (OidIsValid(get_namespace_oid("athena_keys", true)) &&
 			 OidIsValid(get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", true))))
 	{
@@ -849,6 +834,8 @@ DrainSlot(AsyncLogSlot *slot)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	pfree(buffer);
+	if (!delivered)
+		return 0;				/* still queued: retried at the next flush */
 
 	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
 	slot->read_pos = end;

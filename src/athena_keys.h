@@ -106,7 +106,6 @@ extern const ClientPolicy *LookupClientPolicy(const EnforcementConfig *config,
 extern CachedKey *LookupKey(const char *public_id, size_t len);
 extern void RegisterCacheCallbacks(void);
 extern void EnsureSpiConnected(void);
-extern bool SpiIsConnected(void);
 extern void ResetSpiConnection(void);
 extern void ResetSpiConnectionAfterError(void);
 extern bool IpNetFromInet(const inet *value, bool as_host, IpNet *out);
@@ -167,7 +166,6 @@ extern void CommitAsynchronouslyIfAllowed(bool caller_had_writes, bool learning_
 extern int	athena_async_log_buffer_kb;
 extern int	athena_async_flush_interval_ms;
 extern void InitAsyncLog(void);
-extern bool AsyncLogAvailable(void);
 extern bool QueueDecisionLog(const DecisionRecord *decision);
 
 #endif

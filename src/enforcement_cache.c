@@ -55,7 +55,6 @@ static uint64 cached_config_counter = 0;
 static HTAB *key_cache = NULL;
 static dlist_head key_lru = DLIST_STATIC_INIT(key_lru);
 static int	key_cache_entries = 0;
-static uint64 key_cache_counter = 0;
 
 static bool spi_connected = false;
 static MemoryContext spi_caller_context = NULL;
@@ -170,13 +169,6 @@ void
 ResetSpiConnectionAfterError(void)
 {
 	spi_connected = false;
-}
-
-/* Whether this call has connected to SPI */
-bool
-SpiIsConnected(void)
-{
-	return spi_connected;
 }
 
 /* Disconnect from SPI at the end of a call (or forget it after an error) */
@@ -488,7 +480,6 @@ GetEnforcementConfig(void)
 		return config;			/* changed while loading: use once, reload next */
 	cached_config = config;
 	cached_config_counter = before;
-	key_cache_counter = before;
 	return config;
 }
 

@@ -50,7 +50,6 @@ LearningOutcome
 RecordLearningObservation(const pg_uuid_t *key_id, const IpNet *host)
 {
 	Datum		args[2];
-	bool		isnull;
 	char	   *outcome;
 
 	if (!CanWrite())
@@ -73,7 +72,6 @@ RecordLearningObservation(const pg_uuid_t *key_id, const IpNet *host)
 		elog(ERROR, "athena_keys: the learning call failed");
 
 	outcome = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	(void) isnull;
 	SPI_freetuptable(SPI_tuptable);
 
 	if (outcome == NULL)
