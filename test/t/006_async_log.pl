@@ -15,6 +15,7 @@ $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'athena_keys'
 athena_keys.log_durability = 'async'
 athena_keys.async_flush_interval = '100ms'
+max_prepared_transactions = 2
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
@@ -53,6 +54,18 @@ $calls->(1, 'marker');
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'marker'");
 is($logged->('rolled-back'), '0', 'a rolled-back transaction queues nothing');
+
+# A prepared transaction's decisions were made: they are queued at PREPARE.
+# The preparing session ends right after, so rows left pending in it would
+# never be written.
+$node->safe_psql('postgres', qq{
+	BEGIN;
+	SELECT athena_keys.athena_authenticate('$key', 'prepared', '10.0.0.1', NULL) FROM generate_series(1, 3);
+	PREPARE TRANSACTION 'athena_prepared';});
+$node->safe_psql('postgres', "COMMIT PREPARED 'athena_prepared'");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 3 FROM athena_keys.api_key_auth_log WHERE client_name = 'prepared'"),
+	'decisions of a prepared transaction are logged');
 
 # A long flush interval keeps rows queued; a clean shutdown must drain them.
 $node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '60s'\n");
