@@ -59,6 +59,24 @@ UPDATE athena_keys.api_key SET is_active = true;
 SELECT count(*) FROM athena_keys.athena_recent_failures;
 RESET ROLE;
 
+-- The same tricks against the cached path, which runs with the caller's
+-- own privileges and search_path (nothing logged, so nothing is handed to
+-- the SECURITY DEFINER twin once the caches are warm).
+SET athena_keys.log_decisions = none;
+SET ROLE ak_evil;
+SET search_path = evil, pg_temp, pg_catalog;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'good_key', NULL, '10.1.1.1', ARRAY['users.read']);
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'good_key', NULL, '10.1.1.1', ARRAY['users.read']);
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'good_key', NULL, '192.0.2.1', ARRAY['users.read']);
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'good_key', NULL, '10.1.1.1', ARRAY['users.write']);
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate('ath_0000000000000000.' || repeat('0', 64), NULL, '10.1.1.1', NULL);
+SET search_path = pg_temp, evil;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'good_key', NULL, '192.0.2.1', ARRAY['users.read']);
+RESET search_path;
+SELECT count(*) AS hostile_code_runs FROM evil.pwned;
+RESET ROLE;
+RESET athena_keys.log_decisions;
+
 -- Invalid UTF-8 never reaches the function: the conversion itself refuses it.
 SELECT athena_keys.athena_authenticate(convert_from('\xfffe'::bytea, 'UTF8'), NULL, NULL, NULL);
 \echo :LAST_ERROR_SQLSTATE

@@ -141,7 +141,8 @@ static void RingWrite(AsyncLogSlot *slot, uint64 pos, const char *src, Size len)
 static void RingRead(AsyncLogSlot *slot, uint64 pos, char *dst, Size len);
 static void WriterSigterm(SIGNAL_ARGS);
 static uint64 DrainSlot(AsyncLogSlot *slot);
-static void InsertRecord(const char *record);
+static void DecodeRecord(const char *record, Datum *values, char *nulls);
+static void InsertRecords(const char *buffer, uint64 len);
 
 /* Total shared memory for the rings and their bookkeeping */
 static Size
@@ -306,6 +307,17 @@ RegisterWriterForSlot(int slot)
 }
 
 /*
+ * Whether async decisions can go to the batched writer here: athena_keys
+ * is preloaded (the queue lives in shared memory) and this is a database
+ * session.
+ */
+bool
+AsyncLogQueueAvailable(void)
+{
+	return async_shared != NULL && OidIsValid(MyDatabaseId);
+}
+
+/*
  * Queue a decision's log row for the writer.  Returns false (nothing
  * queued) when the writer is unavailable or its ring is too full; the
  * caller then inserts the row itself.
@@ -324,7 +336,7 @@ QueueDecisionLog(const DecisionRecord *decision)
 	AsyncLogRecordHeader header;
 	bool		need_worker = false;
 
-	if (async_shared == NULL || !OidIsValid(MyDatabaseId))
+	if (!AsyncLogQueueAvailable())
 		return false;
 
 	memset(ptrs, 0, sizeof(ptrs));
@@ -516,23 +528,24 @@ ReadField(const char *p, const char **value, uint32 *len)
 	return p + *len;
 }
 
-/* Insert one serialised record through the prepared statement */
+/*
+ * Decode one serialised record into a log row's LOG_COLUMNS values and
+ * nulls (allocated in the current memory context)
+ */
 static void
-InsertRecord(const char *record)
+DecodeRecord(const char *record, Datum *values, char *nulls)
 {
 	AsyncLogRecordHeader header;
 	const char *p = record + sizeof(AsyncLogRecordHeader);
 	const char *value[FIELD_COUNT];
 	uint32		len[FIELD_COUNT];
-	Datum		values[LOG_COLUMNS];
-	char		nulls[LOG_COLUMNS];
 	int			i;
 
 	memcpy(&header, record, sizeof(header));
 	for (i = 0; i < FIELD_COUNT; i++)
 		p = ReadField(p, &value[i], &len[i]);
 
-	memset(nulls, ' ', sizeof(nulls));
+	memset(nulls, ' ', LOG_COLUMNS);
 	values[0] = TimestampTzGetDatum(header.created_at);
 	if (header.flags & FLAG_KEY_IDENTIFIED)
 		values[1] = UUIDPGetDatum(&header.key_id);
@@ -571,7 +584,45 @@ InsertRecord(const char *record)
 	else
 		nulls[13] = 'n';
 	values[14] = BoolGetDatum((header.flags & FLAG_LOCKED_IN) != 0);
-	InsertLogRow(values, nulls);
+}
+
+/*
+ * Insert the serialised records of buffer[0, len) as log rows,
+ * LOG_INSERT_MAX_ROWS per statement, in the current transaction
+ */
+static void
+InsertRecords(const char *buffer, uint64 len)
+{
+	Datum		values[LOG_INSERT_MAX_ROWS * LOG_COLUMNS];
+	char		nulls[LOG_INSERT_MAX_ROWS * LOG_COLUMNS];
+	MemoryContext chunk_context;
+	MemoryContext old;
+	uint64		pos = 0;
+	int			nrows = 0;
+
+	/* Connect first: SPI returns to the context current at connection */
+	EnsureSpiConnected();
+	chunk_context = AllocSetContextCreate(CurrentMemoryContext,
+										  "athena_keys log chunk",
+										  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(chunk_context);
+	while (pos < len)
+	{
+		uint32		record_len;
+
+		memcpy(&record_len, buffer + pos, sizeof(uint32));
+		DecodeRecord(buffer + pos, &values[nrows * LOG_COLUMNS], &nulls[nrows * LOG_COLUMNS]);
+		nrows++;
+		pos += record_len;
+		if (nrows == LOG_INSERT_MAX_ROWS || pos >= len)
+		{
+			InsertLogRows(values, nulls, nrows);
+			nrows = 0;
+			MemoryContextReset(chunk_context);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(chunk_context);
 }
 
 /* Append a text[] varlena as a JSON array of strings */
@@ -794,7 +845,6 @@ DrainSlot(AsyncLogSlot *slot)
 {
 	uint64		start;
 	uint64		end;
-	uint64		pos;
 	char	   *buffer;
 	bool		delivered = true;
 
@@ -818,16 +868,7 @@ DrainSlot(AsyncLogSlot *slot)
 		delivered = ShipToPrimary(buffer, end - start);
 	else if (OidIsValid(get_namespace_oid("athena_keys", true)) &&
 			 OidIsValid(get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", true))))
-	{
-		for (pos = 0; pos < end - start;)
-		{
-			uint32		len;
-
-			memcpy(&len, buffer + pos, sizeof(uint32));
-			InsertRecord(buffer + pos);
-			pos += len;
-		}
-	}
+		InsertRecords(buffer, end - start);
 
 	ResetSpiConnection();
 	PopActiveSnapshot();

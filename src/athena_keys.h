@@ -101,6 +101,8 @@ typedef struct CachedKey
 
 /* enforcement_cache.c */
 extern const EnforcementConfig *GetEnforcementConfig(void);
+extern const EnforcementConfig *PeekEnforcementConfig(void);
+extern CachedKey *PeekCachedKey(const char *public_id, size_t len);
 extern const ClientPolicy *LookupClientPolicy(const EnforcementConfig *config,
 											  const char *client, size_t len);
 extern CachedKey *LookupKey(const char *public_id, size_t len);
@@ -153,12 +155,17 @@ typedef struct DecisionRecord
 
 /* Columns of the log insert, created_at first */
 #define LOG_COLUMNS 15
+/* Most rows one log INSERT statement takes (the batched writer's chunk) */
+#define LOG_INSERT_MAX_ROWS 64
 /* Longest client name copied into a log row, in bytes */
 #define LOGGED_CLIENT_MAX_BYTES 256
 
 extern bool ShouldLogDecision(const DecisionRecord *decision);
-extern void InsertLogRow(Datum *values, const char *nulls);
-extern void WriteDecisionLog(const DecisionRecord *decision, bool learned);
+extern void InsertLogRows(Datum *values, const char *nulls, int nrows);
+extern bool DecisionLogNeedsInsert(void);
+extern bool WriteDecisionLog(const DecisionRecord *decision, bool learned,
+							 bool may_insert);
+extern bool KeyLastUsedStampDue(const CachedKey *key);
 extern void TouchKeyLastUsed(CachedKey *key);
 extern void CommitAsynchronouslyIfAllowed(bool caller_had_writes, bool learning_wrote);
 
@@ -166,6 +173,7 @@ extern void CommitAsynchronouslyIfAllowed(bool caller_had_writes, bool learning_
 extern int	athena_async_log_buffer_kb;
 extern int	athena_async_flush_interval_ms;
 extern void InitAsyncLog(void);
+extern bool AsyncLogQueueAvailable(void);
 extern bool QueueDecisionLog(const DecisionRecord *decision);
 
 #endif

@@ -21,7 +21,6 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
-static SPIPlanPtr log_plan = NULL;
 static SPIPlanPtr last_used_plan = NULL;
 
 /* Whether the settings ask for this decision to be logged */
@@ -67,42 +66,114 @@ ClippedTextDatum(text *t, int max_bytes)
 	return PointerGetDatum(cstring_to_text_with_len(VARDATA_ANY(t), len));
 }
 
+/* Rows per INSERT statement: each size has its own saved plan */
+static const int insert_batch_sizes[] = {LOG_INSERT_MAX_ROWS, 8, 1};
+
+#define INSERT_PLAN_COUNT lengthof(insert_batch_sizes)
+
+static SPIPlanPtr insert_plans[INSERT_PLAN_COUNT];
+
 /*
- * Insert one api_key_auth_log row; values and nulls follow LOG_COLUMNS.
- * The batched writer of async_log.c inserts through here too.
+ * The saved plan of "INSERT ... VALUES" with nrows rows of LOG_COLUMNS
+ * parameters each.  Generic from the start: routing to the partition
+ * happens at execution anyway, so a custom plan could not do better.
+ */
+static SPIPlanPtr
+LogInsertPlan(int plan_index)
+{
+	static const Oid row_types[LOG_COLUMNS] = {TIMESTAMPTZOID, UUIDOID, TEXTOID, TEXTOID,
+		INETOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT2OID, TEXTOID, BOOLOID};
+	int			nrows = insert_batch_sizes[plan_index];
+	StringInfoData sql;
+	Oid		   *argtypes;
+	SPIPlanPtr	plan;
+	int			row;
+	int			col;
+
+	if (insert_plans[plan_index] != NULL)
+		return insert_plans[plan_index];
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "INSERT INTO athena_keys.api_key_auth_log "
+						   "(created_at, api_key_id, api_key_public_id, client_name, remote_addr, "
+						   " required_rights, granted_rights, missing_rights, authenticated, "
+						   " authorized, enforced, allowed, status, failure_reason, locked_in) "
+						   "VALUES ");
+	argtypes = palloc(sizeof(Oid) * nrows * LOG_COLUMNS);
+	for (row = 0; row < nrows; row++)
+	{
+		appendStringInfoString(&sql, row == 0 ? "(" : ", (");
+		for (col = 0; col < LOG_COLUMNS; col++)
+		{
+			int			param = row * LOG_COLUMNS + col;
+
+			argtypes[param] = row_types[col];
+			appendStringInfo(&sql, col == 0 ? "$%d" : ", $%d", param + 1);
+		}
+		appendStringInfoChar(&sql, ')');
+	}
+	plan = SPI_prepare_cursor(sql.data, nrows * LOG_COLUMNS, argtypes,
+							  CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "athena_keys: preparing the log insert failed");
+	pfree(sql.data);
+	pfree(argtypes);
+	insert_plans[plan_index] = plan;
+	return plan;
+}
+
+/*
+ * Insert nrows api_key_auth_log rows; values and nulls hold LOG_COLUMNS
+ * entries per row, row after row.  A batch costs one executor start and one
+ * partition lookup per statement instead of per row: the batched writer
+ * of async_log.c inserts up to LOG_INSERT_MAX_ROWS rows per statement.
  */
 void
-InsertLogRow(Datum *values, const char *nulls)
+InsertLogRows(Datum *values, const char *nulls, int nrows)
 {
-	EnsureSpiConnected();
-	if (log_plan == NULL)
-	{
-		Oid			argtypes[LOG_COLUMNS] = {TIMESTAMPTZOID, UUIDOID, TEXTOID, TEXTOID, INETOID,
-			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-			BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT2OID, TEXTOID, BOOLOID};
+	int			plan_index;
 
-		log_plan = SPI_prepare(
-			"INSERT INTO athena_keys.api_key_auth_log "
-			"(created_at, api_key_id, api_key_public_id, client_name, remote_addr, "
-			" required_rights, granted_rights, missing_rights, authenticated, "
-			" authorized, enforced, allowed, status, failure_reason, locked_in) "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-			LOG_COLUMNS, argtypes);
-		if (log_plan == NULL || SPI_keepplan(log_plan) != 0)
-			elog(ERROR, "athena_keys: preparing the log insert failed");
+	EnsureSpiConnected();
+	for (plan_index = 0; plan_index < (int) INSERT_PLAN_COUNT; plan_index++)
+	{
+		int			size = insert_batch_sizes[plan_index];
+
+		while (nrows >= size)
+		{
+			if (SPI_execute_plan(LogInsertPlan(plan_index), values, nulls, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "athena_keys: writing the auth log failed");
+			values += size * LOG_COLUMNS;
+			nulls += size * LOG_COLUMNS;
+			nrows -= size;
+		}
 	}
-	if (SPI_execute_plan(log_plan, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "athena_keys: writing the auth log failed");
+}
+
+/*
+ * Whether logging a decision, when it is logged at all, needs an INSERT in
+ * this transaction (durable, or async without the batched writer) rather
+ * than the shared queue or nothing.
+ */
+bool
+DecisionLogNeedsInsert(void)
+{
+	if (!CanWrite())
+		return false;
+	return athena_log_durability == LOG_DURABILITY_DURABLE || !AsyncLogQueueAvailable();
 }
 
 /*
  * Log the decision.  Never holds the secret or a digest: only the public
  * id as presented, and only when the key was well formed.  Under async the
  * row goes to the batched writer (async_log.c) when it can take it; a
- * learning call's row always commits with its learning writes.
+ * learning call's row always commits with its learning writes.  Without
+ * may_insert (the caller's privileges, no table access) only the queue is
+ * tried; false means the row still has to be inserted and nothing was done.
  */
-void
-WriteDecisionLog(const DecisionRecord *decision, bool learned)
+bool
+WriteDecisionLog(const DecisionRecord *decision, bool learned, bool may_insert)
 {
 	Datum		values[LOG_COLUMNS];
 	char		nulls[LOG_COLUMNS];
@@ -112,11 +183,13 @@ WriteDecisionLog(const DecisionRecord *decision, bool learned)
 		/* A hot standby's writer ships queued decisions to the primary */
 		if (RecoveryInProgress())
 			(void) QueueDecisionLog(decision);
-		return;
+		return true;
 	}
 	if (athena_log_durability == LOG_DURABILITY_ASYNC && !learned &&
 		QueueDecisionLog(decision))
-		return;
+		return true;
+	if (!may_insert)
+		return false;
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
@@ -149,7 +222,20 @@ WriteDecisionLog(const DecisionRecord *decision, bool learned)
 	else
 		nulls[13] = 'n';
 	values[14] = BoolGetDatum(decision->locked_in);
-	InsertLogRow(values, nulls);
+	InsertLogRows(values, nulls, 1);
+	return true;
+}
+
+/* Whether this call has to stamp the key's last_used_at (see below) */
+bool
+KeyLastUsedStampDue(const CachedKey *key)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	if (key->last_used_at != 0 &&
+		now - key->last_used_at < (int64) athena_last_used_interval * USECS_PER_SEC)
+		return false;
+	return CanWrite();
 }
 
 /*
@@ -163,10 +249,7 @@ TouchKeyLastUsed(CachedKey *key)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Datum		args[2];
 
-	if (key->last_used_at != 0 &&
-		now - key->last_used_at < (int64) athena_last_used_interval * USECS_PER_SEC)
-		return;
-	if (!CanWrite())
+	if (!KeyLastUsedStampDue(key))
 		return;
 
 	EnsureSpiConnected();

@@ -17,6 +17,18 @@
  * With enforcement off the same evaluation runs (shadow mode) and its
  * finding is reported, but the request is allowed.  Bad input never
  * raises: it gets a verdict.
+ *
+ * Two entry points share the decision.  athena_authenticate runs with the
+ * caller's privileges and decides from this backend's caches alone (the
+ * usual case: config and key cached, log row queued or not written).  As
+ * soon as the decision needs a table (a cache to fill, a learning write, a
+ * log INSERT, a last_used_at stamp) it hands the whole call, untouched, to
+ * _authenticate_privileged, the SECURITY DEFINER twin with a pinned
+ * search_path, which does the same work with table access.  Entering a
+ * SECURITY DEFINER function with a SET clause costs more than the rest of
+ * a cached decision (a GUC nesting level and two search-path
+ * recomputations), so the hot path avoids it without ever running
+ * caller-controlled names with elevated rights.
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
@@ -26,12 +38,18 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "ip_policy.h"
 #include "rights_match.h"
 
 PG_FUNCTION_INFO_V1(athena_authenticate);
+PG_FUNCTION_INFO_V1(athena_authenticate_privileged);
 
 typedef enum Failure
 {
@@ -187,11 +205,14 @@ FailureForIpVerdict(IpVerdict verdict)
 /*
  * Step 8: the IP policy, learning included.  scoped holds the global rules
  * of the request's client (NULL when none).  Sets *locked_in when this call
- * completed a lock-in and *learned when it wrote learning state.
+ * completed a lock-in and *learned when it wrote learning state.  Without
+ * may_write a learning observation is not recorded: *needs_tables is set
+ * and the verdict is meaningless.
  */
 static Failure
 CheckIpPolicy(const EnforcementConfig *config, const ClientPolicy *scoped,
-			  const CachedKey *key, inet *ip, bool *locked_in, bool *learned)
+			  const CachedKey *key, inet *ip, bool may_write,
+			  bool *needs_tables, bool *locked_in, bool *learned)
 {
 	IpPolicyInput in;
 	IpNet		host;
@@ -217,6 +238,11 @@ CheckIpPolicy(const EnforcementConfig *config, const ClientPolicy *scoped,
 		return FailureForIpVerdict(EvaluateIpWhitelists(&in));
 	if (verdict != IP_VERDICT_LEARN)
 		return FailureForIpVerdict(verdict);
+	if (!may_write)
+	{
+		*needs_tables = true;
+		return FAILURE_NONE;
+	}
 
 	outcome = RecordLearningObservation(&key->id, in.host);
 	switch (outcome)
@@ -271,15 +297,22 @@ ResultTupleDesc(FunctionCallInfo fcinfo)
 	return desc;
 }
 
-/* Decide one request; see the file header for the order */
-Datum
-athena_authenticate(PG_FUNCTION_ARGS)
+
+/*
+ * Decide one request; see the file header for the order.  With
+ * may_use_tables false nothing but this backend's caches and the shared
+ * log queue is touched: as soon as the decision needs a table it returns
+ * false, having changed nothing, with the reason in *needs_tables_why.
+ * Otherwise it returns true with the result row in *result.
+ */
+static bool
+DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
+			  const char **needs_tables_why)
 {
 	text	   *key_text = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
 	text	   *client = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
 	inet	   *ip = PG_ARGISNULL(2) ? NULL : PG_GETARG_INET_PP(2);
 	ArrayType  *required = PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3);
-	TupleDesc	desc = ResultTupleDesc(fcinfo);
 	bool		caller_had_writes = TransactionIdIsValid(GetTopTransactionIdIfAny());
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	const EnforcementConfig *config;
@@ -291,10 +324,11 @@ athena_authenticate(PG_FUNCTION_ARGS)
 	CachedKey  *key = NULL;
 	ArrayType  *missing = NULL;
 	bool		learned = false;
+	bool		needs_tables = false;
+	bool		stamp_last_used;
 	bool		evaluated_fully = false;
 	Datum		values[RESULT_COLUMNS];
 	bool		nulls[RESULT_COLUMNS];
-	HeapTuple	result;
 
 	/* A previous call that raised left SPI to the abort handler */
 	ResetSpiConnectionAfterError();
@@ -313,7 +347,12 @@ athena_authenticate(PG_FUNCTION_ARGS)
 	}
 
 	/* 1. Effective enforcement */
-	config = GetEnforcementConfig();
+	config = may_use_tables ? GetEnforcementConfig() : PeekEnforcementConfig();
+	if (config == NULL)
+	{
+		*needs_tables_why = "the enforcement config is not cached";
+		return false;
+	}
 	if (client != NULL)
 		client_policy = LookupClientPolicy(config, VARDATA_ANY(client),
 										   VARSIZE_ANY_EXHDR(client));
@@ -335,7 +374,13 @@ athena_authenticate(PG_FUNCTION_ARGS)
 	{
 		decision.public_id = parsed.public_id;
 		decision.public_id_len = parsed.public_id_len;
-		key = LookupKey(parsed.public_id, parsed.public_id_len);
+		key = may_use_tables ? LookupKey(parsed.public_id, parsed.public_id_len)
+			: PeekCachedKey(parsed.public_id, parsed.public_id_len);
+		if (key == NULL)
+		{
+			*needs_tables_why = "the key is not cached";
+			return false;
+		}
 		if (key->exists)
 		{
 			/* The operator's log names the key even when the secret is wrong */
@@ -370,7 +415,13 @@ athena_authenticate(PG_FUNCTION_ARGS)
 						failure = FAILURE_INSUFFICIENT_RIGHTS;	/* 7 */
 					else		/* 8 */
 						failure = CheckIpPolicy(config, client_policy, key, ip,
+												may_use_tables, &needs_tables,
 												&decision.locked_in, &learned);
+					if (needs_tables)
+					{
+						*needs_tables_why = "the key is learning";
+						return false;
+					}
 				}
 			}
 		}
@@ -394,9 +445,20 @@ athena_authenticate(PG_FUNCTION_ARGS)
 		decision.status = failure_texts[failure].status;
 	}
 
-	if (ShouldLogDecision(&decision))
-		WriteDecisionLog(&decision, learned);
-	if (decision.authenticated && !learned)
+	/* Writes last, and only once nothing can send the call elsewhere */
+	stamp_last_used = decision.authenticated && !learned && KeyLastUsedStampDue(key);
+	if (stamp_last_used && !may_use_tables)
+	{
+		*needs_tables_why = "last_used_at is due";
+		return false;
+	}
+	if (ShouldLogDecision(&decision) &&
+		!WriteDecisionLog(&decision, learned, may_use_tables))
+	{
+		*needs_tables_why = "the decision is logged by an INSERT";
+		return false;
+	}
+	if (stamp_last_used)
 		TouchKeyLastUsed(key);
 	CommitAsynchronouslyIfAllowed(caller_had_writes, learned);
 	ResetSpiConnection();
@@ -430,6 +492,141 @@ athena_authenticate(PG_FUNCTION_ARGS)
 	values[11] = BoolGetDatum(decision.locked_in);
 	values[12] = CStringGetTextDatum(config->fail_open ? "fail_open" : "fail_closed");
 
-	result = heap_form_tuple(desc, values, nulls);
-	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+	*result = HeapTupleGetDatum(heap_form_tuple(ResultTupleDesc(fcinfo), values, nulls));
+	return true;
+}
+
+/*
+ * The SECURITY DEFINER twin, _authenticate_privileged, resolved once per
+ * backend and again after any pg_proc change (ALTER FUNCTION, DROP and
+ * CREATE EXTENSION).  twin_missing marks a database whose extension
+ * predates the twin (1.1 and older, where athena_authenticate itself is
+ * SECURITY DEFINER).
+ */
+static FmgrInfo twin_flinfo;
+static bool twin_resolved = false;
+static bool twin_missing = false;
+static bool twin_callback_registered = false;
+static int	twin_calls_running = 0;
+static MemoryContext twin_context = NULL;
+
+/* Syscache callback: any pg_proc change may concern the twin */
+static void
+PrivilegedTwinInvalidated(Datum arg, int cacheid, uint32 hashvalue)
+{
+	twin_resolved = false;
+}
+
+/*
+ * Look up the twin by its schema-qualified name (the caller's search_path
+ * plays no part) into flinfo, allocated in cxt.  False when it does not
+ * exist.
+ */
+static bool
+ResolvePrivilegedTwin(FmgrInfo *flinfo, MemoryContext cxt)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, INETOID, TEXTARRAYOID};
+	Oid			twin_oid;
+
+	twin_oid = LookupFuncName(list_make2(makeString("athena_keys"),
+										 makeString("_authenticate_privileged")),
+							  4, argtypes, true);
+	if (!OidIsValid(twin_oid))
+		return false;
+	fmgr_info_cxt(twin_oid, flinfo, cxt);
+	return true;
+}
+
+/*
+ * Run the whole call through the SECURITY DEFINER twin (its fmgr entry
+ * switches user and pins search_path); the arguments are passed on
+ * untouched.  Where the twin does not exist the call is already running
+ * with the owner's rights (see twin_missing) and is decided here.
+ */
+static Datum
+CallPrivilegedTwin(FunctionCallInfo fcinfo, const char *why)
+{
+	LOCAL_FCINFO(twin_fcinfo, 4);
+	FmgrInfo	nested_flinfo;
+	FmgrInfo   *flinfo = &twin_flinfo;
+	Datum		result;
+	int			i;
+
+	ereport(DEBUG1,
+			(errmsg_internal("athena_keys: deciding with table access: %s", why)));
+	if (!twin_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, PrivilegedTwinInvalidated, (Datum) 0);
+		twin_callback_registered = true;
+	}
+	if (twin_calls_running > 0)
+	{
+		/* Never free the FmgrInfo an outer call is still using */
+		flinfo = &nested_flinfo;
+		twin_missing = !ResolvePrivilegedTwin(flinfo, CurrentMemoryContext);
+	}
+	else if (!twin_resolved)
+	{
+		if (twin_context == NULL)
+			twin_context = AllocSetContextCreate(CacheMemoryContext,
+												 "athena_keys privileged twin",
+												 ALLOCSET_SMALL_SIZES);
+		else
+			MemoryContextReset(twin_context);
+		twin_missing = !ResolvePrivilegedTwin(&twin_flinfo, twin_context);
+		twin_resolved = true;
+	}
+	if (twin_missing)
+	{
+		(void) DecideRequest(fcinfo, true, &result, &why);
+		return result;
+	}
+
+	InitFunctionCallInfoData(*twin_fcinfo, flinfo, 4, fcinfo->fncollation, NULL, NULL);
+	for (i = 0; i < 4; i++)
+		twin_fcinfo->args[i] = fcinfo->args[i];
+	twin_calls_running++;
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(twin_fcinfo);
+	}
+	PG_FINALLY();
+	{
+		twin_calls_running--;
+	}
+	PG_END_TRY();
+	fcinfo->isnull = twin_fcinfo->isnull;
+	return result;
+}
+
+/*
+ * athena_authenticate(key, client, ip, rights), SECURITY INVOKER: decide
+ * from the caches when that is enough, else through the twin.
+ */
+Datum
+athena_authenticate(PG_FUNCTION_ARGS)
+{
+	Datum		result;
+	const char *why = NULL;
+
+	/* Every decision needs an INSERT: go straight to the twin */
+	if (athena_log_decisions == LOG_DECISIONS_ALL && DecisionLogNeedsInsert())
+		return CallPrivilegedTwin(fcinfo, "every decision is logged by an INSERT");
+	if (DecideRequest(fcinfo, false, &result, &why))
+		PG_RETURN_DATUM(result);
+	return CallPrivilegedTwin(fcinfo, why);
+}
+
+/*
+ * athena_keys._authenticate_privileged(key, client, ip, rights): the same
+ * decision with table access, as the extension owner.
+ */
+Datum
+athena_authenticate_privileged(PG_FUNCTION_ARGS)
+{
+	Datum		result;
+	const char *unused;
+
+	(void) DecideRequest(fcinfo, true, &result, &unused);
+	PG_RETURN_DATUM(result);
 }

@@ -125,7 +125,13 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 	{
 		if (watched_table_oids[i] == relid)
 		{
+			/*
+			 * The table may have been dropped (DROP EXTENSION): resolve the
+			 * names again before the next load, or a re-created extension's
+			 * tables would go unwatched in this backend.
+			 */
 			invalidation_counter++;
+			watched_oids_known = false;
 			return;
 		}
 	}
@@ -483,6 +489,19 @@ GetEnforcementConfig(void)
 	return config;
 }
 
+/*
+ * The cached enforcement config when it is current, else NULL; never reads
+ * a table, so it is safe with the caller's privileges.
+ */
+const EnforcementConfig *
+PeekEnforcementConfig(void)
+{
+	if (!watched_oids_known || cached_config == NULL ||
+		cached_config_counter != invalidation_counter || !CachingAllowed())
+		return NULL;
+	return cached_config;
+}
+
 /* The policy entry for a client name, or NULL when nothing is configured */
 const ClientPolicy *
 LookupClientPolicy(const EnforcementConfig *config, const char *client, size_t len)
@@ -668,6 +687,27 @@ EvictOldestKey(void)
 	FreeKeyEntry(oldest);
 	hash_search(key_cache, oldest->public_id, HASH_REMOVE, NULL);
 	key_cache_entries--;
+}
+
+/*
+ * The cached entry of a public id (unknown ids included), or NULL when it
+ * is not cached; never reads a table.  PeekEnforcementConfig must have
+ * returned the current config in this call.
+ */
+CachedKey *
+PeekCachedKey(const char *public_id, size_t len)
+{
+	char		keybuf[PUBLIC_ID_MAX_LEN + 1] = {0};
+	CachedKey  *entry;
+
+	Assert(len <= PUBLIC_ID_MAX_LEN);
+	if (key_cache == NULL)
+		return NULL;
+	memcpy(keybuf, public_id, len);
+	entry = hash_search(key_cache, keybuf, HASH_FIND, NULL);
+	if (entry != NULL)
+		dlist_move_head(&key_lru, &entry->lru_node);
+	return entry;
 }
 
 /*

@@ -1,9 +1,10 @@
-# Extension upgrade 1.0 -> 1.1.  A database installed at 1.0 and filled
-# (keys of every kind, learning and locked keys, rules, rights, client
-# config, fail mode, admin and gateway roles) gives the same verdicts after
-# ALTER EXTENSION athena_keys UPDATE, its catalog is the same as a fresh
-# 1.1 install's, the 1.1 functions work, and a role made an admin under 1.0
-# can call them — also after a pg_dump / pg_restore of the upgraded database.
+# Extension upgrade 1.0 -> 1.2 (through 1.1).  A database installed at 1.0
+# and filled (keys of every kind, learning and locked keys, rules, rights,
+# client config, fail mode, admin and gateway roles) gives the same verdicts
+# with the current library before and after ALTER EXTENSION athena_keys
+# UPDATE, on the cached path too, its catalog is the same as a fresh
+# install's, the 1.1 functions work, and a role made an admin under 1.0 can
+# call them — also after a pg_dump / pg_restore of the upgraded database.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -121,14 +122,25 @@ like($verdicts_before, qr/^bogus,legacy,10\.66\.1\.1,users\.read,t,200,Invalid A
 ########################################################################
 # Upgrade.
 ########################################################################
-is($node->safe_psql('upgraded', q{SELECT string_agg(source || '>' || target || ':' || path, ' ')
+is($node->safe_psql('upgraded', q{SELECT string_agg(source || '>' || target || ':' || path, ' ' ORDER BY target)
 	FROM pg_extension_update_paths('athena_keys') WHERE path IS NOT NULL AND source = '1.0'}),
-	'1.0>1.1:1.0--1.1', 'there is an update path from 1.0 to 1.1');
+	'1.0>1.1:1.0--1.1 1.0>1.2:1.0--1.1--1.2', 'there are update paths from 1.0 to 1.1 and 1.2');
+# A 1.0 database (athena_authenticate itself SECURITY DEFINER, no twin)
+# served by the current library decides alike on the cached path.
+is($node->safe_psql('upgraded', "SET athena_keys.log_decisions = none; $verdicts"), $verdicts_before,
+	'before the upgrade, the current library gives the same verdicts from its caches');
 $node->safe_psql('upgraded', 'ALTER EXTENSION athena_keys UPDATE');
 is($node->safe_psql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.1', 'upgraded to 1.1');
+	'1.2', 'upgraded to 1.2');
 is($node->safe_psql('upgraded', $state), $state_before, 'configuration, catalog rows, rules and key state are unchanged');
 is($node->safe_psql('upgraded', $verdicts), $verdicts_before, 'every key gives the same verdicts after the upgrade');
+is($node->safe_psql('upgraded', "SET athena_keys.log_decisions = none; $verdicts"), $verdicts_before,
+	'and the same from the caches, with the SECURITY DEFINER twin of 1.2');
+is($node->safe_psql('upgraded', q{
+	SELECT string_agg(concat_ws(':', proname, prosecdef, proconfig), ' ' ORDER BY proname)
+	  FROM pg_proc WHERE pronamespace = 'athena_keys'::regnamespace AND proname LIKE '%authenticate%'}),
+	'_authenticate_privileged:t:{"search_path=pg_catalog, pg_temp"} athena_authenticate:f',
+	'1.2: the entry point runs as the caller, its twin is SECURITY DEFINER with a pinned search_path');
 
 # Roles: admins made under 1.0 may call the 1.1 functions, nobody else may.
 is($node->safe_psql('upgraded', q{
@@ -175,7 +187,7 @@ isnt($gateway_try, 0, 'the gateway role cannot call athena_rename_key');
 ########################################################################
 $node->safe_psql('fresh', 'CREATE EXTENSION athena_keys');
 is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.1', 'a fresh install is at 1.1');
+	'1.2', 'a fresh install is at 1.2');
 
 # Daily auth log partitions (and their indexes) are named after the day they
 # were created on; they are left out of the comparison.
@@ -294,7 +306,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE restored');
 $node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
 	'pg_restore into a fresh database succeeds');
 is($node->safe_psql('restored', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.1', 'the restored database is at 1.1');
+	'1.2', 'the restored database is at 1.2');
 is($node->safe_psql('restored', $verdicts), $verdicts_after, 'every key gives the same verdicts after restore');
 is($node->safe_psql('restored', q{
 	SELECT string_agg(concat_ws(':', r, has_function_privilege(r, 'athena_keys.athena_set_key_rights(uuid, text[])', 'EXECUTE'),
