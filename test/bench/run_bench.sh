@@ -28,7 +28,7 @@ N_KEYS=${BENCH_KEYS:-1000000}
 N_LOG=${BENCH_LOG_ROWS:-10000000}
 N_RULES=${BENCH_IP_RULES:-10000}
 PORT=${BENCH_PORT:-54340}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_SECONDS=$(( SECONDS_PER / ROUNDS )); [ "$ROUND_SECONDS" -ge 1 ] || ROUND_SECONDS=1
 
 # Checkpoints and WAL recycling should not land in the middle of a short
@@ -65,29 +65,34 @@ chmod 777 "$OUT"
 PSQL=(psql -X -q -v ON_ERROR_STOP=1)
 q() { "${PSQL[@]}" -At -c "$1"; }
 
-echo "== setup: extension, rights, keys, IP rules"
 CALLER_IP=10.42.1.2          # inside the happy key's whitelist (10.42.0.0/16)
-"${PSQL[@]}" <<'SQL'
+# setup_database DB: the extension, the users.* right and the global
+# blacklist (a few entries, none containing the caller).
+setup_database() {
+  PGDATABASE=$1 "${PSQL[@]}" <<'SQL'
 CREATE EXTENSION athena_keys;
 SELECT athena_keys.athena_create_right('users.*', 'Every right on users') \g /dev/null
--- The plain-INSERT floor: the auth log's columns, a btree on created_at, nothing else.
-CREATE TABLE bench_plain_log (LIKE athena_keys.api_key_auth_log INCLUDING DEFAULTS);
-CREATE INDEX ON bench_plain_log (created_at);
--- The global blacklist: a few entries, none containing the caller.
 SELECT athena_keys.athena_add_ip_rule('blacklist', a::cidr, label => 'bench')
   FROM unnest(ARRAY['203.0.113.0/24', '198.51.100.0/24', '192.0.2.0/24', '100.64.0.0/10']) a \g /dev/null
 SELECT athena_keys.athena_add_ip_rule('blacklist', '172.16.0.0/12', client_name => 'partner') \g /dev/null
 SQL
-
-# The happy key: bound to client "web", granted users.* (required users.read),
-# whitelist of 100 CIDRs 10.0.0.0/16 .. 10.99.0.0/16.
-create_key() {   # create_key NAME -> "plaintext id"
-  q "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('$1', client_name => 'web',
+}
+# create_key DB NAME -> "plaintext id": a happy-path key, bound to client
+# "web", granted users.* (required: users.read), with a whitelist of 100
+# CIDRs 10.0.0.0/16 .. 10.99.0.0/16.
+create_key() {
+  PGDATABASE=$1 q "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('$2', client_name => 'web',
        rights => ARRAY['users.*'],
        ip_whitelist => (SELECT array_agg(format('10.%s.0.0/16', i)::cidr) FROM generate_series(0, 99) i))"
 }
-read -r HAPPY_KEY HAPPY_ID <<<"$(create_key bench-happy)"
-read -r EXPIRED_KEY EXPIRED_ID <<<"$(create_key bench-expired)"
+
+echo "== setup: extension, rights, keys, IP rules"
+setup_database postgres
+# The plain-INSERT floor: the auth log's columns, a btree on created_at, nothing else.
+q "CREATE TABLE bench_plain_log (LIKE athena_keys.api_key_auth_log INCLUDING DEFAULTS);
+   CREATE INDEX ON bench_plain_log (created_at)"
+read -r HAPPY_KEY HAPPY_ID <<<"$(create_key postgres bench-happy)"
+read -r EXPIRED_KEY EXPIRED_ID <<<"$(create_key postgres bench-expired)"
 q "SELECT athena_keys.athena_set_key_expiry('$EXPIRED_ID', now() - interval '1 day')" >/dev/null
 HAPPY_PUBLIC=${HAPPY_KEY#ath_}; HAPPY_PUBLIC=${HAPPY_PUBLIC%%.*}
 WRONG_SECRET_KEY="ath_${HAPPY_PUBLIC}.$(printf '%064d' 0)"
@@ -95,39 +100,50 @@ UNKNOWN_KEY="ath_ffffffffffffffff.${HAPPY_KEY#*.}"
 # Bulk keys (loaded later) all share one 64-hex secret.
 BULK_SECRET=$(printf '%064d' 0 | tr 0 a)
 
-# Scenario scripts.  Each is one statement with the key as a literal, so the
-# same file is also fed to psql once to check the verdict before measuring.
-auth_sql() {   # auth_sql KEY-LITERAL CLIENT IP RIGHTS
-  echo "SELECT * FROM athena_keys.athena_authenticate($1, $2, $3, $4);"
+# Scenario scripts.  The calls are the statement athena-authd prepares
+# (authd/src/db_pool.c), parameters and all: pgbench -M prepared binds the
+# script's :variables as parameters, set per scenario with -D.  A missing
+# key is a NULL parameter for authd; pgbench cannot bind NULL, so that one
+# script has a literal NULL.  Each scenario's verdict is checked once
+# through psql before measuring.
+GATEWAY_COLUMNS="allowed, status, reason, key_id, public_id, client_name, fail_mode"
+gateway_sql() {   # gateway_sql KEY-EXPRESSION [COLUMNS]
+  echo "SELECT ${2:-$GATEWAY_COLUMNS} FROM athena_keys.athena_authenticate($1::text, :client::text, :ip::inet, string_to_array(:rights::text, ','));"
 }
-script() { printf '%s\n' "$2" >"$OUT/$1.sql"; }
+script() { printf '%s
+' "$2" >"$OUT/$1.sql"; }
 script select1 "SELECT 1;"
 script plain_insert "INSERT INTO bench_plain_log (api_key_id, api_key_public_id, client_name, remote_addr, required_rights, granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status) VALUES ('$HAPPY_ID', '$HAPPY_PUBLIC', 'web', '$CALLER_IP', '{users.read}', '{users.*}', '{}', true, true, true, true, 200);"
-HAPPY_SQL=$(auth_sql "'$HAPPY_KEY'" "'web'" "'$CALLER_IP'" "'{users.read}'")
-script happy "$HAPPY_SQL"
-script f_missing "$(auth_sql NULL "'web'" "'$CALLER_IP'" "'{users.read}'")"
-script f_malformed "$(auth_sql "'Bearer not-an-athena-key'" "'web'" "'$CALLER_IP'" "'{users.read}'")"
-script f_unknown "$(auth_sql "'$UNKNOWN_KEY'" "'web'" "'$CALLER_IP'" "'{users.read}'")"
-script f_wrong_secret "$(auth_sql "'$WRONG_SECRET_KEY'" "'web'" "'$CALLER_IP'" "'{users.read}'")"
-script f_expired "$(auth_sql "'$EXPIRED_KEY'" "'web'" "'$CALLER_IP'" "'{users.read}'")"
-script f_client "$(auth_sql "'$HAPPY_KEY'" "'mobile'" "'$CALLER_IP'" "'{users.read}'")"
-script f_rights "$(auth_sql "'$HAPPY_KEY'" "'web'" "'$CALLER_IP'" "'{orders.write}'")"
-script f_ip_blocked "$(auth_sql "'$HAPPY_KEY'" "'web'" "'203.0.113.9'" "'{users.read}'")"
+script gateway "$(gateway_sql :key)"
+script gateway_no_key "$(gateway_sql NULL)"
+script gateway_all_columns "$(gateway_sql :key '*')"
 printf '%s\n' '\set g random(1, '"$N_KEYS"')' \
-  "SELECT * FROM athena_keys.athena_authenticate('ath_' || lpad(to_hex(:g::int), 16, '0') || '.$BULK_SECRET', 'web', '$CALLER_IP', '{}');" \
+  "SELECT $GATEWAY_COLUMNS FROM athena_keys.athena_authenticate('ath_' || lpad(to_hex(:g::int), 16, '0') || '.$BULK_SECRET', 'web', '$CALLER_IP', '{}');" \
   >"$OUT/random_key.sql"
 
-declare -A TPS P50 P99 FAILED VERDICT LABEL PGOPT SPREAD
+# request_vars KEY CLIENT IP RIGHTS: the -D options of one request
+request_vars() { echo "-D key=$1 -D client=$2 -D ip=$3 -D rights=$4"; }
+HAPPY_VARS=$(request_vars "$HAPPY_KEY" web "$CALLER_IP" users.read)
+
+declare -A TPS P50 P99 FAILED VERDICT LABEL PGOPT SPREAD VARS DB_OF RATIO_ROUNDS
 ORDER=()
 # 1000000 -> 1M, 10000 -> 10k
 human() { awk -v n="$1" 'BEGIN { if (n >= 1e6 && n % 1e6 == 0) print n / 1e6 "M"; else if (n >= 1e3 && n % 1e3 == 0) print n / 1e3 "k"; else print n }'; }
 HK=$(human "$N_KEYS"); HL=$(human "$N_LOG"); HR=$(human "$N_RULES")
 
-# check NAME EXPECTED-STATUS EXPECTED-REASON [PGOPTIONS]: one call through psql.
+# check NAME EXPECTED-STATUS EXPECTED-REASON: one call of scenario NAME
+# through psql (its script, variables, settings and database).
 check() {
-  local name=$1 status=$2 reason=$3 opts=${4:-} got
-  got=$(PGOPTIONS="$opts" "${PSQL[@]}" -At -F '|' \
-        -c "$(sed 's/^SELECT \* FROM/SELECT status, coalesce(reason, '"''"') FROM/' "$OUT/$name.sql")")
+  local name=$1 status=$2 reason=$3 got sql var
+  sql=$(sed 's/^SELECT .* FROM athena_keys.athena_authenticate/SELECT status, coalesce(reason, '"''"') FROM athena_keys.athena_authenticate/' "$OUT/${FILE[$name]}.sql")
+  local -a psql_vars=()
+  for var in ${VARS[$name]:-}; do
+    [ "$var" = -D ] && continue
+    psql_vars+=(-v "$var"); sql=${sql//:${var%%=*}::/:\'${var%%=*}\'::}
+  done
+  got=$(PGOPTIONS="${PGOPT[$name]}" PGDATABASE="${DB_OF[$name]:-postgres}" \
+        PGHOST="${HOST_OF[$name]:-$PGHOST}" PGPORT="${PORT_OF[$name]:-$PGPORT}" \
+        "${PSQL[@]}" -At -F '|' "${psql_vars[@]}" <<<"$(grep -v '^\\set' <<<"$sql")")
   if [ "$got" = "$status|$reason" ]; then
     VERDICT[$name]="$status ${reason:-ok}"
   else
@@ -140,28 +156,67 @@ check() {
 # its scenarios once per round, BENCH_SECONDS / BENCH_ROUNDS seconds each,
 # so slow drift of the machine (fsync latency on a VM disk varies a lot,
 # other jobs on the host) hits every scenario alike.  tps is the median of
-# the rounds; p50/p99 come
-# from all rounds' per-transaction logs pooled.
+# the rounds, a ratio that of two medians; p50/p99 come from all rounds'
+# per-transaction logs pooled.
 #
-# scenario NAME LABEL SCRIPT [PGOPTIONS]: declare one for the next phase.
+# scenario NAME LABEL SCRIPT [PGOPTIONS] [PGBENCH-VARS] [DATABASE]:
+# declare one for the next phase.
 PHASE=()
 declare -A FILE TPS_ROUNDS
 scenario() {
-  ORDER+=("$1"); PHASE+=("$1"); LABEL[$1]=$2; FILE[$1]=$3; PGOPT[$1]=${4:-}; TPS_ROUNDS[$1]=""
+  ORDER+=("$1"); PHASE+=("$1"); LABEL[$1]=$2; FILE[$1]=$3; PGOPT[$1]=${4:-}
+  VARS[$1]=${5:-}; DB_OF[$1]=${6:-postgres}; TPS_ROUNDS[$1]=""
 }
 
-# run_once NAME ROUND: one pgbench run, its tps appended to TPS_ROUNDS.
+# server_cpu_ticks: CPU time (clock ticks) the servers started here have
+# used so far: each postmaster's own and its reaped children's (backends
+# that exited), plus its live children's.
+server_cpu_ticks() {
+  local d pm p total=0
+  for d in ${SERVERS_STARTED:-}; do
+    [ -r "$d/postmaster.pid" ] || continue
+    pm=$(head -1 "$d/postmaster.pid")
+    [ -r "/proc/$pm/stat" ] || continue
+    total=$(( total + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat") ))
+    for p in $(pgrep -P "$pm"); do
+      total=$(( total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+    done
+  done
+  echo "$total"
+}
+
+# run_once NAME ROUND: one pgbench run; its tps goes to TPS_ROUNDS, its
+# transactions and the CPU the servers and pgbench spent on them to
+# TXNS / SERVER_TICKS / CLIENT_SECONDS.
+declare -A TXNS SERVER_TICKS CLIENT_SECONDS
 run_once() {
-  local name=$1 round=$2 out tps failed
+  local name=$1 round=$2 out tps failed ticks_before ticks_after txns cpu
   q "CHECKPOINT" >/dev/null
-  out=$(PGHOST="${HOST_OF[$name]:-$PGHOST}" PGPORT="${PORT_OF[$name]:-$PGPORT}" \
-        PGOPTIONS="${PGOPT[$name]}" pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$ROUND_SECONDS" \
-          -f "$OUT/${FILE[$name]}.sql" -l --log-prefix="$OUT/log_${name}_r$round" 2>&1) || {
+  sleep 0.2                     # the CHECKPOINT's backend is reaped
+  ticks_before=$(server_cpu_ticks)
+  # shellcheck disable=SC2086  # VARS is a list of -D options
+  out=$( { TIMEFORMAT='pgbench cpu %U %S'; time PGHOST="${HOST_OF[$name]:-$PGHOST}" PGPORT="${PORT_OF[$name]:-$PGPORT}" \
+        PGDATABASE="${DB_OF[$name]}" PGOPTIONS="${PGOPT[$name]}" \
+        pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$ROUND_SECONDS" ${VARS[$name]} \
+          -f "$OUT/${FILE[$name]}.sql" -l --log-prefix="$OUT/log_${name}_r$round" 2>&1; } 2>&1) || {
     echo; echo "pgbench failed for $name:"; echo "$out"; return 0; }
+  sleep 0.3                     # pgbench's backends exit and are reaped
+  ticks_after=$(server_cpu_ticks)
   tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+  txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  cpu=$(sed -n 's/^pgbench cpu \([0-9.]*\) \([0-9.]*\)$/\1 \2/p' <<<"$out" | awk '{ print $1 + $2 }')
   TPS_ROUNDS[$name]+="${tps:-0} "
   FAILED[$name]=$(( ${FAILED[$name]:-0} + ${failed:-0} ))
+  TXNS[$name]=$(( ${TXNS[$name]:-0} + ${txns:-0} ))
+  SERVER_TICKS[$name]=$(( ${SERVER_TICKS[$name]:-0} + ticks_after - ticks_before ))
+  CLIENT_SECONDS[$name]=$(awk -v a="${CLIENT_SECONDS[$name]:-0}" -v b="${cpu:-0}" 'BEGIN { print a + b }')
+}
+
+# cpu_us NAME: server CPU microseconds per call, and pgbench's
+cpu_us() {
+  awk -v t="${SERVER_TICKS[$1]:-0}" -v hz="$(getconf CLK_TCK)" -v c="${CLIENT_SECONDS[$1]:-0}" -v n="${TXNS[$1]:-0}" \
+    'BEGIN { if (n > 0) printf "%.1f %.1f\n", t / hz * 1e6 / n, c * 1e6 / n; else print "- -" }'
 }
 
 # measure: run the declared phase, then summarise each of its scenarios.
@@ -192,7 +247,7 @@ measure() {
             printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
     read -r P50[$name] P99[$name] <<<"$lat"
     rm -f "$OUT"/log_"$name"_r*
-    printf '   %-40s %8.0f tps (rounds %s)  p50 %s ms  p99 %s ms\n' \
+    printf '   %-44s %8.0f tps (rounds %s)  p50 %s ms  p99 %s ms\n' \
       "${LABEL[$name]}" "${TPS[$name]}" "${SPREAD[$name]}" "${P50[$name]}" "${P99[$name]}"
   done
   PHASE=()
@@ -200,44 +255,60 @@ measure() {
 
 ASYNC="-c athena_keys.log_durability=async"
 NONE="-c athena_keys.log_decisions=none"
+declare -A HOST_OF=() PORT_OF=()
+
+# Phase 1: the floors, the happy path in every logging mode, the failure
+# paths (durable like the happy path they are judged against, and without
+# logging, where only the decision's own work differs), a hot standby.
+scenario select1 "SELECT 1" select1
+scenario plain_insert "plain durable INSERT (log-shaped)" plain_insert
+scenario plain_insert_async "plain INSERT, sync_commit=off (info)" plain_insert "-c synchronous_commit=off"
+scenario happy "happy path, durable log" gateway "" "$HAPPY_VARS"
+scenario happy_async "happy path, async log" gateway "$ASYNC" "$HAPPY_VARS"
+scenario happy_none "happy path, log_decisions=none" gateway "$NONE" "$HAPPY_VARS"
+scenario happy_none_all "  same, all 13 columns (info)" gateway_all_columns "$NONE" "$HAPPY_VARS"
+scenario no_key_none "  no key at all, none (call floor, info)" gateway_no_key "$NONE" "$HAPPY_VARS"
+# failure NAME LABEL VARS-OR-EMPTY [SCRIPT]: the durable and the none variant.
+failure() {
+  scenario "$1" "fail: $2" "${4:-gateway}" "" "$3"
+  scenario "${1}_none" "fail, none: $2" "${4:-gateway}" "$NONE" "$3"
+}
+failure f_missing "missing key" "$HAPPY_VARS" gateway_no_key
+failure f_malformed "malformed key" "$(request_vars 'Bearer-not-an-athena-key' web "$CALLER_IP" users.read)"
+failure f_unknown "unknown public id" "$(request_vars "$UNKNOWN_KEY" web "$CALLER_IP" users.read)"
+failure f_wrong_secret "wrong secret" "$(request_vars "$WRONG_SECRET_KEY" web "$CALLER_IP" users.read)"
+failure f_expired "expired key" "$(request_vars "$EXPIRED_KEY" web "$CALLER_IP" users.read)"
+failure f_client "client mismatch" "$(request_vars "$HAPPY_KEY" mobile "$CALLER_IP" users.read)"
+failure f_rights "missing rights" "$(request_vars "$HAPPY_KEY" web "$CALLER_IP" orders.write)"
+failure f_ip_blocked "IP blocked" "$(request_vars "$HAPPY_KEY" web 203.0.113.9 users.read)"
 
 echo "== verdicts (one call per scenario, before measuring)"
-check happy 200 ""
-check happy 200 "" "$ASYNC"
-check happy 200 "" "$NONE"
-check f_missing 401 "API key required"
-check f_malformed 401 "Invalid API key"
-check f_unknown 401 "Invalid API key"
-check f_wrong_secret 401 "Invalid API key"
-check f_expired 401 "Expired API key"
-check f_client 403 "API key client mismatch"
-check f_rights 403 "Insufficient API key rights"
-check f_ip_blocked 403 "IP blocked"
+for s in happy happy_async happy_none happy_none_all; do check "$s" 200 ""; done
+check no_key_none 401 "API key required"
+for v in "" _none; do
+  check "f_missing$v" 401 "API key required"
+  check "f_malformed$v" 401 "Invalid API key"
+  check "f_unknown$v" 401 "Invalid API key"
+  check "f_wrong_secret$v" 401 "Invalid API key"
+  check "f_expired$v" 401 "Expired API key"
+  check "f_client$v" 403 "API key client mismatch"
+  check "f_rights$v" 403 "Insufficient API key rights"
+  check "f_ip_blocked$v" 403 "IP blocked"
+done
 SHOWN=$(PGOPTIONS="$ASYNC" q "SELECT current_setting('athena_keys.log_durability')")
 [ "$SHOWN" = async ] || echo "   WARNING: PGOPTIONS did not set log_durability (got '$SHOWN')" >&2
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "== measuring: pgbench -M prepared -c $CLIENTS -j $THREADS, $ROUNDS interleaved rounds of $ROUND_SECONDS s per scenario"
-scenario select1 "SELECT 1" select1
-scenario plain_insert "plain durable INSERT (log-shaped)" plain_insert
-scenario plain_insert_async "plain INSERT, sync_commit=off (info)" plain_insert "-c synchronous_commit=off"
-scenario happy "happy path, durable log" happy
-scenario happy_async "happy path, async log" happy "$ASYNC"
-scenario happy_none "happy path, log_decisions=none" happy "$NONE"
-scenario f_missing "fail: missing key" f_missing
-scenario f_malformed "fail: malformed key" f_malformed
-scenario f_unknown "fail: unknown public id" f_unknown
-scenario f_wrong_secret "fail: wrong secret" f_wrong_secret
-scenario f_expired "fail: expired key" f_expired
-scenario f_client "fail: client mismatch" f_client
-scenario f_rights "fail: missing rights" f_rights
-scenario f_ip_blocked "fail: IP blocked" f_ip_blocked
+echo "== phase 1: pgbench -M prepared -c $CLIENTS -j $THREADS, $ROUNDS interleaved rounds of $ROUND_SECONDS s per scenario"
+measure
 
-# A hot standby of this server: the happy path there is read-only, and its
-# log writer ships the decisions to this server's log (BENCH_STANDBY=0 skips).
-declare -A HOST_OF=() PORT_OF=()
+# A hot standby of this server, in a phase of its own (while it runs it
+# replays every write of the primary, which would tax the other scenarios):
+# the happy path there is read-only, and its log writer ships the decisions
+# to this server's log.  It is stopped before the large tables are loaded,
+# so it never replays them.  BENCH_STANDBY=0 skips it.
+SB_DIR="$WORK_DIR/standby"
 if [ "${BENCH_STANDBY:-1}" = 1 ] && [ "$PRELOAD" = 1 ]; then
-  SB_DIR="$WORK_DIR/standby"
   as_user mkdir -p "$SB_DIR/socket"
   if as_user pg_basebackup -D "$SB_DIR/data" -R -X stream -h "$PGHOST" -p "$PGPORT" -U postgres \
        --checkpoint=fast >/dev/null 2>&1; then
@@ -250,15 +321,25 @@ CONF
       SERVERS_STARTED+=" $SB_DIR/data"
       HOST_OF[standby]=$SB_DIR/socket
       PORT_OF[standby]=$((PORT + 1))
-      scenario standby "happy path on a hot standby (info)" happy
+      scenario select1_sb "SELECT 1 (again, with the standby up)" select1
+      scenario standby "happy path on a hot standby (info)" gateway "" "$HAPPY_VARS"
+      check standby 200 ""
+      echo "== standby phase: $ROUNDS interleaved rounds of $ROUND_SECONDS s per scenario"
+      measure
+      as_user pg_ctl -D "$SB_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
     fi
   fi
 fi
-measure
 
-echo "== loading $N_KEYS keys and $N_LOG log rows"
+# Phase 2: the same happy path in two more databases of this server, one
+# with 1M keys and 10M log rows, one with 10k IP rules, against the small
+# database measured again in the same rounds.
+echo "== loading $N_KEYS keys and $N_LOG log rows into database bench_large"
 t0=$(date +%s)
-"${PSQL[@]}" <<SQL
+q "CREATE DATABASE bench_large" >/dev/null
+setup_database bench_large
+read -r LARGE_KEY _ <<<"$(create_key bench_large bench-happy)"
+PGDATABASE=bench_large "${PSQL[@]}" <<SQL
 -- Bulk keys: public id = 16-hex counter, shared secret, no client, no rights.
 INSERT INTO athena_keys.api_key (public_id, name, key_salt, key_hash)
 SELECT lpad(to_hex(g), 16, '0'), 'bulk-' || g, 'bulksalt',
@@ -277,42 +358,55 @@ SELECT now() - (g::float8 / $N_LOG) * interval '3 days',
   FROM generate_series(1, $N_LOG) g;
 VACUUM ANALYZE athena_keys.api_key;
 VACUUM ANALYZE athena_keys.api_key_auth_log;
-CHECKPOINT;
 SQL
-echo "   loaded in $(( $(date +%s) - t0 )) s: $(q "SELECT count(*) FROM athena_keys.api_key") keys, $(q "SELECT pg_size_pretty(pg_total_relation_size('athena_keys.api_key'))") key table, $(q "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits WHERE inhparent = 'athena_keys.api_key_auth_log'::regclass") auth log"
+q "CHECKPOINT" >/dev/null
+# Let the kernel write the load back before anything is measured.
+sync
+echo "   loaded in $(( $(date +%s) - t0 )) s: $(PGDATABASE=bench_large q "SELECT count(*) FROM athena_keys.api_key") keys, $(PGDATABASE=bench_large q "SELECT pg_size_pretty(pg_total_relation_size('athena_keys.api_key'))") key table, $(PGDATABASE=bench_large q "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits WHERE inhparent = 'athena_keys.api_key_auth_log'::regclass") auth log"
 
-check happy 200 ""
-# A bulk key (no client binding, no grants, no per-key rules): allowed when no right is required.
-sed 's/:g::int/1/; /^\\set/d' "$OUT/random_key.sql" >"$OUT/bulk_key.sql"
-check bulk_key 200 ""
-scenario large "happy path, $HK keys + $HL log rows" happy
-scenario random_key "random key of $HK per call (info)" random_key
-measure
-
-echo "== adding $N_RULES global blacklist entries and growing the whitelist to $N_RULES"
-"${PSQL[@]}" <<SQL
+echo "== database bench_rules: $N_RULES global blacklist entries and a $N_RULES-entry whitelist"
+q "CREATE DATABASE bench_rules" >/dev/null
+setup_database bench_rules
+read -r RULES_KEY RULES_ID <<<"$(create_key bench_rules bench-happy)"
+PGDATABASE=bench_rules "${PSQL[@]}" <<SQL
 -- Global blacklist entries in 11.0.0.0/8 .. (none contains the caller).
 INSERT INTO athena_keys.api_key_global_ip_rule (list, addr, label)
 SELECT 'blacklist', format('%s.%s.%s.0/24', 11 + g / 65536, (g / 256) % 256, g % 256)::cidr, 'bench'
   FROM generate_series(0, $N_RULES - 1) g;
 -- Per-key whitelist entries beyond the first 100 (10.0/16 .. 10.99/16): /24s elsewhere.
 INSERT INTO athena_keys.api_key_ip_rule (api_key_id, list, addr, label)
-SELECT '$HAPPY_ID', 'whitelist', format('%s.%s.%s.0/24', 120 + g / 65536, (g / 256) % 256, g % 256)::cidr, 'bench'
+SELECT '$RULES_ID', 'whitelist', format('%s.%s.%s.0/24', 120 + g / 65536, (g / 256) % 256, g % 256)::cidr, 'bench'
   FROM generate_series(0, $N_RULES - 100 - 1) g;
 ANALYZE athena_keys.api_key_global_ip_rule;
 ANALYZE athena_keys.api_key_ip_rule;
 SQL
-echo "   $(q "SELECT count(*) FROM athena_keys.api_key_global_ip_rule WHERE list = 'blacklist'") global blacklist entries, $(q "SELECT count(*) FROM athena_keys.api_key_ip_rule WHERE api_key_id = '$HAPPY_ID' AND list = 'whitelist'") whitelist entries on the happy key"
-check happy 200 ""
-check f_ip_blocked 403 "IP blocked"
-scenario rules10k "happy path, $HK keys + $HR IP rules" happy
+echo "   $(PGDATABASE=bench_rules q "SELECT count(*) FROM athena_keys.api_key_global_ip_rule WHERE list = 'blacklist'") global blacklist entries, $(PGDATABASE=bench_rules q "SELECT count(*) FROM athena_keys.api_key_ip_rule WHERE api_key_id = '$RULES_ID' AND list = 'whitelist'") whitelist entries on the happy key"
+
+scenario happy2 "happy path, durable (small tables, again)" gateway "" "$HAPPY_VARS"
+scenario large "happy path, $HK keys + $HL log rows" gateway "" \
+  "$(request_vars "$LARGE_KEY" web "$CALLER_IP" users.read)" bench_large
+scenario rules10k "happy path, $HR IP rules" gateway "" \
+  "$(request_vars "$RULES_KEY" web "$CALLER_IP" users.read)" bench_rules
+scenario random_key "random key of $HK per call (info)" random_key "" "" bench_large
+check happy2 200 ""
+check large 200 ""
+check rules10k 200 ""
+scenario rules10k_blocked "(check only)" gateway "" "$(request_vars "$RULES_KEY" web 11.0.0.9 users.read)" bench_rules
+check rules10k_blocked 403 "IP blocked"
+unset 'ORDER[-1]'; unset 'PHASE[-1]'
+sed 's/:g::int/1/; /^\\set/d' "$OUT/random_key.sql" >"$OUT/bulk_key.sql"
+scenario bulk_key "(check only)" bulk_key "" "" bench_large
+check bulk_key 200 ""
+unset 'ORDER[-1]'; unset 'PHASE[-1]'
+echo "== phase 2: $ROUNDS interleaved rounds of $ROUND_SECONDS s per scenario"
 measure
 
-echo "== memory: one backend, 5000 happy-path calls then 20000 distinct bulk keys"
+echo "== memory: one backend of bench_large, 5000 happy-path calls then 20000 distinct bulk keys"
+LARGE_HAPPY_SQL="SELECT * FROM athena_keys.athena_authenticate('$LARGE_KEY', 'web', '$CALLER_IP', '{users.read}');"
 {
   echo "SET synchronous_commit = off;"
   echo '\o /dev/null'
-  for _ in $(seq 5000); do echo "$HAPPY_SQL"; done
+  for _ in $(seq 5000); do echo "$LARGE_HAPPY_SQL"; done
   seq 1 20000 | awk -v s="$BULK_SECRET" -v ip="$CALLER_IP" '{
     printf "SELECT * FROM athena_keys.athena_authenticate('"'"'ath_%016x.%s'"'"', '"'"'web'"'"', '"'"'%s'"'"', '"'"'{}'"'"');\n", $1 * 37 % 1000000 + 1, s, ip }'
   echo '\o'
@@ -329,61 +423,80 @@ SELECT 'proc ' || regexp_replace(l, '\s+', ' ', 'g')
  WHERE l ~ '^(VmHWM|VmRSS|RssAnon|RssShmem):';
 SQL
 } >"$OUT/memory.sql"
-MEM=$("${PSQL[@]}" -At -f "$OUT/memory.sql")
+MEM=$(PGDATABASE=bench_large "${PSQL[@]}" -At -f "$OUT/memory.sql")
 IDLE=$(q "SELECT regexp_replace(string_agg(l, ', '), '\s+', ' ', 'g') FROM regexp_split_to_table(pg_read_file('/proc/self/status'), E'\n') l WHERE l ~ '^(VmHWM|VmRSS|RssAnon):'")
 
 # ---------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------
 declare -A BASE TARGET SHORT
-SHORT=([select1]="SELECT 1" [plain_insert]="plain INSERT" [happy]="happy (durable)")
-for s in happy; do BASE[$s]=plain_insert; TARGET[$s]=0.8; done
+SHORT=([select1]="SELECT 1" [plain_insert]="plain INSERT" [happy]="happy (durable)"
+       [happy_none]="happy (none)" [happy2]="happy (durable)" [plain_insert_async]="async INSERT")
+BASE[happy]=plain_insert; TARGET[happy]=0.8
 BASE[happy_async]=select1; TARGET[happy_async]=0.6
 BASE[happy_none]=select1; TARGET[happy_none]=0.8
+BASE[happy_none_all]=select1; BASE[no_key_none]=select1
 for s in f_missing f_malformed f_unknown f_wrong_secret f_expired f_client f_rights f_ip_blocked; do
   BASE[$s]=happy; TARGET[$s]=1.0
+  BASE[${s}_none]=happy_none; TARGET[${s}_none]=1.0
 done
-BASE[large]=happy; TARGET[large]=0.9
-BASE[rules10k]=happy; TARGET[rules10k]=0.9
-BASE[random_key]=happy
+BASE[large]=happy2; TARGET[large]=0.9
+BASE[rules10k]=happy2; TARGET[rules10k]=0.9
+BASE[random_key]=happy2
 BASE[plain_insert_async]=select1
-BASE[standby]=select1
+BASE[standby]=select1_sb
+SHORT[select1_sb]="SELECT 1"
 
+# ratio A B: A's tps over B's (each the median of its rounds).  Runs on
+# this kind of machine vary from one to the next more than the machine
+# drifts within a phase, so medians taken apart beat per-round pairs.
 ratio() { awk -v a="${TPS[$1]:-0}" -v b="${TPS[$2]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "n/a"; else print (r + 0 >= t + 0 ? "PASS" : "MISS") }'; }
 
 echo
 echo "athena_keys benchmark: pgbench -M prepared -c $CLIENTS -j $THREADS, ${ROUNDS}x${ROUND_SECONDS} s per scenario, $(nproc) CPUs, $(q 'SELECT version()' | cut -d, -f1), shared_preload_libraries = '$(q 'SHOW shared_preload_libraries')'"
-printf '%-36s %8s %-12s %-24s %-10s %8s %8s\n' scenario tps "rounds" "ratio vs baseline" target p50_ms p99_ms
-printf '%s\n' "$(printf '%.0s-' $(seq 114))"
+echo "calls: the statement athena-authd prepares ($GATEWAY_COLUMNS, parameters bound per call)"
+printf '%-44s %8s %-12s %-24s %-10s %8s %8s %9s %9s %-14s\n' scenario tps "rounds" "ratio vs baseline" target p50_ms p99_ms server_us client_us "server cpu"
+printf '%s\n' "$(printf '%.0s-' $(seq 158))"
 for s in "${ORDER[@]}"; do
   r='-'; tgt='-'
   if [ -n "${BASE[$s]:-}" ]; then
     r="$(ratio "$s" "${BASE[$s]}") x ${SHORT[${BASE[$s]}]}"
     [ -n "${TARGET[$s]:-}" ] && tgt=">=${TARGET[$s]} $(verdict "$(ratio "$s" "${BASE[$s]}")" "${TARGET[$s]}")"
   fi
-  printf '%-36s %8.0f %-12s %-24s %-10s %8s %8s\n' "${LABEL[$s]}" "${TPS[$s]:-0}" "${SPREAD[$s]:--}" "$r" "$tgt" "${P50[$s]}" "${P99[$s]}"
+  read -r sus cus < <(cpu_us "$s")
+  cr='-'
+  if [ -n "${BASE[$s]:-}" ]; then
+    read -r bus _ < <(cpu_us "${BASE[$s]}")
+    cr=$(awk -v a="$sus" -v b="$bus" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f x base", a / b; else print "-" }')
+  fi
+  printf '%-44s %8.0f %-12s %-24s %-10s %8s %8s %9s %9s %-14s\n' "${LABEL[$s]}" "${TPS[$s]:-0}" "${SPREAD[$s]:--}" "$r" "$tgt" "${P50[$s]}" "${P99[$s]}" "$sus" "$cus" "$cr"
 done
-u=$(ratio f_unknown f_wrong_secret)
-uv=$(awk -v r="$u" 'BEGIN { if (r == "n/a") print "n/a"; else print (r >= 0.9 && r <= 1.1 ? "PASS" : "MISS") }')
-printf '%-36s %8s %-12s %-24s %-10s\n' "unknown id vs wrong secret" "" "" "$u x wrong secret" "0.9-1.1 $uv"
-printf '%-36s %8s %-12s %-24s %-10s\n' "async happy vs async plain INSERT" "" "" "$(ratio happy_async plain_insert_async) x async INSERT" "(info)"
+for v in "" _none; do
+  u=$(ratio "f_unknown$v" "f_wrong_secret$v")
+  uv=$(awk -v r="$u" 'BEGIN { if (r == "n/a") print "n/a"; else print (r >= 0.9 && r <= 1.1 ? "PASS" : "MISS") }')
+  printf '%-44s %8s %-12s %-24s %-10s\n' "unknown id vs wrong secret${v:+ (none)}" "" "" "$u x wrong secret" "0.9-1.1 $uv"
+done
+printf '%-44s %8s %-12s %-24s %-10s\n' "async happy vs async plain INSERT" "" "" "$(ratio happy_async plain_insert_async) x async INSERT" "(info)"
 echo
 echo "load average (1/5/15 min) before measuring: $LOAD_BEFORE, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "tps = median of the rounds (min-max shown); p50/p99 over every transaction of every round."
+echo "tps = median of the rounds (min-max shown); ratio = of the two medians;"
+echo "p50/p99 over every transaction of every round; server_us = CPU of the server processes (backends,"
+echo "log writer, WAL writer, ...) per call, client_us = pgbench's; server cpu = server_us against the baseline's."
 echo "targets: durable >= 0.8 x INSERT; async >= 0.6 x SELECT 1; none >= 0.8 x SELECT 1;"
-echo "         failure paths >= 1.0 x happy; 1M keys/10M log rows and 10k rules >= 0.9 x happy"
+echo "         failure paths >= 1.0 x happy (same logging); 1M keys/10M log rows and 10k rules >= 0.9 x happy"
 for s in "${ORDER[@]}"; do
   [ -n "${FAILED[$s]:-}" ] && [ "${FAILED[$s]}" != 0 ] && echo "note: ${LABEL[$s]}: ${FAILED[$s]} failed transactions"
 done
 echo
 echo "verdicts checked before measuring:"
-for s in happy bulk_key f_missing f_malformed f_unknown f_wrong_secret f_expired f_client f_rights f_ip_blocked; do
-  printf '   %-28s %s\n' "$s" "${VERDICT[$s]:-}"
+for s in happy happy_async happy_none standby f_missing f_malformed f_unknown f_wrong_secret f_expired f_client f_rights \
+         f_ip_blocked large rules10k rules10k_blocked bulk_key; do
+  [ -n "${VERDICT[$s]:-}" ] && printf '   %-28s %s\n' "$s" "${VERDICT[$s]}"
 done
 echo
 echo "per-backend memory after 5000 happy calls + 20000 distinct keys in one backend,"
-echo "with $N_KEYS keys, $N_RULES-entry global blacklist and whitelist (target: athena_keys caches <= 16 MB):"
+echo "with $N_KEYS keys (target: athena_keys caches <= 16 MB):"
 sed 's/^/   /' <<<"$MEM"
 echo "   fresh idle backend for comparison: $IDLE"
 ATH_BYTES=$(sed -n 's/^athena_keys contexts: .*(\([0-9]*\) bytes)$/\1/p' <<<"$MEM")
