@@ -297,7 +297,6 @@ ResultTupleDesc(FunctionCallInfo fcinfo)
 	return desc;
 }
 
-
 /*
  * Decide one request; see the file header for the order.  With
  * may_use_tables false nothing but this backend's caches and the shared
