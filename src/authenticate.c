@@ -608,7 +608,11 @@ athena_authenticate(PG_FUNCTION_ARGS)
 	Datum		result;
 	const char *why = NULL;
 
-	/* Every decision needs an INSERT: go straight to the twin */
+	/*
+	 * Every decision needs an INSERT: go straight to the twin.  Otherwise a
+	 * call that turns out to need a table is decided again by the twin;
+	 * only such calls pay for the first attempt.
+	 */
 	if (athena_log_decisions == LOG_DECISIONS_ALL && DecisionLogNeedsInsert())
 		return CallPrivilegedTwin(fcinfo, "every decision is logged by an INSERT");
 	if (DecideRequest(fcinfo, false, &result, &why))

@@ -701,7 +701,7 @@ PeekCachedKey(const char *public_id, size_t len)
 	CachedKey  *entry;
 
 	Assert(len <= PUBLIC_ID_MAX_LEN);
-	if (key_cache == NULL)
+	if (key_cache == NULL || athena_key_cache_size <= 0)
 		return NULL;
 	memcpy(keybuf, public_id, len);
 	entry = hash_search(key_cache, keybuf, HASH_FIND, NULL);
@@ -736,6 +736,10 @@ LookupKey(const char *public_id, size_t len)
 		return entry;
 	}
 
+	entry = PeekCachedKey(public_id, len);
+	if (entry != NULL)
+		return entry;
+
 	if (key_cache == NULL)
 	{
 		HASHCTL		ctl;
@@ -750,13 +754,6 @@ LookupKey(const char *public_id, size_t len)
 								HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		dlist_init(&key_lru);
 		key_cache_entries = 0;
-	}
-
-	entry = hash_search(key_cache, keybuf, HASH_FIND, NULL);
-	if (entry != NULL)
-	{
-		dlist_move_head(&key_lru, &entry->lru_node);
-		return entry;
 	}
 
 	/* Load into a transient entry first: loading may invalidate the cache */
