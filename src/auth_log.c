@@ -226,7 +226,7 @@ WriteDecisionLog(const DecisionRecord *decision, bool learned, bool may_insert)
 	return true;
 }
 
-/* Whether this call has to stamp the key's last_used_at (see below) */
+/* Whether this call has to stamp the key's last_used_at (TouchKeyLastUsed) */
 bool
 KeyLastUsedStampDue(const CachedKey *key)
 {
@@ -240,17 +240,15 @@ KeyLastUsedStampDue(const CachedKey *key)
 
 /*
  * Keep last_used_at within athena_keys.last_used_interval of the truth
- * without writing the key row on every call.  SKIP LOCKED means a call
- * never waits for another one that is stamping the same key.
+ * without writing the key row on every call: the caller stamps only when
+ * KeyLastUsedStampDue says so.  SKIP LOCKED means a call never waits for
+ * another one that is stamping the same key.
  */
 void
 TouchKeyLastUsed(CachedKey *key)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Datum		args[2];
-
-	if (!KeyLastUsedStampDue(key))
-		return;
 
 	EnsureSpiConnected();
 	if (last_used_plan == NULL)
