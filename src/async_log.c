@@ -548,7 +548,13 @@ DecodeRecord(const char *record, Datum *values, char *nulls)
 	memset(nulls, ' ', LOG_COLUMNS);
 	values[0] = TimestampTzGetDatum(header.created_at);
 	if (header.flags & FLAG_KEY_IDENTIFIED)
-		values[1] = UUIDPGetDatum(&header.key_id);
+	{
+		/* By reference: the row outlives this frame, so it gets its own copy */
+		pg_uuid_t  *key_id = palloc(sizeof(pg_uuid_t));
+
+		*key_id = header.key_id;
+		values[1] = UUIDPGetDatum(key_id);
+	}
 	else
 		nulls[1] = 'n';
 	if (value[FIELD_PUBLIC_ID])

@@ -46,6 +46,46 @@ is( $node->safe_psql('postgres', q{
 		  FROM athena_keys.api_key_auth_log WHERE client_name = 'first'}),
 	't', 'queued rows carry the decision');
 
+# A queued row equals, column for column, the row the same decision writes
+# durably, whatever the table's physical layout: the writer places columns
+# by name, so a dropped column and an added one change nothing.
+$node->safe_psql('postgres', q{
+	ALTER TABLE athena_keys.api_key_auth_log ADD COLUMN pad text;
+	ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN pad;
+	ALTER TABLE athena_keys.api_key_auth_log ADD COLUMN gateway text DEFAULT 'edge-1'});
+my $rights_key = $node->safe_psql('postgres', q{
+	SELECT athena_keys.athena_create_right('users.*');
+	SELECT api_key FROM athena_keys.athena_create_key('layout', client_name => 'layout', rights => '{users.*}')});
+my $requests = join(', ',
+	"('$rights_key', 'layout', '10.0.0.7', '{users.read}')",
+	"('$rights_key', 'layout', '10.0.0.7', '{users.read,admin.write}')",
+	"('$rights_key', 'other', NULL, '{users.read}')",
+	"('ath_unknownid1.0123456789abcdef0123', 'layout', '10.0.0.8', NULL)",
+	"('not a key', NULL, '::1', '{}')");
+for my $durability ('durable', 'async')
+{
+	$node->safe_psql('postgres', qq{
+		SET athena_keys.log_durability = $durability;
+		SELECT count(d) FROM (VALUES $requests) AS r(k, c, ip, rights),
+		       athena_keys.athena_authenticate(r.k, r.c, r.ip::inet, r.rights::text[]) AS d});
+}
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 10 FROM athena_keys.api_key_auth_log
+	 WHERE client_name IN ('layout', 'other') OR remote_addr = '::1' OR api_key_public_id = 'unknownid1'}),
+	'the writer inserts after the log table gained and lost columns');
+is( $node->safe_psql('postgres', q{
+		SELECT count(*) FROM (
+		  SELECT api_key_id, api_key_public_id, client_name, remote_addr, required_rights,
+		         granted_rights, missing_rights, authenticated, authorized, enforced, allowed,
+		         status, failure_reason, locked_in, gateway, count(*)
+		    FROM athena_keys.api_key_auth_log
+		   WHERE client_name IN ('layout', 'other') OR remote_addr = '::1'
+		         OR api_key_public_id = 'unknownid1'
+		   GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+		  HAVING count(*) = 2) AS pairs}),
+	'5', 'every queued row matches its durable twin in every column');
+$node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN gateway');
+
 $node->safe_psql('postgres', qq{
 	BEGIN;
 	SELECT athena_keys.athena_authenticate('$key', 'rolled-back', '10.0.0.1', NULL) FROM generate_series(1, 5);
