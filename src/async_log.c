@@ -593,6 +593,18 @@ DecodeRecord(const char *record, Datum *values, char *nulls)
 }
 
 /*
+ * The writer's working memory, kept for its life: the drained bytes, and
+ * a context for one statement's rows whose first block outlives resets.
+ * Allocating them afresh at every drain cost the writer page faults for
+ * about a seventh of its time.
+ */
+static char *drain_buffer = NULL;
+static Size drain_buffer_size = 0;
+static MemoryContext chunk_context = NULL;
+
+#define CHUNK_CONTEXT_KEEP (512 * 1024)
+
+/*
  * Insert the serialised records of buffer[0, len) as log rows,
  * LOG_INSERT_MAX_ROWS per statement, in the current transaction
  */
@@ -601,16 +613,18 @@ InsertRecords(const char *buffer, uint64 len)
 {
 	Datum		values[LOG_INSERT_MAX_ROWS * LOG_COLUMNS];
 	char		nulls[LOG_INSERT_MAX_ROWS * LOG_COLUMNS];
-	MemoryContext chunk_context;
 	MemoryContext old;
 	uint64		pos = 0;
 	int			nrows = 0;
 
 	/* Connect first: SPI returns to the context current at connection */
 	EnsureSpiConnected();
-	chunk_context = AllocSetContextCreate(CurrentMemoryContext,
-										  "athena_keys log chunk",
-										  ALLOCSET_DEFAULT_SIZES);
+	if (chunk_context == NULL)
+		chunk_context = AllocSetContextCreate(TopMemoryContext,
+											  "athena_keys log chunk",
+											  CHUNK_CONTEXT_KEEP,
+											  CHUNK_CONTEXT_KEEP,
+											  ALLOCSET_DEFAULT_MAXSIZE);
 	old = MemoryContextSwitchTo(chunk_context);
 	while (pos < len)
 	{
@@ -628,7 +642,6 @@ InsertRecords(const char *buffer, uint64 len)
 		}
 	}
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(chunk_context);
 }
 
 /* Append a text[] varlena as a JSON array of strings */
@@ -862,7 +875,14 @@ DrainSlot(AsyncLogSlot *slot)
 		return 0;
 
 	/* Only this worker consumes, and producers never touch [start, end) */
-	buffer = palloc(end - start);
+	if (drain_buffer_size < end - start)
+	{
+		if (drain_buffer != NULL)
+			pfree(drain_buffer);
+		drain_buffer = MemoryContextAllocHuge(TopMemoryContext, end - start);
+		drain_buffer_size = end - start;
+	}
+	buffer = drain_buffer;
 	RingRead(slot, start, buffer, end - start);
 
 	SetCurrentStatementStartTimestamp();
@@ -880,7 +900,6 @@ DrainSlot(AsyncLogSlot *slot)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
-	pfree(buffer);
 	if (!delivered)
 		return 0;				/* still queued: retried at the next flush */
 

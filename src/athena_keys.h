@@ -156,7 +156,7 @@ typedef struct DecisionRecord
 /* Columns of the log insert, created_at first */
 #define LOG_COLUMNS 15
 /* Most rows one log INSERT statement takes (the batched writer's chunk) */
-#define LOG_INSERT_MAX_ROWS 64
+#define LOG_INSERT_MAX_ROWS 512
 /* Longest client name copied into a log row, in bytes */
 #define LOGGED_CLIENT_MAX_BYTES 256
 

@@ -14,12 +14,17 @@
  */
 #include "athena_keys.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
 
 static SPIPlanPtr last_used_plan = NULL;
 
@@ -66,89 +71,181 @@ ClippedTextDatum(text *t, int max_bytes)
 	return PointerGetDatum(cstring_to_text_with_len(VARDATA_ANY(t), len));
 }
 
-/* Rows per INSERT statement: each size has its own saved plan */
-static const int insert_batch_sizes[] = {LOG_INSERT_MAX_ROWS, 8, 1};
+/* The log columns a decision fills, in the order of LOG_COLUMNS values */
+static const char *const log_column_names[LOG_COLUMNS] = {
+	"created_at", "api_key_id", "api_key_public_id", "client_name", "remote_addr",
+	"required_rights", "granted_rights", "missing_rights", "authenticated",
+	"authorized", "enforced", "allowed", "status", "failure_reason", "locked_in"
+};
 
-#define INSERT_PLAN_COUNT lengthof(insert_batch_sizes)
-
-static SPIPlanPtr insert_plans[INSERT_PLAN_COUNT];
+static SPIPlanPtr single_row_plan = NULL;
 
 /*
- * The saved plan of "INSERT ... VALUES" with nrows rows of LOG_COLUMNS
- * parameters each.  Generic from the start: routing to the partition
- * happens at execution anyway, so a custom plan could not do better.
+ * The saved plan inserting one row from LOG_COLUMNS parameters: the
+ * durable path, one decision per call.  Generic from the start: routing to
+ * the partition happens at execution anyway.
  */
 static SPIPlanPtr
-LogInsertPlan(int plan_index)
+SingleRowInsertPlan(void)
 {
-	static const Oid row_types[LOG_COLUMNS] = {TIMESTAMPTZOID, UUIDOID, TEXTOID, TEXTOID,
+	static const Oid argtypes[LOG_COLUMNS] = {TIMESTAMPTZOID, UUIDOID, TEXTOID, TEXTOID,
 		INETOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	BOOLOID, BOOLOID, BOOLOID, BOOLOID, INT2OID, TEXTOID, BOOLOID};
-	int			nrows = insert_batch_sizes[plan_index];
 	StringInfoData sql;
-	Oid		   *argtypes;
-	SPIPlanPtr	plan;
-	int			row;
 	int			col;
 
-	if (insert_plans[plan_index] != NULL)
-		return insert_plans[plan_index];
-
+	if (single_row_plan != NULL)
+		return single_row_plan;
 	initStringInfo(&sql);
-	appendStringInfoString(&sql,
-						   "INSERT INTO athena_keys.api_key_auth_log "
-						   "(created_at, api_key_id, api_key_public_id, client_name, remote_addr, "
-						   " required_rights, granted_rights, missing_rights, authenticated, "
-						   " authorized, enforced, allowed, status, failure_reason, locked_in) "
-						   "VALUES ");
-	argtypes = palloc(sizeof(Oid) * nrows * LOG_COLUMNS);
-	for (row = 0; row < nrows; row++)
-	{
-		appendStringInfoString(&sql, row == 0 ? "(" : ", (");
-		for (col = 0; col < LOG_COLUMNS; col++)
-		{
-			int			param = row * LOG_COLUMNS + col;
-
-			argtypes[param] = row_types[col];
-			appendStringInfo(&sql, col == 0 ? "$%d" : ", $%d", param + 1);
-		}
-		appendStringInfoChar(&sql, ')');
-	}
-	plan = SPI_prepare_cursor(sql.data, nrows * LOG_COLUMNS, argtypes,
-							  CURSOR_OPT_GENERIC_PLAN);
-	if (plan == NULL || SPI_keepplan(plan) != 0)
+	appendStringInfoString(&sql, "INSERT INTO athena_keys.api_key_auth_log (");
+	for (col = 0; col < LOG_COLUMNS; col++)
+		appendStringInfo(&sql, col == 0 ? "%s" : ", %s", log_column_names[col]);
+	appendStringInfoString(&sql, ") VALUES (");
+	for (col = 0; col < LOG_COLUMNS; col++)
+		appendStringInfo(&sql, col == 0 ? "$%d" : ", $%d", col + 1);
+	appendStringInfoChar(&sql, ')');
+	single_row_plan = SPI_prepare_cursor(sql.data, LOG_COLUMNS, (Oid *) argtypes,
+										 CURSOR_OPT_GENERIC_PLAN);
+	if (single_row_plan == NULL || SPI_keepplan(single_row_plan) != 0)
 		elog(ERROR, "athena_keys: preparing the log insert failed");
 	pfree(sql.data);
-	pfree(argtypes);
-	insert_plans[plan_index] = plan;
-	return plan;
+	return single_row_plan;
+}
+
+/*
+ * A batch travels as one array of the log table's row type, unnested by
+ * the INSERT: the statement's set-up costs the same for 1 or 1,000 rows,
+ * where a VALUES list would compile one expression per parameter at every
+ * execution.  The plan, the row type and where each column sits in it are
+ * checked against the catalogs at every batch, so a re-created extension
+ * (a new row type) or an added column is picked up.
+ */
+static SPIPlanPtr batch_plan = NULL;
+static Oid	batch_row_type = InvalidOid;
+static uint64 batch_row_identifier = 0;
+static int	batch_attnums[LOG_COLUMNS];
+
+/* The row type of athena_keys.api_key_auth_log, with its type cache entry */
+static TypeCacheEntry *
+LogRowType(void)
+{
+	Oid			relid = get_relname_relid("api_key_auth_log",
+										  get_namespace_oid("athena_keys", false));
+	Oid			row_type = OidIsValid(relid) ? get_rel_type_id(relid) : InvalidOid;
+	TypeCacheEntry *typentry;
+
+	if (!OidIsValid(row_type))
+		elog(ERROR, "athena_keys: table athena_keys.api_key_auth_log does not exist");
+	typentry = lookup_type_cache(row_type, TYPECACHE_TUPDESC);
+	if (typentry->tupDesc == NULL)
+		elog(ERROR, "athena_keys: the log table has no row type");
+	return typentry;
+}
+
+/* The saved plan inserting every element of a log-row array parameter */
+static SPIPlanPtr
+BatchInsertPlan(TypeCacheEntry *row)
+{
+	TupleDesc	desc = row->tupDesc;
+	StringInfoData sql;
+	Oid			argtype;
+	int			col;
+
+	if (batch_plan != NULL && batch_row_type == row->type_id &&
+		batch_row_identifier == row->tupDesc_identifier)
+		return batch_plan;
+	if (batch_plan != NULL)
+	{
+		SPI_freeplan(batch_plan);
+		batch_plan = NULL;
+	}
+
+	for (col = 0; col < LOG_COLUMNS; col++)
+	{
+		int			attno;
+
+		batch_attnums[col] = 0;
+		for (attno = 1; attno <= desc->natts; attno++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
+
+			if (!att->attisdropped &&
+				strcmp(NameStr(att->attname), log_column_names[col]) == 0)
+				batch_attnums[col] = attno;
+		}
+		if (batch_attnums[col] == 0)
+			elog(ERROR, "athena_keys: the log table has no column %s", log_column_names[col]);
+	}
+
+	argtype = get_array_type(row->type_id);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO athena_keys.api_key_auth_log (");
+	for (col = 0; col < LOG_COLUMNS; col++)
+		appendStringInfo(&sql, col == 0 ? "%s" : ", %s", log_column_names[col]);
+	appendStringInfoString(&sql, ") SELECT ");
+	for (col = 0; col < LOG_COLUMNS; col++)
+		appendStringInfo(&sql, col == 0 ? "r.%s" : ", r.%s", log_column_names[col]);
+	appendStringInfoString(&sql, " FROM pg_catalog.unnest($1) r");
+	batch_plan = SPI_prepare_cursor(sql.data, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
+	if (batch_plan == NULL || SPI_keepplan(batch_plan) != 0)
+		elog(ERROR, "athena_keys: preparing the batched log insert failed");
+	pfree(sql.data);
+	batch_row_type = row->type_id;
+	batch_row_identifier = row->tupDesc_identifier;
+	return batch_plan;
 }
 
 /*
  * Insert nrows api_key_auth_log rows; values and nulls hold LOG_COLUMNS
- * entries per row, row after row.  A batch costs one executor start and one
- * partition lookup per statement instead of per row: the batched writer
- * of async_log.c inserts up to LOG_INSERT_MAX_ROWS rows per statement.
+ * entries per row, row after row.  One row (a call's own decision) goes
+ * through a one-row VALUES plan; more (the batched writer of async_log.c)
+ * go in one statement as an array of rows, built in the current memory
+ * context (the writer resets it after every batch).
  */
 void
 InsertLogRows(Datum *values, const char *nulls, int nrows)
 {
-	int			plan_index;
+	TypeCacheEntry *row;
+	TupleDesc	desc;
+	Datum	   *rows;
+	Datum	   *row_values;
+	bool	   *row_nulls;
+	Datum		array;
+	int			i;
+	int			col;
 
 	EnsureSpiConnected();
-	for (plan_index = 0; plan_index < (int) INSERT_PLAN_COUNT; plan_index++)
+	if (nrows <= 0)
+		return;
+	if (nrows == 1)
 	{
-		int			size = insert_batch_sizes[plan_index];
-
-		while (nrows >= size)
-		{
-			if (SPI_execute_plan(LogInsertPlan(plan_index), values, nulls, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "athena_keys: writing the auth log failed");
-			values += size * LOG_COLUMNS;
-			nulls += size * LOG_COLUMNS;
-			nrows -= size;
-		}
+		if (SPI_execute_plan(SingleRowInsertPlan(), values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "athena_keys: writing the auth log failed");
+		return;
 	}
+
+	row = LogRowType();
+	BatchInsertPlan(row);
+	desc = row->tupDesc;
+	rows = palloc(sizeof(Datum) * nrows);
+	row_values = palloc(sizeof(Datum) * desc->natts);
+	row_nulls = palloc(sizeof(bool) * desc->natts);
+	for (i = 0; i < nrows; i++)
+	{
+		memset(row_nulls, true, sizeof(bool) * desc->natts);
+		for (col = 0; col < LOG_COLUMNS; col++)
+		{
+			int			attno = batch_attnums[col];
+
+			row_values[attno - 1] = values[i * LOG_COLUMNS + col];
+			row_nulls[attno - 1] = nulls[i * LOG_COLUMNS + col] == 'n';
+		}
+		rows[i] = HeapTupleGetDatum(heap_form_tuple(desc, row_values, row_nulls));
+	}
+	array = PointerGetDatum(construct_array(rows, nrows, row->type_id, -1, false,
+											TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(batch_plan, &array, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "athena_keys: writing the auth log failed");
 }
 
 /*
