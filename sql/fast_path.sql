@@ -140,7 +140,26 @@ SELECT p.proname, p.prosecdef, p.proconfig,
  WHERE p.pronamespace = 'athena_keys'::regnamespace AND p.proname LIKE '%authenticate%'
  ORDER BY p.proname;
 
+------------------------------------------------------------------------
+-- The result row descriptor is kept per backend: it follows the row type
+-- when the extension is re-created in this session, and a row type that no
+-- longer has the columns the library fills is refused, not filled.
+------------------------------------------------------------------------
 DROP TABLE request, via_twin, from_cache;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
+DROP EXTENSION athena_keys;
+CREATE EXTENSION athena_keys;
+SELECT * FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
+ALTER TYPE athena_keys.athena_auth_result ADD ATTRIBUTE extra text;
+SELECT * FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
+SET athena_keys.log_decisions = none;  -- the cached path checks the same
+SELECT * FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
+ALTER TYPE athena_keys.athena_auth_result DROP ATTRIBUTE extra;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
+RESET athena_keys.log_decisions;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
+ALTER TYPE athena_keys.athena_auth_result ALTER ATTRIBUTE status TYPE text;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
 DROP EXTENSION athena_keys;
 DROP OWNED BY ak_fast_gateway;
 DROP ROLE ak_fast_gateway;

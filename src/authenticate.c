@@ -42,8 +42,10 @@
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "ip_policy.h"
 #include "rights_match.h"
@@ -273,28 +275,103 @@ CheckIpPolicy(const EnforcementConfig *config, const ClientPolicy *scoped,
 	return FailureForIpVerdict(EvaluateIpWhitelists(&in));
 }
 
-/* The result row descriptor, blessed once per call site */
+/* The columns of athena_auth_result that DecideRequest fills, in order */
+static const Oid result_column_types[RESULT_COLUMNS] = {
+	BOOLOID, INT4OID, TEXTOID, BOOLOID, BOOLOID, BOOLOID, UUIDOID, TEXTOID,
+	TEXTOID, TEXTARRAYOID, TEXTARRAYOID, BOOLOID, TEXTOID
+};
+
+/*
+ * Refuse a result row type that is not the one this library fills (an
+ * ALTER TYPE on athena_auth_result, or a library and schema of different
+ * versions): a row built for another descriptor would be garbage.
+ */
+static void
+CheckResultColumns(TupleDesc desc)
+{
+	int			i;
+	bool		matches = desc->natts >= RESULT_COLUMNS;
+
+	for (i = 0; matches && i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		/* Columns dropped after the last one read as NULL; others must not be */
+		if (i < RESULT_COLUMNS)
+			matches = !att->attisdropped && att->atttypid == result_column_types[i];
+		else
+			matches = att->attisdropped;
+	}
+	if (!matches)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("athena_keys.athena_auth_result does not have the columns athena_keys fills"),
+				 errdetail("The composite type was altered, or the installed library does not match the extension's version."),
+				 errhint("Restore the type's columns, or install the library that matches the extension.")));
+}
+
+/*
+ * The result row descriptor.  It is kept for the backend rather than per
+ * call site, because a prepared statement sets up a new call site at every
+ * execution; the type cache's identifier says when the row type was
+ * replaced or altered, and the copy is checked again then.  The twin,
+ * called through fmgr without an expression, names its type in pg_proc.
+ */
 static TupleDesc
 ResultTupleDesc(FunctionCallInfo fcinfo)
 {
-	TupleDesc	desc;
+	static TupleDesc backend_desc = NULL;
+	static Oid	backend_desc_type = InvalidOid;
+	static uint64 backend_desc_identifier = 0;
+	Oid			result_type = get_fn_expr_rettype(fcinfo->flinfo);
+	TypeCacheEntry *typentry;
 
-	if (fcinfo->flinfo->fn_extra != NULL)
-		return (TupleDesc) fcinfo->flinfo->fn_extra;
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+	if (!OidIsValid(result_type))
+		result_type = get_func_rettype(fcinfo->flinfo->fn_oid);
+	typentry = lookup_type_cache(result_type, TYPECACHE_TUPDESC);
+	if (typentry->tupDesc == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("athena_authenticate must return athena_keys.athena_auth_result"),
-				 errdetail("The function was called in a context that does not accept a row."),
-				 errhint("Call it as SELECT * FROM athena_keys.athena_authenticate(...).")));
+				 errdetail("The function is declared to return %s, which is not a row type.",
+						   format_type_be(result_type)),
+				 errhint("Call athena_keys.athena_authenticate as installed by the extension.")));
+	if (backend_desc == NULL || backend_desc_type != result_type ||
+		backend_desc_identifier != typentry->tupDesc_identifier)
 	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		MemoryContext old;
 
-		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		CheckResultColumns(typentry->tupDesc);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		if (backend_desc != NULL)
+			FreeTupleDesc(backend_desc);
+		backend_desc = CreateTupleDescCopy(typentry->tupDesc);
+		backend_desc_type = result_type;
+		backend_desc_identifier = typentry->tupDesc_identifier;
 		MemoryContextSwitchTo(old);
 	}
-	fcinfo->flinfo->fn_extra = desc;
-	return desc;
+	return backend_desc;
+}
+
+/*
+ * The result row from the RESULT_COLUMNS values DecideRequest fills; the
+ * columns a type may have dropped after them are NULL.
+ */
+static Datum
+FormResultRow(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = ResultTupleDesc(fcinfo);
+	Datum	   *all_values;
+	bool	   *all_nulls;
+
+	if (desc->natts == RESULT_COLUMNS)
+		return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+	all_values = palloc0(sizeof(Datum) * desc->natts);
+	all_nulls = palloc(sizeof(bool) * desc->natts);
+	memset(all_nulls, true, sizeof(bool) * desc->natts);
+	memcpy(all_values, values, sizeof(Datum) * RESULT_COLUMNS);
+	memcpy(all_nulls, nulls, sizeof(bool) * RESULT_COLUMNS);
+	return HeapTupleGetDatum(heap_form_tuple(desc, all_values, all_nulls));
 }
 
 /*
@@ -491,7 +568,7 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 	values[11] = BoolGetDatum(decision.locked_in);
 	values[12] = CStringGetTextDatum(config->fail_open ? "fail_open" : "fail_closed");
 
-	*result = HeapTupleGetDatum(heap_form_tuple(ResultTupleDesc(fcinfo), values, nulls));
+	*result = FormResultRow(fcinfo, values, nulls);
 	return true;
 }
 

@@ -11,16 +11,33 @@
 
 /*
  * Whether c is one of the characters allowed in a public id or a secret:
- * [0-9A-Za-z_-].  Written out rather than with isalnum() so that the
- * answer never depends on the locale.
+ * [0-9A-Za-z_-].  A table rather than isalnum(), so that the answer never
+ * depends on the locale; a lookup, because every character of every
+ * presented key goes through it.
  */
+static const bool key_identifier_chars[256] = {
+	['0'] = true, ['1'] = true, ['2'] = true, ['3'] = true, ['4'] = true,
+	['5'] = true, ['6'] = true, ['7'] = true, ['8'] = true, ['9'] = true,
+	['a'] = true, ['b'] = true, ['c'] = true, ['d'] = true, ['e'] = true,
+	['f'] = true, ['g'] = true, ['h'] = true, ['i'] = true, ['j'] = true,
+	['k'] = true, ['l'] = true, ['m'] = true, ['n'] = true, ['o'] = true,
+	['p'] = true, ['q'] = true, ['r'] = true, ['s'] = true, ['t'] = true,
+	['u'] = true, ['v'] = true, ['w'] = true, ['x'] = true, ['y'] = true,
+	['z'] = true,
+	['A'] = true, ['B'] = true, ['C'] = true, ['D'] = true, ['E'] = true,
+	['F'] = true, ['G'] = true, ['H'] = true, ['I'] = true, ['J'] = true,
+	['K'] = true, ['L'] = true, ['M'] = true, ['N'] = true, ['O'] = true,
+	['P'] = true, ['Q'] = true, ['R'] = true, ['S'] = true, ['T'] = true,
+	['U'] = true, ['V'] = true, ['W'] = true, ['X'] = true, ['Y'] = true,
+	['Z'] = true,
+	['_'] = true, ['-'] = true,
+};
+
+/* Whether c is a key identifier character (see the table above) */
 bool
 IsKeyIdentifierChar(unsigned char c)
 {
-	return (c >= '0' && c <= '9') ||
-		(c >= 'a' && c <= 'z') ||
-		(c >= 'A' && c <= 'Z') ||
-		c == '_' || c == '-';
+	return key_identifier_chars[c];
 }
 
 /* Whether c is white space that a header value may carry around the key */
@@ -39,7 +56,7 @@ AllIdentifierChars(const char *s, size_t len)
 
 	for (i = 0; i < len; i++)
 	{
-		if (!IsKeyIdentifierChar((unsigned char) s[i]))
+		if (!key_identifier_chars[(unsigned char) s[i]])
 			return false;
 	}
 	return true;
