@@ -224,9 +224,21 @@ InsertLogRows(Datum *values, const char *nulls, int nrows)
 		return;
 	}
 
-	row = LogRowType();
-	BatchInsertPlan(row);
+	/*
+	 * Preparing the plan reads catalogs, which may apply an invalidation of
+	 * the row type; the rows are built only from a descriptor that still
+	 * matches the plan, pinned while they are.
+	 */
+	for (;;)
+	{
+		BatchInsertPlan(LogRowType());
+		row = LogRowType();
+		if (row->type_id == batch_row_type &&
+			row->tupDesc_identifier == batch_row_identifier)
+			break;
+	}
 	desc = row->tupDesc;
+	PinTupleDesc(desc);
 	rows = palloc(sizeof(Datum) * nrows);
 	row_values = palloc(sizeof(Datum) * desc->natts);
 	row_nulls = palloc(sizeof(bool) * desc->natts);
@@ -244,6 +256,7 @@ InsertLogRows(Datum *values, const char *nulls, int nrows)
 	}
 	array = PointerGetDatum(construct_array(rows, nrows, row->type_id, -1, false,
 											TYPALIGN_DOUBLE));
+	ReleaseTupleDesc(desc);
 	if (SPI_execute_plan(batch_plan, &array, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "athena_keys: writing the auth log failed");
 }
