@@ -80,6 +80,27 @@ static const char *const log_column_names[LOG_COLUMNS] = {
 
 static SPIPlanPtr single_row_plan = NULL;
 
+/* Append the logged columns' names, comma-separated, each after qualifier */
+static void
+AppendLogColumnList(StringInfo sql, const char *qualifier)
+{
+	int			col;
+
+	for (col = 0; col < LOG_COLUMNS; col++)
+		appendStringInfo(sql, "%s%s%s", col == 0 ? "" : ", ", qualifier,
+						 log_column_names[col]);
+}
+
+/* Start sql as "INSERT INTO <the log> (<the logged columns>) " */
+static void
+StartLogInsert(StringInfo sql)
+{
+	initStringInfo(sql);
+	appendStringInfoString(sql, "INSERT INTO athena_keys.api_key_auth_log (");
+	AppendLogColumnList(sql, "");
+	appendStringInfoString(sql, ") ");
+}
+
 /*
  * The saved plan inserting one row from LOG_COLUMNS parameters: the
  * durable path, one decision per call.  Generic from the start: routing to
@@ -96,11 +117,8 @@ SingleRowInsertPlan(void)
 
 	if (single_row_plan != NULL)
 		return single_row_plan;
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO athena_keys.api_key_auth_log (");
-	for (col = 0; col < LOG_COLUMNS; col++)
-		appendStringInfo(&sql, col == 0 ? "%s" : ", %s", log_column_names[col]);
-	appendStringInfoString(&sql, ") VALUES (");
+	StartLogInsert(&sql);
+	appendStringInfoString(&sql, "VALUES (");
 	for (col = 0; col < LOG_COLUMNS; col++)
 		appendStringInfo(&sql, col == 0 ? "$%d" : ", $%d", col + 1);
 	appendStringInfoChar(&sql, ')');
@@ -178,13 +196,9 @@ BatchInsertPlan(TypeCacheEntry *row)
 	}
 
 	argtype = get_array_type(row->type_id);
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO athena_keys.api_key_auth_log (");
-	for (col = 0; col < LOG_COLUMNS; col++)
-		appendStringInfo(&sql, col == 0 ? "%s" : ", %s", log_column_names[col]);
-	appendStringInfoString(&sql, ") SELECT ");
-	for (col = 0; col < LOG_COLUMNS; col++)
-		appendStringInfo(&sql, col == 0 ? "r.%s" : ", r.%s", log_column_names[col]);
+	StartLogInsert(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	AppendLogColumnList(&sql, "r.");
 	appendStringInfoString(&sql, " FROM pg_catalog.unnest($1) r");
 	batch_plan = SPI_prepare_cursor(sql.data, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
 	if (batch_plan == NULL || SPI_keepplan(batch_plan) != 0)
