@@ -192,7 +192,12 @@ BatchInsertPlan(TypeCacheEntry *row)
 				batch_attnums[col] = attno;
 		}
 		if (batch_attnums[col] == 0)
-			elog(ERROR, "athena_keys: the log table has no column %s", log_column_names[col]);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("athena_keys.api_key_auth_log has no column \"%s\"",
+							log_column_names[col]),
+					 errdetail("Queued decisions cannot be written to the log without it."),
+					 errhint("Add the column back with the type the extension's install script gives it.")));
 	}
 
 	argtype = get_array_type(row->type_id);
