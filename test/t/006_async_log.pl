@@ -161,5 +161,16 @@ $node->safe_psql('postgres',
 	"SELECT athena_keys.athena_authenticate('$learner', 'learning', '10.1.1.1', NULL)");
 is($logged->('learning'), '1', 'a learning call is logged with its learning writes, not queued');
 
+# A log table that lost a logged column stops the writer with an error
+# that names the column, rather than rows written into the wrong columns.
+$node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '100ms'\n");
+$node->reload;
+$node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN locked_in');
+my $log_offset = -s $node->logfile;
+$calls->(2, 'no-column');
+ok($node->wait_for_log(qr/athena_keys\.api_key_auth_log has no column "locked_in"/, $log_offset),
+	'a missing log column is reported by name');
+is($logged->('no-column'), '0', 'no row is written without the column');
+
 $node->stop;
 done_testing();
