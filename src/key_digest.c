@@ -16,7 +16,11 @@
 /*
  * Compute SHA-256(salt || ':' || secret).  The digest context is kept for
  * the life of the process: allocating one per call would cost more than
- * hashing an 80-byte input.  Returns false only if OpenSSL fails.
+ * hashing an 80-byte input.  So is the algorithm: with OpenSSL 3, naming it
+ * through EVP_sha256() makes every initialisation look it up again among
+ * the providers, under a lock, which cost more than the hashing itself
+ * (0.34 against 0.14 us per digest here).  Returns false only if OpenSSL
+ * fails.
  */
 bool
 ComputeKeyDigest(const char *salt, size_t salt_len,
@@ -25,6 +29,7 @@ ComputeKeyDigest(const char *salt, size_t salt_len,
 {
 	static EVP_MD_CTX *ctx = NULL;
 	unsigned int out_len = 0;
+	int			initialised;
 
 	if (ctx == NULL)
 	{
@@ -32,7 +37,22 @@ ComputeKeyDigest(const char *salt, size_t salt_len,
 		if (ctx == NULL)
 			return false;
 	}
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	{
+		static EVP_MD *sha256 = NULL;
+
+		if (sha256 == NULL)
+		{
+			sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+			if (sha256 == NULL)
+				return false;
+		}
+		initialised = EVP_DigestInit_ex2(ctx, sha256, NULL);
+	}
+#else
+	initialised = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+#endif
+	if (initialised != 1 ||
 		EVP_DigestUpdate(ctx, salt, salt_len) != 1 ||
 		EVP_DigestUpdate(ctx, ":", 1) != 1 ||
 		EVP_DigestUpdate(ctx, secret, secret_len) != 1 ||
