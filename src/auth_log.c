@@ -160,8 +160,11 @@ LogRowType(void)
 	return typentry;
 }
 
-/* The saved plan inserting every element of a log-row array parameter */
-static SPIPlanPtr
+/*
+ * (Re)build the saved plan inserting every element of a log-row array
+ * parameter, and where each logged column sits in row
+ */
+static void
 BatchInsertPlan(TypeCacheEntry *row)
 {
 	TupleDesc	desc = row->tupDesc;
@@ -169,9 +172,6 @@ BatchInsertPlan(TypeCacheEntry *row)
 	Oid			argtype;
 	int			col;
 
-	if (batch_plan != NULL && batch_row_type == row->type_id &&
-		batch_row_identifier == row->tupDesc_identifier)
-		return batch_plan;
 	if (batch_plan != NULL)
 	{
 		SPI_freeplan(batch_plan);
@@ -211,7 +211,6 @@ BatchInsertPlan(TypeCacheEntry *row)
 	pfree(sql.data);
 	batch_row_type = row->type_id;
 	batch_row_identifier = row->tupDesc_identifier;
-	return batch_plan;
 }
 
 /*
@@ -250,11 +249,11 @@ InsertLogRows(Datum *values, const char *nulls, int nrows)
 	 */
 	for (;;)
 	{
-		BatchInsertPlan(LogRowType());
 		row = LogRowType();
-		if (row->type_id == batch_row_type &&
+		if (batch_plan != NULL && row->type_id == batch_row_type &&
 			row->tupDesc_identifier == batch_row_identifier)
 			break;
+		BatchInsertPlan(row);
 	}
 	desc = row->tupDesc;
 	PinTupleDesc(desc);
