@@ -4,17 +4,26 @@
  *		Traefik forwardAuth and Envoy ext_authz (HTTP mode).
  *
  * Each request is decided by one call of athena_keys.athena_authenticate()
- * with the X-Athena-Key, X-Athena-Client and X-Athena-Rights headers and
- * the caller IP (see client_ip.c).  Allowed: 204 with the key's identity
- * in X-Athena-Key-Id, X-Athena-Public-Id and X-Athena-Client.  Denied:
- * the status the database chose with {"status":"error","message":...}.
+ * with the key (X-Athena-Key, or the configured key sources), the
+ * X-Athena-Client and X-Athena-Rights headers and the caller IP (see
+ * client_ip.c).  Every path of the authorization listener is such a
+ * check, so no client path can reach anything else; /healthz and
+ * /metrics live on their own listener.  Allowed: 200 (or 204) with the
+ * key's identity in X-Athena-Key-Id, X-Athena-Public-Id and
+ * X-Athena-Client, always all three (empty when none), so that a proxy
+ * copying them always overwrites whatever a client sent.  Denied: the
+ * status the database chose with {"status":"error","message":...}.
  * nginx's auth_request discards the subrequest body and turns any status
  * but 2xx/401/403 into 500, so the same JSON is also sent in the
  * X-Athena-Error header for nginx to replay (see README.md).
  *
- * When the database cannot decide, the fail mode the database reported
- * on its last successful call applies: 503 "API key validation
- * unavailable" (fail_closed) or 204 with X-Athena-Degraded (fail_open).
+ * Request bytes that are not UTF-8 are repaired (U+FFFD) before the call:
+ * PostgreSQL would otherwise reject the whole call, and a request's
+ * content must get a verdict, never "unavailable".  When the database
+ * cannot decide (connection, timeout, pool), the fail mode the database
+ * reported on its last successful call applies: 503 "API key validation
+ * unavailable" (fail_closed) or allowed with X-Athena-Degraded
+ * (fail_open).  Other errors always fail closed.
  *-------------------------------------------------------------------------
  */
 #include <microhttpd.h>
@@ -25,14 +34,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "client_ip.h"
 #include "config.h"
 #include "db_pool.h"
+#include "key_source.h"
+#include "metrics.h"
 #include "text_util.h"
 
 #define UNAVAILABLE_REASON "API key validation unavailable"
+#define CONTENT_ERROR_REASON "Access denied"
 
 /* Everything a request handler needs */
 typedef struct AuthdServer
@@ -45,7 +58,7 @@ typedef struct AuthdServer
 /* The request headers athena-authd reads, gathered in one pass */
 typedef struct RequestHeaders
 {
-	const char *key;			/* first X-Athena-Key */
+	KeyHeaders	key_headers;	/* first X-Athena-Key, X-API-Key, Authorization */
 	const char *client;			/* first X-Athena-Client */
 	const char *real_ip;		/* first X-Real-IP */
 	int			real_ip_count;
@@ -62,6 +75,7 @@ typedef struct RequestOutcome
 	const char *reason;
 	const char *public_id;
 	const char *db_error;
+	const char *key_source;		/* where the key came from, or "none" */
 } RequestOutcome;
 
 /* Milliseconds on the monotonic clock, with fractions */
@@ -102,8 +116,18 @@ CollectHeader(void *cls, enum MHD_ValueKind kind, const char *name, const char *
 		value = "";
 	if (strcasecmp(name, "X-Athena-Key") == 0)
 	{
-		if (headers->key == NULL)
-			headers->key = value;
+		if (headers->key_headers.athena_key == NULL)
+			headers->key_headers.athena_key = value;
+	}
+	else if (strcasecmp(name, "X-API-Key") == 0)
+	{
+		if (headers->key_headers.api_key == NULL)
+			headers->key_headers.api_key = value;
+	}
+	else if (strcasecmp(name, "Authorization") == 0)
+	{
+		if (headers->key_headers.authorization == NULL)
+			headers->key_headers.authorization = value;
 	}
 	else if (strcasecmp(name, "X-Athena-Client") == 0)
 	{
@@ -147,8 +171,8 @@ ResolveRequestIp(AuthdServer *server, struct MHD_Connection *connection,
 		return false;
 	if (headers->real_ip_count > 1)
 		real_ip = "ambiguous";
-	if (!ResolveClientIp(&peer, &server->config.trusted_proxies, real_ip,
-						 headers->forwarded_for, &client_ip))
+	if (!ResolveClientIp(&peer, &server->config.trusted_proxies, server->config.trust_real_ip,
+						 real_ip, headers->forwarded_for, &client_ip))
 		return false;
 	FormatIpAddress(&client_ip, ip_text);
 	return ip_text[0] != '\0';
@@ -160,6 +184,16 @@ AddHeaderIfSafe(struct MHD_Response *response, const char *name, const char *val
 {
 	if (IsSafeHeaderValue(value))
 		MHD_add_response_header(response, name, value);
+}
+
+/*
+ * Add an identity header, empty when there is no (safe) value: a proxy
+ * that copies it to the upstream then always replaces a client's copy.
+ */
+static void
+AddIdentityHeader(struct MHD_Response *response, const char *name, const char *value)
+{
+	MHD_add_response_header(response, name, IsSafeHeaderValue(value) ? value : "");
 }
 
 /* Queue a response and release our reference to it */
@@ -176,28 +210,71 @@ QueueAndRelease(struct MHD_Connection *connection, unsigned int status, struct M
 	return result;
 }
 
-/* Answer an allowed request: 204 with the key's identity headers */
+/*
+ * The headers Envoy should remove from the upstream request: every
+ * accepted key header (Authorization only when it carried a Bearer key).
+ */
+static void
+KeyHeadersToRemove(const AuthdConfig *config, const RequestHeaders *headers, char *out, size_t out_len)
+{
+	size_t		used = 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < config->key_sources.count && used < out_len; i++)
+	{
+		const char *name = NULL;
+
+		switch (config->key_sources.items[i])
+		{
+			case KEY_SOURCE_ATHENA_KEY:
+				name = "x-athena-key";
+				break;
+			case KEY_SOURCE_API_KEY:
+				name = "x-api-key";
+				break;
+			case KEY_SOURCE_BEARER:
+				if (BearerToken(headers->key_headers.authorization) != NULL)
+					name = "authorization";
+				break;
+			case KEY_SOURCE_COUNT:
+				break;
+		}
+		if (name != NULL)
+			used += (size_t) snprintf(out + used, out_len - used, "%s%s", used ? "," : "", name);
+	}
+}
+
+/*
+ * Answer an allowed request: allow_status with the key's identity
+ * headers (all three, empty when unknown) and, for Envoy, the key
+ * headers it must not pass upstream.
+ */
 static enum MHD_Result
-AnswerAllowed(struct MHD_Connection *connection, const AuthVerdict *verdict, bool degraded)
+AnswerAllowed(AuthdServer *server, struct MHD_Connection *connection, const RequestHeaders *headers,
+			  const AuthVerdict *verdict, bool degraded)
 {
 	struct MHD_Response *response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	char		to_remove[64];
 
 	if (response == NULL)
 		return MHD_NO;
-	if (verdict != NULL)
-	{
-		AddHeaderIfSafe(response, "X-Athena-Key-Id", verdict->key_id);
-		AddHeaderIfSafe(response, "X-Athena-Public-Id", verdict->public_id);
-		AddHeaderIfSafe(response, "X-Athena-Client", verdict->client_name);
-	}
+	AddIdentityHeader(response, "X-Athena-Key-Id", verdict ? verdict->key_id : NULL);
+	AddIdentityHeader(response, "X-Athena-Public-Id", verdict ? verdict->public_id : NULL);
+	AddIdentityHeader(response, "X-Athena-Client", verdict ? verdict->client_name : NULL);
+	KeyHeadersToRemove(&server->config, headers, to_remove, sizeof(to_remove));
+	if (to_remove[0] != '\0')
+		MHD_add_response_header(response, "x-envoy-auth-headers-to-remove", to_remove);
 	if (degraded)
 		MHD_add_response_header(response, "X-Athena-Degraded", "fail_open");
-	return QueueAndRelease(connection, MHD_HTTP_NO_CONTENT, response);
+	return QueueAndRelease(connection, server->config.allow_status, response);
 }
 
-/* Answer a denied request: status with the JSON error body (and header) */
+/*
+ * Answer a denied request: status with the JSON error body (and header).
+ * hint, when set, explains in X-Athena-Key-Hint why no key was seen.
+ */
 static enum MHD_Result
-AnswerDenied(struct MHD_Connection *connection, unsigned int status, const char *reason)
+AnswerDenied(struct MHD_Connection *connection, unsigned int status, const char *reason, const char *hint)
 {
 	char	   *body = BuildErrorBody(reason);
 	struct MHD_Response *response;
@@ -212,6 +289,7 @@ AnswerDenied(struct MHD_Connection *connection, unsigned int status, const char 
 	}
 	MHD_add_response_header(response, "Content-Type", "application/json");
 	AddHeaderIfSafe(response, "X-Athena-Error", body);
+	AddHeaderIfSafe(response, "X-Athena-Key-Hint", hint);
 	return QueueAndRelease(connection, status, response);
 }
 
@@ -244,11 +322,36 @@ LogRequest(AuthdServer *server, const char *method, const char *ip_text,
 	SanitizeForLog(outcome->db_error, db_error, sizeof(db_error));
 	snprintf(line, sizeof(line),
 			 "%s.%03ldZ athena-authd %s status=%u decision=%s reason=\"%s\" ip=%s client=\"%s\" "
-			 "public_id=%s ms=%.2f%s%s%s\n",
+			 "public_id=%s key_source=%s ms=%.2f%s%s%s\n",
 			 timestamp, now.tv_nsec / 1000000, method_text, outcome->status, outcome->decision,
-			 reason, ip_text[0] ? ip_text : "-", client, public_id, elapsed_ms,
+			 reason, ip_text[0] ? ip_text : "-", client, public_id, outcome->key_source, elapsed_ms,
 			 is_error ? " error=\"" : "", is_error ? db_error : "", is_error ? "\"" : "");
 	fputs(line, stderr);
+}
+
+/* Free what a request's header collection and repair allocated */
+static void
+FreeRequestText(RequestHeaders *headers, char *key, char *client, char *rights)
+{
+	free(headers->rights);
+	free(headers->forwarded_for);
+	free(key);
+	free(client);
+	free(rights);
+}
+
+/* The hint for a key presented through a source that is not accepted */
+static void
+BuildKeyHint(const AuthdConfig *config, const KeyChoice *choice, char *hint, size_t hint_len)
+{
+	char		accepted[64];
+
+	hint[0] = '\0';
+	if (choice->key != NULL || choice->ignored == NULL)
+		return;
+	FormatKeySources(&config->key_sources, accepted, sizeof(accepted));
+	snprintf(hint, hint_len, "a key was sent as %s, which this gateway does not accept; accepted: %s",
+			 choice->ignored, accepted);
 }
 
 /* Decide one forward-auth request through the database */
@@ -258,31 +361,52 @@ AnswerAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 	double		started_ms = MonotonicMs();
 	RequestHeaders headers;
 	RequestOutcome outcome;
+	KeyChoice	choice;
 	AuthQuery	query;
 	AuthVerdict verdict;
+	DbOutcome	db_outcome;
 	char		ip_text[IP_TEXT_MAX] = "";
 	char		db_error[512];
+	char		hint[160];
 	char	   *rights;
+	char	   *key;
+	char	   *client;
+	bool		oom_rights = false;
+	bool		oom_key;
+	bool		oom_client;
 	enum MHD_Result result;
 
 	memset(&headers, 0, sizeof(headers));
 	memset(&outcome, 0, sizeof(outcome));
 	MHD_get_connection_values(connection, MHD_HEADER_KIND, CollectHeader, &headers);
-	rights = NormalizeRightsHeader(headers.rights);
-	if (headers.out_of_memory || rights == NULL)
+	ChooseKey(&server->config.key_sources, &headers.key_headers, &choice);
+	BuildKeyHint(&server->config, &choice, hint, sizeof(hint));
+
+	/* bytes PostgreSQL would refuse as text become U+FFFD: still a verdict */
 	{
-		free(headers.rights);
-		free(headers.forwarded_for);
-		free(rights);
+		char	   *normalized = NormalizeRightsHeader(headers.rights);
+
+		rights = normalized ? RepairUtf8(normalized, &oom_rights) : NULL;
+		oom_rights = oom_rights || normalized == NULL;
+		free(normalized);
+	}
+	key = RepairUtf8(choice.key, &oom_key);
+	client = RepairUtf8((headers.client != NULL && headers.client[0] != '\0') ? headers.client : NULL,
+						&oom_client);
+	if (headers.out_of_memory || oom_rights || oom_key || oom_client)
+	{
+		FreeRequestText(&headers, key, client, rights);
 		return MHD_NO;
 	}
 
-	query.key = headers.key;
-	query.client = (headers.client != NULL && headers.client[0] != '\0') ? headers.client : NULL;
+	query.key = key;
+	query.client = client;
 	query.ip = ResolveRequestIp(server, connection, &headers, ip_text) ? ip_text : NULL;
 	query.rights = rights;
+	outcome.key_source = choice.ignored && !choice.key ? choice.ignored : choice.source;
 
-	if (DbPoolAuthenticate(server->pool, &query, &verdict, db_error, sizeof(db_error)))
+	db_outcome = DbPoolAuthenticate(server->pool, &query, &verdict, db_error, sizeof(db_error));
+	if (db_outcome == DB_DECIDED)
 	{
 		FailMode	reported;
 
@@ -292,9 +416,9 @@ AnswerAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 		outcome.public_id = verdict.public_id;
 		if (verdict.allowed)
 		{
-			outcome.status = MHD_HTTP_NO_CONTENT;
+			outcome.status = server->config.allow_status;
 			outcome.decision = "allow";
-			result = AnswerAllowed(connection, &verdict, false);
+			result = AnswerAllowed(server, connection, &headers, &verdict, false);
 		}
 		else
 		{
@@ -302,32 +426,40 @@ AnswerAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 				(unsigned int) verdict.status : MHD_HTTP_FORBIDDEN;
 			outcome.decision = "deny";
 			result = AnswerDenied(connection, outcome.status,
-								  verdict.reason ? verdict.reason : "Access denied");
+								  verdict.reason ? verdict.reason : "Access denied", hint);
 		}
+	}
+	else if (db_outcome == DB_CONTENT_ERROR)
+	{
+		/* defensive: repair should make this impossible; never fail open */
+		MetricsCountContentError();
+		outcome.db_error = db_error;
+		outcome.status = MHD_HTTP_FORBIDDEN;
+		outcome.decision = "reject";
+		outcome.reason = CONTENT_ERROR_REASON;
+		result = AnswerDenied(connection, outcome.status, CONTENT_ERROR_REASON, NULL);
+	}
+	else if (db_outcome == DB_UNAVAILABLE && atomic_load(&server->fail_mode) == FAIL_OPEN)
+	{
+		MetricsCountFailOpen();
+		outcome.db_error = db_error;
+		outcome.status = server->config.allow_status;
+		outcome.decision = "fail_open";
+		result = AnswerAllowed(server, connection, &headers, NULL, true);
 	}
 	else
 	{
 		outcome.db_error = db_error;
-		if (atomic_load(&server->fail_mode) == FAIL_OPEN)
-		{
-			outcome.status = MHD_HTTP_NO_CONTENT;
-			outcome.decision = "fail_open";
-			result = AnswerAllowed(connection, NULL, true);
-		}
-		else
-		{
-			outcome.status = MHD_HTTP_SERVICE_UNAVAILABLE;
-			outcome.decision = "unavailable";
-			outcome.reason = UNAVAILABLE_REASON;
-			result = AnswerDenied(connection, outcome.status, UNAVAILABLE_REASON);
-		}
+		outcome.status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		outcome.decision = "unavailable";
+		outcome.reason = UNAVAILABLE_REASON;
+		result = AnswerDenied(connection, outcome.status, UNAVAILABLE_REASON, NULL);
 	}
 
+	MetricsCountRequest(outcome.status, outcome.reason);
 	LogRequest(server, method, ip_text, &headers, &outcome, MonotonicMs() - started_ms);
 	FreeAuthVerdict(&verdict);
-	free(headers.rights);
-	free(headers.forwarded_for);
-	free(rights);
+	FreeRequestText(&headers, key, client, rights);
 	return result;
 }
 
@@ -356,47 +488,172 @@ AnswerHealthCheck(AuthdServer *server, struct MHD_Connection *connection)
 	return QueueAndRelease(connection, healthy ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, response);
 }
 
-/*
- * MHD access handler.  MHD calls it once with the headers, then for each
- * chunk of body (which forward auth ignores), then once more at the end,
- * where we answer.
- */
+/* GET /metrics: the Prometheus text exposition */
 static enum MHD_Result
-HandleRequest(void *cls, struct MHD_Connection *connection, const char *url,
-			  const char *method, const char *version, const char *upload_data,
-			  size_t *upload_data_size, void **request_state)
+AnswerMetrics(struct MHD_Connection *connection)
+{
+	char	   *body = RenderMetrics();
+	struct MHD_Response *response;
+
+	if (body == NULL)
+		return MHD_NO;
+	response = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (response == NULL)
+	{
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(response, "Content-Type", "text/plain; version=0.0.4");
+	return QueueAndRelease(connection, MHD_HTTP_OK, response);
+}
+
+/* A plain-text answer with a fixed body (health listener errors) */
+static enum MHD_Result
+AnswerText(struct MHD_Connection *connection, unsigned int status, const char *text)
+{
+	struct MHD_Response *response =
+		MHD_create_response_from_buffer(strlen(text), (void *) text, MHD_RESPMEM_PERSISTENT);
+
+	if (response == NULL)
+		return MHD_NO;
+	MHD_add_response_header(response, "Content-Type", "text/plain");
+	return QueueAndRelease(connection, status, response);
+}
+
+/*
+ * True once MHD has delivered the whole request (headers, then any body,
+ * which we ignore); the first call of a request sets *request_state.
+ */
+static bool
+RequestComplete(void **request_state, size_t *upload_data_size)
 {
 	static int	headers_seen;
 
-	(void) version;
-	(void) upload_data;
 	if (*request_state == NULL)
 	{
 		*request_state = &headers_seen;
-		return MHD_YES;
+		return false;
 	}
 	if (*upload_data_size != 0)
 	{
 		*upload_data_size = 0;
-		return MHD_YES;
+		return false;
 	}
-	if (strcmp(url, "/healthz") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
+	return true;
+}
+
+/*
+ * MHD access handler of the authorization listener: every path and
+ * method is a forward-auth check.  Once the headers are in, the
+ * connection's timeout goes from the short header deadline to the
+ * keep-alive idle timeout.
+ */
+static enum MHD_Result
+HandleAuthRequest(void *cls, struct MHD_Connection *connection, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **request_state)
+{
+	AuthdServer *server = cls;
+
+	(void) url;
+	(void) version;
+	(void) upload_data;
+	if (*request_state == NULL)
+		MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+								  (unsigned int) server->config.idle_timeout_s);
+	if (!RequestComplete(request_state, upload_data_size))
+		return MHD_YES;
+	return AnswerAuthRequest(server, connection, method);
+}
+
+/* MHD access handler of the health listener: /healthz and /metrics */
+static enum MHD_Result
+HandleHealthRequest(void *cls, struct MHD_Connection *connection, const char *url,
+					const char *method, const char *version, const char *upload_data,
+					size_t *upload_data_size, void **request_state)
+{
+	(void) version;
+	(void) upload_data;
+	if (!RequestComplete(request_state, upload_data_size))
+		return MHD_YES;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return AnswerText(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	if (strcmp(url, "/healthz") == 0)
 		return AnswerHealthCheck(cls, connection);
-	return AnswerAuthRequest(cls, connection, method);
+	if (strcmp(url, "/metrics") == 0)
+		return AnswerMetrics(connection);
+	return AnswerText(connection, MHD_HTTP_NOT_FOUND, "not found\n");
 }
 
 /* Describe the running configuration on stderr */
 static void
 LogStartup(const AuthdServer *server, int opened)
 {
+	char		sources[64];
+
 	if (server->config.log_level == LOG_LEVEL_NONE)
 		return;
+	FormatKeySources(&server->config.key_sources, sources, sizeof(sources));
 	fprintf(stderr,
-			"athena-authd listening on %s; pool %d (%d open), threads %d, timeout %d ms, "
-			"trusted proxies [%s], fail mode until first decision %s\n",
-			server->config.listen_text, server->config.pool_size, opened, server->config.threads,
+			"athena-authd listening on %s (health %s); pool %d (%d open), threads %d, timeout %d ms, "
+			"trusted proxies [%s]%s, key sources %s, connections %d (%d per IP), "
+			"fail mode until first decision %s\n",
+			server->config.listen.text,
+			server->config.health_enabled ? server->config.health_listen.text : "off",
+			server->config.pool_size, opened, server->config.threads,
 			server->config.timeout_ms, server->config.trusted_proxies_text,
+			server->config.trust_real_ip ? " with X-Real-IP" : "", sources,
+			server->config.max_connections, server->config.max_connections_per_ip,
 			FailModeName(server->config.initial_fail_mode));
+}
+
+/* Allow enough open files for max_connections (up to the hard limit) */
+static void
+RaiseFileLimit(const AuthdConfig *config)
+{
+	struct rlimit limit;
+	rlim_t		wanted = (rlim_t) config->max_connections + (rlim_t) config->pool_size + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= wanted)
+		return;
+	limit.rlim_cur = (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) ? limit.rlim_max : wanted;
+	if (setrlimit(RLIMIT_NOFILE, &limit) != 0 && config->log_level != LOG_LEVEL_NONE)
+		fprintf(stderr, "athena-authd: cannot raise the open file limit to %lu\n", (unsigned long) wanted);
+}
+
+/* Start the authorization listener with its connection limits */
+static struct MHD_Daemon *
+StartAuthDaemon(AuthdServer *server, unsigned int flags)
+{
+	const AuthdConfig *config = &server->config;
+
+	if (config->listen.addr.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	return MHD_start_daemon(flags, 0, NULL, NULL, HandleAuthRequest, server,
+							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &config->listen.addr,
+							MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) config->threads,
+							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config->max_connections,
+							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) config->max_connections_per_ip,
+							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config->header_timeout_s,
+							MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+							MHD_OPTION_END);
+}
+
+/* Start the health and metrics listener (one thread, small limits) */
+static struct MHD_Daemon *
+StartHealthDaemon(AuthdServer *server, unsigned int flags)
+{
+	const AuthdConfig *config = &server->config;
+
+	if (config->health_listen.addr.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	return MHD_start_daemon(flags, 0, NULL, NULL, HandleHealthRequest, server,
+							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &config->health_listen.addr,
+							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 64,
+							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) 16,
+							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config->header_timeout_s,
+							MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+							MHD_OPTION_END);
 }
 
 /* Load the configuration, serve until SIGINT or SIGTERM, shut down cleanly */
@@ -410,6 +667,8 @@ main(int argc, char **argv)
 	int			opened;
 	unsigned int flags;
 	struct MHD_Daemon *daemon;
+	struct MHD_Daemon *health_daemon = NULL;
+	DbPoolOptions pool_options;
 
 	if (!LoadConfig(argc, argv, &server.config, error, sizeof(error)))
 	{
@@ -417,8 +676,12 @@ main(int argc, char **argv)
 		return 2;
 	}
 	atomic_init(&server.fail_mode, (int) server.config.initial_fail_mode);
-	server.pool = DbPoolCreate(server.config.dsn, server.config.pool_size,
-							   server.config.timeout_ms, error, sizeof(error));
+	pool_options.dsn = server.config.dsn;
+	pool_options.size = server.config.pool_size;
+	pool_options.timeout_ms = server.config.timeout_ms;
+	pool_options.timeout_mode = server.config.statement_timeout_mode;
+	pool_options.named_statement = server.config.named_statement;
+	server.pool = DbPoolCreate(&pool_options, error, sizeof(error));
 	if (server.pool == NULL)
 	{
 		fprintf(stderr, "athena-authd: %s\n", error);
@@ -432,6 +695,7 @@ main(int argc, char **argv)
 	sigaddset(&stop_signals, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	RaiseFileLimit(&server.config);
 
 	opened = DbPoolWarmUp(server.pool, error, sizeof(error));
 	if (opened == 0 && server.config.log_level != LOG_LEVEL_NONE)
@@ -440,17 +704,23 @@ main(int argc, char **argv)
 	flags = MHD_USE_AUTO_INTERNAL_THREAD;
 	if (server.config.log_level != LOG_LEVEL_NONE)
 		flags |= MHD_USE_ERROR_LOG;
-	if (server.config.listen_addr.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	daemon = MHD_start_daemon(flags, 0, NULL, NULL, HandleRequest, &server,
-							  MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &server.config.listen_addr,
-							  MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) server.config.threads,
-							  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
-							  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
-							  MHD_OPTION_END);
+	daemon = StartAuthDaemon(&server, flags);
+	if (daemon != NULL && server.config.health_enabled)
+	{
+		health_daemon = StartHealthDaemon(&server, flags);
+		if (health_daemon == NULL)
+		{
+			fprintf(stderr, "athena-authd: cannot listen on %s (health_listen)\n",
+					server.config.health_listen.text);
+			MHD_stop_daemon(daemon);
+			DbPoolDestroy(server.pool);
+			FreeConfig(&server.config);
+			return 1;
+		}
+	}
 	if (daemon == NULL)
 	{
-		fprintf(stderr, "athena-authd: cannot listen on %s\n", server.config.listen_text);
+		fprintf(stderr, "athena-authd: cannot listen on %s\n", server.config.listen.text);
 		DbPoolDestroy(server.pool);
 		FreeConfig(&server.config);
 		return 1;
@@ -460,6 +730,8 @@ main(int argc, char **argv)
 	sigwait(&stop_signals, &received_signal);
 	if (server.config.log_level != LOG_LEVEL_NONE)
 		fprintf(stderr, "athena-authd: signal %d, shutting down\n", received_signal);
+	if (health_daemon != NULL)
+		MHD_stop_daemon(health_daemon);
 	MHD_stop_daemon(daemon);
 	DbPoolDestroy(server.pool);
 	FreeConfig(&server.config);

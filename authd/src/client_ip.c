@@ -347,13 +347,15 @@ PickForwardedHop(const char *forwarded_for, const IpCidrList *trusted, IpAddress
 
 /*
  * Decide the caller's address.  The TCP peer unless it is a trusted proxy;
- * then X-Real-IP when present, else the right-most untrusted
- * X-Forwarded-For hop, else the peer itself.  Returns false (no IP) when
- * the header consulted does not parse.
+ * then X-Real-IP when use_real_ip and present, else the right-most
+ * untrusted X-Forwarded-For hop, else the peer itself.  Returns false (no
+ * IP) when the header consulted does not parse.  X-Real-IP is opt-in:
+ * some proxies (Caddy) pass a client's own copy through untouched, while
+ * a trusted proxy always appends what it saw to X-Forwarded-For.
  */
 bool
 ResolveClientIp(const IpAddress *peer, const IpCidrList *trusted,
-				const char *real_ip, const char *forwarded_for,
+				bool use_real_ip, const char *real_ip, const char *forwarded_for,
 				IpAddress *out)
 {
 	if (peer == NULL)
@@ -363,7 +365,7 @@ ResolveClientIp(const IpAddress *peer, const IpCidrList *trusted,
 		*out = *peer;
 		return true;
 	}
-	if (!IsBlankText(real_ip))
+	if (use_real_ip && !IsBlankText(real_ip))
 		return ParseIpAddress(real_ip, strlen(real_ip), out);
 	if (!IsBlankText(forwarded_for))
 		return PickForwardedHop(forwarded_for, trusted, out);

@@ -47,7 +47,7 @@ extern void FreeCidrList(IpCidrList *list);
 extern bool CidrContains(const IpCidr *cidr, const IpAddress *addr);
 extern bool CidrListContains(const IpCidrList *list, const IpAddress *addr);
 extern bool ResolveClientIp(const IpAddress *peer, const IpCidrList *trusted,
-							const char *real_ip, const char *forwarded_for,
+							bool use_real_ip, const char *real_ip, const char *forwarded_for,
 							IpAddress *out);
 
 #endif							/* AUTHD_CLIENT_IP_H */

@@ -14,6 +14,16 @@
  *	log              ATHENA_AUTHD_LOG              none | errors | all (errors)
  *	fail_mode        ATHENA_AUTHD_FAIL_MODE        fail_closed | fail_open, used until
  *	                                               the first successful call (fail_closed)
+ *	health_listen    ATHENA_AUTHD_HEALTH_LISTEN    /healthz and /metrics (127.0.0.1:9098; off)
+ *	trust_real_ip    ATHENA_AUTHD_TRUST_REAL_IP    believe X-Real-IP from trusted proxies (off)
+ *	key_sources      ATHENA_AUTHD_KEY_SOURCES      x-athena-key, x-api-key, bearer (x-athena-key)
+ *	allow_status     ATHENA_AUTHD_ALLOW_STATUS     200 | 204 (200)
+ *	max_connections  ATHENA_AUTHD_MAX_CONNECTIONS  open HTTP connections in all (1000)
+ *	max_connections_per_ip  ATHENA_AUTHD_MAX_CONNECTIONS_PER_IP  per peer address (128)
+ *	header_timeout_s ATHENA_AUTHD_HEADER_TIMEOUT_S a new connection's request must arrive (5)
+ *	idle_timeout_s   ATHENA_AUTHD_IDLE_TIMEOUT_S   keep-alive idle connections closed after (60)
+ *	statement_timeout ATHENA_AUTHD_STATEMENT_TIMEOUT options | local | off (options)
+ *	prepared_statement ATHENA_AUTHD_PREPARED_STATEMENT named | unnamed (named)
  *-------------------------------------------------------------------------
  */
 #include "config.h"
@@ -24,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* Raw setting values, as text, before validation */
@@ -37,6 +48,16 @@ typedef struct RawSettings
 	char	   *timeout_ms;
 	char	   *log;
 	char	   *fail_mode;
+	char	   *health_listen;
+	char	   *trust_real_ip;
+	char	   *key_sources;
+	char	   *allow_status;
+	char	   *max_connections;
+	char	   *max_connections_per_ip;
+	char	   *header_timeout_s;
+	char	   *idle_timeout_s;
+	char	   *statement_timeout;
+	char	   *prepared_statement;
 } RawSettings;
 
 /* One known key: its file name and where its raw value lives */
@@ -56,9 +77,28 @@ static const SettingSlot setting_slots[] = {
 	{"timeout_ms", "ATHENA_AUTHD_TIMEOUT_MS", offsetof(RawSettings, timeout_ms)},
 	{"log", "ATHENA_AUTHD_LOG", offsetof(RawSettings, log)},
 	{"fail_mode", "ATHENA_AUTHD_FAIL_MODE", offsetof(RawSettings, fail_mode)},
+	{"health_listen", "ATHENA_AUTHD_HEALTH_LISTEN", offsetof(RawSettings, health_listen)},
+	{"trust_real_ip", "ATHENA_AUTHD_TRUST_REAL_IP", offsetof(RawSettings, trust_real_ip)},
+	{"key_sources", "ATHENA_AUTHD_KEY_SOURCES", offsetof(RawSettings, key_sources)},
+	{"allow_status", "ATHENA_AUTHD_ALLOW_STATUS", offsetof(RawSettings, allow_status)},
+	{"max_connections", "ATHENA_AUTHD_MAX_CONNECTIONS", offsetof(RawSettings, max_connections)},
+	{"max_connections_per_ip", "ATHENA_AUTHD_MAX_CONNECTIONS_PER_IP", offsetof(RawSettings, max_connections_per_ip)},
+	{"header_timeout_s", "ATHENA_AUTHD_HEADER_TIMEOUT_S", offsetof(RawSettings, header_timeout_s)},
+	{"idle_timeout_s", "ATHENA_AUTHD_IDLE_TIMEOUT_S", offsetof(RawSettings, idle_timeout_s)},
+	{"statement_timeout", "ATHENA_AUTHD_STATEMENT_TIMEOUT", offsetof(RawSettings, statement_timeout)},
+	{"prepared_statement", "ATHENA_AUTHD_PREPARED_STATEMENT", offsetof(RawSettings, prepared_statement)},
+};
+
+/* Defaults, in setting_slots order (NULL: no default) */
+static const char *const setting_defaults[] = {
+	"127.0.0.1:9099", "", "4", NULL, "127.0.0.1/32,::1/128", "2000", "errors", "fail_closed",
+	"127.0.0.1:9098", "off", "x-athena-key", "200", "1000", "128", "5", "60", "options", "named",
 };
 
 #define SETTING_COUNT (sizeof(setting_slots) / sizeof(setting_slots[0]))
+
+_Static_assert(sizeof(setting_defaults) / sizeof(setting_defaults[0]) == SETTING_COUNT,
+			   "one default per setting");
 
 /* Address of the raw value a slot refers to */
 static char **
@@ -195,7 +235,7 @@ ParseBoundedInt(const char *name, const char *text, int min, int max, int *out,
 
 /* Parse host:port or [v6]:port into a socket address */
 static bool
-ParseListenAddress(const char *text, AuthdConfig *config, char *error, size_t error_len)
+ParseListenAddress(const char *text, ListenAddress *target, char *error, size_t error_len)
 {
 	char		host[256];
 	const char *port;
@@ -236,10 +276,10 @@ ParseListenAddress(const char *text, AuthdConfig *config, char *error, size_t er
 		snprintf(error, error_len, "cannot resolve listen address \"%.200s\": %s", text, gai_strerror(rc));
 		return false;
 	}
-	memcpy(&config->listen_addr, found->ai_addr, found->ai_addrlen);
-	config->listen_addr_len = found->ai_addrlen;
+	memcpy(&target->addr, found->ai_addr, found->ai_addrlen);
+	target->addr_len = found->ai_addrlen;
 	freeaddrinfo(found);
-	snprintf(config->listen_text, sizeof(config->listen_text), "%s", text);
+	snprintf(target->text, sizeof(target->text), "%s", text);
 	return true;
 
 bad:
@@ -269,29 +309,78 @@ ParseFailMode(const char *text, FailMode *out)
 	return true;
 }
 
-/* Parse 'none', 'errors' or 'all' */
+/*
+ * Parse one of a NULL-terminated list of words (case-insensitive) into
+ * its index; the message lists the choices.
+ */
 static bool
-ParseLogLevel(const char *text, LogLevel *out)
+ParseChoice(const char *name, const char *text, const char *const *choices, int *out,
+			char *error, size_t error_len)
 {
-	if (strcmp(text, "none") == 0)
-		*out = LOG_LEVEL_NONE;
-	else if (strcmp(text, "errors") == 0)
-		*out = LOG_LEVEL_ERRORS;
-	else if (strcmp(text, "all") == 0)
-		*out = LOG_LEVEL_ALL;
-	else
-		return false;
-	return true;
+	char		expected[200] = "";
+	size_t		used = 0;
+
+	for (int i = 0; choices[i] != NULL; i++)
+	{
+		if (strcasecmp(text, choices[i]) == 0)
+		{
+			*out = i;
+			return true;
+		}
+		used += (size_t) snprintf(expected + used, sizeof(expected) - used, "%s%s",
+								  i == 0 ? "" : choices[i + 1] ? ", " : " or ", choices[i]);
+		if (used >= sizeof(expected))
+			break;
+	}
+	snprintf(error, error_len, "%s must be %s, not \"%.64s\"", name, expected, text);
+	return false;
 }
 
 /* Validate raw values into config */
 static bool
 ApplyRawSettings(const RawSettings *raw, AuthdConfig *config, char *error, size_t error_len)
 {
+	static const char *const log_levels[] = {"none", "errors", "all", NULL};
+	static const char *const switches[] = {"off", "on", NULL};
+	static const char *const allow_statuses[] = {"200", "204", NULL};
+	static const char *const timeout_modes[] = {"options", "local", "off", NULL};
+	static const char *const statement_kinds[] = {"named", "unnamed", NULL};
 	char		cidr_error[256];
+	char		list_error[256];
+	int			choice;
 
-	if (!ParseListenAddress(raw->listen, config, error, error_len))
+	if (!ParseListenAddress(raw->listen, &config->listen, error, error_len))
 		return false;
+	config->health_enabled = strcasecmp(raw->health_listen, "off") != 0 && raw->health_listen[0] != '\0';
+	if (config->health_enabled &&
+		!ParseListenAddress(raw->health_listen, &config->health_listen, error, error_len))
+		return false;
+	if (!ParseChoice("trust_real_ip", raw->trust_real_ip, switches, &choice, error, error_len))
+		return false;
+	config->trust_real_ip = choice == 1;
+	if (!ParseChoice("allow_status", raw->allow_status, allow_statuses, &choice, error, error_len))
+		return false;
+	config->allow_status = choice == 0 ? 200 : 204;
+	if (!ParseChoice("statement_timeout", raw->statement_timeout, timeout_modes, &choice, error, error_len))
+		return false;
+	config->statement_timeout_mode = (StatementTimeoutMode) choice;
+	if (!ParseChoice("prepared_statement", raw->prepared_statement, statement_kinds, &choice, error, error_len))
+		return false;
+	config->named_statement = choice == 0;
+	if (!ParseBoundedInt("max_connections", raw->max_connections, 1, 100000,
+						 &config->max_connections, error, error_len) ||
+		!ParseBoundedInt("max_connections_per_ip", raw->max_connections_per_ip, 1, 100000,
+						 &config->max_connections_per_ip, error, error_len) ||
+		!ParseBoundedInt("header_timeout_s", raw->header_timeout_s, 1, 3600,
+						 &config->header_timeout_s, error, error_len) ||
+		!ParseBoundedInt("idle_timeout_s", raw->idle_timeout_s, 1, 86400,
+						 &config->idle_timeout_s, error, error_len))
+		return false;
+	if (!ParseKeySources(raw->key_sources, &config->key_sources, list_error, sizeof(list_error)))
+	{
+		snprintf(error, error_len, "key_sources: %s", list_error);
+		return false;
+	}
 	config->dsn = strdup(raw->dsn);
 	config->trusted_proxies_text = strdup(raw->trusted_proxies);
 	if (config->dsn == NULL || config->trusted_proxies_text == NULL)
@@ -307,11 +396,9 @@ ApplyRawSettings(const RawSettings *raw, AuthdConfig *config, char *error, size_
 		return false;
 	if (!ParseBoundedInt("timeout_ms", raw->timeout_ms, 10, 600000, &config->timeout_ms, error, error_len))
 		return false;
-	if (!ParseLogLevel(raw->log, &config->log_level))
-	{
-		snprintf(error, error_len, "log must be none, errors or all, not \"%.64s\"", raw->log);
+	if (!ParseChoice("log", raw->log, log_levels, &choice, error, error_len))
 		return false;
-	}
+	config->log_level = (LogLevel) choice;
 	if (!ParseFailMode(raw->fail_mode, &config->initial_fail_mode))
 	{
 		snprintf(error, error_len, "fail_mode must be fail_closed or fail_open, not \"%.64s\"", raw->fail_mode);
@@ -357,16 +444,14 @@ LoadConfig(int argc, char **argv, AuthdConfig *config, char *error, size_t error
 		return false;
 	}
 
-	if (!SetRawValue(&raw.listen, "127.0.0.1:9099") ||
-		!SetRawValue(&raw.dsn, "") ||
-		!SetRawValue(&raw.pool, "4") ||
-		!SetRawValue(&raw.trusted_proxies, "127.0.0.1/32,::1/128") ||
-		!SetRawValue(&raw.timeout_ms, "2000") ||
-		!SetRawValue(&raw.log, "errors") ||
-		!SetRawValue(&raw.fail_mode, "fail_closed"))
+	for (size_t i = 0; i < SETTING_COUNT; i++)
 	{
-		snprintf(error, error_len, "out of memory");
-		goto done;
+		if (setting_defaults[i] != NULL &&
+			!SetRawValue(SlotValue(&raw, &setting_slots[i]), setting_defaults[i]))
+		{
+			snprintf(error, error_len, "out of memory");
+			goto done;
+		}
 	}
 	if (config_path != NULL && !ReadConfigFile(config_path, &raw, error, error_len))
 		goto done;

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 
 #include "client_ip.h"
+#include "db_pool.h"
+#include "key_source.h"
 
 /* How much athena-authd writes to stderr per request */
 typedef enum LogLevel
@@ -28,11 +30,19 @@ typedef enum FailMode
 	FAIL_OPEN					/* let the request through */
 } FailMode;
 
+/* A host:port to listen on */
+typedef struct ListenAddress
+{
+	char		text[256];		/* as configured, for messages */
+	struct sockaddr_storage addr;
+	socklen_t	addr_len;
+} ListenAddress;
+
 typedef struct AuthdConfig
 {
-	char		listen_text[256];	/* as configured, for messages */
-	struct sockaddr_storage listen_addr;
-	socklen_t	listen_addr_len;
+	ListenAddress listen;		/* authorization requests */
+	bool		health_enabled;
+	ListenAddress health_listen;	/* /healthz and /metrics */
 	char	   *dsn;			/* libpq conninfo (key=value or URI) */
 	int			pool_size;		/* persistent database connections */
 	int			threads;		/* HTTP worker threads */
@@ -41,6 +51,15 @@ typedef struct AuthdConfig
 	int			timeout_ms;		/* whole budget of one decision */
 	LogLevel	log_level;
 	FailMode	initial_fail_mode;	/* until the database tells us */
+	bool		trust_real_ip;	/* believe X-Real-IP from trusted proxies */
+	KeySourceList key_sources;
+	unsigned int allow_status;	/* 200 or 204 */
+	int			max_connections;
+	int			max_connections_per_ip;
+	int			header_timeout_s;	/* until a new connection's first request */
+	int			idle_timeout_s; /* keep-alive connections between requests */
+	StatementTimeoutMode statement_timeout_mode;
+	bool		named_statement;
 } AuthdConfig;
 
 extern bool LoadConfig(int argc, char **argv, AuthdConfig *config, char *error, size_t error_len);

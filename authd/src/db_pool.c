@@ -6,8 +6,17 @@
  * once on one pooled connection.  Nothing here can block past the
  * caller's deadline: waiting for a free slot, connecting (non-blocking
  * PQconnectStartParams/PQconnectPoll) and running the statement
- * (PQsendQueryPrepared and poll()) all share one budget; the server also
- * gets a statement_timeout through the connection's startup options.
+ * (PQsendQueryPrepared and poll()) all share one budget.  The server also
+ * enforces a statement_timeout: through the connection's startup options,
+ * or, for poolers that refuse those (PgBouncer), set for the call's own
+ * transaction in the same pipeline (one round trip).  Under transaction
+ * pooling a named prepared statement lives on one server connection only,
+ * so the call can instead be sent unnamed (parsed with every call).
+ *
+ * A failed call is classified by its SQLSTATE: only connection failures,
+ * timeouts, lack of resources and the like count as "unavailable" (where
+ * a fail mode applies); an error caused by the request's content (class
+ * 22, data exception) never does.
  *
  * A connection that failed, timed out, or received anything while idle
  * (the server's shutdown notice, EOF) is closed and reopened on its next
@@ -20,6 +29,7 @@
 #include "db_pool.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
@@ -28,6 +38,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "metrics.h"
+#include "sql_error.h"
 
 #define AUTH_STATEMENT_NAME "athena_authd_authenticate"
 #define AUTH_COLUMN_COUNT 7
@@ -57,6 +70,9 @@ struct DbPool
 	PoolSlot   *slots;
 	int			size;
 	int			timeout_ms;
+	StatementTimeoutMode timeout_mode;
+	bool		named_statement;	/* prepare once per connection */
+	char		local_timeout_sql[96];	/* for STATEMENT_TIMEOUT_LOCAL */
 	const char **keywords;		/* connection parameters, NULL-terminated */
 	const char **values;
 	char	  **owned_strings;	/* what keywords/values point into */
@@ -147,12 +163,18 @@ BuildConnectionParameters(DbPool *pool, const char *dsn, char *error, size_t err
 		used++;
 	}
 
-	snprintf(buffer, sizeof(buffer), "%s%s-c statement_timeout=%d",
-			 existing_options, existing_options[0] ? " " : "", pool->timeout_ms);
-	if ((pool->keywords[used] = OwnString(pool, "options")) == NULL ||
-		(pool->values[used] = OwnString(pool, buffer)) == NULL)
-		goto oom;
-	used++;
+	if (pool->timeout_mode == STATEMENT_TIMEOUT_OPTIONS)
+		snprintf(buffer, sizeof(buffer), "%s%s-c statement_timeout=%d",
+				 existing_options, existing_options[0] ? " " : "", pool->timeout_ms);
+	else
+		snprintf(buffer, sizeof(buffer), "%s", existing_options);
+	if (buffer[0] != '\0')
+	{
+		if ((pool->keywords[used] = OwnString(pool, "options")) == NULL ||
+			(pool->values[used] = OwnString(pool, buffer)) == NULL)
+			goto oom;
+		used++;
+	}
 	if (!have_connect_timeout)
 	{
 		/* libpq counts whole seconds, at least 2; our own deadline is finer */
@@ -180,21 +202,27 @@ oom:
 	return false;
 }
 
-/* Create a pool of size closed connections to dsn; connections open on use */
+/* Create a pool of closed connections; connections open on use */
 DbPool *
-DbPoolCreate(const char *dsn, int size, int timeout_ms, char *error, size_t error_len)
+DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len)
 {
 	DbPool	   *pool = calloc(1, sizeof(DbPool));
 	pthread_condattr_t cond_attr;
+	const char *dsn = options->dsn;
 
-	if (pool == NULL || (pool->slots = calloc((size_t) size, sizeof(PoolSlot))) == NULL)
+	if (pool == NULL || (pool->slots = calloc((size_t) options->size, sizeof(PoolSlot))) == NULL)
 	{
 		free(pool);
 		snprintf(error, error_len, "out of memory");
 		return NULL;
 	}
-	pool->size = size;
-	pool->timeout_ms = timeout_ms;
+	pool->size = options->size;
+	pool->timeout_ms = options->timeout_ms;
+	pool->timeout_mode = options->timeout_mode;
+	pool->named_statement = options->named_statement;
+	/* a number from our own configuration, never a caller's value */
+	snprintf(pool->local_timeout_sql, sizeof(pool->local_timeout_sql),
+			 "SELECT pg_catalog.set_config('statement_timeout', '%d', true)", options->timeout_ms);
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_condattr_init(&cond_attr);
 	pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
@@ -261,13 +289,17 @@ WaitForSocket(PGconn *conn, short events, int64_t deadline_ms)
 }
 
 /*
- * Push the queued command out and collect its results, all before the
- * deadline.  Returns the command's result (an error result wins over a
- * success), or NULL with error set when the connection failed or timed out.
+ * Push the queued command(s) out and collect the results, all before the
+ * deadline.  In pipeline mode results run up to the pipeline's sync, with
+ * a NULL after each query.  Returns the last query's result, except that
+ * the first error wins, or NULL with error set when the connection failed
+ * or timed out.
  */
 static PGresult *
 RunToCompletion(PGconn *conn, int64_t deadline_ms, char *error, size_t error_len)
 {
+	bool		pipeline = PQpipelineStatus(conn) != PQ_PIPELINE_OFF;
+
 	PGresult   *kept = NULL;
 	int			flush_rc;
 
@@ -298,9 +330,18 @@ RunToCompletion(PGconn *conn, int64_t deadline_ms, char *error, size_t error_len
 		}
 		result = PQgetResult(conn);
 		if (result == NULL)
+		{
+			if (pipeline)
+				continue;		/* end of one query's results */
 			break;
+		}
+		if (PQresultStatus(result) == PGRES_PIPELINE_SYNC)
+		{
+			PQclear(result);
+			break;
+		}
 		if (kept == NULL ||
-			(PQresultStatus(result) == PGRES_FATAL_ERROR && PQresultStatus(kept) != PGRES_FATAL_ERROR))
+			(PQresultStatus(kept) != PGRES_FATAL_ERROR && PQresultStatus(result) != PGRES_PIPELINE_ABORTED))
 		{
 			PQclear(kept);
 			kept = result;
@@ -349,6 +390,7 @@ OpenConnection(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
 		if (wait_rc == 0)
 		{
 			snprintf(error, error_len, "database connect timed out");
+			MetricsCountConnect(false);
 			PQfinish(conn);
 			return NULL;
 		}
@@ -356,12 +398,19 @@ OpenConnection(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
 			goto failed;
 		poll_status = PQconnectPoll(conn);
 	}
-	if (PQsetnonblocking(conn, 1) != 0 ||
-		!PQsendPrepare(conn, AUTH_STATEMENT_NAME, auth_statement_sql, 4, NULL))
+	if (PQsetnonblocking(conn, 1) != 0)
+		goto failed;
+	if (!pool->named_statement)
+	{
+		MetricsCountConnect(true);
+		return conn;
+	}
+	if (!PQsendPrepare(conn, AUTH_STATEMENT_NAME, auth_statement_sql, 4, NULL))
 		goto failed;
 	result = RunToCompletion(conn, deadline_ms, error, error_len);
 	if (result == NULL)
 	{
+		MetricsCountConnect(false);
 		PQfinish(conn);
 		return NULL;
 	}
@@ -370,14 +419,17 @@ OpenConnection(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
 		SetErrorFromMessage(error, error_len, "cannot prepare athena_authenticate call",
 							PQresultErrorMessage(result));
 		PQclear(result);
+		MetricsCountConnect(false);
 		PQfinish(conn);
 		return NULL;
 	}
 	PQclear(result);
+	MetricsCountConnect(true);
 	return conn;
 
 failed:
 	SetErrorFromMessage(error, error_len, "cannot connect to database", PQerrorMessage(conn));
+	MetricsCountConnect(false);
 	PQfinish(conn);
 	return NULL;
 }
@@ -410,6 +462,7 @@ static PoolSlot *
 AcquireSlot(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
 {
 	struct timespec deadline;
+	int64_t		wait_started_ms = -1;	/* set once we had to wait */
 
 	deadline.tv_sec = (time_t) (deadline_ms / 1000);
 	deadline.tv_nsec = (long) (deadline_ms % 1000) * 1000000;
@@ -439,6 +492,8 @@ AcquireSlot(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
 
 			chosen->busy = true;
 			pthread_mutex_unlock(&pool->lock);
+			if (wait_started_ms >= 0)
+				MetricsCountPoolWait((double) (NowMs() - wait_started_ms) / 1000.0, false);
 			return chosen;
 		}
 		if (any_free)
@@ -447,9 +502,12 @@ AcquireSlot(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
 			snprintf(error, error_len, "database unreachable (reconnect backing off)");
 			return NULL;
 		}
+		if (wait_started_ms < 0)
+			wait_started_ms = now;
 		if (pthread_cond_timedwait(&pool->slot_freed, &pool->lock, &deadline) == ETIMEDOUT)
 		{
 			pthread_mutex_unlock(&pool->lock);
+			MetricsCountPoolWait((double) (NowMs() - wait_started_ms) / 1000.0, true);
 			snprintf(error, error_len, "no free database connection before the timeout");
 			return NULL;
 		}
@@ -557,12 +615,35 @@ ReadVerdict(const PGresult *result, AuthVerdict *verdict, char *error, size_t er
 	return true;
 }
 
+/* Queue the athena_authenticate() call (and its timeout) on conn */
+static bool
+SendAuthCall(DbPool *pool, PGconn *conn, const char *const params[4])
+{
+	if (pool->timeout_mode == STATEMENT_TIMEOUT_LOCAL)
+	{
+		/* one round trip: set_config(..., true) lasts until the sync */
+		if (!PQenterPipelineMode(conn) ||
+			!PQsendQueryParams(conn, pool->local_timeout_sql, 0, NULL, NULL, NULL, NULL, 0))
+			return false;
+	}
+	if (pool->named_statement)
+	{
+		if (!PQsendQueryPrepared(conn, AUTH_STATEMENT_NAME, 4, params, NULL, NULL, 0))
+			return false;
+	}
+	else if (!PQsendQueryParams(conn, auth_statement_sql, 4, NULL, params, NULL, NULL, 0))
+		return false;
+	if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF && !PQpipelineSync(conn))
+		return false;
+	return true;
+}
+
 /*
- * Run athena_authenticate() once for query.  True with verdict filled in
- * when the database decided; false with error set when it could not
- * (no connection, timeout, SQL error): the caller applies the fail mode.
+ * Run athena_authenticate() once for query.  DB_DECIDED with verdict
+ * filled in when the database decided; otherwise error is set and the
+ * outcome says what kind of failure it was (see ClassifySqlState).
  */
-bool
+DbOutcome
 DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
 				   char *error, size_t error_len)
 {
@@ -570,15 +651,17 @@ DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
 	const char *params[4] = {query->key, query->client, query->ip, query->rights};
 	PoolSlot   *slot;
 	PGresult   *result;
-	bool		decided = false;
+	DbOutcome	outcome = DB_UNAVAILABLE;
+	int64_t		call_started_ms;
 
 	memset(verdict, 0, sizeof(*verdict));
 	slot = AcquireSlot(pool, deadline_ms, error, error_len);
 	if (slot == NULL)
-		return false;
+		return DB_UNAVAILABLE;
 	if (!EnsureSlotConnected(pool, slot, deadline_ms, error, error_len))
 		goto done;
-	if (!PQsendQueryPrepared(slot->conn, AUTH_STATEMENT_NAME, 4, params, NULL, NULL, 0))
+	call_started_ms = NowMs();
+	if (!SendAuthCall(pool, slot->conn, params))
 	{
 		SetErrorFromMessage(error, error_len, "cannot send athena_authenticate call",
 							PQerrorMessage(slot->conn));
@@ -591,17 +674,25 @@ DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
 		CloseSlotConnection(slot);
 		goto done;
 	}
+	MetricsObserveDbCall((double) (NowMs() - call_started_ms) / 1000.0);
 	if (PQresultStatus(result) != PGRES_TUPLES_OK)
+	{
+		outcome = ClassifySqlState(PQresultErrorField(result, PG_DIAG_SQLSTATE));
 		SetErrorFromMessage(error, error_len, "athena_authenticate failed", PQresultErrorMessage(result));
+	}
+	else if (ReadVerdict(result, verdict, error, error_len))
+		outcome = DB_DECIDED;
 	else
-		decided = ReadVerdict(result, verdict, error, error_len);
+		outcome = DB_SERVER_ERROR;
 	PQclear(result);
-	if (PQstatus(slot->conn) != CONNECTION_OK)
+	if (PQpipelineStatus(slot->conn) != PQ_PIPELINE_OFF && !PQexitPipelineMode(slot->conn))
+		CloseSlotConnection(slot);
+	else if (PQstatus(slot->conn) != CONNECTION_OK)
 		CloseSlotConnection(slot);
 
 done:
 	ReleaseSlot(pool, slot);
-	return decided;
+	return outcome;
 }
 
 /* True when a pooled connection answers SELECT 1 within the timeout */

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "sql_error.h"
+
 typedef struct DbPool DbPool;
 
 /* The columns of athena_authenticate() the proxy needs; NULL = SQL NULL */
@@ -33,11 +35,28 @@ typedef struct AuthQuery
 	const char *rights;			/* comma list, "" for none */
 } AuthQuery;
 
-extern DbPool *DbPoolCreate(const char *dsn, int size, int timeout_ms,
-							char *error, size_t error_len);
+/* How the server learns the per-call statement_timeout */
+typedef enum StatementTimeoutMode
+{
+	STATEMENT_TIMEOUT_OPTIONS,	/* -c statement_timeout in the startup options */
+	STATEMENT_TIMEOUT_LOCAL,	/* set_config(..., true) in the call's transaction */
+	STATEMENT_TIMEOUT_OFF		/* only athena-authd's own deadline */
+} StatementTimeoutMode;
+
+/* Pool settings */
+typedef struct DbPoolOptions
+{
+	const char *dsn;
+	int			size;
+	int			timeout_ms;
+	StatementTimeoutMode timeout_mode;
+	bool		named_statement;	/* false: unnamed, for transaction pooling */
+} DbPoolOptions;
+
+extern DbPool *DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len);
 extern void DbPoolDestroy(DbPool *pool);
 extern int	DbPoolWarmUp(DbPool *pool, char *error, size_t error_len);
-extern bool DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
+extern DbOutcome DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
 							   char *error, size_t error_len);
 extern bool DbPoolHealthCheck(DbPool *pool, char *error, size_t error_len);
 extern void FreeAuthVerdict(AuthVerdict *verdict);

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* U+FFFD REPLACEMENT CHARACTER, in UTF-8 */
+#define REPLACEMENT_CHARACTER "\xef\xbf\xbd"
+
 /* True for the blanks HTTP allows around list elements */
 static bool
 IsBlank(char c)
@@ -173,4 +176,107 @@ SanitizeForLog(const char *text, char *out, size_t out_len)
 			out[used++] = (*p >= 0x20 && *p < 0x7f && *p != '\\') ? (char) *p : '?';
 	}
 	out[used] = '\0';
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at p (at most `available`
+ * bytes), or 0 when it is not one.  Strict as PostgreSQL's check: no
+ * overlong forms, no surrogates, nothing above U+10FFFF, no NUL.
+ */
+static size_t
+Utf8SequenceLength(const unsigned char *p, size_t available)
+{
+	size_t		length;
+	unsigned int code_point;
+
+	if (p[0] == 0)
+		return 0;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		length = 2, code_point = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		length = 3, code_point = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		length = 4, code_point = p[0] & 0x07;
+	else
+		return 0;
+	if (available < length)
+		return 0;
+	for (size_t i = 1; i < length; i++)
+	{
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		code_point = (code_point << 6) | (p[i] & 0x3f);
+	}
+	if ((length == 3 && code_point < 0x800) || (length == 4 && code_point < 0x10000) ||
+		(code_point >= 0xd800 && code_point <= 0xdfff) || code_point > 0x10ffff)
+		return 0;
+	return length;
+}
+
+/* True when text (NUL-terminated) is entirely well-formed UTF-8 */
+bool
+IsValidUtf8(const char *text)
+{
+	const unsigned char *p = (const unsigned char *) text;
+	size_t		remaining = strlen(text);
+
+	while (remaining > 0)
+	{
+		size_t		length = Utf8SequenceLength(p, remaining);
+
+		if (length == 0)
+			return false;
+		p += length;
+		remaining -= length;
+	}
+	return true;
+}
+
+/*
+ * A copy of text in which every byte that does not start a well-formed
+ * UTF-8 sequence becomes U+FFFD, so PostgreSQL accepts it as text instead
+ * of failing the whole call.  NULL stays NULL (*out_of_memory false);
+ * returns NULL with *out_of_memory true when allocation fails.
+ */
+char *
+RepairUtf8(const char *text, bool *out_of_memory)
+{
+	const unsigned char *p = (const unsigned char *) text;
+	size_t		remaining;
+	char	   *out;
+	size_t		used = 0;
+
+	*out_of_memory = false;
+	if (text == NULL)
+		return NULL;
+	remaining = strlen(text);
+	/* each bad byte grows to 3 bytes */
+	out = malloc(remaining * 3 + 1);
+	if (out == NULL)
+	{
+		*out_of_memory = true;
+		return NULL;
+	}
+	while (remaining > 0)
+	{
+		size_t		length = Utf8SequenceLength(p, remaining);
+
+		if (length == 0)
+		{
+			memcpy(out + used, REPLACEMENT_CHARACTER, 3);
+			used += 3;
+			length = 1;
+		}
+		else
+		{
+			memcpy(out + used, p, length);
+			used += length;
+		}
+		p += length;
+		remaining -= length;
+	}
+	out[used] = '\0';
+	return out;
 }

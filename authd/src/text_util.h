@@ -17,5 +17,7 @@ extern char *JsonEscape(const char *text);
 extern char *BuildErrorBody(const char *message);
 extern bool IsSafeHeaderValue(const char *value);
 extern void SanitizeForLog(const char *text, char *out, size_t out_len);
+extern bool IsValidUtf8(const char *text);
+extern char *RepairUtf8(const char *text, bool *out_of_memory);
 
 #endif							/* AUTHD_TEXT_UTIL_H */

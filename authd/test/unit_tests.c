@@ -16,6 +16,9 @@
 #include <sys/socket.h>
 
 #include "client_ip.h"
+#include "key_source.h"
+#include "metrics.h"
+#include "sql_error.h"
 #include "text_util.h"
 
 static int	passed;
@@ -204,6 +207,9 @@ TestCidrList(void)
 	CHECK(list.items == NULL && list.count == 0);
 }
 
+/* Whether Resolve() passes X-Real-IP on (the trust_real_ip setting) */
+static bool resolve_real_ip = true;
+
 /* Resolve with a peer and headers; "" when no IP results */
 static const char *
 Resolve(const char *trusted_text, const char *peer_text, const char *real_ip, const char *forwarded_for)
@@ -218,7 +224,7 @@ Resolve(const char *trusted_text, const char *peer_text, const char *real_ip, co
 	if (!ParseCidrList(trusted_text, &trusted, error, sizeof(error)) ||
 		!ParseIpAddress(peer_text, strlen(peer_text), &peer))
 		return "setup failed";
-	ok = ResolveClientIp(&peer, &trusted, real_ip, forwarded_for, &client);
+	ok = ResolveClientIp(&peer, &trusted, resolve_real_ip, real_ip, forwarded_for, &client);
 	FreeCidrList(&trusted);
 	if (!ok)
 		return "";
@@ -270,7 +276,14 @@ TestResolveClientIp(void)
 	/* a malformed hop left of the answer is never looked at */
 	CHECK(strcmp(Resolve(local, "127.0.0.1", NULL, "junk, 10.9.9.5"), "10.9.9.5") == 0);
 
-	CHECK(!ResolveClientIp(NULL, &none, NULL, NULL, &client));
+	CHECK(!ResolveClientIp(NULL, &none, true, NULL, NULL, &client));
+
+	/* X-Real-IP is opt-in: by default a trusted peer's X-Real-IP is ignored */
+	resolve_real_ip = false;
+	CHECK(strcmp(Resolve(local, "127.0.0.1", "10.20.3.4", "198.51.100.7"), "198.51.100.7") == 0);
+	CHECK(strcmp(Resolve(local, "127.0.0.1", "10.20.3.4", NULL), "127.0.0.1") == 0);
+	CHECK(strcmp(Resolve(local, "127.0.0.1", "not-an-ip", "198.51.100.7"), "198.51.100.7") == 0);
+	resolve_real_ip = true;
 }
 
 /* Normalize a rights header and compare, freeing the result */
@@ -357,6 +370,187 @@ TestSanitising(void)
 	CHECK(strcmp(out, "0123456789abcde") == 0);
 }
 
+/* RepairUtf8 result compared with expected, freed */
+static bool
+RepairsTo(const char *input, const char *expected)
+{
+	bool		out_of_memory;
+	char	   *repaired = RepairUtf8(input, &out_of_memory);
+	bool		same = repaired != NULL && strcmp(repaired, expected) == 0;
+
+	free(repaired);
+	return same && !out_of_memory;
+}
+
+/* UTF-8: strict validation (as PostgreSQL's) and repair to U+FFFD */
+static void
+TestUtf8(void)
+{
+	bool		out_of_memory = true;
+
+	CHECK(IsValidUtf8(""));
+	CHECK(IsValidUtf8("ath_0123456789abcdef.secret"));
+	CHECK(IsValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+	CHECK(IsValidUtf8("\xf4\x8f\xbf\xbf"));	/* U+10FFFF */
+	CHECK(!IsValidUtf8("\xff"));
+	CHECK(!IsValidUtf8("ath_\xff"));
+	CHECK(!IsValidUtf8("\xc3"));			/* truncated */
+	CHECK(!IsValidUtf8("\xc3("));		/* bad continuation */
+	CHECK(!IsValidUtf8("\xc0\xaf"));	/* overlong '/' */
+	CHECK(!IsValidUtf8("\xe0\x80\xaf"));	/* overlong, 3 bytes */
+	CHECK(!IsValidUtf8("\xf0\x80\x80\xaf"));	/* overlong, 4 bytes */
+	CHECK(!IsValidUtf8("\xed\xa0\x80"));	/* surrogate U+D800 */
+	CHECK(!IsValidUtf8("\xf4\x90\x80\x80"));	/* above U+10FFFF */
+	CHECK(!IsValidUtf8("\xf8\x88\x80\x80\x80"));	/* 5-byte form */
+	CHECK(!IsValidUtf8("\x80"));			/* lone continuation */
+
+	CHECK(RepairsTo("plain", "plain"));
+	CHECK(RepairsTo("caf\xc3\xa9", "caf\xc3\xa9"));
+	CHECK(RepairsTo("\xff", "\xef\xbf\xbd"));
+	CHECK(RepairsTo("a\xff" "b", "a\xef\xbf\xbd" "b"));
+	CHECK(RepairsTo("\xc3(", "\xef\xbf\xbd("));
+	CHECK(RepairsTo("\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"));
+	CHECK(RepairsTo("x\xf0\x9f\x98", "x\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"));
+	CHECK(RepairUtf8(NULL, &out_of_memory) == NULL && !out_of_memory);
+	{
+		bool		oom;
+		char	   *repaired = RepairUtf8("ath_0123456789abcdef.\xff\xfe", &oom);
+
+		/* a repaired key is valid UTF-8 and still not a well-formed key */
+		CHECK(repaired != NULL && IsValidUtf8(repaired) && strchr(repaired, '.') != NULL &&
+			  strstr(repaired, "\xef\xbf\xbd") != NULL);
+		free(repaired);
+	}
+}
+
+/* Parse a key-source list, "" on error */
+static KeySourceList
+Sources(const char *text)
+{
+	KeySourceList list;
+	char		error[200];
+
+	if (!ParseKeySources(text, &list, error, sizeof(error)))
+		list.count = -1;
+	return list;
+}
+
+/* Key sources: configuration, precedence, hints for unaccepted ones */
+static void
+TestKeySources(void)
+{
+	KeySourceList athena_only = Sources("x-athena-key");
+	KeySourceList all = Sources("bearer, X-API-Key,x-athena-key");
+	KeySourceList list;
+	KeyHeaders	headers;
+	KeyChoice	choice;
+	char		error[200];
+	char		text[100];
+
+	CHECK(athena_only.count == 1 && athena_only.items[0] == KEY_SOURCE_ATHENA_KEY);
+	CHECK(all.count == 3 && all.items[0] == KEY_SOURCE_BEARER && all.items[1] == KEY_SOURCE_API_KEY &&
+		  all.items[2] == KEY_SOURCE_ATHENA_KEY);
+	FormatKeySources(&all, text, sizeof(text));
+	CHECK(strcmp(text, "bearer,x-api-key,x-athena-key") == 0);
+	CHECK(!ParseKeySources("", &list, error, sizeof(error)));
+	CHECK(!ParseKeySources("x-athena-key,cookie", &list, error, sizeof(error)) && strstr(error, "cookie"));
+	CHECK(!ParseKeySources("bearer bearer", &list, error, sizeof(error)) && strstr(error, "twice"));
+
+	CHECK(BearerToken(NULL) == NULL);
+	CHECK(BearerToken("Basic dXNlcjpwdw==") == NULL);
+	CHECK(BearerToken("Bearertoken") == NULL);
+	CHECK(strcmp(BearerToken("Bearer ath_x.y"), "ath_x.y") == 0);
+	CHECK(strcmp(BearerToken("  bearer \t ath_x.y"), "ath_x.y") == 0);
+
+	/* default: X-Athena-Key only; a key elsewhere is named, not used */
+	memset(&headers, 0, sizeof(headers));
+	headers.api_key = "ath_a.b";
+	ChooseKey(&athena_only, &headers, &choice);
+	CHECK(choice.key == NULL && strcmp(choice.source, "none") == 0 && strcmp(choice.ignored, "x-api-key") == 0);
+	headers.api_key = NULL;
+	headers.authorization = "Bearer ath_a.b";
+	ChooseKey(&athena_only, &headers, &choice);
+	CHECK(choice.key == NULL && strcmp(choice.ignored, "bearer") == 0);
+	headers.authorization = "Basic dXNlcjpwdw==";
+	ChooseKey(&athena_only, &headers, &choice);
+	CHECK(choice.key == NULL && choice.ignored == NULL);
+	headers.athena_key = "ath_k.s";
+	ChooseKey(&athena_only, &headers, &choice);
+	CHECK(strcmp(choice.key, "ath_k.s") == 0 && strcmp(choice.source, "x-athena-key") == 0 && choice.ignored == NULL);
+
+	/* precedence: the configured order, blank values skipped */
+	headers.athena_key = "ath_1.1";
+	headers.api_key = "ath_2.2";
+	headers.authorization = "Bearer ath_3.3";
+	ChooseKey(&all, &headers, &choice);
+	CHECK(strcmp(choice.key, "ath_3.3") == 0 && strcmp(choice.source, "bearer") == 0);
+	headers.authorization = "Bearer   ";
+	ChooseKey(&all, &headers, &choice);
+	CHECK(strcmp(choice.key, "ath_2.2") == 0 && strcmp(choice.source, "x-api-key") == 0);
+	headers.api_key = " ";
+	headers.athena_key = "";
+	ChooseKey(&all, &headers, &choice);
+	/* only blanks: the first blank value goes on (the extension: absent) */
+	CHECK(choice.key != NULL && strcmp(choice.source, "none") == 0 && choice.ignored == NULL);
+}
+
+/* SQLSTATE classes: only infrastructure failures are "unavailable" */
+static void
+TestClassifySqlState(void)
+{
+	CHECK(ClassifySqlState("22021") == DB_CONTENT_ERROR);	/* invalid byte sequence */
+	CHECK(ClassifySqlState("22P02") == DB_CONTENT_ERROR);	/* invalid text representation */
+	CHECK(ClassifySqlState("22001") == DB_CONTENT_ERROR);	/* string too long */
+	CHECK(ClassifySqlState("57014") == DB_UNAVAILABLE);	/* statement timeout */
+	CHECK(ClassifySqlState("57P01") == DB_UNAVAILABLE);	/* admin shutdown */
+	CHECK(ClassifySqlState("08006") == DB_UNAVAILABLE);
+	CHECK(ClassifySqlState("53300") == DB_UNAVAILABLE);	/* too many connections */
+	CHECK(ClassifySqlState("40001") == DB_UNAVAILABLE);
+	CHECK(ClassifySqlState(NULL) == DB_UNAVAILABLE);
+	CHECK(ClassifySqlState("42883") == DB_SERVER_ERROR);	/* function missing */
+	CHECK(ClassifySqlState("42501") == DB_SERVER_ERROR);	/* permission denied */
+	CHECK(ClassifySqlState("XX000") == DB_SERVER_ERROR);
+}
+
+/* Metrics text: fixed label values, cumulative histogram */
+static void
+TestMetrics(void)
+{
+	char	   *text;
+
+	ResetMetrics();
+	MetricsCountRequest(200, NULL);
+	MetricsCountRequest(200, NULL);
+	MetricsCountRequest(401, "Invalid API key");
+	MetricsCountRequest(403, "a client-chosen \"reason\"\n");
+	MetricsCountRequest(418, "IP blocked");
+	MetricsObserveDbCall(0.0004);
+	MetricsObserveDbCall(0.003);
+	MetricsObserveDbCall(9.0);
+	MetricsCountPoolWait(0.5, true);
+	MetricsCountConnect(true);
+	MetricsCountConnect(false);
+	MetricsCountFailOpen();
+	text = RenderMetrics();
+	CHECK(text != NULL);
+	if (text == NULL)
+		return;
+	CHECK(strstr(text, "athena_authd_requests_total{status=\"200\",reason=\"\"} 2\n") != NULL);
+	CHECK(strstr(text, "athena_authd_requests_total{status=\"401\",reason=\"Invalid API key\"} 1\n") != NULL);
+	CHECK(strstr(text, "athena_authd_requests_total{status=\"403\",reason=\"other\"} 1\n") != NULL);
+	CHECK(strstr(text, "athena_authd_requests_total{status=\"other\",reason=\"IP blocked\"} 1\n") != NULL);
+	CHECK(strstr(text, "client-chosen") == NULL);
+	CHECK(strstr(text, "athena_authd_db_call_seconds_bucket{le=\"0.0005\"} 1\n") != NULL);
+	CHECK(strstr(text, "athena_authd_db_call_seconds_bucket{le=\"0.005\"} 2\n") != NULL);
+	CHECK(strstr(text, "athena_authd_db_call_seconds_bucket{le=\"5\"} 2\n") != NULL);
+	CHECK(strstr(text, "athena_authd_db_call_seconds_bucket{le=\"+Inf\"} 3\n") != NULL);
+	CHECK(strstr(text, "athena_authd_db_call_seconds_count 3\n") != NULL);
+	CHECK(strstr(text, "athena_authd_pool_exhausted_total 1\n") != NULL);
+	CHECK(strstr(text, "athena_authd_db_connects_total{result=\"failed\"} 1\n") != NULL);
+	CHECK(strstr(text, "athena_authd_fail_open_total 1\n") != NULL);
+	free(text);
+}
+
 /* Run every test group and summarise */
 int
 main(void)
@@ -369,6 +563,10 @@ main(void)
 	TestRights();
 	TestJson();
 	TestSanitising();
+	TestUtf8();
+	TestKeySources();
+	TestClassifySqlState();
+	TestMetrics();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

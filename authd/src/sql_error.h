@@ -1,0 +1,24 @@
+/*-------------------------------------------------------------------------
+ * sql_error.h
+ *		What kind of failure a database error is, from its SQLSTATE: the
+ *		fail mode may apply only to infrastructure failures, never to an
+ *		error the request's own bytes caused.
+ *
+ * Pure C, no I/O: unit tested in test/unit_tests.c.
+ *-------------------------------------------------------------------------
+ */
+#ifndef AUTHD_SQL_ERROR_H
+#define AUTHD_SQL_ERROR_H
+
+/* What DbPoolAuthenticate() found */
+typedef enum DbOutcome
+{
+	DB_DECIDED,					/* the verdict is filled in */
+	DB_UNAVAILABLE,				/* connection, timeout, pool, resources: fail mode applies */
+	DB_CONTENT_ERROR,			/* the request's values were rejected (SQLSTATE 22xxx) */
+	DB_SERVER_ERROR				/* another server error: fails closed */
+} DbOutcome;
+
+extern DbOutcome ClassifySqlState(const char *sqlstate);
+
+#endif							/* AUTHD_SQL_ERROR_H */
