@@ -189,11 +189,14 @@ AddHeaderIfSafe(struct MHD_Response *response, const char *name, const char *val
 /*
  * Add an identity header, empty when there is no (safe) value: a proxy
  * that copies it to the upstream then always replaces a client's copy.
+ * libmicrohttpd refuses empty values, so "empty" is one space, which
+ * every HTTP parser strips as optional white space (RFC 9110, 5.5).
  */
 static void
 AddIdentityHeader(struct MHD_Response *response, const char *name, const char *value)
 {
-	MHD_add_response_header(response, name, IsSafeHeaderValue(value) ? value : "");
+	MHD_add_response_header(response, name,
+							(IsSafeHeaderValue(value) && value[0] != '\0') ? value : " ");
 }
 
 /* Queue a response and release our reference to it */

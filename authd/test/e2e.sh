@@ -79,7 +79,7 @@ BodyContains() {
 
 # True when the last response carried header "Name: value" (case-insensitive name)
 HasHeader() {
-  grep -qi "^$1: $2\$" <<<"$HEADERS"
+  grep -qi "^$1: *$2 *\$" <<<"$HEADERS"
 }
 
 # True when the last response had no header of this name
@@ -128,6 +128,7 @@ UPSTREAM_PORT=$(PickPort)
 # main instance: environment configuration, default trusted proxies (loopback)
 StartAuthd main "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=4 \
   ATHENA_AUTHD_TIMEOUT_MS=1000 ATHENA_AUTHD_LOG=all || Abort "athena-authd (main) starts"
+MAIN_PID=$LAST_AUTHD_PID
 # second instance: configuration file, no trusted proxies at all
 cat >"$E2E_TMP/untrusted.conf" <<CONF
 # athena-authd that trusts no proxy: X-Forwarded-For and X-Real-IP are ignored
@@ -136,6 +137,8 @@ pool = 2
 timeout_ms = 1000
 log = all
 trusted_proxies =
+# every key transport, Authorization: Bearer first
+key_sources = bearer, x-api-key, x-athena-key
 CONF
 StartAuthd untrusted "$AUTHD_UNTRUSTED_PORT" -- -c "$E2E_TMP/untrusted.conf" ||
   Abort "athena-authd (untrusted) starts"
@@ -161,8 +164,15 @@ K1_PUBLIC_ID=${K1_PUBLIC_ID%%.*}
 
 # ---------------------------------------------------------------- checks
 
+Request "$HEALTH_PORT_main" /healthz
+Check "GET /healthz on the health listener is 200 ok while the database is up" BodyContains 200 ok
 Request "$AUTHD_PORT" /healthz
-Check "GET /healthz is 200 ok while the database is up" BodyContains 200 ok
+Check "/healthz on the authorization listener is an authorization check: 401 API key required" \
+  DeniedWith 401 "API key required"
+Request "$AUTHD_PORT" /metrics
+Check "/metrics on the authorization listener is an authorization check: 401" DeniedWith 401 "API key required"
+Request "$HEALTH_PORT_main" /auth -H "X-Athena-Key: x"
+Check "the health listener answers nothing else: 404" StatusIs 404
 
 # through nginx (auth_request)
 Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
@@ -238,13 +248,15 @@ Check "untrusted proxy: whitelisted X-Forwarded-For ignored: 403 IP not allowed"
 
 # athena-authd directly (what Traefik forwardAuth / Envoy ext_authz see)
 Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H "X-Athena-Rights:  users.read , "
-Check "direct: allowed is 204" StatusIs 204
+Check "direct: allowed is 200 (allow_status default, what Envoy accepts)" StatusIs 200
 Check "direct: X-Athena-Key-Id header" HasHeader X-Athena-Key-Id "$K1_ID"
 Check "direct: X-Athena-Public-Id header" HasHeader X-Athena-Public-Id "$K1_PUBLIC_ID"
 Check "direct: X-Athena-Client header" HasHeader X-Athena-Client web
 
+Check "direct: allowed answer tells Envoy to remove the key header" HasHeader x-envoy-auth-headers-to-remove x-athena-key
+
 Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
-Check "direct: unbound key gives no X-Athena-Client header" LacksHeader X-Athena-Client
+Check "direct: unbound key sends an empty X-Athena-Client header (never omitted)" HasHeader X-Athena-Client ""
 
 Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read,gateway.query"
 Check "direct: two required rights, one missing: 403 with JSON body" DeniedWith 403 "Insufficient API key rights"
@@ -256,7 +268,70 @@ Check "direct: invalid key is 401 application/json" \
   eval 'DeniedWith 401 "Invalid API key" && HasHeader Content-Type application/json'
 
 Request "$AUTHD_PORT" /auth -X POST --data-binary 'ignored body' -H "X-Athena-Key: $K5"
-Check "direct: a request body is ignored (POST allowed: 204)" StatusIs 204
+Check "direct: a request body is ignored (POST allowed: 200)" StatusIs 200
+
+# client IP: X-Real-IP is not believed unless trust_real_ip = on
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K4" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read" \
+  -H "X-Real-IP: 10.20.3.4"
+Check "direct: X-Real-IP from a trusted peer is ignored by default (peer used): 403 IP not allowed" \
+  DeniedWith 403 "IP not allowed"
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K4" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read" \
+  -H "X-Real-IP: 10.20.3.4" -H "X-Forwarded-For: 10.30.0.1"
+Check "direct: X-Forwarded-For decides, not a whitelisted X-Real-IP: 403 IP not allowed" \
+  DeniedWith 403 "IP not allowed"
+REALIP_PORT=$(PickPort)
+StartAuthd realip "$REALIP_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
+  ATHENA_AUTHD_TRUST_REAL_IP=on || Abort "athena-authd (trust_real_ip) starts"
+Request "$REALIP_PORT" /auth -H "X-Athena-Key: $K4" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read" \
+  -H "X-Real-IP: 10.20.3.4"
+Check "trust_real_ip = on: X-Real-IP from a trusted peer is believed: 200" StatusIs 200
+
+# bytes that are not UTF-8 get a verdict, never "unavailable" (item 1)
+Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_open')" >/dev/null
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: nope"
+Check "fail_open set and learned from a call (401 for a bad key)" DeniedWith 401 "Invalid API key"
+LOG_ROWS_BEFORE=$(Sql -c "SELECT count(*) FROM athena_keys.api_key_auth_log WHERE failure_reason = 'Invalid API key'")
+Request "$AUTHD_PORT" /auth -H $'X-Athena-Key: \xff'
+Check "fail_open: key \\xff is a malformed key: 401 Invalid API key (not a degraded pass)" \
+  eval 'DeniedWith 401 "Invalid API key" && LacksHeader X-Athena-Degraded'
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: ${K1}"$'\xff' -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read"
+Check "fail_open: a valid key with a trailing \\xff is malformed: 401 Invalid API key" DeniedWith 401 "Invalid API key"
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H $'X-Athena-Client: w\xffeb' -H "X-Athena-Rights: users.read"
+Check "fail_open: client with \\xff: 403 API key client mismatch" DeniedWith 403 "API key client mismatch"
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H "X-Athena-Client: web" -H $'X-Athena-Rights: users.read,\xc3('
+Check "fail_open: rights with invalid UTF-8: 403 Insufficient API key rights" DeniedWith 403 "Insufficient API key rights"
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5" -H $'X-Athena-Client: \xed\xa0\x80'
+Check "fail_open: a surrogate-encoded client still gets a verdict (unbound key: 200)" \
+  eval 'StatusIs 200 && LacksHeader X-Athena-Degraded'
+Request "$NGINX_PORT" /users/1 -H $'X-Athena-Key: \xff\xfe' -H "X-Athena-Client: web"
+Check "fail_open via nginx: invalid UTF-8 key never reaches the upstream: 401" DeniedWith 401 "Invalid API key"
+Check "the extension logged the malformed keys (auth log rows)" \
+  test "$(Sql -c "SELECT count(*) FROM athena_keys.api_key_auth_log WHERE failure_reason = 'Invalid API key'")" -ge $((LOG_ROWS_BEFORE + 3))
+Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_closed')" >/dev/null
+Request "$AUTHD_PORT" /auth -H $'X-Athena-Key: \xff'
+Check "fail_closed: key \\xff is 401 Invalid API key, not 503" DeniedWith 401 "Invalid API key"
+
+# key transports (item 10): default X-Athena-Key only
+Request "$AUTHD_PORT" /auth -H "X-API-Key: $K5"
+Check "default key sources: X-API-Key is not read: 401 API key required" DeniedWith 401 "API key required"
+Check "... and the answer says why (X-Athena-Key-Hint)" \
+  HasHeader X-Athena-Key-Hint "a key was sent as x-api-key, which this gateway does not accept; accepted: x-athena-key"
+Request "$AUTHD_PORT" /auth -H "Authorization: Bearer $K5"
+Check "default key sources: a Bearer key is named in the hint" \
+  eval 'DeniedWith 401 "API key required" && HasHeader X-Athena-Key-Hint "a key was sent as bearer.*"'
+Request "$AUTHD_PORT" /auth -H "Authorization: Basic dXNlcjpwdw==" -H "X-Athena-Key: $K5"
+Check "Authorization: Basic for the app does not disturb X-Athena-Key: 200" StatusIs 200
+# the untrusted instance accepts bearer, x-api-key, x-athena-key in that order
+Request "$AUTHD_UNTRUSTED_PORT" /auth -H "Authorization: Bearer $K5"
+Check "key_sources with bearer: Authorization: Bearer key accepted: 200" StatusIs 200
+Check "... and Envoy is told to remove Authorization and the key headers" \
+  HasHeader x-envoy-auth-headers-to-remove "authorization,x-api-key,x-athena-key"
+Request "$AUTHD_UNTRUSTED_PORT" /auth -H "X-API-Key: $K5" -H "X-Athena-Key: bogus"
+Check "precedence: X-API-Key before X-Athena-Key: 200" StatusIs 200
+Request "$AUTHD_UNTRUSTED_PORT" /auth -H "Authorization: Bearer bogus" -H "X-API-Key: $K5"
+Check "precedence: Bearer before X-API-Key: 401 Invalid API key" DeniedWith 401 "Invalid API key"
+Request "$AUTHD_UNTRUSTED_PORT" /auth -H "Authorization: Basic $K5"
+Check "Authorization with another scheme is not a key: 401 API key required" DeniedWith 401 "API key required"
 
 # a hung database: the backends of athena-authd stop answering
 HUNG_PIDS=$(Sql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name = 'athena-authd' AND usename = 'athena_gateway'")
@@ -270,8 +345,8 @@ if [ -n "$HUNG_PIDS" ]; then
   AsPostgresOwner kill -CONT $HUNG_PIDS
   Check "hung database: 503 API key validation unavailable" DeniedWith 503 "API key validation unavailable"
   Check "hung database: answered within the 1000 ms timeout (+slack) [${ELAPSED_MS} ms]" test "$ELAPSED_MS" -lt 2500
-  AwaitStatus 204 "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
-  Check "after the hang: decisions resume" StatusIs 204
+  AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+  Check "after the hang: decisions resume" StatusIs 200
 else
   Check "athena-authd connections visible in pg_stat_activity" false
 fi
@@ -283,13 +358,13 @@ Check "database down, fail_closed: 503 API key validation unavailable via nginx"
   DeniedWith 503 "API key validation unavailable"
 Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
 Check "database down, fail_closed: direct 503 with JSON body" DeniedWith 503 "API key validation unavailable"
-Request "$AUTHD_PORT" /healthz
+Request "$HEALTH_PORT_main" /healthz
 Check "database down: /healthz is 503" StatusIs 503
 
 StartPostgresServer || Abort "PostgreSQL restarts"
 AwaitStatus 200 "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
 Check "database back: requests pass again without restarting athena-authd" BodyContains 200 "upstream ok"
-Request "$AUTHD_PORT" /healthz
+Request "$HEALTH_PORT_main" /healthz
 Check "database back: /healthz is 200" StatusIs 200
 
 # fail_open, learned from a successful call, applies while the database is down
@@ -300,8 +375,10 @@ StopPostgresServer || Abort "PostgreSQL stops again"
 Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: nope"
 Check "database down, fail_open cached: request passes via nginx" BodyContains 200 "upstream ok"
 Request "$AUTHD_PORT" /auth
-Check "database down, fail_open cached: direct 204 marked X-Athena-Degraded" \
-  eval 'StatusIs 204 && HasHeader X-Athena-Degraded fail_open'
+Check "database down, fail_open cached: direct 200 marked X-Athena-Degraded" \
+  eval 'StatusIs 200 && HasHeader X-Athena-Degraded fail_open'
+Check "database down, fail_open: identity headers present and empty" \
+  eval 'HasHeader X-Athena-Key-Id "" && HasHeader X-Athena-Client ""'
 
 StartPostgresServer || Abort "PostgreSQL restarts again"
 AwaitStatus 401 "$NGINX_PORT" /users/1 -H "X-Athena-Key: nope"
@@ -313,6 +390,20 @@ StopPostgresServer || Abort "PostgreSQL stops a third time"
 Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
 Check "fail_closed re-learned: database down gives 503 again" DeniedWith 503 "API key validation unavailable"
 StartPostgresServer || Abort "PostgreSQL restarts a third time"
+
+# metrics on the health listener, checked by promtool
+Request "$HEALTH_PORT_main" /metrics
+printf '%s\n' "$BODY" >"$E2E_TMP/metrics.txt"
+Check "/metrics: 200 text/plain exposition" \
+  eval 'StatusIs 200 && HasHeader Content-Type "text/plain; version=0.0.4"'
+Check "/metrics passes promtool check metrics" promtool check metrics <"$E2E_TMP/metrics.txt"
+Check "/metrics counts verdicts by status and reason" \
+  grep -q '^athena_authd_requests_total{status="401",reason="Invalid API key"} [1-9]' "$E2E_TMP/metrics.txt"
+Check "/metrics counts fail_open passes and failed connects" \
+  eval 'grep -q "^athena_authd_fail_open_total [1-9]" "$E2E_TMP/metrics.txt" &&
+        grep -q "^athena_authd_db_connects_total{result=\"failed\"} [1-9]" "$E2E_TMP/metrics.txt"'
+Check "/metrics has the database call histogram" \
+  grep -q '^athena_authd_db_call_seconds_count [1-9]' "$E2E_TMP/metrics.txt"
 
 # shellcheck disable=SC2016  # expanded by eval inside Check
 Check "athena-authd log has one line per request and never the key" \

@@ -51,7 +51,7 @@ AsPostgresOwner() {
 PickPort() {
   local port
   for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+)
     case " $USED_PORTS " in *" $port "*) continue ;; esac
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       USED_PORTS="$USED_PORTS $port"
@@ -166,9 +166,11 @@ GatewayDsn() {
 }
 
 # StartAuthd NAME PORT [ENV=VALUE...] [-- ARGS...]: run athena-authd in the
-# background with the given environment, log in $E2E_TMP/NAME.log
+# background with the given environment, log in $E2E_TMP/NAME.log.  Its
+# health listener gets a port of its own, left in HEALTH_PORT (and
+# HEALTH_PORT_<NAME>); the last instance's pid is in LAST_AUTHD_PID.
 StartAuthd() {
-  local name=$1 port=$2 prefix
+  local name=$1 port=$2 prefix health_port
   shift 2
   local env_settings=() args=()
   while [ $# -gt 0 ]; do
@@ -176,13 +178,18 @@ StartAuthd() {
     env_settings+=("$1")
     shift
   done
+  health_port=$(PickPort) || return 1
   prefix=$(DaemonPrefix)
   # shellcheck disable=SC2086  # the prefix is split into words on purpose
   $prefix env -u ATHENA_AUTHD_TRUSTED_PROXIES -u ATHENA_AUTHD_DSN -u ATHENA_AUTHD_LISTEN \
-    ATHENA_AUTHD_LISTEN="127.0.0.1:$port" "${env_settings[@]}" \
-    "$AUTHD_BIN" "${args[@]}" >"$E2E_TMP/$name.log" 2>&1 &
-  AUTHD_PIDS="$AUTHD_PIDS $!"
-  WaitForHttp "$port" /healthz || { echo "athena-authd $name did not start:"; cat "$E2E_TMP/$name.log"; return 1; }
+    -u ATHENA_AUTHD_HEALTH_LISTEN \
+    ATHENA_AUTHD_LISTEN="127.0.0.1:$port" ATHENA_AUTHD_HEALTH_LISTEN="127.0.0.1:$health_port" \
+    "${env_settings[@]}" "$AUTHD_BIN" "${args[@]}" >"$E2E_TMP/$name.log" 2>&1 &
+  LAST_AUTHD_PID=$!
+  AUTHD_PIDS="$AUTHD_PIDS $LAST_AUTHD_PID"
+  HEALTH_PORT=$health_port
+  printf -v "HEALTH_PORT_${name//[^A-Za-z0-9_]/_}" '%s' "$health_port"
+  WaitForHttp "$health_port" /healthz || { echo "athena-authd $name did not start:"; cat "$E2E_TMP/$name.log"; return 1; }
 }
 
 # The auth_request wiring every protected location includes
@@ -264,7 +271,7 @@ StartNginx() {
   fi
   if [ -n "${NGINX_UNTRUSTED_PORT:-}" ]; then
     untrusted_server="
-    upstream authd_untrusted { server 127.0.0.1:$AUTHD_UNTRUSTED_PORT; keepalive 16; }
+    upstream authd_untrusted { server 127.0.0.1:$AUTHD_UNTRUSTED_PORT; keepalive 16; keepalive_timeout 50s; }
     server {
         listen 127.0.0.1:$NGINX_UNTRUSTED_PORT;
         set \$athena_authd_upstream authd_untrusted;
@@ -287,7 +294,8 @@ http {
     scgi_temp_path $E2E_TMP/nginx/tmp/scgi;
 
     upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 32; }
-    upstream authd_main { server 127.0.0.1:$AUTHD_PORT; keepalive 32; }
+    # keep idle upstream connections for less than athena-authd's idle_timeout_s (60)
+    upstream authd_main { server 127.0.0.1:$AUTHD_PORT; keepalive 32; keepalive_timeout 50s; }
 
     # the upstream application: answers itself, echoing the identity headers
     server {
