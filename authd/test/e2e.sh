@@ -333,6 +333,77 @@ Check "precedence: Bearer before X-API-Key: 401 Invalid API key" DeniedWith 401 
 Request "$AUTHD_UNTRUSTED_PORT" /auth -H "Authorization: Basic $K5"
 Check "Authorization with another scheme is not a key: 401 API key required" DeniedWith 401 "API key required"
 
+# connection exhaustion (item 2): one address opens ATTACK_CONNECTIONS idle,
+# half-sent requests (loopback only, bounded in count and time); a client
+# from another loopback address is still answered during and right after
+ATTACK_CONNECTIONS=1100
+LIMITS_PORT=$(PickPort)
+StartAuthd limits "$LIMITS_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=2 \
+  ATHENA_AUTHD_MAX_CONNECTIONS_PER_IP=64 ATHENA_AUTHD_MAX_CONNECTIONS=2000 \
+  ATHENA_AUTHD_HEADER_TIMEOUT_S=2 || Abort "athena-authd (limits) starts"
+
+# CloseWaitCount PORT: sockets of the server port sitting in CLOSE-WAIT
+CloseWaitCount() {
+  local hex
+  hex=$(printf '%04X' "$1")
+  cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+    awk -v port=":$hex" '$2 ~ port"$" && $4 == "08" { n++ } END { print n + 0 }'
+}
+
+# Attack PORT COUNT READY_FILE STOP_FILE: hold COUNT half-sent requests from
+# 127.0.0.1 until STOP_FILE appears (at most 20 s), then close them all
+Attack() {
+  local port=$1 count=$2 ready=$3 stop=$4 fds=() fd
+  trap '' PIPE
+  ulimit -n $((count + 64)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  for _ in $(seq 1 "$count"); do
+    exec {fd}<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null || break
+    printf 'GET /slow HTTP/1.1\r\nHost: x\r\nX-Athena-Key: a' >&"$fd" 2>/dev/null
+    fds+=("$fd")
+  done
+  echo "${#fds[@]}" >"$ready"
+  for _ in $(seq 1 200); do
+    [ -e "$stop" ] && break
+    sleep 0.1
+  done
+}
+
+# OtherClient: one request from 127.0.0.2, prints "status ms"
+OtherClient() {
+  local start status
+  start=$(NowMs)
+  status=$(curl -s -o /dev/null -w '%{http_code}' --interface 127.0.0.2 --max-time 3 \
+    "http://127.0.0.1:$LIMITS_PORT/auth")
+  echo "$status $(($(NowMs) - start))"
+}
+
+Attack "$LIMITS_PORT" "$ATTACK_CONNECTIONS" "$E2E_TMP/attack.ready" "$E2E_TMP/attack.stop" &
+ATTACK_PID=$!
+for _ in $(seq 1 150); do [ -s "$E2E_TMP/attack.ready" ] && break; sleep 0.1; done
+read -r DURING DURING_MS < <(OtherClient)
+STATUS=$DURING
+Check "attack: $(cat "$E2E_TMP/attack.ready" 2>/dev/null) connections from 127.0.0.1; another client is answered (401) [${DURING_MS} ms]" \
+  test "$DURING" = 401
+touch "$E2E_TMP/attack.stop"
+wait "$ATTACK_PID"
+read -r AFTER AFTER_MS < <(OtherClient)
+STATUS=$AFTER
+Check "attack over: the other client is answered at once (401) [${AFTER_MS} ms]" \
+  eval 'test "$AFTER" = 401 && test "$AFTER_MS" -lt 1000'
+sleep 0.5
+Check "attack over: no connection left in CLOSE-WAIT after 0.5 s [$(CloseWaitCount "$LIMITS_PORT")]" \
+  test "$(CloseWaitCount "$LIMITS_PORT")" -eq 0
+exec 7<>"/dev/tcp/127.0.0.1/$LIMITS_PORT"
+printf 'GET /slow HTTP/1.1\r\nHost: x\r\n' >&7
+SLOW_START=$(NowMs)
+timeout 10 cat <&7 >/dev/null
+SLOW_MS=$(($(NowMs) - SLOW_START))
+exec 7<&-
+Check "a request whose headers never finish is closed after header_timeout_s = 2 [${SLOW_MS} ms]" \
+  eval 'test "$SLOW_MS" -ge 1500 && test "$SLOW_MS" -lt 4500'
+Request "$LIMITS_PORT" /auth -H "X-Athena-Key: $K5"
+Check "after the attack: allowed requests pass (200)" StatusIs 200
+
 # a hung database: the backends of athena-authd stop answering
 HUNG_PIDS=$(Sql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name = 'athena-authd' AND usename = 'athena_gateway'")
 if [ -n "$HUNG_PIDS" ]; then
