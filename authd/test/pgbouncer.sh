@@ -51,7 +51,13 @@ default_pool_size = 8
 CONF
   printf '"athena_gateway" ""\n"postgres" ""\n' >"$dir/userlist.txt"
   if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$dir"; fi
-  AsPostgresOwner "$PGBOUNCER_BIN" "$dir/pgbouncer.ini" >"$dir/stderr.log" 2>&1 &
+  # setpriv execs, so $! is PgBouncer itself (runuser would stay between)
+  if [ "$(id -u)" -eq 0 ]; then
+    setpriv --reuid=postgres --regid="$(id -g postgres)" --init-groups \
+      "$PGBOUNCER_BIN" "$dir/pgbouncer.ini" >"$dir/stderr.log" 2>&1 &
+  else
+    "$PGBOUNCER_BIN" "$dir/pgbouncer.ini" >"$dir/stderr.log" 2>&1 &
+  fi
   PGBOUNCER_PID=$!
   for _ in $(seq 1 50); do
     "$PG_BIN/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d app_session -c 'SELECT 1' >/dev/null 2>&1 && return 0
