@@ -6,7 +6,8 @@
 PG_BIN=/usr/lib/postgresql/15/bin
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev perl libipc-run-perl make gcc
-  libpq-dev libmicrohttpd-dev pkg-config nginx-light wrk curl clang libclang-rt-14-dev"
+  libpq-dev libmicrohttpd-dev pkg-config nginx-light wrk curl clang libclang-rt-14-dev
+  caddy haproxy pgbouncer prometheus"
 
 # Run a command as root: directly when we are root, else through sudo.
 as_root() {

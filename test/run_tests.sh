@@ -6,7 +6,8 @@
 #     TAP tests (crashes, restarts, replicas) when present
 #   - C unit tests and bounded libFuzzer runs of the pure parsers/matchers
 #   - the learning load check (pgbench, 8 clients)
-#   - the athena-authd sidecar's unit and end-to-end tests (when present)
+#   - the athena-authd sidecar's unit and end-to-end tests (when present):
+#     nginx, PgBouncer, Caddy, HAProxy, and Envoy/Traefik contract tests
 # and ends with "N passed, N failed".  FUZZ_SECONDS (default 30) bounds
 # each fuzzer.
 set -uo pipefail
@@ -60,6 +61,11 @@ run_suite "learning load check" learning_load
 if [ -f "$SRC/authd/Makefile" ]; then
   run_suite "athena-authd unit tests" as_user make -s -C "$SRC/authd" test
   run_suite "athena-authd end-to-end (nginx)" bash "$SRC/authd/test/e2e.sh"
+  run_suite "athena-authd end-to-end (PgBouncer session and transaction pooling)" \
+    bash "$SRC/authd/test/pgbouncer.sh"
+  run_suite "athena-authd end-to-end (Caddy, HAProxy)" bash "$SRC/authd/test/proxies.sh"
+  run_suite "athena-authd contract tests (Envoy ext_authz, Traefik forwardAuth)" \
+    bash "$SRC/authd/test/contract.sh"
 fi
 
 echo

@@ -65,6 +65,12 @@ DeniedWith() {
   [ "$STATUS" = "$1" ] && [ "$BODY" = "{\"status\":\"error\",\"message\":\"$2\"}" ]
 }
 
+# True when the last response had this status and exactly this body
+# (trailing newlines aside)
+BodyIs() {
+  [ "$STATUS" = "$1" ] && [ "$BODY" = "$2" ]
+}
+
 # True when the last response had this status and a body containing text
 BodyContains() {
   [ "$STATUS" = "$1" ] && [[ "$BODY" == *"$2"* ]]
