@@ -273,6 +273,23 @@ AnswerAllowed(AuthdServer *server, struct MHD_Connection *connection, const Requ
 }
 
 /*
+ * A response that owns body (malloc'd); body is freed when the response
+ * cannot be created.  NULL body or failure gives NULL.
+ */
+static struct MHD_Response *
+ResponseOwningBody(char *body)
+{
+	struct MHD_Response *response;
+
+	if (body == NULL)
+		return NULL;
+	response = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (response == NULL)
+		free(body);
+	return response;
+}
+
+/*
  * Answer a denied request: status with the JSON error body (and header).
  * hint, when set, explains in X-Athena-Key-Hint why no key was seen.
  */
@@ -280,16 +297,10 @@ static enum MHD_Result
 AnswerDenied(struct MHD_Connection *connection, unsigned int status, const char *reason, const char *hint)
 {
 	char	   *body = BuildErrorBody(reason);
-	struct MHD_Response *response;
+	struct MHD_Response *response = ResponseOwningBody(body);
 
-	if (body == NULL)
-		return MHD_NO;
-	response = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
 	if (response == NULL)
-	{
-		free(body);
 		return MHD_NO;
-	}
 	MHD_add_response_header(response, "Content-Type", "application/json");
 	AddHeaderIfSafe(response, "X-Athena-Error", body);
 	AddHeaderIfSafe(response, "X-Athena-Key-Hint", hint);
@@ -495,17 +506,10 @@ AnswerHealthCheck(AuthdServer *server, struct MHD_Connection *connection)
 static enum MHD_Result
 AnswerMetrics(struct MHD_Connection *connection)
 {
-	char	   *body = RenderMetrics();
-	struct MHD_Response *response;
+	struct MHD_Response *response = ResponseOwningBody(RenderMetrics());
 
-	if (body == NULL)
-		return MHD_NO;
-	response = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
 	if (response == NULL)
-	{
-		free(body);
 		return MHD_NO;
-	}
 	MHD_add_response_header(response, "Content-Type", "text/plain; version=0.0.4");
 	return QueueAndRelease(connection, MHD_HTTP_OK, response);
 }
@@ -624,37 +628,22 @@ RaiseFileLimit(const AuthdConfig *config)
 		fprintf(stderr, "athena-authd: cannot raise the open file limit to %lu\n", (unsigned long) wanted);
 }
 
-/* Start the authorization listener with its connection limits */
+/*
+ * Start one listener: its address, handler, worker threads (1 = the
+ * internal thread alone) and connection limits.
+ */
 static struct MHD_Daemon *
-StartAuthDaemon(AuthdServer *server, unsigned int flags)
+StartListener(AuthdServer *server, unsigned int flags, const ListenAddress *listen,
+			  MHD_AccessHandlerCallback handler, int threads, int max_connections, int per_ip)
 {
-	const AuthdConfig *config = &server->config;
-
-	if (config->listen.addr.ss_family == AF_INET6)
+	if (listen->addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	return MHD_start_daemon(flags, 0, NULL, NULL, HandleAuthRequest, server,
-							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &config->listen.addr,
-							MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) config->threads,
-							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config->max_connections,
-							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) config->max_connections_per_ip,
-							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config->header_timeout_s,
-							MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
-							MHD_OPTION_END);
-}
-
-/* Start the health and metrics listener (one thread, small limits) */
-static struct MHD_Daemon *
-StartHealthDaemon(AuthdServer *server, unsigned int flags)
-{
-	const AuthdConfig *config = &server->config;
-
-	if (config->health_listen.addr.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	return MHD_start_daemon(flags, 0, NULL, NULL, HandleHealthRequest, server,
-							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &config->health_listen.addr,
-							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 64,
-							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) 16,
-							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config->header_timeout_s,
+	return MHD_start_daemon(flags, 0, NULL, NULL, handler, server,
+							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &listen->addr,
+							MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) (threads > 1 ? threads : 0),
+							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) max_connections,
+							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) per_ip,
+							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) server->config.header_timeout_s,
 							MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
 							MHD_OPTION_END);
 }
@@ -707,10 +696,13 @@ main(int argc, char **argv)
 	flags = MHD_USE_AUTO_INTERNAL_THREAD;
 	if (server.config.log_level != LOG_LEVEL_NONE)
 		flags |= MHD_USE_ERROR_LOG;
-	daemon = StartAuthDaemon(&server, flags);
+	daemon = StartListener(&server, flags, &server.config.listen, HandleAuthRequest, server.config.threads,
+						   server.config.max_connections, server.config.max_connections_per_ip);
 	if (daemon != NULL && server.config.health_enabled)
 	{
-		health_daemon = StartHealthDaemon(&server, flags);
+		/* one thread, small limits: monitoring only */
+		health_daemon = StartListener(&server, flags, &server.config.health_listen, HandleHealthRequest,
+									  1, 64, 16);
 		if (health_daemon == NULL)
 		{
 			fprintf(stderr, "athena-authd: cannot listen on %s (health_listen)\n",

@@ -20,23 +20,19 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "text_util.h"
+
 /* Longest input we accept for one address or CIDR (with some slack) */
 #define ADDRESS_INPUT_MAX 64
 
-/* True for the blanks HTTP allows around list elements */
-static bool
-IsBlank(char c)
-{
-	return c == ' ' || c == '\t';
-}
 
 /* Narrow [*start, *end) so that it excludes leading and trailing blanks */
 static void
 TrimBlanks(const char **start, const char **end)
 {
-	while (*start < *end && IsBlank(**start))
+	while (*start < *end && IsHttpBlank(**start))
 		(*start)++;
-	while (*end > *start && IsBlank((*end)[-1]))
+	while (*end > *start && IsHttpBlank((*end)[-1]))
 		(*end)--;
 }
 
@@ -224,12 +220,12 @@ ParseCidrList(const char *text, IpCidrList *out, char *error, size_t error_len)
 		const char *item_start;
 		const char *item_end;
 
-		while (*p == ',' || IsBlank(*p))
+		while (*p == ',' || IsHttpBlank(*p))
 			p++;
 		if (*p == '\0')
 			break;
 		item_start = p;
-		while (*p && *p != ',' && !IsBlank(*p))
+		while (*p && *p != ',' && !IsHttpBlank(*p))
 			p++;
 		item_end = p;
 
@@ -302,19 +298,6 @@ CidrListContains(const IpCidrList *list, const IpAddress *addr)
 	return false;
 }
 
-/* True when text is NULL or holds only blanks */
-static bool
-IsBlankText(const char *text)
-{
-	if (text == NULL)
-		return true;
-	for (; *text; text++)
-	{
-		if (!IsBlank(*text))
-			return false;
-	}
-	return true;
-}
 
 /*
  * Walk X-Forwarded-For from the right and pick the right-most hop that is

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "text_util.h"
+
 static const char *const key_source_names[KEY_SOURCE_COUNT] = {
 	"x-athena-key", "x-api-key", "bearer"
 };
@@ -28,26 +30,7 @@ KeySourceName(KeySource source)
 	return key_source_names[source];
 }
 
-/* True for the blanks HTTP allows around values */
-static bool
-IsBlank(char c)
-{
-	return c == ' ' || c == '\t';
-}
 
-/* True when text is NULL or holds only blanks */
-static bool
-IsBlankText(const char *text)
-{
-	if (text == NULL)
-		return true;
-	for (; *text; text++)
-	{
-		if (!IsBlank(*text))
-			return false;
-	}
-	return true;
-}
 
 /*
  * Parse a comma- or blank-separated list of source names; at least one,
@@ -65,12 +48,12 @@ ParseKeySources(const char *text, KeySourceList *out, char *error, size_t error_
 		size_t		length;
 		int			found = -1;
 
-		while (*p == ',' || IsBlank(*p))
+		while (*p == ',' || IsHttpBlank(*p))
 			p++;
 		if (*p == '\0')
 			break;
 		start = p;
-		while (*p && *p != ',' && !IsBlank(*p))
+		while (*p && *p != ',' && !IsHttpBlank(*p))
 			p++;
 		length = (size_t) (p - start);
 		for (int i = 0; i < KEY_SOURCE_COUNT; i++)
@@ -113,12 +96,12 @@ BearerToken(const char *authorization)
 
 	if (p == NULL)
 		return NULL;
-	while (IsBlank(*p))
+	while (IsHttpBlank(*p))
 		p++;
-	if (strncasecmp(p, "Bearer", 6) != 0 || !IsBlank(p[6]))
+	if (strncasecmp(p, "Bearer", 6) != 0 || !IsHttpBlank(p[6]))
 		return NULL;
 	p += 6;
-	while (IsBlank(*p))
+	while (IsHttpBlank(*p))
 		p++;
 	return p;
 }

@@ -13,10 +13,24 @@
 #define REPLACEMENT_CHARACTER "\xef\xbf\xbd"
 
 /* True for the blanks HTTP allows around list elements */
-static bool
-IsBlank(char c)
+bool
+IsHttpBlank(char c)
 {
 	return c == ' ' || c == '\t';
+}
+
+/* True when text is NULL or holds only blanks */
+bool
+IsBlankText(const char *text)
+{
+	if (text == NULL)
+		return true;
+	for (; *text; text++)
+	{
+		if (!IsHttpBlank(*text))
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -44,9 +58,9 @@ NormalizeRightsHeader(const char *header)
 		end = p;
 		if (*p == ',')
 			p++;
-		while (start < end && IsBlank(*start))
+		while (start < end && IsHttpBlank(*start))
 			start++;
-		while (end > start && IsBlank(end[-1]))
+		while (end > start && IsHttpBlank(end[-1]))
 			end--;
 		if (start == end)
 			continue;

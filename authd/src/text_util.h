@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+extern bool IsHttpBlank(char c);
+extern bool IsBlankText(const char *text);
 extern char *NormalizeRightsHeader(const char *header);
 extern char *JsonEscape(const char *text);
 extern char *BuildErrorBody(const char *message);
