@@ -156,6 +156,7 @@ StartPostgres || Abort "PostgreSQL starts with CREATE EXTENSION athena_keys"
 Sql >/dev/null <<'SQL' || Abort "test data set up"
 SELECT athena_keys.athena_create_right('users.read');
 SQL
+# shellcheck disable=SC2034  # KW_ID is read inside eval
 read -r KW KW_ID < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('web',
   client_name => 'web', rights => ARRAY['users.read'], ip_whitelist => ARRAY['198.51.100.0/24']::cidr[])")
 read -r KU KU_ID < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('unbound', rights => ARRAY['*'])")

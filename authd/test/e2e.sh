@@ -30,7 +30,8 @@ UPSTREAM_PORT=$(PickPort)
 # main instance: environment configuration, default trusted proxies (loopback)
 StartAuthd main "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=4 \
   ATHENA_AUTHD_TIMEOUT_MS=1000 ATHENA_AUTHD_LOG=all || Abort "athena-authd (main) starts"
-MAIN_PID=$LAST_AUTHD_PID
+# shellcheck disable=SC2154  # HEALTH_PORT_main is set by StartAuthd (printf -v)
+MAIN_HEALTH_PORT=$HEALTH_PORT_main
 # second instance: configuration file, no trusted proxies at all
 cat >"$E2E_TMP/untrusted.conf" <<CONF
 # athena-authd that trusts no proxy: X-Forwarded-For and X-Real-IP are ignored
@@ -66,14 +67,14 @@ K1_PUBLIC_ID=${K1_PUBLIC_ID%%.*}
 
 # ---------------------------------------------------------------- checks
 
-Request "$HEALTH_PORT_main" /healthz
+Request "$MAIN_HEALTH_PORT" /healthz
 Check "GET /healthz on the health listener is 200 ok while the database is up" BodyContains 200 ok
 Request "$AUTHD_PORT" /healthz
 Check "/healthz on the authorization listener is an authorization check: 401 API key required" \
   DeniedWith 401 "API key required"
 Request "$AUTHD_PORT" /metrics
 Check "/metrics on the authorization listener is an authorization check: 401" DeniedWith 401 "API key required"
-Request "$HEALTH_PORT_main" /auth -H "X-Athena-Key: x"
+Request "$MAIN_HEALTH_PORT" /auth -H "X-Athena-Key: x"
 Check "the health listener answers nothing else: 404" StatusIs 404
 
 # through nginx (auth_request)
@@ -260,7 +261,7 @@ Attack() {
   ulimit -n $((count + 64)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   for _ in $(seq 1 "$count"); do
     exec {fd}<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null || break
-    printf 'GET /slow HTTP/1.1\r\nHost: x\r\nX-Athena-Key: a' >&"$fd" 2>/dev/null
+    printf 'GET /slow HTTP/1.1\r\nHost: x\r\nX-Athena-Key: a' 1>&"$fd" 2>/dev/null
     fds+=("$fd")
   done
   echo "${#fds[@]}" >"$ready"
@@ -331,13 +332,13 @@ Check "database down, fail_closed: 503 API key validation unavailable via nginx"
   DeniedWith 503 "API key validation unavailable"
 Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
 Check "database down, fail_closed: direct 503 with JSON body" DeniedWith 503 "API key validation unavailable"
-Request "$HEALTH_PORT_main" /healthz
+Request "$MAIN_HEALTH_PORT" /healthz
 Check "database down: /healthz is 503" StatusIs 503
 
 StartPostgresServer || Abort "PostgreSQL restarts"
 AwaitStatus 200 "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
 Check "database back: requests pass again without restarting athena-authd" BodyContains 200 "upstream ok"
-Request "$HEALTH_PORT_main" /healthz
+Request "$MAIN_HEALTH_PORT" /healthz
 Check "database back: /healthz is 200" StatusIs 200
 
 # fail_open, learned from a successful call, applies while the database is down
@@ -365,7 +366,7 @@ Check "fail_closed re-learned: database down gives 503 again" DeniedWith 503 "AP
 StartPostgresServer || Abort "PostgreSQL restarts a third time"
 
 # metrics on the health listener, checked by promtool
-Request "$HEALTH_PORT_main" /metrics
+Request "$MAIN_HEALTH_PORT" /metrics
 printf '%s\n' "$BODY" >"$E2E_TMP/metrics.txt"
 Check "/metrics: 200 text/plain exposition" \
   eval 'StatusIs 200 && HasHeader Content-Type "text/plain; version=0.0.4"'

@@ -187,6 +187,7 @@ StartAuthd() {
     "${env_settings[@]}" "$AUTHD_BIN" "${args[@]}" >"$E2E_TMP/$name.log" 2>&1 &
   LAST_AUTHD_PID=$!
   AUTHD_PIDS="$AUTHD_PIDS $LAST_AUTHD_PID"
+  # shellcheck disable=SC2034  # for the scripts that source this file
   HEALTH_PORT=$health_port
   printf -v "HEALTH_PORT_${name//[^A-Za-z0-9_]/_}" '%s' "$health_port"
   WaitForHttp "$health_port" /healthz || { echo "athena-authd $name did not start:"; cat "$E2E_TMP/$name.log"; return 1; }

@@ -143,6 +143,7 @@ sleep 0.5
 START_MS=$(NowMs)
 Request "$TX_PORT" /auth -H "X-Athena-Key: $KEY"
 ELAPSED_MS=$(($(NowMs) - START_MS))
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "transaction pooling, database blocked: 503 within the 1000 ms timeout [${ELAPSED_MS} ms]" \
   eval 'DeniedWith 503 "API key validation unavailable" && test "$ELAPSED_MS" -lt 2500'
 sleep 1
@@ -151,6 +152,7 @@ Check "the server cancelled the blocked call itself (statement_timeout = local t
 wait "$LOCKER_PID"
 AwaitStatus 200 "$TX_PORT" /auth -H "X-Athena-Key: $KEY"
 Check "after the lock: transaction pooling decides again" StatusIs 200
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "no prepared-statement errors in the transaction-pooling log" \
   eval '! grep -q "prepared statement" "$E2E_TMP/tx.log"'
 

@@ -162,6 +162,7 @@ K5_PUBLIC_ID=${K5#ath_}
 K5_PUBLIC_ID=${K5_PUBLIC_ID%%.*}
 
 AUTHD_PORT=$(PickPort)
+# shellcheck disable=SC2034  # read by StartNginx
 NGINX_PORT=$(PickPort)
 UPSTREAM_PORT=$(PickPort)
 CADDY_PORT=$(PickPort)
