@@ -86,6 +86,12 @@ LacksHeader() {
   ! grep -qi "^$1:" <<<"$HEADERS"
 }
 
+# WrongSecret KEY: the key with its last secret character changed
+WrongSecret() {
+  local key=$1
+  if [ "${key: -1}" = 0 ]; then echo "${key%?}1"; else echo "${key%?}0"; fi
+}
+
 # Create a key; prints "api_key id"
 CreateKey() {
   Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key($1)"

@@ -118,7 +118,7 @@ for mode in session tx; do
   port=${!port_var}
   Request "$port" /auth -H "X-Athena-Key: $KEY"
   Check "$mode pooling: valid key allowed (200)" StatusIs 200
-  Request "$port" /auth -H "X-Athena-Key: ${KEY%?}0"
+  Request "$port" /auth -H "X-Athena-Key: $(WrongSecret "$KEY")"
   Check "$mode pooling: wrong secret: 401 Invalid API key" DeniedWith 401 "Invalid API key"
   BURST=$(Burst "$port" 200 "$KEY" | tr '\n' ' ')
   STATUS=$BURST

@@ -119,7 +119,7 @@ ProxyChecks() {
     BodyIs 200 "upstream ok key_id=$K1_ID public_id=$K1_PUBLIC_ID client=web key="
   Request "$port" /users/1 -H "X-Athena-Client: web"
   Check "$name: no key: 401 with the JSON body" DeniedWith 401 "API key required"
-  Request "$port" /users/1 -H "X-Athena-Key: ${K1%?}0" -H "X-Athena-Client: web"
+  Request "$port" /users/1 -H "X-Athena-Key: $(WrongSecret "$K1")" -H "X-Athena-Client: web"
   Check "$name: wrong secret: 401 Invalid API key" DeniedWith 401 "Invalid API key"
   Request "$port" /users/1 -H $'X-Athena-Key: \xff' -H "X-Athena-Client: web"
   Check "$name: key that is not UTF-8: 401 Invalid API key" DeniedWith 401 "Invalid API key"
