@@ -30,11 +30,13 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "client_ip.h"
@@ -47,12 +49,38 @@
 #define UNAVAILABLE_REASON "API key validation unavailable"
 #define CONTENT_ERROR_REASON "Access denied"
 
+/*
+ * One authorization connection whose request headers have a deadline.
+ * libmicrohttpd's connection timeout counts idle time only, so a client
+ * trickling a byte now and then would never be cut; the deadline thread
+ * shuts the socket down instead (libmicrohttpd then reads EOF and closes
+ * it as usual).
+ */
+typedef struct HeaderWatch
+{
+	int			fd;
+	int64_t		deadline_ms;	/* monotonic; 0 = not waiting for headers */
+	struct HeaderWatch *prev;
+	struct HeaderWatch *next;
+} HeaderWatch;
+
+/* Every watched connection, and the thread that enforces the deadlines */
+typedef struct HeaderDeadlines
+{
+	pthread_mutex_t lock;
+	HeaderWatch *head;
+	pthread_t	thread;
+	atomic_bool stop;
+	bool		thread_started;
+} HeaderDeadlines;
+
 /* Everything a request handler needs */
 typedef struct AuthdServer
 {
 	AuthdConfig config;
 	DbPool	   *pool;
 	atomic_int	fail_mode;		/* FailMode last reported by the database */
+	HeaderDeadlines deadlines;
 } AuthdServer;
 
 /* The request headers athena-authd reads, gathered in one pass */
@@ -86,6 +114,124 @@ MonotonicMs(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return (double) now.tv_sec * 1000.0 + (double) now.tv_nsec / 1e6;
+}
+
+/* Whole milliseconds on the monotonic clock */
+static int64_t
+MonotonicWholeMs(void)
+{
+	return (int64_t) MonotonicMs();
+}
+
+/* Set (or, with 0, clear) the header deadline of a connection's watch */
+static void
+SetHeaderDeadline(AuthdServer *server, HeaderWatch *watch, int64_t deadline_ms)
+{
+	if (watch == NULL)
+		return;
+	pthread_mutex_lock(&server->deadlines.lock);
+	watch->deadline_ms = deadline_ms;
+	pthread_mutex_unlock(&server->deadlines.lock);
+}
+
+/*
+ * MHD connection notifier: a new connection must deliver its first
+ * request's headers within header_timeout_s; a closed one is forgotten.
+ * libmicrohttpd reports a close before it closes the socket, so the
+ * deadline thread never sees a descriptor that was reused.
+ */
+static void
+NotifyConnection(void *cls, struct MHD_Connection *connection, void **socket_context,
+				 enum MHD_ConnectionNotificationCode code)
+{
+	AuthdServer *server = cls;
+	HeaderDeadlines *deadlines = &server->deadlines;
+	HeaderWatch *watch = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+	{
+		const union MHD_ConnectionInfo *info =
+			MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		if (info == NULL || (watch = calloc(1, sizeof(HeaderWatch))) == NULL)
+			return;				/* unwatched: the idle timeout still applies */
+		watch->fd = info->connect_fd;
+		watch->deadline_ms = MonotonicWholeMs() + (int64_t) server->config.header_timeout_s * 1000;
+		pthread_mutex_lock(&deadlines->lock);
+		watch->next = deadlines->head;
+		if (deadlines->head != NULL)
+			deadlines->head->prev = watch;
+		deadlines->head = watch;
+		pthread_mutex_unlock(&deadlines->lock);
+		*socket_context = watch;
+	}
+	else if (code == MHD_CONNECTION_NOTIFY_CLOSED && watch != NULL)
+	{
+		pthread_mutex_lock(&deadlines->lock);
+		if (watch->prev != NULL)
+			watch->prev->next = watch->next;
+		else
+			deadlines->head = watch->next;
+		if (watch->next != NULL)
+			watch->next->prev = watch->prev;
+		pthread_mutex_unlock(&deadlines->lock);
+		free(watch);
+		*socket_context = NULL;
+	}
+}
+
+/* The watch of a connection (its socket context), or NULL */
+static HeaderWatch *
+ConnectionWatch(struct MHD_Connection *connection)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return info ? info->socket_context : NULL;
+}
+
+/*
+ * MHD request-completed callback: the next request on this keep-alive
+ * connection gets idle_timeout_s + header_timeout_s to deliver its headers.
+ */
+static void
+RequestCompleted(void *cls, struct MHD_Connection *connection, void **request_state,
+				 enum MHD_RequestTerminationCode code)
+{
+	AuthdServer *server = cls;
+
+	(void) request_state;
+	(void) code;
+	SetHeaderDeadline(server, ConnectionWatch(connection),
+					  MonotonicWholeMs() +
+					  (int64_t) (server->config.idle_timeout_s + server->config.header_timeout_s) * 1000);
+}
+
+/* Deadline thread: every 100 ms, cut connections past their deadline */
+static void *
+EnforceHeaderDeadlines(void *cls)
+{
+	AuthdServer *server = cls;
+	HeaderDeadlines *deadlines = &server->deadlines;
+	struct timespec pause = {0, 100 * 1000 * 1000};
+
+	while (!atomic_load(&deadlines->stop))
+	{
+		int64_t		now = MonotonicWholeMs();
+
+		pthread_mutex_lock(&deadlines->lock);
+		for (HeaderWatch *watch = deadlines->head; watch != NULL; watch = watch->next)
+		{
+			if (watch->deadline_ms != 0 && now >= watch->deadline_ms)
+			{
+				shutdown(watch->fd, SHUT_RDWR);
+				watch->deadline_ms = 0;
+			}
+		}
+		pthread_mutex_unlock(&deadlines->lock);
+		nanosleep(&pause, NULL);
+	}
+	return NULL;
 }
 
 /* Append value to a comma-joined list held in *list (malloc'd) */
@@ -566,8 +712,11 @@ HandleAuthRequest(void *cls, struct MHD_Connection *connection, const char *url,
 	(void) version;
 	(void) upload_data;
 	if (*request_state == NULL)
+	{
+		SetHeaderDeadline(server, ConnectionWatch(connection), 0);
 		MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
 								  (unsigned int) server->config.idle_timeout_s);
+	}
 	if (!RequestComplete(request_state, upload_data_size))
 		return MHD_YES;
 	return AnswerAuthRequest(server, connection, method);
@@ -630,11 +779,13 @@ RaiseFileLimit(const AuthdConfig *config)
 
 /*
  * Start one listener: its address, handler, worker threads (1 = the
- * internal thread alone) and connection limits.
+ * internal thread alone), connection limits and, when watch_headers,
+ * the header deadlines.
  */
 static struct MHD_Daemon *
 StartListener(AuthdServer *server, unsigned int flags, const ListenAddress *listen,
-			  MHD_AccessHandlerCallback handler, int threads, int max_connections, int per_ip)
+			  MHD_AccessHandlerCallback handler, int threads, int max_connections, int per_ip,
+			  bool watch_headers)
 {
 	if (listen->addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
@@ -645,7 +796,31 @@ StartListener(AuthdServer *server, unsigned int flags, const ListenAddress *list
 							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) per_ip,
 							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) server->config.header_timeout_s,
 							MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+							MHD_OPTION_NOTIFY_CONNECTION, watch_headers ? NotifyConnection : NULL, server,
+							MHD_OPTION_NOTIFY_COMPLETED, watch_headers ? RequestCompleted : NULL, server,
 							MHD_OPTION_END);
+}
+
+/* Start the header deadline thread; false when it cannot start */
+static bool
+StartHeaderDeadlines(AuthdServer *server)
+{
+	pthread_mutex_init(&server->deadlines.lock, NULL);
+	atomic_init(&server->deadlines.stop, false);
+	server->deadlines.thread_started =
+		pthread_create(&server->deadlines.thread, NULL, EnforceHeaderDeadlines, server) == 0;
+	return server->deadlines.thread_started;
+}
+
+/* Stop the header deadline thread (after the listener is stopped) */
+static void
+StopHeaderDeadlines(AuthdServer *server)
+{
+	if (!server->deadlines.thread_started)
+		return;
+	atomic_store(&server->deadlines.stop, true);
+	pthread_join(server->deadlines.thread, NULL);
+	server->deadlines.thread_started = false;
 }
 
 /* Load the configuration, serve until SIGINT or SIGTERM, shut down cleanly */
@@ -696,18 +871,26 @@ main(int argc, char **argv)
 	flags = MHD_USE_AUTO_INTERNAL_THREAD;
 	if (server.config.log_level != LOG_LEVEL_NONE)
 		flags |= MHD_USE_ERROR_LOG;
+	if (!StartHeaderDeadlines(&server))
+	{
+		fprintf(stderr, "athena-authd: cannot start the header deadline thread\n");
+		DbPoolDestroy(server.pool);
+		FreeConfig(&server.config);
+		return 1;
+	}
 	daemon = StartListener(&server, flags, &server.config.listen, HandleAuthRequest, server.config.threads,
-						   server.config.max_connections, server.config.max_connections_per_ip);
+						   server.config.max_connections, server.config.max_connections_per_ip, true);
 	if (daemon != NULL && server.config.health_enabled)
 	{
 		/* one thread, small limits: monitoring only */
 		health_daemon = StartListener(&server, flags, &server.config.health_listen, HandleHealthRequest,
-									  1, 64, 16);
+									  1, 64, 16, false);
 		if (health_daemon == NULL)
 		{
 			fprintf(stderr, "athena-authd: cannot listen on %s (health_listen)\n",
 					server.config.health_listen.text);
 			MHD_stop_daemon(daemon);
+			StopHeaderDeadlines(&server);
 			DbPoolDestroy(server.pool);
 			FreeConfig(&server.config);
 			return 1;
@@ -716,6 +899,7 @@ main(int argc, char **argv)
 	if (daemon == NULL)
 	{
 		fprintf(stderr, "athena-authd: cannot listen on %s\n", server.config.listen.text);
+		StopHeaderDeadlines(&server);
 		DbPoolDestroy(server.pool);
 		FreeConfig(&server.config);
 		return 1;
@@ -728,6 +912,7 @@ main(int argc, char **argv)
 	if (health_daemon != NULL)
 		MHD_stop_daemon(health_daemon);
 	MHD_stop_daemon(daemon);
+	StopHeaderDeadlines(&server);
 	DbPoolDestroy(server.pool);
 	FreeConfig(&server.config);
 	return 0;

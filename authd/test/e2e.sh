@@ -304,6 +304,27 @@ SLOW_MS=$(($(NowMs) - SLOW_START))
 exec 7<&-
 Check "a request whose headers never finish is closed after header_timeout_s = 2 [${SLOW_MS} ms]" \
   eval 'test "$SLOW_MS" -ge 1500 && test "$SLOW_MS" -lt 4500'
+# Trickle PORT: send a header byte every 0.3 s until the server closes
+# (at most 8 s); prints how long the server took, in ms
+Trickle() {
+  local start rc
+  (
+    trap '' PIPE
+    exec 8<>"/dev/tcp/127.0.0.1/$1"
+    start=$(NowMs)
+    printf 'GET /slow HTTP/1.1\r\nX-Pad: ' 1>&8
+    for _ in $(seq 1 27); do
+      printf 'a' 1>&8 2>/dev/null || break
+      read -r -t 0.3 -n 1 -u 8 _
+      rc=$?
+      [ "$rc" -gt 128 ] || break   # not a timeout: EOF (or data), the server closed
+    done
+    echo $(($(NowMs) - start))
+  )
+}
+TRICKLE_MS=$(Trickle "$LIMITS_PORT")
+Check "a client trickling header bytes is cut at the header deadline (2 s), not kept alive [${TRICKLE_MS} ms]" \
+  eval 'test "$TRICKLE_MS" -ge 1500 && test "$TRICKLE_MS" -lt 4000'
 Request "$LIMITS_PORT" /auth -H "X-Athena-Key: $K5"
 Check "after the attack: allowed requests pass (200)" StatusIs 200
 
