@@ -478,3 +478,28 @@ REVOKE ALL ON FUNCTION athena_keys._lock_auth_log_retention() FROM PUBLIC;
 REVOKE ALL ON FUNCTION athena_keys._lock_tables_now(regclass[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION athena_keys._lock_tables_within(regclass[], interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION athena_keys._auth_log_partition_bounds() FROM PUBLIC;
+
+-- Partitions that the earlier scripts of this CREATE EXTENSION (or an
+-- earlier maintenance in an odd TimeZone/DateStyle) made with bounds off UTC
+-- midnight are replaced when empty; the coming week is then prepared by the
+-- functions above.  Misaligned partitions holding rows are kept: prune
+-- judges them by their real bounds and creation skips the days they cover.
+DO $$
+DECLARE
+	b record;
+	has_rows boolean;
+BEGIN
+	FOR b IN
+		SELECT * FROM athena_keys._auth_log_partition_bounds() p
+		 WHERE p.is_member
+		   AND (p.lower_bound <> date_trunc('day', p.lower_bound AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+		        OR p.upper_bound <> date_trunc('day', p.upper_bound AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+	LOOP
+		EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', b.part) INTO has_rows;
+		IF NOT has_rows THEN
+			EXECUTE format('DROP TABLE %s', b.part);
+		END IF;
+	END LOOP;
+END
+$$;
+SELECT athena_keys.athena_maintain_auth_log(7);

@@ -5,7 +5,12 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS athena_keys CASCADE;
 RESET client_min_messages;
+-- Installed in Asia/Kolkata with DateStyle Postgres (see item 14 below).
+SET TimeZone = 'Asia/Kolkata';
+SET DateStyle = 'Postgres';
 CREATE EXTENSION athena_keys;
+RESET TimeZone;
+RESET DateStyle;
 
 -- The log's range partitions, read under UTC whatever the session says:
 -- name (the date masked), first and last day relative to today (UTC), whether
@@ -24,6 +29,11 @@ RETURNS SETOF record LANGUAGE sql SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD
    WHERE i.inhparent = 'athena_keys.api_key_auth_log'::regclass
    ORDER BY 2
 $$;
+
+-- The partitions made at install are whole UTC days.
+SELECT count(*) AS installed, bool_and(utc_midnights) AS utc_midnights,
+       bool_and(named_for_first_day) AS named_for_first_day
+  FROM pg_temp.parts() WHERE from_day IS NOT NULL;
 
 ------------------------------------------------------------------------
 -- Item 14: bounds whatever the session's settings.  In Asia/Kolkata with

@@ -48,7 +48,7 @@ is(scalar(grep { $_ eq '401' } split /\n/, $stdout), $calls, "all $calls decisio
 is($node->safe_psql('postgres', q{SELECT count(*) FROM athena_keys.api_key_auth_log WHERE client_name = 'no-stall'}),
 	$calls, 'and logged');
 
-my $pruned = $pruner->wait;
+my $pruned = $pruner->result;
 my $prune_seconds = time - $prune_started;
 is($pruned, '0', 'prune dropped nothing while the reader held the log');
 like($pruner->{err}, qr/WARNING:  auth log partitions not dropped: the log is in use/,

@@ -20,21 +20,6 @@ sub new
 	return bless $self, $class;
 }
 
-# $session->query($sql): run it, return what it printed (stdout, without the
-# final newline); its messages (errors, warnings) are in $session->{err}.
-sub query
-{
-	my ($self, $sql) = @_;
-	$self->{out} = '';
-	$self->{err} = '';
-	$self->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
-	$self->{in} .= "$sql\n\\echo __athena_done__\n";
-	pump_until($self->{handle}, $self->{timer}, \$self->{out}, qr/__athena_done__\n/)
-	  or die "psql session did not answer: $self->{err}";
-	(my $answer = $self->{out}) =~ s/\n?__athena_done__\n\z//;
-	return $answer;
-}
-
 # $session->send($sql): start a statement without waiting for its answer.
 sub send
 {
@@ -47,14 +32,24 @@ sub send
 	return;
 }
 
-# $session->wait: the answer of the statement started with send.
-sub wait
+# $session->result: the answer of the statement started with send: what it
+# printed (stdout, without the final newline); its messages (errors,
+# warnings) are in $session->{err}.
+sub result
 {
 	my ($self) = @_;
 	pump_until($self->{handle}, $self->{timer}, \$self->{out}, qr/__athena_done__\n/)
 	  or die "psql session did not answer: $self->{err}";
 	(my $answer = $self->{out}) =~ s/\n?__athena_done__\n\z//;
 	return $answer;
+}
+
+# $session->query($sql): send it and wait for its answer.
+sub query
+{
+	my ($self, $sql) = @_;
+	$self->send($sql);
+	return $self->result;
 }
 
 # $session->quit: end psql.
