@@ -53,5 +53,14 @@ SET session_replication_role = replica;
 SELECT athena_keys.athena_set_enforcement(false);
 RESET session_replication_role;
 SELECT allowed, status, reason, enforced FROM athena_keys.athena_authenticate(:'k', NULL, '10.0.0.1', ARRAY['users.read']);
+SELECT athena_keys.athena_set_enforcement(true);
+
+-- Triggers disabled altogether, as pg_restore --disable-triggers does: the
+-- ALTER TABLE that enables them again invalidates the caches itself.
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'k2', NULL, '10.0.0.1', ARRAY['users.read']);
+ALTER TABLE athena_keys.api_key DISABLE TRIGGER ALL;
+UPDATE athena_keys.api_key SET is_active = false WHERE id = :'kid2';
+ALTER TABLE athena_keys.api_key ENABLE TRIGGER ALL;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'k2', NULL, '10.0.0.1', ARRAY['users.read']);
 
 DROP EXTENSION athena_keys CASCADE;
