@@ -27,7 +27,7 @@ export DEBIAN_FRONTEND=noninteractive
 # Bump when the recipe of a root or of the cassert build changes: a cached
 # one made by another recipe is then made again.
 ROOT_RECIPE=1
-CASSERT_RECIPE=1
+CASSERT_RECIPE=2
 # A root older than this is made again, so the lane follows the archive.
 ROOT_MAX_AGE_DAYS=${ROOT_MAX_AGE_DAYS:-7}
 
@@ -87,13 +87,16 @@ core_packages() {
   (PG_CONFIG=$1 TEST_SET=core; . "$HERE/lib.sh" && echo "$PACKAGES")
 }
 
-# chroot into ROOT with /proc and a /dev/shm (PostgreSQL's shared memory)
-# mounted, and a clean environment; both unmounted again whatever happens.
+# chroot into ROOT with /proc, a /dev/shm (PostgreSQL's shared memory) and
+# a /dev/pts of its own (apt's terminal log) mounted, and a clean
+# environment; all unmounted again whatever happens.  Only new mounts: no
+# host directory is ever bound into a root.
 in_root() {
   local root=$1; shift
   mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
-  mkdir -p "$root/dev/shm"
+  mkdir -p "$root/dev/shm" "$root/dev/pts"
   mountpoint -q "$root/dev/shm" || mount -t tmpfs -o mode=1777 shm "$root/dev/shm"
+  mountpoint -q "$root/dev/pts" || mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$root/dev/pts"
   local rc=0
   chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
     DEBIAN_FRONTEND=noninteractive "$@" || rc=$?
@@ -102,7 +105,7 @@ in_root() {
 }
 unmount_root() {
   local m
-  for m in "$1/dev/shm" "$1/proc"; do
+  for m in "$1/dev/pts" "$1/dev/shm" "$1/proc"; do
     mountpoint -q "$m" && { umount "$m" 2>/dev/null || umount -l "$m"; }
   done
   return 0
@@ -194,20 +197,35 @@ lane_cassert() {
   ensure_host_deb_src
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq $CASSERT_BUILD_PACKAGES >/dev/null
-  version=$(apt-cache showsrc postgresql-15 | sed -n 's/^Version: //p' | sort -V | tail -1)
-  [ -n "$version" ] || { echo "no source package postgresql-15 in the apt sources"; return 1; }
+  # The newest source version the archive really serves (a dated snapshot
+  # may list one, e.g. a security update, whose files it lacks): its cached
+  # build, else its source fetched here.
+  build=$CACHE/cassert/build
   key=$(echo "$CASSERT_RECIPE $CASSERT_CONFIGURE $CASSERT_CFLAGS" | sha256sum | cut -c1-10)
-  prefix=$CACHE/cassert/15-$version-$key
-  if [ -f "$prefix/.athena-complete" ]; then
+  rm -rf "$build"; mkdir -p "$build"
+  local fetched=""
+  for version in $(apt-cache showsrc postgresql-15 | sed -n 's/^Version: //p' | sort -Vr); do
+    prefix=$CACHE/cassert/15-$version-$key
+    [ -f "$prefix/.athena-complete" ] && break
+    echo "== apt-get source postgresql-15=$version"
+    if (cd "$build" && apt-get source -qq -d --only-source "postgresql-15=$version" >source.log 2>&1); then
+      fetched=$version; break
+    fi
+    tail -3 "$build/source.log"
+    rm -rf "$build"; mkdir -p "$build"
+    prefix=""
+  done
+  [ -n "$prefix" ] || { echo "no source package postgresql-15 could be fetched"; return 1; }
+  if [ -z "$fetched" ]; then
     echo "== reusing the assertion-enabled PostgreSQL $version in $prefix"
   else
-    build=$CACHE/cassert/build
-    rm -rf "$prefix" "$build"; mkdir -p "$build"
-    echo "== apt-get source postgresql-15=$version"
-    (cd "$build" && apt-get source -qq --only-source "postgresql-15=$version" >source.log 2>&1) ||
-      { tail -20 "$build/source.log"; echo "apt-get source postgresql-15 failed"; return 1; }
-    local src
-    src=$(find "$build" -mindepth 1 -maxdepth 1 -type d -name 'postgresql-15*' | head -1)
+    rm -rf "$prefix"
+    # Upstream's tree without Debian's patches: those pin pkglibdir and the
+    # PGXS directory to /usr/lib/postgresql/15, which would make this build
+    # load and install modules in the system's PostgreSQL 15.
+    local src=$build/src
+    (cd "$build" && dpkg-source -q --skip-patches -x ./*.dsc "$src" >>source.log 2>&1) ||
+      { tail -20 "$build/source.log"; echo "unpacking postgresql-15 $version failed"; return 1; }
     echo "== configure $CASSERT_CONFIGURE CFLAGS=$CASSERT_CFLAGS --prefix=$prefix"
     (cd "$src" && ./configure --prefix="$prefix" $CASSERT_CONFIGURE CFLAGS="$CASSERT_CFLAGS" \
       >"$build/configure.log" 2>&1) || { tail -30 "$build/configure.log"; echo "configure failed"; return 1; }
@@ -217,9 +235,14 @@ lane_cassert() {
     (make -s -C "$src" -j"$(nproc)" >"$build/make.log" 2>&1 &&
       make -s -C "$src" install >>"$build/make.log" 2>&1) ||
       { tail -30 "$build/make.log"; echo "building PostgreSQL failed"; return 1; }
+    local d
+    for d in "$("$prefix/bin/pg_config" --pgxs)" "$("$prefix/bin/pg_config" --pkglibdir)" \
+      "$("$prefix/bin/pg_config" --sharedir)"; do
+      case $d in "$prefix"/*) ;; *) echo "the build points outside $prefix: $d"; return 1 ;; esac
+    done
     touch "$prefix/.athena-complete"
-    rm -rf "$build"
   fi
+  rm -rf "$build"
   "$prefix/bin/pg_config" --configure | grep -q -- --enable-cassert
   PG_CONFIG=$prefix/bin/pg_config TEST_SET=core TEST_PORT=${PORT[cassert]} bash "$HERE/run_tests.sh"
 }
