@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the demo, the test suite and the benchmark: install
 # packages, build and install the extension, and run a throwaway
 # PostgreSQL as an unprivileged user (PostgreSQL refuses to run as root).

@@ -23,6 +23,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 CACHE=${ATHENA_CACHE:-/var/cache/athena-keys}
 export DEBIAN_FRONTEND=noninteractive
+# apt_get (waits for another apt run's lock) and, in lane 15, everything else.
+. "$HERE/lib.sh"
 
 # Bump when the recipe of a root or of the cassert build changes: a cached
 # one made by another recipe is then made again.
@@ -84,7 +86,7 @@ ensure_host_deb_src() {
 
 # The packages lib.sh installs for TEST_SET=core with this PG_CONFIG.
 core_packages() {
-  (PG_CONFIG=$1 TEST_SET=core; . "$HERE/lib.sh" && echo "$PACKAGES")
+  PG_CONFIG=$1 TEST_SET=core bash -c '. "$1" && echo "$PACKAGES"' _ "$HERE/lib.sh"
 }
 
 # chroot into ROOT with /proc, a /dev/shm (PostgreSQL's shared memory) and
@@ -123,14 +125,14 @@ prepare_root() {
   stamp="recipe=$ROOT_RECIPE suite=$suite mirror=$mirror packages=$packages"
   ROOT=$CACHE/roots/$suite
   if [ -f "$ROOT/.athena-root" ] && [ "$(cat "$ROOT/.athena-root")" = "$stamp" ] &&
-    [ -n "$(find "$ROOT/.athena-root" -mtime -"$ROOT_MAX_AGE_DAYS")" ]; then
+    [ -n "$(find "$ROOT/.athena-root" -mtime -"$ROOT_MAX_AGE_DAYS")" ] && [ -x "$ROOT$pg_config" ]; then
     echo "== reusing the $suite root in $ROOT (made $(date -r "$ROOT/.athena-root" '+%F %T'))"
     return 0
   fi
-  command -v debootstrap >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap >/dev/null; }
+  command -v debootstrap >/dev/null || { apt_get update -qq && apt_get install -y -qq debootstrap >/dev/null; }
   local new=$ROOT.new
-  unmount_root "$new"; rm -rf "$ROOT" "$new"; mkdir -p "$CACHE/roots"
+  # Never rm -rf a root with something still mounted in it (a killed run).
+  unmount_root "$ROOT"; unmount_root "$new"; rm -rf "$ROOT" "$new"; mkdir -p "$CACHE/roots"
   echo "== debootstrap $base from $mirror into $new"
   debootstrap --variant=minbase "$base" "$new" "$mirror" >"$CACHE/roots/$suite.debootstrap.log" 2>&1 ||
     { tail -20 "$CACHE/roots/$suite.debootstrap.log"; echo "debootstrap of $base failed"; return 1; }
@@ -187,7 +189,7 @@ lane_major() {
 # (and so CLOBBER_FREED_MEMORY, MEMORY_CONTEXT_CHECKING), debug symbols,
 # OpenSSL and TAP support, into a private prefix under $CACHE/cassert named
 # from the source version and the flags; test/run_tests.sh against it.
-CASSERT_CONFIGURE="--enable-cassert --enable-debug --with-openssl --enable-tap-tests --without-readline --without-icu"
+CASSERT_CONFIGURE=(--enable-cassert --enable-debug --with-openssl --enable-tap-tests --without-readline --without-icu)
 # -Og: debuggable, and builds faster than -O2 while the tests still run at
 # a useful speed.
 CASSERT_CFLAGS="-Og"
@@ -195,13 +197,14 @@ CASSERT_BUILD_PACKAGES="dpkg-dev xz-utils gcc make bison flex perl libipc-run-pe
 lane_cassert() {
   local version key prefix build
   ensure_host_deb_src
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  apt-get -o DPkg::Lock::Timeout=600 install -y -qq $CASSERT_BUILD_PACKAGES >/dev/null
+  apt_get update -qq
+  # shellcheck disable=SC2086  # a list of package names
+  apt_get install -y -qq $CASSERT_BUILD_PACKAGES >/dev/null
   # The newest source version the archive really serves (a dated snapshot
   # may list one, e.g. a security update, whose files it lacks): its cached
   # build, else its source fetched here.
   build=$CACHE/cassert/build
-  key=$(echo "$CASSERT_RECIPE $CASSERT_CONFIGURE $CASSERT_CFLAGS" | sha256sum | cut -c1-10)
+  key=$(echo "$CASSERT_RECIPE ${CASSERT_CONFIGURE[*]} $CASSERT_CFLAGS" | sha256sum | cut -c1-10)
   rm -rf "$build"; mkdir -p "$build"
   local fetched=""
   for version in $(apt-cache showsrc postgresql-15 | sed -n 's/^Version: //p' | sort -Vr); do
@@ -226,8 +229,8 @@ lane_cassert() {
     local src=$build/src
     (cd "$build" && dpkg-source -q --skip-patches -x ./*.dsc "$src" >>source.log 2>&1) ||
       { tail -20 "$build/source.log"; echo "unpacking postgresql-15 $version failed"; return 1; }
-    echo "== configure $CASSERT_CONFIGURE CFLAGS=$CASSERT_CFLAGS --prefix=$prefix"
-    (cd "$src" && ./configure --prefix="$prefix" $CASSERT_CONFIGURE CFLAGS="$CASSERT_CFLAGS" \
+    echo "== configure ${CASSERT_CONFIGURE[*]} CFLAGS=$CASSERT_CFLAGS --prefix=$prefix"
+    (cd "$src" && ./configure --prefix="$prefix" "${CASSERT_CONFIGURE[@]}" CFLAGS="$CASSERT_CFLAGS" \
       >"$build/configure.log" 2>&1) || { tail -30 "$build/configure.log"; echo "configure failed"; return 1; }
     # The server, client programs, pg_regress, isolation tester and TAP
     # modules (src/ installs them all for PGXS); no contrib, no docs.
