@@ -78,6 +78,12 @@ build_and_install() {
   # PG_CONFIG on the command line: sudo would drop it from the environment.
   as_user make -s -C "$WORK_DIR/src" PG_CONFIG="$PG_CONFIG" clean >/dev/null
   as_user make -s -C "$WORK_DIR/src" PG_CONFIG="$PG_CONFIG" >/dev/null
+  # Install exactly this tree's extension: scripts that another tree left
+  # in a shared installation (an upgrade path this one lacks) would change
+  # what the tests see.
+  local ext_dir
+  ext_dir=$("$PG_CONFIG" --sharedir)/extension
+  as_root rm -f "$ext_dir/athena_keys.control" "$ext_dir"/athena_keys--*.sql
   as_root make -s -C "$WORK_DIR/src" PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
 
