@@ -13,11 +13,19 @@
  * Space is reserved in the ring when the call logs, so that commit never
  * waits; when the ring is full, or athena_keys is not in
  * shared_preload_libraries, the call falls back to inserting the row
- * itself with synchronous_commit off for its transaction.
+ * itself (durably, like any row).  A transaction that cannot write (a hot
+ * standby, a read-only transaction) always queues, and its records may ask
+ * the writer to stamp last_used_at.
  *
  * A writer that finds nothing to do for a second exits and frees its slot
  * (an idle connection would keep its database from being dropped); the
- * next backend that queues starts a new one.
+ * next backend that queues starts a new one.  Writers are never restarted
+ * by the postmaster: after a crash shared memory is new, and the slot a
+ * restarted writer would serve no longer exists.  Whatever ends a writer
+ * gives its slot back once the ring is empty (or at once when it could not
+ * connect), and each writer serves only the claim of the slot it was
+ * started for (the slot's generation), so a freed and reclaimed slot never
+ * receives another database's rows.
  *
  * On a hot standby nothing can be inserted: there the writer sends each
  * batch to the primary with one call of athena_record_decisions over libpq
@@ -58,6 +66,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "libpq-fe.h"
@@ -75,7 +84,9 @@ char	   *athena_primary_conninfo = NULL;
 typedef struct AsyncLogSlot
 {
 	Oid			dboid;			/* InvalidOid = free */
-	bool		worker_registered;
+	uint64		generation;		/* bumped whenever the slot is claimed */
+	bool		worker_registered;	/* a writer is registered or running */
+	TimestampTz retry_after;	/* after a writer failed: no new one before */
 	pid_t		worker_pid;
 	Latch	   *worker_latch;
 	uint64		read_pos;
@@ -107,6 +118,7 @@ typedef struct AsyncLogRecordHeader
 #define FLAG_ENFORCED		0x0008
 #define FLAG_ALLOWED		0x0010
 #define FLAG_LOCKED_IN		0x0020
+#define FLAG_STAMP_LAST_USED 0x0040
 
 /* The variable fields, in order; each is a uint32 length (or ~0 for NULL) then bytes */
 enum
@@ -124,18 +136,23 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static List *pending_records = NIL;
 static uint64 pending_bytes = 0;
 static int	pending_slot = -1;
+static uint64 pending_generation = 0;
 static bool xact_callback_registered = false;
 
 static volatile sig_atomic_t worker_got_sigterm = false;
 static PGconn *primary_conn = NULL;
 static char *worker_database_name = NULL;
+static int	writer_slot = -1;
+static uint64 writer_generation = 0;
+static bool writer_connected = false;
+static bool writer_released = false;
 static TimestampTz last_ship_warning = 0;
 
 static void AsyncLogShmemRequest(void);
 static void AsyncLogShmemStartup(void);
 static Size AsyncLogShmemSize(void);
 static int	ClaimSlotForDatabase(void);
-static bool RegisterWriterForSlot(int slot);
+static bool RegisterWriterForSlot(int slot, uint64 generation);
 static void AsyncLogXactCallback(XactEvent event, void *arg);
 static void RingWrite(AsyncLogSlot *slot, uint64 pos, const char *src, Size len);
 static void RingRead(AsyncLogSlot *slot, uint64 pos, char *dst, Size len);
@@ -259,7 +276,26 @@ RingRead(AsyncLogSlot *slot, uint64 pos, char *dst, Size len)
 		memcpy(dst + first, base, len - first);
 }
 
-/* Find this database's slot, claiming a free one; -1 when all are taken */
+/* Claim slot i for this database, with an empty ring; the lock is held */
+static void
+ClaimSlot(int i)
+{
+	AsyncLogSlot *slot = &async_shared->slots[i];
+
+	slot->dboid = MyDatabaseId;
+	slot->generation++;
+	slot->worker_registered = false;
+	slot->worker_latch = NULL;
+	slot->worker_pid = 0;
+	slot->retry_after = 0;
+	slot->read_pos = slot->write_pos = 0;
+	slot->reserved = 0;
+}
+
+/*
+ * Find this database's slot, claiming a free one; -1 when all are taken.
+ * The lock is held.  Called with the lock held and from a transaction.
+ */
 static int
 ClaimSlotForDatabase(void)
 {
@@ -274,20 +310,47 @@ ClaimSlotForDatabase(void)
 			free_slot = i;
 	}
 	if (free_slot >= 0)
-	{
-		AsyncLogSlot *slot = &async_shared->slots[free_slot];
-
-		slot->dboid = MyDatabaseId;
-		slot->worker_registered = false;
-		slot->read_pos = slot->write_pos = 0;
-		slot->reserved = 0;
-	}
+		ClaimSlot(free_slot);
 	return free_slot;
+}
+
+/*
+ * Free the slots, without a writer, of databases that no longer exist
+ * (dropped while rows were still reserved or queued), so that their queues
+ * cannot keep other databases from getting one.  Takes and releases the
+ * lock; reads pg_database between, so it runs in a transaction.
+ */
+static void
+ReclaimSlotsOfDroppedDatabases(void)
+{
+	Oid			candidates[ASYNC_LOG_SLOTS];
+	int			i;
+
+	LWLockAcquire(async_shared->lock, LW_SHARED);
+	for (i = 0; i < ASYNC_LOG_SLOTS; i++)
+	{
+		AsyncLogSlot *slot = &async_shared->slots[i];
+
+		candidates[i] = slot->worker_registered ? InvalidOid : slot->dboid;
+	}
+	LWLockRelease(async_shared->lock);
+
+	for (i = 0; i < ASYNC_LOG_SLOTS; i++)
+	{
+		if (!OidIsValid(candidates[i]) ||
+			SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(candidates[i])))
+			continue;
+		LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+		if (async_shared->slots[i].dboid == candidates[i] &&
+			!async_shared->slots[i].worker_registered)
+			async_shared->slots[i].dboid = InvalidOid;
+		LWLockRelease(async_shared->lock);
+	}
 }
 
 /* Start the writer of a slot (a dynamic background worker) */
 static bool
-RegisterWriterForSlot(int slot)
+RegisterWriterForSlot(int slot, uint64 generation)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -296,12 +359,19 @@ RegisterWriterForSlot(int slot)
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	/* A hot standby's writer ships its decisions to the primary */
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 1;
+	/*
+	 * Never restarted by the postmaster: after a crash its shared memory
+	 * is new and the slot it would serve is gone.  The next backend that
+	 * queues starts a writer when there is none.
+	 */
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "athena_keys");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "athena_log_writer_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "athena_keys log writer for database %u", MyDatabaseId);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "athena_keys log writer");
 	worker.bgw_main_arg = Int32GetDatum(slot);
+	/* The writer serves only the claim it was started for */
+	memcpy(worker.bgw_extra, &generation, sizeof(uint64));
 	worker.bgw_notify_pid = 0;
 	return RegisterDynamicBackgroundWorker(&worker, &handle);
 }
@@ -335,6 +405,7 @@ QueueDecisionLog(const DecisionRecord *decision)
 	char	   *p;
 	AsyncLogRecordHeader header;
 	bool		need_worker = false;
+	uint64		generation;
 
 	if (!AsyncLogQueueAvailable())
 		return false;
@@ -381,39 +452,7 @@ QueueDecisionLog(const DecisionRecord *decision)
 	if (total > async_shared->slot_bytes / 16)
 		return false;
 
-	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
-	slot_index = pending_slot >= 0 ? pending_slot : ClaimSlotForDatabase();
-	if (slot_index < 0)
-	{
-		LWLockRelease(async_shared->lock);
-		return false;
-	}
-	slot = &async_shared->slots[slot_index];
-	if (slot->write_pos - slot->read_pos + slot->reserved + total > async_shared->slot_bytes)
-	{
-		LWLockRelease(async_shared->lock);
-		if (slot->worker_latch != NULL)
-			SetLatch(slot->worker_latch);
-		return false;
-	}
-	slot->reserved += total;
-	if (!slot->worker_registered)
-	{
-		slot->worker_registered = true;
-		need_worker = true;
-	}
-	LWLockRelease(async_shared->lock);
-
-	if (need_worker && !RegisterWriterForSlot(slot_index))
-	{
-		/* No worker slot free: give the reservation back and insert directly */
-		LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
-		slot->worker_registered = false;
-		slot->reserved -= total;
-		LWLockRelease(async_shared->lock);
-		return false;
-	}
-
+	/* Everything that can fail comes before the reservation */
 	record = MemoryContextAllocZero(TopTransactionContext, total);
 	memset(&header, 0, sizeof(header));
 	header.total_len = (uint32) total;
@@ -425,7 +464,8 @@ QueueDecisionLog(const DecisionRecord *decision)
 		(decision->authorized ? FLAG_AUTHORIZED : 0) |
 		(decision->enforced ? FLAG_ENFORCED : 0) |
 		(decision->allowed ? FLAG_ALLOWED : 0) |
-		(decision->locked_in ? FLAG_LOCKED_IN : 0);
+		(decision->locked_in ? FLAG_LOCKED_IN : 0) |
+		(decision->stamp_last_used ? FLAG_STAMP_LAST_USED : 0);
 	memcpy(record, &header, sizeof(header));
 	p = record + sizeof(header);
 	for (i = 0; i < FIELD_COUNT; i++)
@@ -440,20 +480,85 @@ QueueDecisionLog(const DecisionRecord *decision)
 			p += lens[i];
 		}
 	}
-
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(AsyncLogXactCallback, NULL);
 		xact_callback_registered = true;
 	}
+	if (pending_slot < 0)
+	{
+		bool		all_taken;
+
+		LWLockAcquire(async_shared->lock, LW_SHARED);
+		all_taken = true;
+		for (i = 0; i < ASYNC_LOG_SLOTS && all_taken; i++)
+			all_taken = async_shared->slots[i].dboid != MyDatabaseId &&
+				async_shared->slots[i].dboid != InvalidOid;
+		LWLockRelease(async_shared->lock);
+		if (all_taken)
+			ReclaimSlotsOfDroppedDatabases();
+	}
+
+	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+	slot_index = pending_slot >= 0 ? pending_slot : ClaimSlotForDatabase();
+	if (slot_index < 0)
+	{
+		LWLockRelease(async_shared->lock);
+		return false;
+	}
+	slot = &async_shared->slots[slot_index];
+	if (pending_slot >= 0 &&
+		(slot->dboid != MyDatabaseId || slot->generation != pending_generation))
+	{
+		/* The slot was freed and claimed again meanwhile: it is not ours */
+		LWLockRelease(async_shared->lock);
+		return false;
+	}
+	if (slot->write_pos - slot->read_pos + slot->reserved + total > async_shared->slot_bytes)
+	{
+		LWLockRelease(async_shared->lock);
+		if (slot->worker_latch != NULL)
+			SetLatch(slot->worker_latch);
+		return false;
+	}
+	if (!slot->worker_registered)
+	{
+		/* After a writer failed, wait a moment before starting another */
+		if (slot->retry_after != 0 && GetCurrentTimestamp() < slot->retry_after)
+		{
+			LWLockRelease(async_shared->lock);
+			return false;
+		}
+		slot->worker_registered = true;
+		need_worker = true;
+	}
+	slot->reserved += total;
+	generation = slot->generation;
+	LWLockRelease(async_shared->lock);
+
+	if (need_worker && !RegisterWriterForSlot(slot_index, generation))
+	{
+		/* No worker slot free: give the reservation back and insert directly */
+		LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+		if (slot->generation == generation)
+		{
+			slot->worker_registered = false;
+			slot->reserved -= total;
+		}
+		LWLockRelease(async_shared->lock);
+		return false;
+	}
+
+	/* Counted first, so that an abort gives the reservation back whatever follows */
+	pending_bytes += total;
+	pending_slot = slot_index;
+	pending_generation = generation;
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 
 		pending_records = lappend(pending_records, record);
 		MemoryContextSwitchTo(old);
 	}
-	pending_bytes += total;
-	pending_slot = slot_index;
 	return true;
 }
 
@@ -477,6 +582,18 @@ AsyncLogXactCallback(XactEvent event, void *arg)
 
 	slot = &async_shared->slots[pending_slot];
 	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+	if (slot->dboid != MyDatabaseId || slot->generation != pending_generation)
+	{
+		/*
+		 * The slot was given up (its writer could not connect) and maybe
+		 * claimed by another database: these rows must not land there.
+		 */
+		LWLockRelease(async_shared->lock);
+		pending_records = NIL;
+		pending_bytes = 0;
+		pending_slot = -1;
+		return;
+	}
 	/* A prepared transaction's decisions were made: log them like a commit's */
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
 	{
@@ -605,14 +722,51 @@ static MemoryContext chunk_context = NULL;
 #define CHUNK_CONTEXT_KEEP (512 * 1024)
 
 /*
+ * Stamp last_used_at for the keys of queued decisions made where the call
+ * could not write (a read-only transaction): the latest use per key, and
+ * never backwards.
+ */
+static void
+StampQueuedLastUse(Datum *ids, Datum *used_at, int n)
+{
+	static SPIPlanPtr stamp_plan = NULL;
+	Datum		args[2];
+
+	if (n == 0)
+		return;
+	if (stamp_plan == NULL)
+	{
+		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+
+		stamp_plan = PrepareKeptPlan(
+			"UPDATE athena_keys.api_key k SET last_used_at = u.used_at "
+			"  FROM (SELECT x.id, pg_catalog.max(x.t) AS used_at "
+			"          FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS x(id, t) "
+			"         GROUP BY x.id) u "
+			" WHERE k.id OPERATOR(pg_catalog.=) u.id "
+			"   AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.used_at)",
+			2, argtypes, 0);
+	}
+	args[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(used_at, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (ExecuteKeptPlan(stamp_plan, args, NULL, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "athena_keys: stamping last_used_at of queued decisions failed");
+}
+
+/*
  * Insert the serialised records of buffer[0, len) as log rows,
- * LOG_INSERT_MAX_ROWS per statement, in the current transaction
+ * LOG_INSERT_MAX_ROWS per statement, in the current transaction, and stamp
+ * last use where a record asks for it
  */
 static void
 InsertRecords(const char *buffer, uint64 len)
 {
 	Datum		values[LOG_INSERT_MAX_ROWS * LOG_COLUMNS];
 	char		nulls[LOG_INSERT_MAX_ROWS * LOG_COLUMNS];
+	Datum		stamp_ids[LOG_INSERT_MAX_ROWS];
+	Datum		stamp_times[LOG_INSERT_MAX_ROWS];
+	int			nstamps = 0;
 	MemoryContext old;
 	uint64		pos = 0;
 	int			nrows = 0;
@@ -628,16 +782,24 @@ InsertRecords(const char *buffer, uint64 len)
 	old = MemoryContextSwitchTo(chunk_context);
 	while (pos < len)
 	{
-		uint32		record_len;
+		AsyncLogRecordHeader header;
 
-		memcpy(&record_len, buffer + pos, sizeof(uint32));
+		memcpy(&header, buffer + pos, sizeof(header));
 		DecodeRecord(buffer + pos, &values[nrows * LOG_COLUMNS], &nulls[nrows * LOG_COLUMNS]);
+		if ((header.flags & FLAG_STAMP_LAST_USED) && (header.flags & FLAG_KEY_IDENTIFIED))
+		{
+			stamp_ids[nstamps] = values[nrows * LOG_COLUMNS + 1];
+			stamp_times[nstamps] = TimestampTzGetDatum(header.created_at);
+			nstamps++;
+		}
 		nrows++;
-		pos += record_len;
+		pos += header.total_len;
 		if (nrows == LOG_INSERT_MAX_ROWS || pos >= len)
 		{
 			InsertLogRows(values, nulls, nrows);
+			StampQueuedLastUse(stamp_ids, stamp_times, nstamps);
 			nrows = 0;
+			nstamps = 0;
 			MemoryContextReset(chunk_context);
 		}
 	}
@@ -910,9 +1072,99 @@ DrainSlot(AsyncLogSlot *slot)
 }
 
 /*
+ * Exit callback of a writer, whatever ends it (idle, SIGTERM, an error, a
+ * failed connection): the slot no longer has a writer, so the next backend
+ * that queues starts one.  A slot whose queue is empty is freed for any
+ * database; so is the slot of a writer that never connected, since its
+ * database is gone or refuses connections and its rows cannot be written.
+ * After a failure the next writer waits a second, so a persistent error
+ * does not start writers in a tight loop.
+ */
+static void
+WriterExitCallback(int code, Datum arg)
+{
+	AsyncLogSlot *slot;
+
+	if (writer_released || writer_slot < 0)
+		return;
+	slot = &async_shared->slots[writer_slot];
+	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+	if (slot->generation == writer_generation)
+	{
+		slot->worker_registered = false;
+		slot->worker_latch = NULL;
+		slot->worker_pid = 0;
+		if (!writer_connected ||
+			(slot->reserved == 0 && slot->write_pos == slot->read_pos))
+			slot->dboid = InvalidOid;
+		if (code != 0)
+			slot->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+	}
+	LWLockRelease(async_shared->lock);
+	writer_released = true;
+}
+
+/*
+ * Leave when idle: free the slot and exit, both under the lock only if
+ * nothing is queued or reserved, so that a backend that queues after this
+ * sees no writer and starts a new one.  Returns when it cannot leave.
+ */
+static void
+ExitIfIdle(AsyncLogSlot *slot)
+{
+	bool		quit = false;
+
+	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+	if (slot->reserved == 0 && slot->write_pos == slot->read_pos)
+	{
+		slot->worker_latch = NULL;
+		slot->worker_pid = 0;
+		slot->worker_registered = false;
+		slot->dboid = InvalidOid;
+		writer_released = true;
+		quit = true;
+	}
+	LWLockRelease(async_shared->lock);
+	if (quit)
+		proc_exit(0);
+}
+
+/*
+ * On SIGTERM, drain until quiet, then exit.  Backends may still be
+ * committing.  A standby gives up after five seconds, since a primary it
+ * cannot reach would otherwise hold up the shutdown; a primary's local
+ * inserts always make progress.
+ */
+static void
+DrainAndExit(AsyncLogSlot *slot)
+{
+	int			quiet_rounds = 0;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+
+	while (quiet_rounds < 5 &&
+		   (!RecoveryInProgress() || GetCurrentTimestamp() < deadline))
+	{
+		bool		busy;
+
+		LWLockAcquire(async_shared->lock, LW_SHARED);
+		busy = slot->reserved > 0 || slot->write_pos != slot->read_pos;
+		LWLockRelease(async_shared->lock);
+		CHECK_FOR_INTERRUPTS();
+		if (DrainSlot(slot) > 0 || busy)
+			quiet_rounds = 0;
+		else
+			quiet_rounds++;
+		pg_usleep(10000L);
+	}
+	proc_exit(0);
+}
+
+/*
  * The writer of one database: wake every flush interval (or when a
  * backend finds the ring half full), insert what is queued; on SIGTERM,
- * drain until nothing is queued or reserved, then exit.
+ * drain until nothing is queued or reserved, then exit.  It serves only
+ * the claim of the slot it was started for: after a crash, or once the
+ * slot was freed and claimed again, it leaves at once.
  */
 void
 athena_log_writer_main(Datum main_arg)
@@ -920,23 +1172,44 @@ athena_log_writer_main(Datum main_arg)
 	int			slot_index = DatumGetInt32(main_arg);
 	AsyncLogSlot *slot;
 	TimestampTz idle_since;
+	Oid			dboid;
 
 	pqsignal(SIGTERM, WriterSigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
 	if (async_shared == NULL || slot_index < 0 || slot_index >= ASYNC_LOG_SLOTS)
-		proc_exit(1);
+		proc_exit(0);
 	slot = &async_shared->slots[slot_index];
-	BackgroundWorkerInitializeConnectionByOid(slot->dboid, InvalidOid, 0);
+	memcpy(&writer_generation, MyBgworkerEntry->bgw_extra, sizeof(uint64));
+
+	LWLockAcquire(async_shared->lock, LW_SHARED);
+	dboid = slot->dboid;
+	if (slot->generation != writer_generation || !OidIsValid(dboid))
+		dboid = InvalidOid;
+	LWLockRelease(async_shared->lock);
+	if (!OidIsValid(dboid))
+		proc_exit(0);
+
+	writer_slot = slot_index;
+	before_shmem_exit(WriterExitCallback, (Datum) 0);
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	writer_connected = true;
 
 	/* The writer's own commits are durable: its batches are the log */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	/* Shipped timestamps must read back the same on the primary */
 	SetConfigOption("datestyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Only the extension's own, schema-qualified SQL runs here */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	StartTransactionCommand();
-	worker_database_name = MemoryContextStrdup(TopMemoryContext,
-											   get_database_name(MyDatabaseId));
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		if (name == NULL)
+			proc_exit(0);		/* dropped while we connected */
+		worker_database_name = MemoryContextStrdup(TopMemoryContext, name);
+	}
 	CommitTransactionCommand();
 
 	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
@@ -962,60 +1235,9 @@ athena_log_writer_main(Datum main_arg)
 			idle_since = GetCurrentTimestamp();
 		else if (!worker_got_sigterm &&
 				 TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), 1000))
-		{
-			/*
-			 * Idle for a second: leave, so that the database can be dropped
-			 * and the slot reused.  Under the lock, so a backend that queues
-			 * after this sees no writer and starts a new one.
-			 */
-			bool		quit = false;
-
-			LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
-			if (slot->reserved == 0 && slot->write_pos == slot->read_pos)
-			{
-				slot->worker_latch = NULL;
-				slot->worker_pid = 0;
-				slot->worker_registered = false;
-				slot->dboid = InvalidOid;
-				quit = true;
-			}
-			LWLockRelease(async_shared->lock);
-			if (quit)
-				proc_exit(0);
-		}
+			ExitIfIdle(slot);	/* idle for a second: let the database be dropped */
 
 		if (worker_got_sigterm)
-		{
-			/*
-			 * Backends may still be committing: drain until quiet.  A
-			 * standby gives up after five seconds, since a primary it cannot
-			 * reach would otherwise hold up the shutdown; a primary's local
-			 * inserts always make progress.
-			 */
-			int			quiet_rounds = 0;
-			TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
-
-			while (quiet_rounds < 5 &&
-				   (!RecoveryInProgress() || GetCurrentTimestamp() < deadline))
-			{
-				bool		busy;
-
-				LWLockAcquire(async_shared->lock, LW_SHARED);
-				busy = slot->reserved > 0 || slot->write_pos != slot->read_pos;
-				LWLockRelease(async_shared->lock);
-				CHECK_FOR_INTERRUPTS();
-				if (DrainSlot(slot) > 0 || busy)
-					quiet_rounds = 0;
-				else
-					quiet_rounds++;
-				pg_usleep(10000L);
-			}
-			LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
-			slot->worker_latch = NULL;
-			slot->worker_pid = 0;
-			slot->worker_registered = false;
-			LWLockRelease(async_shared->lock);
-			proc_exit(0);
-		}
+			DrainAndExit(slot);
 	}
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "lib/ilist.h"
 #include "utils/array.h"
 #include "utils/inet.h"
@@ -21,7 +22,14 @@
 #include "key_digest.h"
 #include "key_format.h"
 
-#define CLIENT_NAME_MAX_LEN 256
+/*
+ * Client names are limited to 256 characters where they are stored (the
+ * tables' CHECKs and the admin functions count characters); the caches
+ * take their longest byte form, so that every name an admin function
+ * accepts is enforced.
+ */
+#define CLIENT_NAME_MAX_CHARS 256
+#define CLIENT_NAME_MAX_LEN (CLIENT_NAME_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN)
 
 /* Settings (athena_keys.*), defined in athena_keys.c */
 typedef enum LogDecisions
@@ -108,6 +116,10 @@ extern const ClientPolicy *LookupClientPolicy(const EnforcementConfig *config,
 extern CachedKey *LookupKey(const char *public_id, size_t len);
 extern void RegisterCacheCallbacks(void);
 extern void EnsureSpiConnected(void);
+extern SPIPlanPtr PrepareKeptPlan(const char *sql, int nargs, const Oid *argtypes,
+								  int cursor_options);
+extern int	ExecuteKeptPlan(SPIPlanPtr plan, Datum *args, const char *nulls, long count);
+extern void FreeKeptPlan(SPIPlanPtr plan);
 extern void ResetSpiConnection(void);
 extern void ResetSpiConnectionAfterError(void);
 extern bool IpNetFromInet(const inet *value, bool as_host, IpNet *out);
@@ -151,23 +163,31 @@ typedef struct DecisionRecord
 	int			status;
 	const char *reason;
 	bool		locked_in;
+	bool		stamp_last_used;	/* the log writer stamps last_used_at */
 } DecisionRecord;
+
+/* What became of a decision's log row */
+typedef enum LogOutcome
+{
+	LOG_DONE,					/* inserted or queued */
+	LOG_NEEDS_INSERT,			/* needs an INSERT, which only the twin may make */
+	LOG_IMPOSSIBLE				/* cannot be written or queued here */
+} LogOutcome;
 
 /* Columns of the log insert, created_at first */
 #define LOG_COLUMNS 15
 /* Most rows one log INSERT statement takes (the batched writer's chunk) */
 #define LOG_INSERT_MAX_ROWS 512
-/* Longest client name copied into a log row, in bytes */
-#define LOGGED_CLIENT_MAX_BYTES 256
+/* Longest client name copied into a log row, in bytes: any stored name fits */
+#define LOGGED_CLIENT_MAX_BYTES CLIENT_NAME_MAX_LEN
 
 extern bool ShouldLogDecision(const DecisionRecord *decision);
 extern void InsertLogRows(Datum *values, const char *nulls, int nrows);
 extern bool DecisionLogNeedsInsert(void);
-extern bool WriteDecisionLog(const DecisionRecord *decision, bool learned,
-							 bool may_insert);
+extern LogOutcome WriteDecisionLog(const DecisionRecord *decision, bool learned,
+								   bool may_insert);
 extern bool KeyLastUsedStampDue(const CachedKey *key);
 extern void TouchKeyLastUsed(CachedKey *key);
-extern void CommitAsynchronouslyIfAllowed(bool caller_had_writes, bool learning_wrote);
 
 /* async_log.c */
 extern int	athena_async_log_buffer_kb;

@@ -5,11 +5,11 @@
  * athena_keys.log_decisions chooses which decisions are written and
  * athena_keys.log_durability whether their commit waits for the WAL flush.
  * Under async the row goes to the batched writer of async_log.c when
- * athena_keys is preloaded; otherwise (or when its queue is full), when the
- * call's own log row and last-use stamp are the first writes of its
- * transaction, that transaction commits with synchronous_commit off, so a
- * crash can lose at most the last wal_writer_delay x 3 of log rows and a
- * clean shutdown loses none.  Learning writes are always durable.
+ * athena_keys is preloaded; otherwise (or when its queue is full) the call
+ * inserts it like a durable row.  The call never changes how the caller's
+ * transaction commits: its other writes, before or after the call, keep
+ * the durability the caller asked for.  Learning writes are always
+ * durable.
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
@@ -41,22 +41,6 @@ ShouldLogDecision(const DecisionRecord *decision)
 		default:
 			return true;
 	}
-}
-
-/*
- * Under log_durability = async, let this transaction commit without
- * waiting for the WAL flush, unless the caller had written before the call
- * (its writes keep the durability it asked for) or the call learned.
- */
-void
-CommitAsynchronouslyIfAllowed(bool caller_had_writes, bool learning_wrote)
-{
-	if (athena_log_durability != LOG_DURABILITY_ASYNC || caller_had_writes ||
-		learning_wrote || !TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		return;
-	(void) set_config_option("synchronous_commit", "off",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
 }
 
 /* A text datum of at most max_bytes bytes of t, cut on a character boundary */
@@ -122,10 +106,8 @@ SingleRowInsertPlan(void)
 	for (col = 0; col < LOG_COLUMNS; col++)
 		appendStringInfo(&sql, col == 0 ? "$%d" : ", $%d", col + 1);
 	appendStringInfoChar(&sql, ')');
-	single_row_plan = SPI_prepare_cursor(sql.data, LOG_COLUMNS, (Oid *) argtypes,
-										 CURSOR_OPT_GENERIC_PLAN);
-	if (single_row_plan == NULL || SPI_keepplan(single_row_plan) != 0)
-		elog(ERROR, "athena_keys: preparing the log insert failed");
+	single_row_plan = PrepareKeptPlan(sql.data, LOG_COLUMNS, argtypes,
+									  CURSOR_OPT_GENERIC_PLAN);
 	pfree(sql.data);
 	return single_row_plan;
 }
@@ -174,7 +156,7 @@ BatchInsertPlan(TypeCacheEntry *row)
 
 	if (batch_plan != NULL)
 	{
-		SPI_freeplan(batch_plan);
+		FreeKeptPlan(batch_plan);
 		batch_plan = NULL;
 	}
 
@@ -205,9 +187,7 @@ BatchInsertPlan(TypeCacheEntry *row)
 	appendStringInfoString(&sql, "SELECT ");
 	AppendLogColumnList(&sql, "r.");
 	appendStringInfoString(&sql, " FROM pg_catalog.unnest($1) r");
-	batch_plan = SPI_prepare_cursor(sql.data, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
-	if (batch_plan == NULL || SPI_keepplan(batch_plan) != 0)
-		elog(ERROR, "athena_keys: preparing the batched log insert failed");
+	batch_plan = PrepareKeptPlan(sql.data, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
 	pfree(sql.data);
 	batch_row_type = row->type_id;
 	batch_row_identifier = row->tupDesc_identifier;
@@ -237,7 +217,7 @@ InsertLogRows(Datum *values, const char *nulls, int nrows)
 		return;
 	if (nrows == 1)
 	{
-		if (SPI_execute_plan(SingleRowInsertPlan(), values, nulls, false, 0) != SPI_OK_INSERT)
+		if (ExecuteKeptPlan(SingleRowInsertPlan(), values, nulls, 0) != SPI_OK_INSERT)
 			elog(ERROR, "athena_keys: writing the auth log failed");
 		return;
 	}
@@ -275,7 +255,7 @@ InsertLogRows(Datum *values, const char *nulls, int nrows)
 	array = PointerGetDatum(construct_array(rows, nrows, row->type_id, -1, false,
 											TYPALIGN_DOUBLE));
 	ReleaseTupleDesc(desc);
-	if (SPI_execute_plan(batch_plan, &array, NULL, false, 0) != SPI_OK_INSERT)
+	if (ExecuteKeptPlan(batch_plan, &array, NULL, 0) != SPI_OK_INSERT)
 		elog(ERROR, "athena_keys: writing the auth log failed");
 }
 
@@ -296,28 +276,26 @@ DecisionLogNeedsInsert(void)
  * Log the decision.  Never holds the secret or a digest: only the public
  * id as presented, and only when the key was well formed.  Under async the
  * row goes to the batched writer (async_log.c) when it can take it; a
- * learning call's row always commits with its learning writes.  Without
- * may_insert (the caller's privileges, no table access) only the queue is
- * tried; false means the row still has to be inserted and nothing was done.
+ * learning call's row always commits with its learning writes.  A
+ * transaction that cannot write queues the row whatever the durability
+ * setting (on a hot standby the writer ships it to the primary); where the
+ * queue cannot take it the decision cannot be logged (LOG_IMPOSSIBLE).
+ * Without may_insert (the caller's privileges, no table access) only the
+ * queue is tried, and LOG_NEEDS_INSERT means nothing was done yet.
  */
-bool
+LogOutcome
 WriteDecisionLog(const DecisionRecord *decision, bool learned, bool may_insert)
 {
 	Datum		values[LOG_COLUMNS];
 	char		nulls[LOG_COLUMNS];
 
 	if (!CanWrite())
-	{
-		/* A hot standby's writer ships queued decisions to the primary */
-		if (RecoveryInProgress())
-			(void) QueueDecisionLog(decision);
-		return true;
-	}
+		return QueueDecisionLog(decision) ? LOG_DONE : LOG_IMPOSSIBLE;
 	if (athena_log_durability == LOG_DURABILITY_ASYNC && !learned &&
 		QueueDecisionLog(decision))
-		return true;
+		return LOG_DONE;
 	if (!may_insert)
-		return false;
+		return LOG_NEEDS_INSERT;
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
@@ -351,19 +329,20 @@ WriteDecisionLog(const DecisionRecord *decision, bool learned, bool may_insert)
 		nulls[13] = 'n';
 	values[14] = BoolGetDatum(decision->locked_in);
 	InsertLogRows(values, nulls, 1);
-	return true;
+	return LOG_DONE;
 }
 
-/* Whether this call has to stamp the key's last_used_at (TouchKeyLastUsed) */
+/*
+ * Whether this call has to stamp the key's last_used_at: itself
+ * (TouchKeyLastUsed) where it can write, else through the log queue
+ */
 bool
 KeyLastUsedStampDue(const CachedKey *key)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
-	if (key->last_used_at != 0 &&
-		now - key->last_used_at < (int64) athena_last_used_interval * USECS_PER_SEC)
-		return false;
-	return CanWrite();
+	return key->last_used_at == 0 ||
+		now - key->last_used_at >= (int64) athena_last_used_interval * USECS_PER_SEC;
 }
 
 /*
@@ -383,19 +362,17 @@ TouchKeyLastUsed(CachedKey *key)
 	{
 		Oid			argtypes[2] = {UUIDOID, INT4OID};
 
-		last_used_plan = SPI_prepare(
+		last_used_plan = PrepareKeptPlan(
 			"UPDATE athena_keys.api_key SET last_used_at = now() "
 			" WHERE id = (SELECT id FROM athena_keys.api_key "
 			"              WHERE id = $1 AND (last_used_at IS NULL OR "
 			"                    last_used_at < now() - make_interval(secs => $2)) "
 			"              FOR UPDATE SKIP LOCKED)",
-			2, argtypes);
-		if (last_used_plan == NULL || SPI_keepplan(last_used_plan) != 0)
-			elog(ERROR, "athena_keys: preparing the last-use update failed");
+			2, argtypes, 0);
 	}
 	args[0] = UUIDPGetDatum(&key->id);
 	args[1] = Int32GetDatum(athena_last_used_interval);
-	if (SPI_execute_plan(last_used_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+	if (ExecuteKeptPlan(last_used_plan, args, NULL, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "athena_keys: updating last_used_at failed");
 	key->last_used_at = now;
 }

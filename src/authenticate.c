@@ -16,7 +16,9 @@
  *
  * With enforcement off the same evaluation runs (shadow mode) and its
  * finding is reported, but the request is allowed.  Bad input never
- * raises: it gets a verdict.
+ * raises: it gets a verdict.  Every call first applies the cache
+ * invalidations that arrived since the last one, so a committed revocation
+ * reaches even a transaction that stays open.
  *
  * Two entry points share the decision.  athena_authenticate runs with the
  * caller's privileges and decides from this backend's caches alone (the
@@ -275,6 +277,29 @@ CheckIpPolicy(const EnforcementConfig *config, const ClientPolicy *scoped,
 	return FailureForIpVerdict(EvaluateIpWhitelists(&in));
 }
 
+/*
+ * Set the verdict of a decision from its first failure: allowed when
+ * nothing failed, when enforcement is off (shadow mode), or when the
+ * policy was unavailable under fail_open.
+ */
+static void
+SetVerdict(DecisionRecord *decision, Failure failure, const EnforcementConfig *config)
+{
+	decision->reason = failure_texts[failure].reason;
+	decision->authorized = decision->authenticated && failure == FAILURE_NONE;
+	if (failure == FAILURE_NONE || !decision->enforced ||
+		(failure == FAILURE_POLICY_UNAVAILABLE && config->fail_open))
+	{
+		decision->allowed = true;
+		decision->status = 200;
+	}
+	else
+	{
+		decision->allowed = false;
+		decision->status = failure_texts[failure].status;
+	}
+}
+
 /* The columns of athena_auth_result that DecideRequest fills, in order */
 static const Oid result_column_types[RESULT_COLUMNS] = {
 	BOOLOID, INT4OID, TEXTOID, BOOLOID, BOOLOID, BOOLOID, UUIDOID, TEXTOID,
@@ -389,7 +414,6 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 	text	   *client = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
 	inet	   *ip = PG_ARGISNULL(2) ? NULL : PG_GETARG_INET_PP(2);
 	ArrayType  *required = PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3);
-	bool		caller_had_writes = TransactionIdIsValid(GetTopTransactionIdIfAny());
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	const EnforcementConfig *config;
 	const ClientPolicy *client_policy = NULL;
@@ -401,13 +425,21 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 	ArrayType  *missing = NULL;
 	bool		learned = false;
 	bool		needs_tables = false;
-	bool		stamp_last_used;
+	bool		stamp_due;
 	bool		evaluated_fully = false;
 	Datum		values[RESULT_COLUMNS];
 	bool		nulls[RESULT_COLUMNS];
 
 	/* A previous call that raised left SPI to the abort handler */
 	ResetSpiConnectionAfterError();
+
+	/*
+	 * Apply invalidations that arrived since this transaction last took a
+	 * lock: a revocation committed while the caller's transaction stays
+	 * open (a pooled connection, a prepared statement in one long READ
+	 * COMMITTED transaction) takes effect on its next call.
+	 */
+	AcceptInvalidationMessages();
 
 	memset(&decision, 0, sizeof(decision));
 	decision.client = client;
@@ -503,40 +535,41 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 		}
 	}
 
-	decision.reason = failure_texts[failure].reason;
-	decision.authorized = decision.authenticated && failure == FAILURE_NONE;
-	if (failure == FAILURE_NONE || !decision.enforced)
-	{
-		decision.allowed = true;
-		decision.status = 200;
-	}
-	else if (failure == FAILURE_POLICY_UNAVAILABLE && config->fail_open)
-	{
-		decision.allowed = true;
-		decision.status = 200;
-	}
-	else
-	{
-		decision.allowed = false;
-		decision.status = failure_texts[failure].status;
-	}
+	SetVerdict(&decision, failure, config);
 
-	/* Writes last, and only once nothing can send the call elsewhere */
-	stamp_last_used = decision.authenticated && !learned && KeyLastUsedStampDue(key);
-	if (stamp_last_used && !may_use_tables)
+	/*
+	 * Writes last, and only once nothing can send the call elsewhere.  A
+	 * transaction that cannot write (a hot standby, a read-only
+	 * transaction) logs through the writer's queue, whose writer also
+	 * stamps last use.  A request that would pass but cannot be logged at
+	 * all is answered as "API key policy unavailable" under the fail mode,
+	 * so that no setting of the caller's lets requests through unaudited; a
+	 * refusal stays the refusal it is.
+	 */
+	stamp_due = decision.authenticated && !learned && KeyLastUsedStampDue(key);
+	if (stamp_due && CanWrite() && !may_use_tables)
 	{
 		*needs_tables_why = "last_used_at is due";
 		return false;
 	}
-	if (ShouldLogDecision(&decision) &&
-		!WriteDecisionLog(&decision, learned, may_use_tables))
+	if (ShouldLogDecision(&decision))
 	{
-		*needs_tables_why = "the decision is logged by an INSERT";
-		return false;
+		LogOutcome	logged;
+
+		decision.stamp_last_used = stamp_due && !CanWrite();
+		logged = WriteDecisionLog(&decision, learned, may_use_tables);
+		if (logged == LOG_NEEDS_INSERT)
+		{
+			*needs_tables_why = "the decision is logged by an INSERT";
+			return false;
+		}
+		if (logged == LOG_IMPOSSIBLE && decision.allowed)
+			SetVerdict(&decision, FAILURE_POLICY_UNAVAILABLE, config);
+		else if (decision.stamp_last_used)
+			key->last_used_at = now;
 	}
-	if (stamp_last_used)
+	if (stamp_due && CanWrite())
 		TouchKeyLastUsed(key);
-	CommitAsynchronouslyIfAllowed(caller_had_writes, learned);
 	ResetSpiConnection();
 
 	memset(nulls, false, sizeof(nulls));

@@ -74,7 +74,6 @@ static void BuildOwnedRuleSet(OwnedRuleSet *owned, IpNet *rules, int n,
 							  MemoryContext target);
 static void CollectCidrArray(Datum array, IpNet **rules, int *n,
 							 MemoryContext target);
-static SPIPlanPtr PrepareSavedPlan(const char *sql, int nargs, Oid *argtypes);
 static void EvictOldestKey(void);
 static void FreeKeyEntry(CachedKey *entry);
 
@@ -189,18 +188,51 @@ ResetSpiConnection(void)
 	}
 }
 
-/* Prepare and keep a plan; pinned search_path makes names unambiguous */
-static SPIPlanPtr
-PrepareSavedPlan(const char *sql, int nargs, Oid *argtypes)
+/*
+ * Prepare and keep a plan.  Every name in our SQL is schema-qualified, so
+ * the caller's search_path plays no part.  Like every SPI call here, it
+ * hands the caller's memory context back: SPI leaves its own procedure
+ * context current, which SPI_finish frees at the end of the call, and what
+ * a decision allocates after a query (missing rights, a transient key
+ * entry) must outlive that.
+ */
+SPIPlanPtr
+PrepareKeptPlan(const char *sql, int nargs, const Oid *argtypes, int cursor_options)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	MemoryContext caller = CurrentMemoryContext;
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes, cursor_options);
 
 	if (plan == NULL)
 		elog(ERROR, "athena_keys: SPI_prepare failed for \"%s\": %s",
 			 sql, SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "athena_keys: SPI_keepplan failed");
+	MemoryContextSwitchTo(caller);
 	return plan;
+}
+
+/*
+ * Execute a kept plan (not read-only: our writes must see themselves) and
+ * make the caller's memory context current again; see PrepareKeptPlan.
+ */
+int
+ExecuteKeptPlan(SPIPlanPtr plan, Datum *args, const char *nulls, long count)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	int			rc = SPI_execute_plan(plan, args, nulls, false, count);
+
+	MemoryContextSwitchTo(caller);
+	return rc;
+}
+
+/* Free a kept plan, keeping the caller's memory context current */
+void
+FreeKeptPlan(SPIPlanPtr plan)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	SPI_freeplan(plan);
+	MemoryContextSwitchTo(caller);
 }
 
 /*
@@ -284,18 +316,40 @@ CollectCidrArray(Datum array, IpNet **rules, int *n, MemoryContext target)
 }
 
 /*
+ * The policy entry of a client name in config, created empty when absent;
+ * NULL for a name no rule could be stored under.
+ */
+static ClientPolicy *
+EnterClientPolicy(EnforcementConfig *config, const char *name)
+{
+	ClientPolicy *policy;
+	bool		found;
+
+	if (name == NULL || strlen(name) > CLIENT_NAME_MAX_LEN)
+		return NULL;
+	policy = hash_search(config->clients, name, HASH_ENTER, &found);
+	if (!found)
+	{
+		policy->has_override = false;
+		policy->enforce = false;
+		policy->load_slot = -1;
+		memset(&policy->blacklist, 0, sizeof(OwnedRuleSet));
+		memset(&policy->whitelist, 0, sizeof(OwnedRuleSet));
+	}
+	return policy;
+}
+
+/*
  * Read api_key_config, api_key_client_config and the global IP rules into
- * a new EnforcementConfig allocated in target.
+ * a new EnforcementConfig allocated in target.  Rule arrays are sized by a
+ * first pass over the rules, so the cache grows with the number of rules,
+ * never with clients times rules.
  */
 static EnforcementConfig *
 LoadEnforcementConfig(MemoryContext target)
 {
 	EnforcementConfig *config;
 	HASHCTL		ctl;
-	IpNet	   *black_all;
-	IpNet	   *white_all;
-	int			nblack_all = 0;
-	int			nwhite_all = 0;
 	uint64		i;
 	HASH_SEQ_STATUS seq;
 	ClientPolicy *policy;
@@ -306,28 +360,34 @@ LoadEnforcementConfig(MemoryContext target)
 		IpNet	   *white;
 		int			nwhite;
 	} PendingRules;
+	PendingRules all = {0};
 	PendingRules *pending;
 	int			npending = 0;
+	int			pending_size = 16;
+	ClientPolicy **row_policy;
+	bool	   *row_black;
+	IpNet	   *row_net;
+	bool	   *row_kept;
 
 	EnsureSpiConnected();
 	if (config_plan == NULL)
-		config_plan = PrepareSavedPlan(
+		config_plan = PrepareKeptPlan(
 			"SELECT enforce_api_keys, fail_mode = 'fail_open' FROM athena_keys.api_key_config",
-			0, NULL);
+			0, NULL, 0);
 	if (client_config_plan == NULL)
-		client_config_plan = PrepareSavedPlan(
+		client_config_plan = PrepareKeptPlan(
 			"SELECT client_name, enforce_api_keys FROM athena_keys.api_key_client_config",
-			0, NULL);
+			0, NULL, 0);
 	if (global_rules_plan == NULL)
-		global_rules_plan = PrepareSavedPlan(
+		global_rules_plan = PrepareKeptPlan(
 			"SELECT list = 'blacklist', addr, client_name FROM athena_keys.api_key_global_ip_rule",
-			0, NULL);
+			0, NULL, 0);
 
 	config = MemoryContextAllocZero(target, sizeof(EnforcementConfig));
 	config->enforce_default = true;
 	config->fail_open = false;
 
-	if (SPI_execute_plan(config_plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
+	if (ExecuteKeptPlan(config_plan, NULL, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "athena_keys: reading api_key_config failed");
 	if (SPI_processed > 0)
 	{
@@ -348,94 +408,93 @@ LoadEnforcementConfig(MemoryContext target)
 	config->clients = hash_create("athena_keys client policies", 64, &ctl,
 								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	if (SPI_execute_plan(client_config_plan, NULL, NULL, false, 0) != SPI_OK_SELECT)
+	if (ExecuteKeptPlan(client_config_plan, NULL, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "athena_keys: reading api_key_client_config failed");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		bool		isnull;
 		Datum		enforce = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-		char		keybuf[CLIENT_NAME_MAX_LEN + 1] = {0};
 
-		if (name == NULL || strlen(name) > CLIENT_NAME_MAX_LEN || isnull)
+		policy = isnull ? NULL : EnterClientPolicy(config, name);
+		if (policy == NULL)
 			continue;
-		strlcpy(keybuf, name, sizeof(keybuf));
-		policy = hash_search(config->clients, keybuf, HASH_ENTER, NULL);
 		policy->has_override = true;
 		policy->enforce = DatumGetBool(enforce);
-		policy->load_slot = -1;
-		memset(&policy->blacklist, 0, sizeof(OwnedRuleSet));
-		memset(&policy->whitelist, 0, sizeof(OwnedRuleSet));
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	if (SPI_execute_plan(global_rules_plan, NULL, NULL, false, 0) != SPI_OK_SELECT)
+	if (ExecuteKeptPlan(global_rules_plan, NULL, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "athena_keys: reading api_key_global_ip_rule failed");
 
-	/*
-	 * Rules are gathered per client into arrays sized for the worst case,
-	 * then each list is prepared into a rule set.
-	 */
-	black_all = MemoryContextAlloc(target, sizeof(IpNet) * (SPI_processed + 1));
-	white_all = MemoryContextAlloc(target, sizeof(IpNet) * (SPI_processed + 1));
-	pending = palloc0(sizeof(PendingRules) * (SPI_processed + 1));
+	/* First pass: which list each rule belongs to, and how long each list is */
+	row_policy = palloc0(sizeof(ClientPolicy *) * (SPI_processed + 1));
+	row_black = palloc0(sizeof(bool) * (SPI_processed + 1));
+	row_net = palloc0(sizeof(IpNet) * (SPI_processed + 1));
+	row_kept = palloc0(sizeof(bool) * (SPI_processed + 1));
+	pending = palloc0(sizeof(PendingRules) * pending_size);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		bool		is_black = DatumGetBool(SPI_getbinval(tuple, desc, 1, &isnull));
 		Datum		addr = SPI_getbinval(tuple, desc, 2, &isnull);
 		char	   *client = SPI_getvalue(tuple, desc, 3);
-		IpNet		net;
+		PendingRules *p = &all;
 
-		if (!IpNetFromInet(DatumGetInetPP(addr), false, &net))
+		row_black[i] = DatumGetBool(SPI_getbinval(tuple, desc, 1, &isnull));
+		if (!IpNetFromInet(DatumGetInetPP(addr), false, &row_net[i]))
 			continue;
-		if (client == NULL)
+		if (client != NULL)
 		{
-			if (is_black)
-				black_all[nblack_all++] = net;
-			else
-				white_all[nwhite_all++] = net;
-		}
-		else
-		{
-			char		keybuf[CLIENT_NAME_MAX_LEN + 1] = {0};
-			bool		found;
-			int			slot;
-			PendingRules *p;
-
-			if (strlen(client) > CLIENT_NAME_MAX_LEN)
+			policy = EnterClientPolicy(config, client);
+			if (policy == NULL)
 				continue;
-			strlcpy(keybuf, client, sizeof(keybuf));
-			policy = hash_search(config->clients, keybuf, HASH_ENTER, &found);
-			if (!found)
-			{
-				policy->has_override = false;
-				policy->enforce = false;
-				policy->load_slot = -1;
-				memset(&policy->blacklist, 0, sizeof(OwnedRuleSet));
-				memset(&policy->whitelist, 0, sizeof(OwnedRuleSet));
-			}
 			if (policy->load_slot < 0)
-				policy->load_slot = npending++;
-			slot = policy->load_slot;
-			p = &pending[slot];
-			if (p->black == NULL)
 			{
-				p->black = MemoryContextAlloc(target, sizeof(IpNet) * SPI_processed);
-				p->white = MemoryContextAlloc(target, sizeof(IpNet) * SPI_processed);
+				if (npending == pending_size)
+				{
+					pending = repalloc(pending, sizeof(PendingRules) * pending_size * 2);
+					memset(&pending[pending_size], 0, sizeof(PendingRules) * pending_size);
+					pending_size *= 2;
+				}
+				policy->load_slot = npending++;
 			}
-			if (is_black)
-				p->black[p->nblack++] = net;
-			else
-				p->white[p->nwhite++] = net;
+			row_policy[i] = policy;
+			p = &pending[policy->load_slot];
 		}
+		row_kept[i] = true;
+		if (row_black[i])
+			p->nblack++;
+		else
+			p->nwhite++;
+	}
+
+	/* Second pass: fill arrays of exactly those lengths */
+	all.black = MemoryContextAlloc(target, sizeof(IpNet) * (all.nblack + 1));
+	all.white = MemoryContextAlloc(target, sizeof(IpNet) * (all.nwhite + 1));
+	for (i = 0; i < (uint64) npending; i++)
+	{
+		pending[i].black = MemoryContextAlloc(target, sizeof(IpNet) * (pending[i].nblack + 1));
+		pending[i].white = MemoryContextAlloc(target, sizeof(IpNet) * (pending[i].nwhite + 1));
+		pending[i].nblack = pending[i].nwhite = 0;
+	}
+	all.nblack = all.nwhite = 0;
+	for (i = 0; i < SPI_processed; i++)
+	{
+		PendingRules *p = row_policy[i] ? &pending[row_policy[i]->load_slot] : &all;
+
+		if (!row_kept[i])
+			continue;
+		if (row_black[i])
+			p->black[p->nblack++] = row_net[i];
+		else
+			p->white[p->nwhite++] = row_net[i];
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	BuildOwnedRuleSet(&config->blacklist_all, black_all, nblack_all, target);
-	BuildOwnedRuleSet(&config->whitelist_all, white_all, nwhite_all, target);
+	BuildOwnedRuleSet(&config->blacklist_all, all.black, all.nblack, target);
+	BuildOwnedRuleSet(&config->whitelist_all, all.white, all.nwhite, target);
 
 	hash_seq_init(&seq, config->clients);
 	while ((policy = hash_seq_search(&seq)) != NULL)
@@ -450,6 +509,10 @@ LoadEnforcementConfig(MemoryContext target)
 						  pending[slot].nwhite, target);
 	}
 	pfree(pending);
+	pfree(row_policy);
+	pfree(row_black);
+	pfree(row_net);
+	pfree(row_kept);
 	return config;
 }
 
@@ -502,16 +565,21 @@ PeekEnforcementConfig(void)
 	return cached_config;
 }
 
-/* The policy entry for a client name, or NULL when nothing is configured */
+/*
+ * The policy entry for a client name, or NULL when nothing is configured.
+ * The hash keys are C strings compared up to their terminator, so the
+ * lookup key needs one but no zeroed tail.
+ */
 const ClientPolicy *
 LookupClientPolicy(const EnforcementConfig *config, const char *client, size_t len)
 {
-	char		keybuf[CLIENT_NAME_MAX_LEN + 1] = {0};
+	char		keybuf[CLIENT_NAME_MAX_LEN + 1];
 
 	if (client == NULL || len == 0 || len > CLIENT_NAME_MAX_LEN ||
 		memchr(client, '\0', len) != NULL)
 		return NULL;
 	memcpy(keybuf, client, len);
+	keybuf[len] = '\0';
 	return hash_search(config->clients, keybuf, HASH_FIND, NULL);
 }
 
@@ -554,7 +622,7 @@ LoadKeyRow(CachedKey *entry, MemoryContext target)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		key_plan = PrepareSavedPlan(
+		key_plan = PrepareKeptPlan(
 			"SELECT k.id, k.key_salt, k.key_hash, k.previous_key_salt, k.previous_key_hash, "
 			"       k.previous_valid_until, k.is_active, k.expires_at, k.client_name, "
 			"       k.virgin_mode AND NOT k.virgin_resolved, k.last_used_at, "
@@ -565,11 +633,11 @@ LoadKeyRow(CachedKey *entry, MemoryContext target)
 			"       ARRAY(SELECT r.addr FROM athena_keys.api_key_ip_rule r "
 			"              WHERE r.api_key_id = k.id AND r.list = 'blacklist') "
 			"  FROM athena_keys.api_key k WHERE k.public_id = $1",
-			1, argtypes);
+			1, argtypes, 0);
 	}
 
 	arg = CStringGetTextDatum(entry->public_id);
-	if (SPI_execute_plan(key_plan, &arg, NULL, false, 1) != SPI_OK_SELECT)
+	if (ExecuteKeptPlan(key_plan, &arg, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "athena_keys: reading api_key failed");
 
 	entry->exists = SPI_processed > 0;

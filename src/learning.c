@@ -14,6 +14,8 @@
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 
 static SPIPlanPtr learn_plan = NULL;
 
@@ -41,33 +43,23 @@ InetDatumFromIpNet(const IpNet *net)
 	return InetPGetDatum(value);
 }
 
-/*
- * Record one observation for a learning key, locking it in when a
- * threshold is reached.  Returns LEARNING_UNAVAILABLE without touching
- * anything when this transaction cannot write.
- */
-LearningOutcome
-RecordLearningObservation(const pg_uuid_t *key_id, const IpNet *host)
+/* Run athena_keys._learn for one observation; raises on any failure */
+static LearningOutcome
+RunLearningCall(const pg_uuid_t *key_id, const IpNet *host)
 {
 	Datum		args[2];
 	char	   *outcome;
 
-	if (!CanWrite())
-		return LEARNING_UNAVAILABLE;
-
-	EnsureSpiConnected();
 	if (learn_plan == NULL)
 	{
 		Oid			argtypes[2] = {UUIDOID, INETOID};
 
-		learn_plan = SPI_prepare("SELECT athena_keys._learn($1, $2)", 2, argtypes);
-		if (learn_plan == NULL || SPI_keepplan(learn_plan) != 0)
-			elog(ERROR, "athena_keys: preparing the learning call failed");
+		learn_plan = PrepareKeptPlan("SELECT athena_keys._learn($1, $2)", 2, argtypes, 0);
 	}
 
 	args[0] = UUIDPGetDatum(key_id);
 	args[1] = InetDatumFromIpNet(host);
-	if (SPI_execute_plan(learn_plan, args, NULL, false, 1) != SPI_OK_SELECT ||
+	if (ExecuteKeptPlan(learn_plan, args, NULL, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "athena_keys: the learning call failed");
 
@@ -85,4 +77,72 @@ RecordLearningObservation(const pg_uuid_t *key_id, const IpNet *host)
 	if (strcmp(outcome, "not_whitelisted") == 0)
 		return LEARNING_RESOLVED_NOT_WHITELISTED;
 	return LEARNING_NOT_LEARNING;
+}
+
+/*
+ * Whether an error raised while learning is the caller's own limit (a
+ * cancel, statement_timeout or lock_timeout), which ends the statement as
+ * it would anywhere else, rather than a fault of the learning write.
+ */
+static bool
+IsCallersOwnLimit(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+}
+
+/*
+ * Record one observation for a learning key, locking it in when a
+ * threshold is reached.  Returns LEARNING_UNAVAILABLE without touching
+ * anything when this transaction cannot write.  The write runs in a
+ * subtransaction: whatever fails inside it (a restored database's stale
+ * sequence, a constraint, a serialization failure) is rolled back and
+ * becomes LEARNING_UNAVAILABLE, a verdict under the fail mode, with a
+ * warning in the server log, because the call must answer rather than
+ * raise.  Only the caller's own cancel and timeouts propagate.
+ */
+LearningOutcome
+RecordLearningObservation(const pg_uuid_t *key_id, const IpNet *host)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile LearningOutcome outcome = LEARNING_UNAVAILABLE;
+
+	if (!CanWrite())
+		return LEARNING_UNAVAILABLE;
+
+	/* Connected outside the subtransaction, so that its abort keeps SPI */
+	EnsureSpiConnected();
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		outcome = RunLearningCall(key_id, host);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+		if (IsCallersOwnLimit(edata->sqlerrcode))
+			ReThrowError(edata);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("athena_keys could not record a learning observation: %s",
+						edata->message),
+				 errdetail("The request was answered as \"API key policy unavailable\" under the fail mode."),
+				 errhint("Fix the cause above; the key learns again from its next request.")));
+		FreeErrorData(edata);
+		outcome = LEARNING_UNAVAILABLE;
+	}
+	PG_END_TRY();
+	return outcome;
 }

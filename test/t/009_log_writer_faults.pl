@@ -1,0 +1,135 @@
+# The async log writer under faults.  A crash of any backend costs one
+# recovery, never a crash-restart loop, and queued decisions resume through
+# a fresh writer; forced database drops and terminated writers never leak a
+# queue slot; a read-only transaction's decisions are queued like a
+# standby's, and their writer stamps last use.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use IPC::Run;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('writer_faults');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'athena_keys'
+athena_keys.log_durability = 'async'
+athena_keys.async_flush_interval = '100ms'
+max_worker_processes = 16
+restart_after_crash = on
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
+my ($key, $key_id) = split /\|/, $node->safe_psql('postgres',
+	q{SELECT api_key || '|' || id FROM athena_keys.athena_create_key('faults')});
+
+my $writer_of = sub {
+	my ($db) = @_;
+	return "SELECT count(*) = 1 FROM pg_stat_activity"
+	  . " WHERE backend_type = 'athena_keys log writer' AND datname = '$db'";
+};
+
+########################################################################
+# A read-only transaction on the primary: the decision is queued (never
+# dropped), the writer inserts it and stamps last_used_at.
+########################################################################
+is( $node->safe_psql('postgres', qq{
+		BEGIN READ ONLY;
+		SELECT allowed, status FROM athena_keys.athena_authenticate('$key', 'read-only', '10.0.0.1', NULL);
+		COMMIT;}),
+	't|200', 'a read-only transaction gets its verdict');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'read-only'"),
+	'its decision reaches the log through the writer');
+ok( $node->poll_query_until('postgres',
+		"SELECT last_used_at IS NOT NULL FROM athena_keys.api_key WHERE id = '$key_id'"),
+	'and the writer stamps last_used_at for it');
+is( $node->safe_psql('postgres', qq{
+		SET default_transaction_read_only = on;
+		SELECT allowed FROM athena_keys.athena_authenticate('garbage', 'read-only-2', '10.0.0.1', NULL);}),
+	'f', 'default_transaction_read_only: a bad key is still refused');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'read-only-2'"),
+	'and logged');
+
+########################################################################
+# kill -9 of an unrelated backend while the writer runs: one crash cycle,
+# then connections are accepted and async decisions are logged again.
+########################################################################
+my $dir = PostgreSQL::Test::Utils::tempdir;
+open(my $fh, '>', "$dir/auth.sql") or die;
+print $fh "SELECT allowed FROM athena_keys.athena_authenticate('$key', 'traffic', '10.0.0.1', NULL);\n";
+close $fh;
+my ($out, $err) = ('', '');
+my $pgbench = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '2', '-T', '20', '-f', "$dir/auth.sql", $node->connstr('postgres') ],
+	'>', \$out, '2>', \$err);
+ok($node->poll_query_until('postgres', $writer_of->('postgres')), 'the writer runs under async traffic');
+
+my $log_offset = -s $node->logfile;
+my $victim = $node->background_psql('postgres');
+my $victim_pid = $victim->query_safe('SELECT pg_backend_pid()');
+kill 'KILL', $victim_pid;
+
+my $back = 0;
+for (1 .. 300)
+{
+	my ($rc) = $node->psql('postgres', 'SELECT 1', on_error_stop => 0);
+	if (defined $rc && $rc == 0) { $back = 1; last; }
+	select(undef, undef, undef, 0.1);
+}
+ok($back, 'the server accepts connections again within 30 s of the crash');
+$pgbench->kill_kill;
+eval { $victim->quit; };
+
+# Long enough for a restarted writer to crash again, several times over.
+sleep 5;
+my $log = slurp_file($node->logfile, $log_offset);
+my $cycles = () = $log =~ /all server processes terminated; reinitializing/g;
+is($cycles, 1, 'exactly one crash cycle');
+unlike($log, qr/terminated by signal 11/, 'no segmentation fault');
+is( $node->safe_psql('postgres',
+		"SELECT allowed FROM athena_keys.athena_authenticate('$key', 'after-crash', '10.0.0.1', NULL)"),
+	't', 'authentication works after recovery');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'after-crash'"),
+	'queued decisions resume through a fresh writer');
+
+########################################################################
+# Nine forced drops of databases whose writer runs: the queue has 8 slots,
+# and every one is given back, so the next database still gets a writer.
+########################################################################
+for my $i (1 .. 9)
+{
+	$node->safe_psql('postgres', "CREATE DATABASE drop$i");
+	$node->safe_psql("drop$i", 'CREATE EXTENSION athena_keys');
+	my $k = $node->safe_psql("drop$i", q{SELECT api_key FROM athena_keys.athena_create_key('d')});
+	$node->safe_psql("drop$i", "SELECT athena_keys.athena_authenticate('$k', 'd', '10.0.0.1', NULL)");
+	$node->poll_query_until('postgres', $writer_of->("drop$i"))
+	  or diag("no writer appeared for drop$i");
+	$node->safe_psql('postgres', "DROP DATABASE drop$i WITH (FORCE)");
+}
+$node->safe_psql('postgres', 'CREATE DATABASE survivor');
+$node->safe_psql('survivor', 'CREATE EXTENSION athena_keys');
+my $k = $node->safe_psql('survivor', q{SELECT api_key FROM athena_keys.athena_create_key('s')});
+$node->safe_psql('survivor', "SELECT athena_keys.athena_authenticate('$k', 'survivor', '10.0.0.1', NULL)");
+ok($node->poll_query_until('postgres', $writer_of->('survivor')),
+	'after nine forced drops a new database still gets a log writer');
+ok( $node->poll_query_until('survivor',
+		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'survivor'"),
+	'and its decisions are logged by it');
+
+# A terminated writer gives its slot back too; the next call starts another.
+$node->safe_psql('postgres', q{
+	SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	 WHERE backend_type = 'athena_keys log writer' AND datname = 'survivor'});
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'athena_keys log writer' AND datname = 'survivor'");
+$node->safe_psql('survivor', "SELECT athena_keys.athena_authenticate('$k', 'survivor-2', '10.0.0.1', NULL)");
+ok( $node->poll_query_until('survivor',
+		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'survivor-2'"),
+	'a terminated writer is replaced by the next call');
+
+$node->stop;
+done_testing();
