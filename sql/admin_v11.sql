@@ -170,26 +170,28 @@ SELECT * FROM pg_temp.try(format('SELECT athena_keys.athena_rename_key(%L, ''bac
 
 -- athena_record_decisions: decisions shipped from a hot standby.
 SELECT id AS shipped_id FROM athena_keys.athena_create_key('shipped') \gset
+-- Shipped rows must be recent (1.3 validates created_at), so times are relative to now.
+SELECT date_trunc('second', now()) - interval '1 hour' AS t0 \gset
 SELECT athena_keys.athena_record_decisions(jsonb_build_array(
-  jsonb_build_object('created_at', '2026-01-02 03:04:05+00', 'api_key_id', :'shipped_id',
+  jsonb_build_object('created_at', :'t0'::timestamptz + interval '5 s', 'api_key_id', :'shipped_id',
                      'api_key_public_id', 'abcdef0123456789', 'client_name', 'edge',
                      'remote_addr', '10.9.8.7', 'required_rights', '["users.read"]'::jsonb,
                      'granted_rights', '[]'::jsonb, 'missing_rights', '[]'::jsonb,
                      'authenticated', true, 'authorized', true, 'enforced', true,
                      'allowed', true, 'status', 200, 'failure_reason', NULL, 'locked_in', false),
-  jsonb_build_object('created_at', '2026-01-02 03:04:06+00', 'client_name', 'edge',
+  jsonb_build_object('created_at', :'t0'::timestamptz + interval '6 s', 'client_name', 'edge',
                      'authenticated', false, 'authorized', false, 'enforced', true,
                      'allowed', false, 'status', 401, 'failure_reason', 'Invalid API key'),
-  jsonb_build_object('created_at', '2026-01-02 03:04:07+00', 'client_name', 'forged',
+  jsonb_build_object('created_at', :'t0'::timestamptz + interval '7 s', 'client_name', 'forged',
                      'authenticated', true, 'authorized', true, 'enforced', true,
                      'allowed', true, 'status', 200, 'failure_reason', 'Welcome'),
-  jsonb_build_object('created_at', '2026-01-02 03:04:08+00', 'client_name', 'forged',
+  jsonb_build_object('created_at', :'t0'::timestamptz + interval '8 s', 'client_name', 'forged',
                      'authenticated', true, 'authorized', true, 'enforced', true,
                      'allowed', true, 'status', 302))) AS appended;
 SELECT client_name, api_key_id = :'shipped_id' AS same_key, remote_addr, required_rights,
-       status, failure_reason, created_at = '2026-01-02 03:04:05+00' AS kept_time
+       status, failure_reason, created_at = :'t0'::timestamptz + interval '5 s' AS kept_time
   FROM athena_keys.api_key_auth_log WHERE client_name IN ('edge', 'forged') ORDER BY created_at;
-SELECT last_used_at = '2026-01-02 03:04:05+00' AS last_use_stamped
+SELECT last_used_at = :'t0'::timestamptz + interval '5 s' AS last_use_stamped
   FROM athena_keys.api_key WHERE id = :'shipped_id';
 SELECT athena_keys.athena_record_decisions('[]') AS appended_nothing;
 SELECT * FROM pg_temp.try('SELECT athena_keys.athena_record_decisions(''{"a": 1}'')');

@@ -565,8 +565,8 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 		}
 		if (logged == LOG_IMPOSSIBLE && decision.allowed)
 			SetVerdict(&decision, FAILURE_POLICY_UNAVAILABLE, config);
-		else if (decision.stamp_last_used)
-			key->last_used_at = now;
+		else if (logged == LOG_DONE && decision.stamp_last_used)
+			key->last_used_at = now;	/* the writer stamps it */
 	}
 	if (stamp_due && CanWrite())
 		TouchKeyLastUsed(key);

@@ -13,7 +13,7 @@
 #   sudo bash test/bench/run_bench.sh
 #   sudo BENCH_SECONDS=3 bash test/bench/run_bench.sh     # smoke run
 # Knobs (environment): BENCH_SECONDS (15), BENCH_CLIENTS (8), BENCH_THREADS (2),
-# BENCH_KEYS (1000000), BENCH_LOG_ROWS (10000000), BENCH_IP_RULES (10000),
+# BENCH_KEYS (1000000), BENCH_LOG_ROWS (10000000), BENCH_IP_RULES (10000), BENCH_CLIENT_RULES (2000),
 # BENCH_PORT (54340), BENCH_PRELOAD (1: athena_keys in shared_preload_libraries,
 # the recommended deployment; 0: loaded on first use), KEEP=1 (leave the server
 # and work directory behind).
@@ -27,6 +27,7 @@ THREADS=${BENCH_THREADS:-2}
 N_KEYS=${BENCH_KEYS:-1000000}
 N_LOG=${BENCH_LOG_ROWS:-10000000}
 N_RULES=${BENCH_IP_RULES:-10000}
+N_CLIENT_RULES=${BENCH_CLIENT_RULES:-2000}
 PORT=${BENCH_PORT:-54340}
 ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_SECONDS=$(( SECONDS_PER / ROUNDS )); [ "$ROUND_SECONDS" -ge 1 ] || ROUND_SECONDS=1
@@ -364,7 +365,7 @@ q "CHECKPOINT" >/dev/null
 sync
 echo "   loaded in $(( $(date +%s) - t0 )) s: $(PGDATABASE=bench_large q "SELECT count(*) FROM athena_keys.api_key") keys, $(PGDATABASE=bench_large q "SELECT pg_size_pretty(pg_total_relation_size('athena_keys.api_key'))") key table, $(PGDATABASE=bench_large q "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits WHERE inhparent = 'athena_keys.api_key_auth_log'::regclass") auth log"
 
-echo "== database bench_rules: $N_RULES global blacklist entries and a $N_RULES-entry whitelist"
+echo "== database bench_rules: $N_RULES global blacklist entries, $N_CLIENT_RULES client-scoped ones, and a $N_RULES-entry whitelist"
 q "CREATE DATABASE bench_rules" >/dev/null
 setup_database bench_rules
 read -r RULES_KEY RULES_ID <<<"$(create_key bench_rules bench-happy)"
@@ -373,6 +374,11 @@ PGDATABASE=bench_rules "${PSQL[@]}" <<SQL
 INSERT INTO athena_keys.api_key_global_ip_rule (list, addr, label)
 SELECT 'blacklist', format('%s.%s.%s.0/24', 11 + g / 65536, (g / 256) % 256, g % 256)::cidr, 'bench'
   FROM generate_series(0, $N_RULES - 1) g;
+-- Client-scoped global blacklist entries, one per client (12.0.0.0/8 ..): the config
+-- cache must stay O(rules) with many clients.
+INSERT INTO athena_keys.api_key_global_ip_rule (list, addr, client_name, label)
+SELECT 'blacklist', format('12.%s.%s.0/24', g / 256, g % 256)::cidr, 'tenant-' || g, 'bench'
+  FROM generate_series(1, $N_CLIENT_RULES) g;
 -- Per-key whitelist entries beyond the first 100 (10.0/16 .. 10.99/16): /24s elsewhere.
 INSERT INTO athena_keys.api_key_ip_rule (api_key_id, list, addr, label)
 SELECT '$RULES_ID', 'whitelist', format('%s.%s.%s.0/24', 120 + g / 65536, (g / 256) % 256, g % 256)::cidr, 'bench'
@@ -385,7 +391,7 @@ echo "   $(PGDATABASE=bench_rules q "SELECT count(*) FROM athena_keys.api_key_gl
 scenario happy2 "happy path, durable (small tables, again)" gateway "" "$HAPPY_VARS"
 scenario large "happy path, $HK keys + $HL log rows" gateway "" \
   "$(request_vars "$LARGE_KEY" web "$CALLER_IP" users.read)" bench_large
-scenario rules10k "happy path, $HR IP rules" gateway "" \
+scenario rules10k "happy path, $HR IP rules + $N_CLIENT_RULES client-scoped" gateway "" \
   "$(request_vars "$RULES_KEY" web "$CALLER_IP" users.read)" bench_rules
 scenario random_key "random key of $HK per call (info)" random_key "" "" bench_large
 check happy2 200 ""

@@ -72,5 +72,44 @@ is($restored_verdicts, $source_verdicts, 'every key gives the same verdicts afte
 like($source_verdicts, qr/^bound,web,10\.1\.2\.3,t,200,,f$/m, 'the matrix includes successes');
 like($source_verdicts, qr/IP not allowed/, 'and failures');
 
+# The identity sequences behind the IP rule ids are dumped with their
+# position (issue 12, item 4): without it the restored sequences start at 1
+# again and every new rule collides with a restored one.
+my ($dump_sql) = run_command([ 'pg_restore', '-f', '-', $dump ]);
+like($dump_sql, qr/setval\('athena_keys\.api_key_ip_rule_id_seq', [1-9][0-9]*, true\)/,
+	'the dump sets the per-key rule sequence');
+like($dump_sql, qr/setval\('athena_keys\.api_key_global_ip_rule_id_seq', [1-9][0-9]*, true\)/,
+	'the dump sets the global rule sequence');
+
+# In the restored database: new rules, a key with IP lists, and a learning
+# key driven to lock-in (which writes per-key whitelist rows).
+is($node->psql('restored', q{
+	SELECT athena_keys.athena_add_ip_rule('blacklist', '198.51.100.0/24');
+	SELECT athena_keys.athena_add_ip_rule('whitelist', '10.9.0.0/16', client_name => 'partner');
+	SELECT athena_keys.athena_add_ip_rule('blacklist', '10.77.0.0/16', key_id => id)
+	  FROM athena_keys.api_key WHERE name = 'wild';
+}), 0, 'athena_add_ip_rule adds global and per-key rules after restore');
+is($node->psql('restored', q{
+	INSERT INTO plaintext SELECT 'lists', api_key FROM athena_keys.athena_create_key('lists',
+		ip_whitelist => ARRAY['10.20.0.0/16', '10.21.0.0/16']::cidr[],
+		ip_blacklist => ARRAY['10.20.9.0/24']::cidr[]);
+}), 0, 'athena_create_key with IP lists works after restore');
+is($node->safe_psql('restored', q{
+	SELECT string_agg(concat(r.ip, ',', a.status, ',', a.reason), ';' ORDER BY r.ip)
+	  FROM plaintext p, (VALUES ('10.20.1.1'::inet), ('10.20.9.1'), ('10.22.0.1')) r(ip),
+	       LATERAL athena_keys.athena_authenticate(p.api_key, NULL, r.ip, NULL) a
+	 WHERE p.name = 'lists'}),
+	'10.20.1.1,200,;10.20.9.1,403,IP blocked;10.22.0.1,403,IP not allowed',
+	'the new key\'s lists are enforced');
+is($node->safe_psql('restored', q{
+	SELECT count(*) FILTER (WHERE a.locked_in), count(*) FILTER (WHERE a.allowed)
+	  FROM plaintext p, generate_series(1, 60) g,
+	       LATERAL athena_keys.athena_authenticate(p.api_key, NULL, ('192.0.2.' || (g % 3 + 1))::inet, NULL) a
+	 WHERE p.name = 'learning'}),
+	'1|60', 'a learning key restored mid-learning locks in once, and every call is allowed');
+is($node->safe_psql('restored', q{
+	SELECT concat_ws(',', state, whitelist_size) FROM athena_keys.athena_key_status WHERE name = 'learning'}),
+	'locked,3', 'the restored learning key is locked to the addresses it saw');
+
 $node->stop;
 done_testing();

@@ -1,10 +1,13 @@
-# Extension upgrade 1.0 -> 1.2 (through 1.1).  A database installed at 1.0
+# Extension upgrade 1.0 -> 1.3 (through 1.1 and 1.2), and 1.2 -> 1.3.  A database installed at 1.0
 # and filled (keys of every kind, learning and locked keys, rules, rights,
 # client config, fail mode, admin and gateway roles) gives the same verdicts
 # with the current library before and after ALTER EXTENSION athena_keys
 # UPDATE, on the cached path too, its catalog is the same as a fresh
 # install's, the 1.1 functions work, and a role made an admin under 1.0 can
 # call them — also after a pg_dump / pg_restore of the upgraded database.
+# A database installed at 1.2 and updated to 1.3 keeps its verdicts and
+# ends with a fresh install's catalog too (triggers compared with their
+# ENABLE state, configuration tables and sequences included).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -23,6 +26,7 @@ $node->safe_psql('postgres', q{
 	CREATE ROLE ak_gateway NOLOGIN;
 	CREATE DATABASE upgraded;
 	CREATE DATABASE fresh;
+	CREATE DATABASE from12;
 });
 
 ########################################################################
@@ -124,14 +128,15 @@ like($verdicts_before, qr/^bogus,legacy,10\.66\.1\.1,users\.read,t,200,Invalid A
 ########################################################################
 is($node->safe_psql('upgraded', q{SELECT string_agg(source || '>' || target || ':' || path, ' ' ORDER BY target)
 	FROM pg_extension_update_paths('athena_keys') WHERE path IS NOT NULL AND source = '1.0'}),
-	'1.0>1.1:1.0--1.1 1.0>1.2:1.0--1.1--1.2', 'there are update paths from 1.0 to 1.1 and 1.2');
+	'1.0>1.1:1.0--1.1 1.0>1.2:1.0--1.1--1.2 1.0>1.3:1.0--1.1--1.2--1.3',
+	'there are update paths from 1.0 to 1.1, 1.2 and 1.3');
 # A 1.0 database (athena_authenticate itself SECURITY DEFINER, no twin)
 # served by the current library decides alike on the cached path.
 is($node->safe_psql('upgraded', "SET athena_keys.log_decisions = none; $verdicts"), $verdicts_before,
 	'before the upgrade, the current library gives the same verdicts from its caches');
 $node->safe_psql('upgraded', 'ALTER EXTENSION athena_keys UPDATE');
 is($node->safe_psql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.2', 'upgraded to 1.2');
+	'1.3', 'upgraded to 1.3');
 is($node->safe_psql('upgraded', $state), $state_before, 'configuration, catalog rows, rules and key state are unchanged');
 is($node->safe_psql('upgraded', $verdicts), $verdicts_before, 'every key gives the same verdicts after the upgrade');
 is($node->safe_psql('upgraded', "SET athena_keys.log_decisions = none; $verdicts"), $verdicts_before,
@@ -187,7 +192,7 @@ isnt($gateway_try, 0, 'the gateway role cannot call athena_rename_key');
 ########################################################################
 $node->safe_psql('fresh', 'CREATE EXTENSION athena_keys');
 is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.2', 'a fresh install is at 1.2');
+	'1.3', 'a fresh install is at 1.3');
 
 # Daily auth log partitions (and their indexes) are named after the day they
 # were created on; they are left out of the comparison.
@@ -239,7 +244,8 @@ my %catalog = (
 		  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class tc ON tc.oid = i.indrelid
 		 WHERE tc.relnamespace = 'athena_keys'::regnamespace AND tc.relname !~ $not_daily},
 	'triggers' => q{
-		SELECT string_agg(pg_get_triggerdef(t.oid), E'\n' ORDER BY c.relname COLLATE "C", t.tgname COLLATE "C")
+		SELECT string_agg(pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text, E'\n'
+		                  ORDER BY c.relname COLLATE "C", t.tgname COLLATE "C")
 		  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
 		 WHERE c.relnamespace = 'athena_keys'::regnamespace AND NOT t.tgisinternal},
 	'views' => q{
@@ -286,11 +292,52 @@ my %catalog = (
 	'native rights' => q{
 		SELECT string_agg(concat_ws(',', name, description), E'\n' ORDER BY name) FROM athena_keys.api_key_right WHERE native},
 );
+########################################################################
+# 1.2 -> 1.3: a database installed at 1.2, with keys (IP lists, learning),
+# rules and an admin role, updated in place.
+########################################################################
+$node->safe_psql('from12', q{CREATE EXTENSION athena_keys VERSION '1.2'});
+$node->safe_psql('from12', q{
+	SELECT athena_keys.athena_grant_admin_role('ak_ops');
+	CREATE TABLE plaintext (name text PRIMARY KEY, api_key text);
+	INSERT INTO plaintext SELECT 'lists', api_key FROM athena_keys.athena_create_key('lists',
+		rights => ARRAY['gateway.read'], ip_whitelist => ARRAY['10.0.0.0/8']::cidr[],
+		ip_blacklist => ARRAY['10.66.0.0/16']::cidr[]);
+	INSERT INTO plaintext SELECT 'learning', api_key FROM athena_keys.athena_create_key('learning',
+		virgin_mode => true, virgin_until_n_requests => 50);
+	INSERT INTO plaintext SELECT 'off', api_key FROM athena_keys.athena_create_key('off', rights => ARRAY['*']);
+	SELECT athena_keys.athena_set_key_active(id, false) FROM athena_keys.api_key WHERE name = 'off';
+	SELECT athena_keys.athena_authenticate(api_key, NULL, '192.0.2.1', NULL) FROM plaintext WHERE name = 'learning';
+	SELECT athena_keys.athena_add_ip_rule('blacklist', '203.0.113.0/24');
+});
+my $verdicts12 = q{
+	BEGIN;
+	SELECT string_agg(concat(p.name, ',', r.ip, ',', a.allowed, ',', a.status, ',', a.reason), E'\n'
+	                  ORDER BY p.name, r.ip)
+	  FROM plaintext p, (VALUES ('10.1.2.3'::inet), ('10.66.0.1'), ('203.0.113.5'), ('192.0.2.9')) AS r(ip),
+	       LATERAL athena_keys.athena_authenticate(p.api_key, NULL, r.ip, ARRAY['gateway.read']) a;
+	ROLLBACK;
+};
+my $verdicts12_before = $node->safe_psql('from12', $verdicts12);
+like($verdicts12_before, qr/^lists,10\.66\.0\.1,f,403,IP blocked$/m, '1.2 database: the matrix includes refusals');
+$node->safe_psql('from12', q{ALTER EXTENSION athena_keys UPDATE TO '1.3'});
+is($node->safe_psql('from12', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
+	'1.3', 'the 1.2 database is updated to 1.3');
+is($node->safe_psql('from12', $verdicts12), $verdicts12_before, 'and gives the same verdicts');
+$node->safe_psql('from12', q{
+	SELECT athena_keys.athena_add_ip_rule('whitelist', '10.1.0.0/16', key_id => id) FROM athena_keys.api_key WHERE name = 'lists'});
+is($node->safe_psql('from12', q{SELECT count(*) FROM athena_keys.api_key_ip_rule}), '3', 'rules can be added after the update');
+is($node->safe_psql('from12', q{
+	SELECT has_function_privilege('ak_ops', 'athena_keys.athena_record_decisions(jsonb)', 'EXECUTE')}),
+	't', 'an admin role granted before 1.3 keeps what it was granted (1.3 only stops new grants)');
+
 for my $what (sort keys %catalog) {
 	my $fresh = $node->safe_psql('fresh', $catalog{$what});
 	my $upgraded = $node->safe_psql('upgraded', $catalog{$what});
 	isnt($fresh, '', "catalog: $what is not empty");
 	is($upgraded, $fresh, "catalog: $what of the upgraded database equals a fresh install's");
+	is($node->safe_psql('from12', $catalog{$what}), $fresh,
+		"catalog: $what of the database updated from 1.2 equals a fresh install's");
 }
 like($node->safe_psql('fresh', $catalog{'extension members'}), qr/^function athena_keys\.athena_set_key_rights\(uuid,text\[\]\)$/m,
 	'the member list includes the 1.1 functions');
@@ -306,7 +353,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE restored');
 $node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
 	'pg_restore into a fresh database succeeds');
 is($node->safe_psql('restored', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.2', 'the restored database is at 1.2');
+	'1.3', 'the restored database is at 1.3');
 is($node->safe_psql('restored', $verdicts), $verdicts_after, 'every key gives the same verdicts after restore');
 is($node->safe_psql('restored', q{
 	SELECT string_agg(concat_ws(':', r, has_function_privilege(r, 'athena_keys.athena_set_key_rights(uuid, text[])', 'EXECUTE'),

@@ -97,8 +97,10 @@ ok( $node->poll_query_until('postgres',
 	'queued decisions resume through a fresh writer');
 
 ########################################################################
-# Nine forced drops of databases whose writer runs: the queue has 8 slots,
-# and every one is given back, so the next database still gets a writer.
+# Nine databases whose writer is stopped by SIGTERM (pg_terminate_backend,
+# as DROP DATABASE ... WITH (FORCE) does to a busy writer) and which are
+# then dropped: the queue has 8 slots, and every one is given back, so the
+# next database still gets a writer.
 ########################################################################
 for my $i (1 .. 9)
 {
@@ -108,6 +110,11 @@ for my $i (1 .. 9)
 	$node->safe_psql("drop$i", "SELECT athena_keys.athena_authenticate('$k', 'd', '10.0.0.1', NULL)");
 	$node->poll_query_until('postgres', $writer_of->("drop$i"))
 	  or diag("no writer appeared for drop$i");
+	$node->safe_psql('postgres', qq{
+		SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		 WHERE backend_type = 'athena_keys log writer' AND datname = 'drop$i'});
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = 'drop$i'");
 	$node->safe_psql('postgres', "DROP DATABASE drop$i WITH (FORCE)");
 }
 $node->safe_psql('postgres', 'CREATE DATABASE survivor');
@@ -115,7 +122,7 @@ $node->safe_psql('survivor', 'CREATE EXTENSION athena_keys');
 my $k = $node->safe_psql('survivor', q{SELECT api_key FROM athena_keys.athena_create_key('s')});
 $node->safe_psql('survivor', "SELECT athena_keys.athena_authenticate('$k', 'survivor', '10.0.0.1', NULL)");
 ok($node->poll_query_until('postgres', $writer_of->('survivor')),
-	'after nine forced drops a new database still gets a log writer');
+	'after nine terminated writers and dropped databases a new database still gets a log writer');
 ok( $node->poll_query_until('survivor',
 		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'survivor'"),
 	'and its decisions are logged by it');
