@@ -510,3 +510,37 @@ BEGIN
 END
 $$;
 SELECT athena_keys.athena_maintain_auth_log(7);
+
+--------------------------------------------------------------------------
+-- The invalidation triggers stay ENABLE ALWAYS.  ALTER TABLE ... ENABLE
+-- TRIGGER ALL (which pg_restore --disable-triggers issues after loading a
+-- table, and operators type) makes them ordinary triggers again, which the
+-- replica role skips; this event trigger puts them back at the end of every
+-- ALTER TABLE.  It acts only on tables the current user may alter, so
+-- nobody else's ALTER TABLE can fail because of it.
+--------------------------------------------------------------------------
+
+CREATE FUNCTION athena_keys._keep_invalidation_triggers_always() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t record;
+BEGIN
+	FOR t IN
+		SELECT tg.tgrelid::regclass AS rel, tg.tgname
+		  FROM pg_catalog.pg_trigger tg
+		  JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+		 WHERE tg.tgfoid = 'athena_keys._invalidate_caches()'::regprocedure
+		   AND tg.tgenabled <> 'A'
+		   AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+	LOOP
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', t.rel, t.tgname);
+	END LOOP;
+END
+$$;
+
+REVOKE ALL ON FUNCTION athena_keys._keep_invalidation_triggers_always() FROM PUBLIC;
+
+CREATE EVENT TRIGGER athena_keys_invalidation_triggers_always ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION athena_keys._keep_invalidation_triggers_always();
+ALTER EVENT TRIGGER athena_keys_invalidation_triggers_always ENABLE ALWAYS;
