@@ -285,7 +285,9 @@ DECLARE
 	t regclass;
 BEGIN
 	FOREACH t IN ARRAY tables LOOP
-		EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', t);
+		-- ONLY: the log's LOCK would otherwise recurse into every partition,
+		-- today's included, where autovacuum's lock would fail every attempt.
+		EXECUTE format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', t);
 	END LOOP;
 END
 $$;
@@ -326,8 +328,12 @@ AS $$
 -- Every partition of the log with its real bounds, read back from
 -- pg_get_expr under the pinned settings (so the text parses exactly as it
 -- was printed), and whether the extension owns it.  The default partition
--- and MINVALUE/MAXVALUE bounds come out with NULL bounds.
-SELECT c.oid::regclass, b[1]::timestamptz, b[2]::timestamptz,
+-- is left out; a MINVALUE or MAXVALUE bound comes out as -infinity or
+-- infinity, so that such a partition overlaps what it covers and is never
+-- dropped while it may hold young rows.
+SELECT c.oid::regclass,
+       CASE WHEN b[1] = 'MINVALUE' THEN '-infinity'::timestamptz ELSE trim(both  from b[1])::timestamptz END,
+       CASE WHEN b[2] = 'MAXVALUE' THEN 'infinity'::timestamptz ELSE trim(both  from b[2])::timestamptz END,
        EXISTS (SELECT 1 FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                   AND d.refclassid = 'pg_extension'::regclass AND e.extname = 'athena_keys'
@@ -335,8 +341,9 @@ SELECT c.oid::regclass, b[1]::timestamptz, b[2]::timestamptz,
   FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid
   LEFT JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
-                                 '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') AS b ON true
+                                 '^FOR VALUES FROM \((MINVALUE|''[^'']+'')\) TO \((MAXVALUE|''[^'']+'')\)$') AS b ON true
  WHERE i.inhparent = 'athena_keys.api_key_auth_log'::regclass
+   AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
 $$;
 
 CREATE OR REPLACE FUNCTION athena_keys._create_auth_log_partition(day date) RETURNS boolean
@@ -503,3 +510,37 @@ BEGIN
 END
 $$;
 SELECT athena_keys.athena_maintain_auth_log(7);
+
+--------------------------------------------------------------------------
+-- The invalidation triggers stay ENABLE ALWAYS.  ALTER TABLE ... ENABLE
+-- TRIGGER ALL (which pg_restore --disable-triggers issues after loading a
+-- table, and operators type) makes them ordinary triggers again, which the
+-- replica role skips; this event trigger puts them back at the end of every
+-- ALTER TABLE.  It acts only on tables the current user may alter, so
+-- nobody else's ALTER TABLE can fail because of it.
+--------------------------------------------------------------------------
+
+CREATE FUNCTION athena_keys._keep_invalidation_triggers_always() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t record;
+BEGIN
+	FOR t IN
+		SELECT tg.tgrelid::regclass AS rel, tg.tgname
+		  FROM pg_catalog.pg_trigger tg
+		  JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+		 WHERE tg.tgfoid = 'athena_keys._invalidate_caches()'::regprocedure
+		   AND tg.tgenabled <> 'A'
+		   AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+	LOOP
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', t.rel, t.tgname);
+	END LOOP;
+END
+$$;
+
+REVOKE ALL ON FUNCTION athena_keys._keep_invalidation_triggers_always() FROM PUBLIC;
+
+CREATE EVENT TRIGGER athena_keys_invalidation_triggers_always ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION athena_keys._keep_invalidation_triggers_always();
+ALTER EVENT TRIGGER athena_keys_invalidation_triggers_always ENABLE ALWAYS;

@@ -62,5 +62,15 @@ ALTER TABLE athena_keys.api_key DISABLE TRIGGER ALL;
 UPDATE athena_keys.api_key SET is_active = false WHERE id = :'kid2';
 ALTER TABLE athena_keys.api_key ENABLE TRIGGER ALL;
 SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'k2', NULL, '10.0.0.1', ARRAY['users.read']);
+-- ENABLE TRIGGER ALL would leave them ordinary triggers; the event trigger
+-- puts ENABLE ALWAYS back, so the replica role still reaches the caches.
+SELECT t.tgname, t.tgenabled FROM pg_trigger t
+ WHERE t.tgrelid = 'athena_keys.api_key'::regclass AND NOT t.tgisinternal ORDER BY 1;
+SELECT athena_keys.athena_set_key_active(:'kid2', true);
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'k2', NULL, '10.0.0.1', ARRAY['users.read']);
+SET session_replication_role = replica;
+SELECT athena_keys.athena_set_key_active(:'kid2', false);
+RESET session_replication_role;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'k2', NULL, '10.0.0.1', ARRAY['users.read']);
 
 DROP EXTENSION athena_keys CASCADE;

@@ -22,8 +22,9 @@
  * next backend that queues starts a new one.  Writers are never restarted
  * by the postmaster: after a crash shared memory is new, and the slot a
  * restarted writer would serve no longer exists.  Whatever ends a writer
- * gives its slot back once the ring is empty (or at once when it could not
- * connect), and each writer serves only the claim of the slot it was
+ * gives its slot back once the ring is empty (a slot whose database was
+ * dropped is reclaimed when slots run out), and each writer serves only
+ * the claim of the slot it was
  * started for (the slot's generation), so a freed and reclaimed slot never
  * receives another database's rows.
  *
@@ -1075,10 +1076,10 @@ DrainSlot(AsyncLogSlot *slot)
  * Exit callback of a writer, whatever ends it (idle, SIGTERM, an error, a
  * failed connection): the slot no longer has a writer, so the next backend
  * that queues starts one.  A slot whose queue is empty is freed for any
- * database; so is the slot of a writer that never connected, since its
- * database is gone or refuses connections and its rows cannot be written.
- * After a failure the next writer waits a second, so a persistent error
- * does not start writers in a tight loop.
+ * database; a writer that never connected keeps its slot and rows (a
+ * dropped database's slot is reclaimed when slots run out).  After a
+ * failure the next writer waits a second, so a persistent error does not
+ * start writers in a tight loop.
  */
 static void
 WriterExitCallback(int code, Datum arg)
@@ -1094,8 +1095,7 @@ WriterExitCallback(int code, Datum arg)
 		slot->worker_registered = false;
 		slot->worker_latch = NULL;
 		slot->worker_pid = 0;
-		if (!writer_connected ||
-			(slot->reserved == 0 && slot->write_pos == slot->read_pos))
+		if (writer_connected && slot->reserved == 0 && slot->write_pos == slot->read_pos)
 			slot->dboid = InvalidOid;
 		if (code != 0)
 			slot->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
@@ -1193,7 +1193,8 @@ athena_log_writer_main(Datum main_arg)
 
 	writer_slot = slot_index;
 	before_shmem_exit(WriterExitCallback, (Datum) 0);
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/* The log is written even while the database refuses new connections */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, BGWORKER_BYPASS_ALLOWCONN);
 	writer_connected = true;
 
 	/* The writer's own commits are durable: its batches are the log */

@@ -192,6 +192,7 @@ extern void TouchKeyLastUsed(CachedKey *key);
 /* async_log.c */
 extern int	athena_async_log_buffer_kb;
 extern int	athena_async_flush_interval_ms;
+extern char *athena_primary_conninfo;
 extern void InitAsyncLog(void);
 extern bool AsyncLogQueueAvailable(void);
 extern bool QueueDecisionLog(const DecisionRecord *decision);

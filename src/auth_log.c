@@ -272,6 +272,22 @@ DecisionLogNeedsInsert(void)
 	return athena_log_durability == LOG_DURABILITY_DURABLE || !AsyncLogQueueAvailable();
 }
 
+/* Warn at most once a minute per backend that standby decisions go unlogged */
+static void
+WarnStandbyDecisionUnlogged(void)
+{
+	static TimestampTz last_warning = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!TimestampDifferenceExceeds(last_warning, now, 60000))
+		return;
+	last_warning = now;
+	ereport(WARNING,
+			(errmsg("athena_keys could not queue a decision of this hot standby for the primary's log"),
+			 errdetail("The log writer's queue is full or unavailable, so the decision was answered but not logged."),
+			 errhint("Preload athena_keys (shared_preload_libraries) and check that the standby's writer can reach the primary (athena_keys.primary_conninfo).")));
+}
+
 /*
  * Log the decision.  Never holds the secret or a digest: only the public
  * id as presented, and only when the key was well formed.  Under async the
@@ -279,7 +295,8 @@ DecisionLogNeedsInsert(void)
  * learning call's row always commits with its learning writes.  A
  * transaction that cannot write queues the row whatever the durability
  * setting (on a hot standby the writer ships it to the primary); where the
- * queue cannot take it the decision cannot be logged (LOG_IMPOSSIBLE).
+ * queue cannot take a read-only transaction's row on a primary, the
+ * decision cannot be logged (LOG_IMPOSSIBLE).
  * Without may_insert (the caller's privileges, no table access) only the
  * queue is tried, and LOG_NEEDS_INSERT means nothing was done yet.
  */
@@ -289,6 +306,18 @@ WriteDecisionLog(const DecisionRecord *decision, bool learned, bool may_insert)
 	Datum		values[LOG_COLUMNS];
 	char		nulls[LOG_COLUMNS];
 
+	if (RecoveryInProgress())
+	{
+		/*
+		 * A standby's decisions stand when its queue cannot take them (the
+		 * primary unreachable for long, no preloaded writer): refusing
+		 * every request there would turn a primary outage into a replica
+		 * outage.  The loss is reported, at most once a minute.
+		 */
+		if (!QueueDecisionLog(decision))
+			WarnStandbyDecisionUnlogged();
+		return LOG_DONE;
+	}
 	if (!CanWrite())
 		return QueueDecisionLog(decision) ? LOG_DONE : LOG_IMPOSSIBLE;
 	if (athena_log_durability == LOG_DURABILITY_ASYNC && !learned &&

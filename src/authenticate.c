@@ -426,6 +426,7 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 	bool		learned = false;
 	bool		needs_tables = false;
 	bool		stamp_due;
+	bool		stamp_here;
 	bool		evaluated_fully = false;
 	Datum		values[RESULT_COLUMNS];
 	bool		nulls[RESULT_COLUMNS];
@@ -542,12 +543,15 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 	 * transaction that cannot write (a hot standby, a read-only
 	 * transaction) logs through the writer's queue, whose writer also
 	 * stamps last use.  A request that would pass but cannot be logged at
-	 * all is answered as "API key policy unavailable" under the fail mode,
-	 * so that no setting of the caller's lets requests through unaudited; a
-	 * refusal stays the refusal it is.
+	 * all in a read-only transaction is answered as "API key policy
+	 * unavailable" under the fail mode, so that no setting of the caller's
+	 * lets requests through unaudited; a refusal stays the refusal it is,
+	 * and shadow mode keeps its finding.
 	 */
 	stamp_due = decision.authenticated && !learned && KeyLastUsedStampDue(key);
-	if (stamp_due && CanWrite() && !may_use_tables)
+	/* A transaction snapshot's FOR UPDATE could fail to serialize: no stamp */
+	stamp_here = CanWrite() && !IsolationUsesXactSnapshot();
+	if (stamp_due && stamp_here && !may_use_tables)
 	{
 		*needs_tables_why = "last_used_at is due";
 		return false;
@@ -556,19 +560,19 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 	{
 		LogOutcome	logged;
 
-		decision.stamp_last_used = stamp_due && !CanWrite();
+		decision.stamp_last_used = stamp_due && !stamp_here;
 		logged = WriteDecisionLog(&decision, learned, may_use_tables);
 		if (logged == LOG_NEEDS_INSERT)
 		{
 			*needs_tables_why = "the decision is logged by an INSERT";
 			return false;
 		}
-		if (logged == LOG_IMPOSSIBLE && decision.allowed)
+		if (logged == LOG_IMPOSSIBLE && decision.allowed && decision.enforced)
 			SetVerdict(&decision, FAILURE_POLICY_UNAVAILABLE, config);
 		else if (logged == LOG_DONE && decision.stamp_last_used)
 			key->last_used_at = now;	/* the writer stamps it */
 	}
-	if (stamp_due && CanWrite())
+	if (stamp_due && stamp_here)
 		TouchKeyLastUsed(key);
 	ResetSpiConnection();
 

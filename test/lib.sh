@@ -1,12 +1,30 @@
+# shellcheck shell=bash
 # Shared helpers for the demo, the test suite and the benchmark: install
 # packages, build and install the extension, and run a throwaway
-# PostgreSQL 15 as an unprivileged user (PostgreSQL refuses to run as root).
+# PostgreSQL as an unprivileged user (PostgreSQL refuses to run as root).
 # Sourced, not executed.
 
-PG_BIN=/usr/lib/postgresql/15/bin
+# The PostgreSQL under test is the one PG_CONFIG names (default: Debian
+# 12's 15); every other path is asked of it.  A Debian pg_config lives in
+# /usr/lib/postgresql/MAJOR/bin, and its packages are named from MAJOR; any
+# other (a private build, e.g. the assertion lane's) brings its own server.
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+export PG_CONFIG
+case $PG_CONFIG in
+  /usr/lib/postgresql/*/bin/pg_config)
+    PG_MAJOR=${PG_CONFIG#/usr/lib/postgresql/}; PG_MAJOR=${PG_MAJOR%%/*}
+    PG_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR" ;;
+  *) PG_PACKAGES="" ;;
+esac
+# Not installed yet on a fresh machine: ensure_packages sets it again.
+PG_BIN=$("$PG_CONFIG" --bindir 2>/dev/null || true)
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev perl libipc-run-perl make gcc
-  libpq-dev libmicrohttpd-dev pkg-config nginx-light wrk curl clang libclang-rt-14-dev
+# TEST_SET=core (the other majors' lanes) builds and runs installcheck, the C
+# unit tests and athena-authd's unit tests only, so it needs none of the
+# full suite's tools (nginx e2e, wrk load, clang fuzzers).
+TEST_SET=${TEST_SET:-full}
+PACKAGES="$PG_PACKAGES libssl-dev perl libipc-run-perl make gcc libpq-dev libmicrohttpd-dev pkg-config"
+[ "$TEST_SET" = core ] || PACKAGES="$PACKAGES nginx-light wrk curl clang libclang-rt-14-dev
   caddy haproxy pgbouncer prometheus"
 
 # Run a command as root: directly when we are root, else through sudo.
@@ -22,10 +40,15 @@ run_user() {
 # Run a command as the unprivileged user, keeping the environment we set.
 as_user() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- env PATH="$PATH" "$@"
+    runuser -u postgres -- env PATH="$PATH" PG_CONFIG="$PG_CONFIG" "$@"
   else
     "$@"
   fi
+}
+
+# apt-get as root, waiting for another apt run's lock rather than failing.
+apt_get() {
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"
 }
 
 # Install the Debian packages the project needs (no-op when present).
@@ -36,10 +59,11 @@ ensure_packages() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing: ${missing[*]}"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt_get update -qq
+    apt_get install -y -qq "${missing[@]}" >/dev/null
+    # (Debian's postgresql-common starts a cluster on install; we never use it.)
   fi
-  # Debian's postgresql-common starts a cluster on install; we never use it.
+  PG_BIN=$("$PG_CONFIG" --bindir) || { echo "no PostgreSQL at PG_CONFIG=$PG_CONFIG"; return 1; }
   export PATH="$PG_BIN:$PATH"
 }
 
@@ -52,9 +76,16 @@ build_and_install() {
   chown -R "$(run_user)" "$WORK_DIR"
   chmod 755 "$WORK_DIR"
   echo "== building in $WORK_DIR/src"
-  as_user make -s -C "$WORK_DIR/src" clean >/dev/null
-  as_user make -s -C "$WORK_DIR/src" >/dev/null
-  as_root make -s -C "$WORK_DIR/src" install >/dev/null
+  # PG_CONFIG on the command line: sudo would drop it from the environment.
+  as_user make -s -C "$WORK_DIR/src" PG_CONFIG="$PG_CONFIG" clean >/dev/null
+  as_user make -s -C "$WORK_DIR/src" PG_CONFIG="$PG_CONFIG" >/dev/null
+  # Install exactly this tree's extension: scripts that another tree left
+  # in a shared installation (an upgrade path this one lacks) would change
+  # what the tests see.
+  local ext_dir
+  ext_dir=$("$PG_CONFIG" --sharedir)/extension
+  as_root rm -f "$ext_dir/athena_keys.control" "$ext_dir"/athena_keys--*.sql
+  as_root make -s -C "$WORK_DIR/src" PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
 
 # Start a throwaway server: start_server NAME PORT [extra postgresql.conf lines]

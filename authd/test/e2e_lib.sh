@@ -3,7 +3,7 @@
 #
 # Starts, on loopback only and inside one temporary directory, everything
 # torn down on exit:
-#   - a throwaway PostgreSQL 15 with CREATE EXTENSION athena_keys and a
+#   - a throwaway PostgreSQL (the one PG_CONFIG names, default Debian's 15) with CREATE EXTENSION athena_keys and a
 #     gateway role that may only call athena_authenticate (as the
 #     `postgres` OS user when we are root: PostgreSQL refuses to run as root);
 #   - athena-authd instances (StartAuthd);
@@ -14,12 +14,15 @@
 # test/demo.sh at the top level reuses PickPort, WaitForHttp, StartAuthd,
 # StartNginx and StopHttpServices with its own E2E_TMP and PostgreSQL.
 
-PG_BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+# Empty until PostgreSQL is installed: test/demo.sh sources this first, and
+# its test/lib.sh sets PG_BIN again once it has installed the packages.
+PG_BIN=$("$PG_CONFIG" --bindir 2>/dev/null || true)
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 AUTHD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AUTHD_BIN=${AUTHD_BIN:-"$AUTHD_DIR/athena-authd"}  # override to test another build (e.g. sanitizers)
 # shellcheck disable=SC2034  # used by the scripts that source this file
-EXTENSION_CONTROL=/usr/share/postgresql/15/extension/athena_keys.control
+EXTENSION_CONTROL=$("$PG_CONFIG" --sharedir 2>/dev/null || true)/extension/athena_keys.control
 
 E2E_TMP=""
 PG_DATA=""

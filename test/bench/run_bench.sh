@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark of athena_authenticate against the physical floor (issue 4).
 #
-# Builds and installs athena_keys, starts a throwaway PostgreSQL 15 (as an
+# Builds and installs athena_keys, starts a throwaway PostgreSQL (PG_CONFIG's, as an
 # unprivileged user), and runs every scenario with pgbench against that one
 # server: prepared protocol, 8 clients, 2 threads, BENCH_SECONDS each.
 # Prints one table: tps, ratio against the scenario's baseline with the

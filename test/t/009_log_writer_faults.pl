@@ -30,6 +30,17 @@ my $writer_of = sub {
 	  . " WHERE backend_type = 'athena_keys log writer' AND datname = '$db'";
 };
 
+# SIGTERM to a database's writer (what pg_terminate_backend, and DROP
+# DATABASE ... WITH (FORCE) for a busy writer, send), and wait until it left.
+my $terminate_writer = sub {
+	my ($db) = @_;
+	$node->safe_psql('postgres', qq{
+		SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		 WHERE backend_type = 'athena_keys log writer' AND datname = '$db'});
+	$node->poll_query_until('postgres', "SELECT NOT (" . $writer_of->($db) . ")")
+	  or diag("the writer of $db did not exit");
+};
+
 ########################################################################
 # A read-only transaction on the primary: the decision is queued (never
 # dropped), the writer inserts it and stamps last_used_at.
@@ -110,11 +121,7 @@ for my $i (1 .. 9)
 	$node->safe_psql("drop$i", "SELECT athena_keys.athena_authenticate('$k', 'd', '10.0.0.1', NULL)");
 	$node->poll_query_until('postgres', $writer_of->("drop$i"))
 	  or diag("no writer appeared for drop$i");
-	$node->safe_psql('postgres', qq{
-		SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		 WHERE backend_type = 'athena_keys log writer' AND datname = 'drop$i'});
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = 'drop$i'");
+	$terminate_writer->("drop$i");
 	$node->safe_psql('postgres', "DROP DATABASE drop$i WITH (FORCE)");
 }
 $node->safe_psql('postgres', 'CREATE DATABASE survivor');
@@ -128,11 +135,7 @@ ok( $node->poll_query_until('survivor',
 	'and its decisions are logged by it');
 
 # A terminated writer gives its slot back too; the next call starts another.
-$node->safe_psql('postgres', q{
-	SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-	 WHERE backend_type = 'athena_keys log writer' AND datname = 'survivor'});
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'athena_keys log writer' AND datname = 'survivor'");
+$terminate_writer->('survivor');
 $node->safe_psql('survivor', "SELECT athena_keys.athena_authenticate('$k', 'survivor-2', '10.0.0.1', NULL)");
 ok( $node->poll_query_until('survivor',
 		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'survivor-2'"),
