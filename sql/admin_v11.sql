@@ -169,12 +169,12 @@ SELECT * FROM pg_temp.try(format('SELECT athena_keys.athena_set_key_rights(%L, A
 SELECT * FROM pg_temp.try(format('SELECT athena_keys.athena_rename_key(%L, ''back'')', :'other_id'));
 
 -- athena_record_decisions: decisions shipped from a hot standby.
-SELECT id AS shipped_id FROM athena_keys.athena_create_key('shipped') \gset
+SELECT id AS shipped_id, public_id AS shipped_pub FROM athena_keys.athena_create_key('shipped') \gset
 -- Shipped rows must be recent (1.3 validates created_at), so times are relative to now.
 SELECT date_trunc('second', now()) - interval '1 hour' AS t0 \gset
 SELECT athena_keys.athena_record_decisions(jsonb_build_array(
   jsonb_build_object('created_at', :'t0'::timestamptz + interval '5 s', 'api_key_id', :'shipped_id',
-                     'api_key_public_id', 'abcdef0123456789', 'client_name', 'edge',
+                     'api_key_public_id', :'shipped_pub', 'client_name', 'edge',
                      'remote_addr', '10.9.8.7', 'required_rights', '["users.read"]'::jsonb,
                      'granted_rights', '[]'::jsonb, 'missing_rights', '[]'::jsonb,
                      'authenticated', true, 'authorized', true, 'enforced', true,

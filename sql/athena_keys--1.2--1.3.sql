@@ -107,7 +107,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- rows athena_authenticate could have produced are taken: created_at from
 -- 30 days ago (a standby keeps its queue while its primary is down) to 5
 -- minutes ahead (clock skew), and status, allowed, reason, enforced,
--- authenticated and authorized agreeing with the decision rules.  Other
+-- authenticated and authorized agreeing with the decision rules, and a
+-- live key named only together with its own public id.  Other
 -- rows are skipped and counted in a WARNING.  last_used_at is never stamped
 -- beyond now().  Returns the rows appended.
 DECLARE
@@ -148,6 +149,12 @@ BEGIN
 		   -- authorized = authenticated and every check passed
 		   AND i.authorized = (i.authenticated AND i.failure_reason IS NULL)
 		   AND (NOT i.authenticated OR i.api_key_id IS NOT NULL)
+		   -- a decision names a key through its public id: a live key's id
+		   -- comes with that key's public id, never another's
+		   AND (i.api_key_id IS NULL OR i.api_key_public_id IS NOT NULL)
+		   AND NOT EXISTS (SELECT 1 FROM athena_keys.api_key k
+		                    WHERE k.id OPERATOR(pg_catalog.=) i.api_key_id
+		                      AND k.public_id IS DISTINCT FROM i.api_key_public_id)
 		   AND (NOT coalesce(i.locked_in, false) OR i.authorized)
 		   -- 401 reasons come before authentication succeeds, 403 ones after;
 		   -- no reason under enforcement means a genuine key was presented.
@@ -544,3 +551,14 @@ CREATE EVENT TRIGGER athena_keys_invalidation_triggers_always ON ddl_command_end
 	WHEN TAG IN ('ALTER TABLE')
 	EXECUTE FUNCTION athena_keys._keep_invalidation_triggers_always();
 ALTER EVENT TRIGGER athena_keys_invalidation_triggers_always ENABLE ALWAYS;
+
+--------------------------------------------------------------------------
+-- What forged shipped decisions may have left before 1.3 validated them:
+-- last-use stamps in the future (which real use never moves back) and log
+-- rows from the future (which retention never reaches and which would top
+-- athena_recent_failures for ever).
+--------------------------------------------------------------------------
+
+UPDATE athena_keys.api_key SET last_used_at = now()
+ WHERE last_used_at > now() + interval '5 minutes';
+DELETE FROM athena_keys.api_key_auth_log WHERE created_at > now() + interval '1 day';

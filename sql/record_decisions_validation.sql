@@ -11,12 +11,13 @@ DROP ROLE IF EXISTS ak_admin13;
 RESET client_min_messages;
 CREATE EXTENSION athena_keys;
 
-CREATE TEMP TABLE shipped_key AS SELECT id FROM athena_keys.athena_create_key('shipped');
+CREATE TEMP TABLE shipped_key AS SELECT id, public_id FROM athena_keys.athena_create_key('shipped');
 -- A genuine shipped decision (an allowed call a minute ago), to vary.
 CREATE FUNCTION pg_temp.genuine() RETURNS jsonb LANGUAGE sql AS $$
   SELECT jsonb_build_object('created_at', now() - interval '1 minute',
                             'api_key_id', (SELECT id FROM pg_temp.shipped_key),
-                            'api_key_public_id', 'abcdef0123456789', 'client_name', 'edge',
+                            'api_key_public_id', (SELECT public_id FROM pg_temp.shipped_key),
+                            'client_name', 'edge',
                             'remote_addr', '10.0.0.1', 'required_rights', '[]'::jsonb,
                             'authenticated', true, 'authorized', true, 'enforced', true,
                             'allowed', true, 'status', 200, 'failure_reason', NULL, 'locked_in', false)
@@ -62,7 +63,10 @@ SELECT c.name, athena_keys.athena_record_decisions(jsonb_build_array(pg_temp.gen
 	(43, 'unavailable refused with 200', '{"failure_reason": "API key policy unavailable", "authorized": false, "allowed": false}'),
 	(44, 'unknown reason', '{"failure_reason": "Welcome"}'),
 	(45, 'status 302', '{"status": 302}'),
-	(46, 'missing verdict column', '{"allowed": null}')
+	(46, 'missing verdict column', '{"allowed": null}'),
+	-- skipped: a live key's id with another public id (misattribution)
+	(47, 'a live key named with another public id', '{"api_key_public_id": "abcdef0123456789"}'),
+	(48, 'a live key named without a public id', '{"api_key_public_id": null}')
   ) AS c(n, name, change)
  ORDER BY c.n;
 RESET client_min_messages;

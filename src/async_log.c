@@ -725,7 +725,8 @@ static MemoryContext chunk_context = NULL;
 /*
  * Stamp last_used_at for the keys of queued decisions made where the call
  * could not write (a read-only transaction): the latest use per key, and
- * never backwards.
+ * never backwards.  A key row another transaction holds is skipped (a
+ * later use stamps it), so no open transaction can stall the queue.
  */
 static void
 StampQueuedLastUse(Datum *ids, Datum *used_at, int n)
@@ -740,12 +741,15 @@ StampQueuedLastUse(Datum *ids, Datum *used_at, int n)
 		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
 
 		stamp_plan = PrepareKeptPlan(
-			"UPDATE athena_keys.api_key k SET last_used_at = u.used_at "
-			"  FROM (SELECT x.id, pg_catalog.max(x.t) AS used_at "
-			"          FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS x(id, t) "
-			"         GROUP BY x.id) u "
-			" WHERE k.id OPERATOR(pg_catalog.=) u.id "
-			"   AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.used_at)",
+			"WITH u AS (SELECT x.id, pg_catalog.max(x.t) AS used_at "
+			"             FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS x(id, t) "
+			"            GROUP BY x.id), "
+			"     due AS (SELECT k.id, u.used_at FROM athena_keys.api_key k, u "
+			"              WHERE k.id OPERATOR(pg_catalog.=) u.id "
+			"                AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.used_at) "
+			"                FOR UPDATE OF k SKIP LOCKED) "
+			"UPDATE athena_keys.api_key k SET last_used_at = due.used_at "
+			"  FROM due WHERE k.id OPERATOR(pg_catalog.=) due.id",
 			2, argtypes, 0);
 	}
 	args[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
