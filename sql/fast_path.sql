@@ -2,7 +2,9 @@
 -- privileges, and hands a call that needs a table (a cache to fill, a
 -- learning write, a log INSERT, a last_used_at stamp) to its SECURITY
 -- DEFINER twin _authenticate_privileged.  Each hand-over is reported at
--- DEBUG1, so this test shows which path every call took, and that the two
+-- DEBUG1 (as a NOTICE with athena_keys.report_handovers, which this test
+-- sets, so that no other DEBUG1 message of the server can show up), so this
+-- test shows which path every call took, and that the two
 -- paths reach the same verdicts and log the same rows.
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
@@ -48,12 +50,12 @@ GRANT INSERT ON via_twin, from_cache TO ak_fast_gateway;
 -- Durable logging of every decision: every call goes to the twin.
 ------------------------------------------------------------------------
 SET ROLE ak_fast_gateway;
-SET client_min_messages = debug1;
+SET athena_keys.report_handovers = on;
 SELECT status, reason FROM athena_keys.athena_authenticate(:'good', 'web', '10.1.2.3', ARRAY['users.read']);
 SELECT status, reason FROM athena_keys.athena_authenticate(:'good', 'web', '10.1.2.3', ARRAY['users.read']);
 INSERT INTO via_twin
 SELECT n, r.* FROM request, LATERAL athena_keys.athena_authenticate(key, client, ip, rights) r;
-RESET client_min_messages;
+RESET athena_keys.report_handovers;
 RESET ROLE;
 
 ------------------------------------------------------------------------
@@ -64,18 +66,18 @@ RESET ROLE;
 SET athena_keys.log_decisions = none;
 SET athena_keys.last_used_interval = 3600;
 SET ROLE ak_fast_gateway;
-SET client_min_messages = debug1;
+SET athena_keys.report_handovers = on;
 INSERT INTO from_cache
 SELECT n, r.* FROM request, LATERAL athena_keys.athena_authenticate(key, client, ip, rights) r;
-RESET client_min_messages;
+RESET athena_keys.report_handovers;
 -- The caller could not run the twin itself.
 SELECT * FROM athena_keys._authenticate_privileged(:'good', 'web', '10.1.2.3', NULL);
 \echo :LAST_ERROR_SQLSTATE
 -- A learning key writes: it always goes to the twin, even once cached.
-SET client_min_messages = debug1;
+SET athena_keys.report_handovers = on;
 SELECT status, reason FROM athena_keys.athena_authenticate(:'learner', NULL, '10.9.9.9', NULL);
 SELECT status, reason FROM athena_keys.athena_authenticate(:'learner', NULL, '10.9.9.8', NULL);
-RESET client_min_messages;
+RESET athena_keys.report_handovers;
 RESET ROLE;
 SELECT count(*) AS learned_ips FROM athena_keys.athena_ip_seen;
 -- The same verdicts, column for column, on both paths.
@@ -89,10 +91,10 @@ SELECT n, status, reason FROM from_cache ORDER BY n;
 ------------------------------------------------------------------------
 SELECT athena_keys.athena_set_key_active(:'good_id', false) \g /dev/null
 SET ROLE ak_fast_gateway;
-SET client_min_messages = debug1;
+SET athena_keys.report_handovers = on;
 SELECT status, reason FROM athena_keys.athena_authenticate(:'good', 'web', '10.1.2.3', ARRAY['users.read']);
 SELECT status, reason FROM athena_keys.athena_authenticate(:'good', 'web', '10.1.2.3', ARRAY['users.read']);
-RESET client_min_messages;
+RESET athena_keys.report_handovers;
 RESET ROLE;
 SELECT athena_keys.athena_set_key_active(:'good_id', true) \g /dev/null
 
@@ -103,12 +105,12 @@ SELECT athena_keys.athena_set_key_active(:'good_id', true) \g /dev/null
 SET athena_keys.log_decisions = failures;
 SELECT count(*) AS log_rows_before FROM athena_keys.api_key_auth_log \gset
 SET ROLE ak_fast_gateway;
-SET client_min_messages = debug1;
+SET athena_keys.report_handovers = on;
 -- The first call after the change refills the caches through the twin.
 SELECT status, reason FROM athena_keys.athena_authenticate(:'good', 'web', '10.1.2.3', ARRAY['users.read']);
 SELECT status, reason FROM athena_keys.athena_authenticate(:'good', 'web', '10.1.2.3', ARRAY['users.read']);
 SELECT status, reason FROM athena_keys.athena_authenticate(:'good', 'web', '203.0.113.9', ARRAY['users.read']);
-RESET client_min_messages;
+RESET athena_keys.report_handovers;
 RESET ROLE;
 SELECT status, failure_reason, api_key_id = :'good_id' AS right_key, remote_addr
   FROM athena_keys.api_key_auth_log ORDER BY id DESC LIMIT 2;
@@ -121,9 +123,9 @@ SET athena_keys.log_decisions = none;
 SET athena_keys.last_used_interval = 0;
 UPDATE athena_keys.api_key SET last_used_at = NULL WHERE id = :'good_id';
 SET ROLE ak_fast_gateway;
-SET client_min_messages = debug1;
+SET athena_keys.report_handovers = on;
 SELECT status FROM athena_keys.athena_authenticate(:'good', 'web', '10.1.2.3', ARRAY['users.read']);
-RESET client_min_messages;
+RESET athena_keys.report_handovers;
 RESET ROLE;
 SELECT last_used_at IS NOT NULL AS stamped FROM athena_keys.api_key WHERE id = :'good_id';
 RESET athena_keys.log_decisions;

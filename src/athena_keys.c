@@ -14,6 +14,7 @@ int			athena_log_decisions = LOG_DECISIONS_ALL;
 int			athena_log_durability = LOG_DURABILITY_DURABLE;
 int			athena_last_used_interval = 60;
 int			athena_key_cache_size = 10000;
+bool		athena_report_handovers = false;
 
 static const struct config_enum_entry log_decisions_options[] = {
 	{"all", LOG_DECISIONS_ALL, false},
@@ -32,7 +33,9 @@ void		_PG_init(void);
 
 /*
  * Define the settings and register the cache invalidation callback.  The
- * settings are PGC_SUSET: a gateway role cannot change what is logged.
+ * settings are PGC_SUSET, so a gateway role cannot change what is logged,
+ * except report_handovers: a diagnostic of the caller's own session that
+ * only says which of its calls needed a table.
  */
 void
 _PG_init(void)
@@ -72,6 +75,14 @@ _PG_init(void)
 							10000, 0, 1000000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("athena_keys.report_handovers",
+							 "Report each call that athena_authenticate hands to its SECURITY DEFINER twin, with the reason, as a NOTICE.",
+							 "Off: reported at DEBUG1 only.",
+							 &athena_report_handovers,
+							 false,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 
 	InitAsyncLog();
 	MarkGUCPrefixReserved("athena_keys");

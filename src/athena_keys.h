@@ -49,6 +49,7 @@ extern int	athena_log_decisions;
 extern int	athena_log_durability;
 extern int	athena_last_used_interval;
 extern int	athena_key_cache_size;
+extern bool athena_report_handovers;
 
 /* A built rule set together with the arrays it borrows */
 typedef struct OwnedRuleSet

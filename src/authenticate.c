@@ -665,7 +665,7 @@ CallPrivilegedTwin(FunctionCallInfo fcinfo, const char *why)
 	Datum		result;
 	int			i;
 
-	ereport(DEBUG1,
+	ereport(athena_report_handovers ? NOTICE : DEBUG1,
 			(errmsg_internal("athena_keys: deciding with table access: %s", why)));
 	if (!twin_callback_registered)
 	{
