@@ -159,7 +159,7 @@ HttpLine() {
   status=$(curl -s -o "$E2E_TMP/body" -D "$E2E_TMP/headers" -w '%{http_code}' --max-time 10 "$@" "$url") || true
   body=$(cat "$E2E_TMP/body" 2>/dev/null || true)
   headers=$(tr -d '\r' <"$E2E_TMP/headers" 2>/dev/null || true)
-  if [ "$status" = 204 ]; then
+  if [[ $status == 20[04] ]]; then
     answer=$(grep -i '^X-Athena-' <<<"$headers" | sed ':a;N;$!ba;s/\n/, /g' || true)
     answer=${answer:-"(no identity headers)"}
   elif [ -n "$body" ]; then
