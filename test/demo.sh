@@ -159,9 +159,11 @@ HttpLine() {
   status=$(curl -s -o "$E2E_TMP/body" -D "$E2E_TMP/headers" -w '%{http_code}' --max-time 10 "$@" "$url") || true
   body=$(cat "$E2E_TMP/body" 2>/dev/null || true)
   headers=$(tr -d '\r' <"$E2E_TMP/headers" 2>/dev/null || true)
-  if [[ $status == 20[04] ]]; then
-    answer=$(grep -i '^X-Athena-' <<<"$headers" | sed ':a;N;$!ba;s/\n/, /g' || true)
-    answer=${answer:-"(no identity headers)"}
+  # athena-authd sends every identity header, blank when there is none
+  answer=$(grep -i '^X-Athena-' <<<"$headers" | grep -vi '^X-Athena-Error:' | grep -v ':[[:space:]]*$' |
+    sed ':a;N;$!ba;s/\n/, /g' || true)
+  if [[ $status == 20[04] && -n $answer ]]; then
+    :
   elif [ -n "$body" ]; then
     answer=$body
     grep -qiF "X-Athena-Error: $body" <<<"$headers" && answer="$answer (also in X-Athena-Error)"
