@@ -277,6 +277,15 @@ RingRead(AsyncLogSlot *slot, uint64 pos, char *dst, Size len)
 		memcpy(dst + first, base, len - first);
 }
 
+/* Mark a slot as having no writer, so the next backend that queues starts one; the lock is held */
+static void
+ForgetWriter(AsyncLogSlot *slot)
+{
+	slot->worker_registered = false;
+	slot->worker_latch = NULL;
+	slot->worker_pid = 0;
+}
+
 /* Claim slot i for this database, with an empty ring; the lock is held */
 static void
 ClaimSlot(int i)
@@ -285,18 +294,13 @@ ClaimSlot(int i)
 
 	slot->dboid = MyDatabaseId;
 	slot->generation++;
-	slot->worker_registered = false;
-	slot->worker_latch = NULL;
-	slot->worker_pid = 0;
+	ForgetWriter(slot);
 	slot->retry_after = 0;
 	slot->read_pos = slot->write_pos = 0;
 	slot->reserved = 0;
 }
 
-/*
- * Find this database's slot, claiming a free one; -1 when all are taken.
- * The lock is held.  Called with the lock held and from a transaction.
- */
+/* Find this database's slot, claiming a free one; -1 when all are taken; the lock is held */
 static int
 ClaimSlotForDatabase(void)
 {
@@ -486,26 +490,20 @@ QueueDecisionLog(const DecisionRecord *decision)
 		RegisterXactCallback(AsyncLogXactCallback, NULL);
 		xact_callback_registered = true;
 	}
-	if (pending_slot < 0)
-	{
-		bool		all_taken;
-
-		LWLockAcquire(async_shared->lock, LW_SHARED);
-		all_taken = true;
-		for (i = 0; i < ASYNC_LOG_SLOTS && all_taken; i++)
-			all_taken = async_shared->slots[i].dboid != MyDatabaseId &&
-				async_shared->slots[i].dboid != InvalidOid;
-		LWLockRelease(async_shared->lock);
-		if (all_taken)
-			ReclaimSlotsOfDroppedDatabases();
-	}
-
 	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
 	slot_index = pending_slot >= 0 ? pending_slot : ClaimSlotForDatabase();
 	if (slot_index < 0)
 	{
+		/* Every slot is taken: free those of dropped databases, try once more */
 		LWLockRelease(async_shared->lock);
-		return false;
+		ReclaimSlotsOfDroppedDatabases();
+		LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
+		slot_index = ClaimSlotForDatabase();
+		if (slot_index < 0)
+		{
+			LWLockRelease(async_shared->lock);
+			return false;
+		}
 	}
 	slot = &async_shared->slots[slot_index];
 	if (pending_slot >= 0 &&
@@ -1096,9 +1094,7 @@ WriterExitCallback(int code, Datum arg)
 	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
 	if (slot->generation == writer_generation)
 	{
-		slot->worker_registered = false;
-		slot->worker_latch = NULL;
-		slot->worker_pid = 0;
+		ForgetWriter(slot);
 		if (writer_connected && slot->reserved == 0 && slot->write_pos == slot->read_pos)
 			slot->dboid = InvalidOid;
 		if (code != 0)
@@ -1121,9 +1117,7 @@ ExitIfIdle(AsyncLogSlot *slot)
 	LWLockAcquire(async_shared->lock, LW_EXCLUSIVE);
 	if (slot->reserved == 0 && slot->write_pos == slot->read_pos)
 	{
-		slot->worker_latch = NULL;
-		slot->worker_pid = 0;
-		slot->worker_registered = false;
+		ForgetWriter(slot);
 		slot->dboid = InvalidOid;
 		writer_released = true;
 		quit = true;

@@ -434,14 +434,6 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 	/* A previous call that raised left SPI to the abort handler */
 	ResetSpiConnectionAfterError();
 
-	/*
-	 * Apply invalidations that arrived since this transaction last took a
-	 * lock: a revocation committed while the caller's transaction stays
-	 * open (a pooled connection, a prepared statement in one long READ
-	 * COMMITTED transaction) takes effect on its next call.
-	 */
-	AcceptInvalidationMessages();
-
 	memset(&decision, 0, sizeof(decision));
 	decision.client = client;
 	if (ip != NULL)
@@ -721,6 +713,15 @@ athena_authenticate(PG_FUNCTION_ARGS)
 {
 	Datum		result;
 	const char *why = NULL;
+
+	/*
+	 * Apply invalidations that arrived since this transaction last took a
+	 * lock, once per call (the twin's pass needs no second look): a
+	 * revocation committed while the caller's transaction stays open (a
+	 * pooled connection, a prepared statement in one long READ COMMITTED
+	 * transaction) takes effect on its next call.
+	 */
+	AcceptInvalidationMessages();
 
 	/*
 	 * Every decision needs an INSERT: go straight to the twin.  Otherwise a

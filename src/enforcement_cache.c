@@ -364,10 +364,15 @@ LoadEnforcementConfig(MemoryContext target)
 	PendingRules *pending;
 	int			npending = 0;
 	int			pending_size = 16;
-	ClientPolicy **row_policy;
-	bool	   *row_black;
-	IpNet	   *row_net;
-	bool	   *row_kept;
+	/* A rule as read: its list (a client's pending slot, or all) and address */
+	typedef struct RuleRow
+	{
+		bool		kept;
+		bool		black;
+		int			slot;		/* -1: the lists of every client */
+		IpNet		net;
+	} RuleRow;
+	RuleRow    *rows;
 
 	EnsureSpiConnected();
 	if (config_plan == NULL)
@@ -428,10 +433,7 @@ LoadEnforcementConfig(MemoryContext target)
 		elog(ERROR, "athena_keys: reading api_key_global_ip_rule failed");
 
 	/* First pass: which list each rule belongs to, and how long each list is */
-	row_policy = palloc0(sizeof(ClientPolicy *) * (SPI_processed + 1));
-	row_black = palloc0(sizeof(bool) * (SPI_processed + 1));
-	row_net = palloc0(sizeof(IpNet) * (SPI_processed + 1));
-	row_kept = palloc0(sizeof(bool) * (SPI_processed + 1));
+	rows = palloc0(sizeof(RuleRow) * (SPI_processed + 1));
 	pending = palloc0(sizeof(PendingRules) * pending_size);
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -442,8 +444,9 @@ LoadEnforcementConfig(MemoryContext target)
 		char	   *client = SPI_getvalue(tuple, desc, 3);
 		PendingRules *p = &all;
 
-		row_black[i] = DatumGetBool(SPI_getbinval(tuple, desc, 1, &isnull));
-		if (!IpNetFromInet(DatumGetInetPP(addr), false, &row_net[i]))
+		rows[i].black = DatumGetBool(SPI_getbinval(tuple, desc, 1, &isnull));
+		rows[i].slot = -1;
+		if (!IpNetFromInet(DatumGetInetPP(addr), false, &rows[i].net))
 			continue;
 		if (client != NULL)
 		{
@@ -460,11 +463,11 @@ LoadEnforcementConfig(MemoryContext target)
 				}
 				policy->load_slot = npending++;
 			}
-			row_policy[i] = policy;
+			rows[i].slot = policy->load_slot;
 			p = &pending[policy->load_slot];
 		}
-		row_kept[i] = true;
-		if (row_black[i])
+		rows[i].kept = true;
+		if (rows[i].black)
 			p->nblack++;
 		else
 			p->nwhite++;
@@ -482,14 +485,14 @@ LoadEnforcementConfig(MemoryContext target)
 	all.nblack = all.nwhite = 0;
 	for (i = 0; i < SPI_processed; i++)
 	{
-		PendingRules *p = row_policy[i] ? &pending[row_policy[i]->load_slot] : &all;
+		PendingRules *p = rows[i].slot >= 0 ? &pending[rows[i].slot] : &all;
 
-		if (!row_kept[i])
+		if (!rows[i].kept)
 			continue;
-		if (row_black[i])
-			p->black[p->nblack++] = row_net[i];
+		if (rows[i].black)
+			p->black[p->nblack++] = rows[i].net;
 		else
-			p->white[p->nwhite++] = row_net[i];
+			p->white[p->nwhite++] = rows[i].net;
 	}
 	SPI_freetuptable(SPI_tuptable);
 
@@ -509,10 +512,7 @@ LoadEnforcementConfig(MemoryContext target)
 						  pending[slot].nwhite, target);
 	}
 	pfree(pending);
-	pfree(row_policy);
-	pfree(row_black);
-	pfree(row_net);
-	pfree(row_kept);
+	pfree(rows);
 	return config;
 }
 
