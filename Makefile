@@ -5,9 +5,12 @@ EXTENSION = athena_keys
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" athena_keys.control)
 MODULE_big = athena_keys
 
-PURE_SRCS = src/key_format.c src/key_digest.c src/rights_match.c src/ip_rules.c src/ip_policy.c
-BACKEND_SRCS = src/athena_keys.c src/enforcement_cache.c src/authenticate.c \
-	src/learning.c src/auth_log.c src/async_log.c src/admin.c
+PURE_SRCS = src/key_format.c src/key_digest.c src/rights_match.c src/ip_rules.c src/ip_policy.c \
+	src/failure_reasons.c src/decision.c
+BACKEND_SRCS = src/athena_keys.c src/authenticate.c src/request_effects.c \
+	src/result_row.c src/cache_invalidation.c src/config_cache.c src/key_cache.c \
+	src/key_last_used.c src/learning.c src/spi_plans.c src/ip_datums.c \
+	src/auth_log.c src/async_log.c src/key_material.c
 OBJS = $(PURE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
 
 DATA = $(wildcard sql/athena_keys--*.sql)

@@ -1,12 +1,15 @@
 /*-------------------------------------------------------------------------
  * athena_keys.c
- *		Module entry: settings (athena_keys.*) and cache callbacks.
+ *		Module entry: settings (athena_keys.*), the log queue, and cache
+ *		invalidation.
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
 
 #include "fmgr.h"
 #include "utils/guc.h"
+
+#include "cache_invalidation.h"
 
 PG_MODULE_MAGIC;
 
@@ -77,7 +80,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("athena_keys.report_handovers",
-							 "Report each call that athena_authenticate hands to its SECURITY DEFINER twin, with the reason, as a NOTICE.",
+							 "Report each call of athena_authenticate that needs table access (a section with the extension owner's rights), with the reason, as a NOTICE.",
 							 "Off: reported at DEBUG1 only.",
 							 &athena_report_handovers,
 							 false,
@@ -86,5 +89,5 @@ _PG_init(void)
 
 	InitAsyncLog();
 	MarkGUCPrefixReserved("athena_keys");
-	RegisterCacheCallbacks();
+	RegisterCacheInvalidation();
 }

@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * athena_keys.h
- *		Declarations shared by the backend parts of athena_keys.
+ *		Declarations shared by the backend parts of athena_keys: name
+ *		limits, settings, and the decision log's record.
  *-------------------------------------------------------------------------
  */
 #ifndef ATHENA_KEYS_H
@@ -21,6 +22,8 @@
 #include "ip_rules.h"
 #include "key_digest.h"
 #include "key_format.h"
+#include "spi_plans.h"
+#include "write_access.h"
 
 /*
  * Client names are limited to 256 characters where they are stored (the
@@ -50,96 +53,6 @@ extern int	athena_log_durability;
 extern int	athena_last_used_interval;
 extern int	athena_key_cache_size;
 extern bool athena_report_handovers;
-
-/* A built rule set together with the arrays it borrows */
-typedef struct OwnedRuleSet
-{
-	IpRuleSet	set;
-	IpNet	   *rules;
-	IpPrefixGroup *groups;
-} OwnedRuleSet;
-
-/* Enforcement and global IP rules that apply to one client */
-typedef struct ClientPolicy
-{
-	char		client_name[CLIENT_NAME_MAX_LEN + 1];	/* hash key */
-	bool		has_override;
-	bool		enforce;
-	OwnedRuleSet blacklist;
-	OwnedRuleSet whitelist;
-	int			load_slot;		/* used only while the config is loaded */
-} ClientPolicy;
-
-/* Global configuration: api_key_config, client overrides, global rules */
-typedef struct EnforcementConfig
-{
-	bool		enforce_default;
-	bool		fail_open;
-	OwnedRuleSet blacklist_all;
-	OwnedRuleSet whitelist_all;
-	HTAB	   *clients;		/* client name -> ClientPolicy */
-} EnforcementConfig;
-
-/* What a decision needs to know about one public id */
-typedef struct CachedKey
-{
-	char		public_id[PUBLIC_ID_MAX_LEN + 1];	/* hash key */
-	bool		exists;
-	pg_uuid_t	id;
-	char	   *salt;
-	unsigned char digest[KEY_DIGEST_LEN];
-	bool		has_previous;
-	char	   *previous_salt;
-	unsigned char previous_digest[KEY_DIGEST_LEN];
-	TimestampTz previous_valid_until;
-	bool		is_active;
-	bool		has_expiry;
-	TimestampTz expires_at;
-	char	   *client_name;	/* NULL = unbound */
-	bool		learning;		/* virgin_mode AND NOT virgin_resolved */
-	int			ngranted;
-	char	  **granted;
-	int		   *granted_len;
-	ArrayType  *granted_array;
-	OwnedRuleSet whitelist;
-	OwnedRuleSet blacklist;
-	TimestampTz last_used_at;	/* 0 = never, or unknown */
-	bool		transient;		/* not in the cache: lives for this call */
-	dlist_node	lru_node;
-} CachedKey;
-
-/* enforcement_cache.c */
-extern const EnforcementConfig *GetEnforcementConfig(void);
-extern const EnforcementConfig *PeekEnforcementConfig(void);
-extern CachedKey *PeekCachedKey(const char *public_id, size_t len);
-extern const ClientPolicy *LookupClientPolicy(const EnforcementConfig *config,
-											  const char *client, size_t len);
-extern CachedKey *LookupKey(const char *public_id, size_t len);
-extern void RegisterCacheCallbacks(void);
-extern void EnsureSpiConnected(void);
-extern SPIPlanPtr PrepareKeptPlan(const char *sql, int nargs, const Oid *argtypes,
-								  int cursor_options);
-extern int	ExecuteKeptPlan(SPIPlanPtr plan, Datum *args, const char *nulls, long count);
-extern void FreeKeptPlan(SPIPlanPtr plan);
-extern void ResetSpiConnection(void);
-extern void ResetSpiConnectionAfterError(void);
-extern bool IpNetFromInet(const inet *value, bool as_host, IpNet *out);
-
-/* learning.c */
-typedef enum LearningOutcome
-{
-	LEARNING_RECORDED,
-	LEARNING_LOCKED_IN,
-	LEARNING_RESOLVED_WHITELISTED,
-	LEARNING_RESOLVED_NOT_WHITELISTED,
-	LEARNING_NOT_LEARNING,
-	LEARNING_UNAVAILABLE
-} LearningOutcome;
-
-extern bool CanWrite(void);
-extern LearningOutcome RecordLearningObservation(const pg_uuid_t *key_id,
-												 const IpNet *host);
-extern Datum InetDatumFromIpNet(const IpNet *net);
 
 /* auth_log.c */
 typedef struct DecisionRecord
@@ -171,7 +84,7 @@ typedef struct DecisionRecord
 typedef enum LogOutcome
 {
 	LOG_DONE,					/* inserted or queued */
-	LOG_NEEDS_INSERT,			/* needs an INSERT, which only the twin may make */
+	LOG_NEEDS_INSERT,			/* needs an INSERT, with the owner's rights */
 	LOG_IMPOSSIBLE				/* cannot be written or queued here */
 } LogOutcome;
 
@@ -185,10 +98,8 @@ typedef enum LogOutcome
 extern bool ShouldLogDecision(const DecisionRecord *decision);
 extern void InsertLogRows(Datum *values, const char *nulls, int nrows);
 extern bool DecisionLogNeedsInsert(void);
-extern LogOutcome WriteDecisionLog(const DecisionRecord *decision, bool learned,
-								   bool may_insert);
-extern bool KeyLastUsedStampDue(const CachedKey *key);
-extern void TouchKeyLastUsed(CachedKey *key);
+extern LogOutcome RouteDecisionLog(const DecisionRecord *decision, bool learned);
+extern void InsertDecisionLog(const DecisionRecord *decision);
 
 /* async_log.c */
 extern int	athena_async_log_buffer_kb;

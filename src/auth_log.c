@@ -26,8 +26,6 @@
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
-static SPIPlanPtr last_used_plan = NULL;
-
 /* Whether the settings ask for this decision to be logged */
 bool
 ShouldLogDecision(const DecisionRecord *decision)
@@ -289,23 +287,20 @@ WarnStandbyDecisionUnlogged(void)
 }
 
 /*
- * Log the decision.  Never holds the secret or a digest: only the public
- * id as presented, and only when the key was well formed.  Under async the
- * row goes to the batched writer (async_log.c) when it can take it; a
- * learning call's row always commits with its learning writes.  A
- * transaction that cannot write queues the row whatever the durability
- * setting (on a hot standby the writer ships it to the primary); where the
- * queue cannot take a read-only transaction's row on a primary, the
- * decision cannot be logged (LOG_IMPOSSIBLE).
- * Without may_insert (the caller's privileges, no table access) only the
- * queue is tried, and LOG_NEEDS_INSERT means nothing was done yet.
+ * Where the decision's row goes, short of an INSERT.  Never holds the
+ * secret or a digest: only the public id as presented, and only when the
+ * key was well formed.  Under async the row goes to the batched writer
+ * (async_log.c) when it can take it; a learning call's row always commits
+ * with its learning writes.  A transaction that cannot write queues the
+ * row whatever the durability setting (on a hot standby the writer ships
+ * it to the primary); where the queue cannot take a read-only
+ * transaction's row on a primary, the decision cannot be logged
+ * (LOG_IMPOSSIBLE).  LOG_NEEDS_INSERT: nothing was done yet, and
+ * InsertDecisionLog must be called with the owner's rights.
  */
 LogOutcome
-WriteDecisionLog(const DecisionRecord *decision, bool learned, bool may_insert)
+RouteDecisionLog(const DecisionRecord *decision, bool learned)
 {
-	Datum		values[LOG_COLUMNS];
-	char		nulls[LOG_COLUMNS];
-
 	if (RecoveryInProgress())
 	{
 		/*
@@ -323,8 +318,15 @@ WriteDecisionLog(const DecisionRecord *decision, bool learned, bool may_insert)
 	if (athena_log_durability == LOG_DURABILITY_ASYNC && !learned &&
 		QueueDecisionLog(decision))
 		return LOG_DONE;
-	if (!may_insert)
-		return LOG_NEEDS_INSERT;
+	return LOG_NEEDS_INSERT;
+}
+
+/* Insert the decision's row (durable; the caller holds the owner's rights) */
+void
+InsertDecisionLog(const DecisionRecord *decision)
+{
+	Datum		values[LOG_COLUMNS];
+	char		nulls[LOG_COLUMNS];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
@@ -358,50 +360,5 @@ WriteDecisionLog(const DecisionRecord *decision, bool learned, bool may_insert)
 		nulls[13] = 'n';
 	values[14] = BoolGetDatum(decision->locked_in);
 	InsertLogRows(values, nulls, 1);
-	return LOG_DONE;
 }
 
-/*
- * Whether this call has to stamp the key's last_used_at: itself
- * (TouchKeyLastUsed) where it can write, else through the log queue
- */
-bool
-KeyLastUsedStampDue(const CachedKey *key)
-{
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
-
-	return key->last_used_at == 0 ||
-		now - key->last_used_at >= (int64) athena_last_used_interval * USECS_PER_SEC;
-}
-
-/*
- * Keep last_used_at within athena_keys.last_used_interval of the truth
- * without writing the key row on every call: the caller stamps only when
- * KeyLastUsedStampDue says so.  SKIP LOCKED means a call never waits for
- * another one that is stamping the same key.
- */
-void
-TouchKeyLastUsed(CachedKey *key)
-{
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	Datum		args[2];
-
-	EnsureSpiConnected();
-	if (last_used_plan == NULL)
-	{
-		Oid			argtypes[2] = {UUIDOID, INT4OID};
-
-		last_used_plan = PrepareKeptPlan(
-			"UPDATE athena_keys.api_key SET last_used_at = now() "
-			" WHERE id = (SELECT id FROM athena_keys.api_key "
-			"              WHERE id = $1 AND (last_used_at IS NULL OR "
-			"                    last_used_at < now() - make_interval(secs => $2)) "
-			"              FOR UPDATE SKIP LOCKED)",
-			2, argtypes, 0);
-	}
-	args[0] = UUIDPGetDatum(&key->id);
-	args[1] = Int32GetDatum(athena_last_used_interval);
-	if (ExecuteKeptPlan(last_used_plan, args, NULL, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "athena_keys: updating last_used_at failed");
-	key->last_used_at = now;
-}

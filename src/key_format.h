@@ -18,9 +18,6 @@
 #define PUBLIC_ID_MAX_LEN 64
 #define SECRET_MIN_LEN 16
 #define SECRET_MAX_LEN 256
-#define ISSUED_PUBLIC_ID_BYTES 8	/* 16 hex characters */
-#define ISSUED_SECRET_BYTES 32		/* 64 hex characters */
-#define ISSUED_SALT_BYTES 16		/* 32 hex characters */
 
 typedef enum KeyParseResult
 {

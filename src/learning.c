@@ -6,9 +6,11 @@
  * The work itself is athena_keys._learn(), which takes the key's row lock
  * so that concurrent calls count exactly and lock in once.  Only learning
  * keys reach this file: every other key is decided without a row lock.
+ * It runs with the extension owner's rights (request_effects.c); what it
+ * found finishes the decision (FinishLearningDecision in decision.c).
  *-------------------------------------------------------------------------
  */
-#include "athena_keys.h"
+#include "learning.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -17,31 +19,11 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "ip_datums.h"
+#include "spi_plans.h"
+#include "write_access.h"
+
 static SPIPlanPtr learn_plan = NULL;
-
-/*
- * Whether this transaction may write: not on a hot standby, not in a
- * read-only transaction.
- */
-bool
-CanWrite(void)
-{
-	return !RecoveryInProgress() && !XactReadOnly;
-}
-
-/* An inet datum holding a host address (/32 or /128) */
-Datum
-InetDatumFromIpNet(const IpNet *net)
-{
-	inet	   *value = palloc0(sizeof(inet));
-	int			nbytes = net->family == IP_FAMILY_V4 ? 4 : 16;
-
-	value->inet_data.family = net->family == IP_FAMILY_V4 ? PGSQL_AF_INET : PGSQL_AF_INET6;
-	value->inet_data.bits = net->bits;
-	memcpy(value->inet_data.ipaddr, net->addr, nbytes);
-	SET_INET_VARSIZE(value);
-	return InetPGetDatum(value);
-}
 
 /* Run athena_keys._learn for one observation; raises on any failure */
 static LearningOutcome

@@ -1,5 +1,5 @@
 /*-------------------------------------------------------------------------
- * admin.c
+ * key_material.c
  *		C helpers behind the admin functions: key material from OpenSSL's
  *		RAND_bytes and the salted SHA-256 of a secret.
  *

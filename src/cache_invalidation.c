@@ -1,0 +1,209 @@
+/*-------------------------------------------------------------------------
+ * cache_invalidation.c
+ *		When the per-backend caches are stale: a generation per cache,
+ *		advanced by relcache invalidations of the tables that feed it.
+ *
+ * Triggers on every table that feeds a cache call _invalidate_caches(),
+ * which queues a relcache invalidation for that table.  PostgreSQL delivers
+ * it to every backend (and, through the WAL, to hot standbys) when the
+ * change commits; the callback here advances the generation of the cache
+ * the table feeds, and the next lookup rebuilds that cache.  No timer is
+ * involved, so a committed revocation is seen by the next call.  A key
+ * edit leaves the config cache alone, and a rule or config edit leaves the
+ * key cache alone.
+ *
+ * Caches are filled only in READ COMMITTED transactions, where each SPI
+ * query takes a fresh snapshot: a transaction-level snapshot may predate an
+ * invalidation already consumed, and caching what it sees could outlive
+ * the change.
+ *
+ * A call nested in another (athena_authenticate run by a trigger that the
+ * outer call's log insert fired) must not free cache entries the outer
+ * call is still reading: while one is running, stale caches are bypassed,
+ * not rebuilt.
+ *-------------------------------------------------------------------------
+ */
+#include "cache_invalidation.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(athena_invalidate_caches);
+
+typedef enum FedCache
+{
+	FEEDS_CONFIG,
+	FEEDS_KEYS
+} FedCache;
+
+static const struct
+{
+	const char *table;
+	FedCache	feeds;
+}			watched_tables[] =
+{
+	{"api_key_config", FEEDS_CONFIG},
+	{"api_key_client_config", FEEDS_CONFIG},
+	{"api_key_global_ip_rule", FEEDS_CONFIG},
+	{"api_key", FEEDS_KEYS},
+	{"api_key_right_grant", FEEDS_KEYS},
+	{"api_key_ip_rule", FEEDS_KEYS},
+	{"api_key_right", FEEDS_KEYS},
+};
+
+#define WATCHED_TABLE_COUNT lengthof(watched_tables)
+
+static Oid	watched_table_oids[WATCHED_TABLE_COUNT];
+static bool watched_oids_known = false;
+
+static uint64 config_generation = 1;
+static uint64 key_generation = 1;
+static int	cache_users = 0;
+
+/*
+ * Trigger function: queue a relcache invalidation of the table it fires on,
+ * so every backend drops the cache that table feeds when this transaction
+ * commits.
+ */
+Datum
+athena_invalidate_caches(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("athena_keys._invalidate_caches() must be called as a trigger"),
+				 errdetail("The function was called directly."),
+				 errhint("Attach it to a table with CREATE TRIGGER.")));
+
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Relcache callback: advance the generation of the cache a watched table
+ * feeds (both for relid = InvalidOid, everything).  Before the first
+ * resolution nothing is cached, so nothing can be stale.  Must not do catalog
+ * access, so it only counts; the rebuild happens on next use.
+ */
+static void
+CacheInvalidationCallback(Datum arg, Oid relid)
+{
+	size_t		i;
+
+	if (relid == InvalidOid)
+	{
+		config_generation++;
+		key_generation++;
+		watched_oids_known = false;
+		return;
+	}
+	/* Matched against the OIDs last resolved, even when they are due again */
+	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
+	{
+		if (watched_table_oids[i] != relid)
+			continue;
+		if (watched_tables[i].feeds == FEEDS_CONFIG)
+			config_generation++;
+		else
+			key_generation++;
+
+		/*
+		 * The table may have been dropped (DROP EXTENSION): resolve the
+		 * names again before the next use, or a re-created extension's
+		 * tables would go unwatched in this backend.
+		 */
+		watched_oids_known = false;
+		return;
+	}
+}
+
+/* Register the relcache callback once per backend (from _PG_init) */
+void
+RegisterCacheInvalidation(void)
+{
+	CacheRegisterRelcacheCallback(CacheInvalidationCallback, (Datum) 0);
+}
+
+/*
+ * Look up the OIDs of the tables that feed the caches.  Done lazily because
+ * the extension may be dropped and created again in the same backend;
+ * until they are known, nothing cached counts as current.
+ */
+static void
+EnsureWatchedTablesKnown(void)
+{
+	Oid			schema;
+	size_t		i;
+	bool		changed = false;
+
+	if (watched_oids_known)
+		return;
+	schema = get_namespace_oid("athena_keys", false);
+	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
+	{
+		Oid			relid = get_relname_relid(watched_tables[i].table, schema);
+
+		changed |= relid != watched_table_oids[i];
+		watched_table_oids[i] = relid;
+	}
+	watched_oids_known = true;
+
+	/* Other tables than the cached entries were read from: both are stale */
+	if (changed)
+	{
+		config_generation++;
+		key_generation++;
+	}
+}
+
+/* The config cache's current generation; an entry of another one is stale */
+uint64
+ConfigCacheGeneration(void)
+{
+	EnsureWatchedTablesKnown();
+	return config_generation;
+}
+
+/* The key cache's current generation; an entry of another one is stale */
+uint64
+KeyCacheGeneration(void)
+{
+	EnsureWatchedTablesKnown();
+	return key_generation;
+}
+
+/* Whether this transaction may fill the caches (see the file header) */
+bool
+CachingAllowed(void)
+{
+	return !IsolationUsesXactSnapshot();
+}
+
+/* Whether a stale cache may be freed and rebuilt now: no outer call reads it */
+bool
+CacheMayBeRebuilt(void)
+{
+	return cache_users <= 1;
+}
+
+/* A call starts reading the caches */
+void
+EnterCacheUse(void)
+{
+	cache_users++;
+}
+
+/* A call has finished with the caches (also when it raised) */
+void
+LeaveCacheUse(void)
+{
+	if (cache_users > 0)
+		cache_users--;
+}

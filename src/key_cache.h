@@ -1,0 +1,37 @@
+/*-------------------------------------------------------------------------
+ * key_cache.h
+ *		The per-backend cache of what decisions need to know about public
+ *		ids: the key row, its grants and its IP rules (unknown ids too).
+ *-------------------------------------------------------------------------
+ */
+#ifndef ATHENA_KEY_CACHE_H
+#define ATHENA_KEY_CACHE_H
+
+#include "postgres.h"
+
+#include "lib/ilist.h"
+#include "utils/array.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "decision.h"
+#include "ip_datums.h"
+
+/* One public id: its facts and the parts they point into */
+typedef struct CachedKey
+{
+	char		public_id[PUBLIC_ID_MAX_LEN + 1];	/* hash key */
+	KeyFacts	facts;
+	pg_uuid_t	id;
+	ArrayType  *granted_array;
+	OwnedRuleSet whitelist;
+	OwnedRuleSet blacklist;
+	TimestampTz last_used_at;	/* 0 = never, or unknown */
+	MemoryContext parts;		/* the variable-sized parts; NULL: none */
+	dlist_node	lru_node;
+} CachedKey;
+
+extern CachedKey *PeekCachedKey(const char *public_id, size_t len);
+extern CachedKey *ReadKey(const char *public_id, size_t len);
+
+#endif

@@ -1,0 +1,120 @@
+/*-------------------------------------------------------------------------
+ * result_row.c
+ *		The athena_auth_result row a call returns, built and checked
+ *		against result_columns.h.
+ *-------------------------------------------------------------------------
+ */
+#include "result_row.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/typcache.h"
+
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			result_columns[RESULT_COLUMNS] =
+{
+#define RESULT_COLUMN_ENTRY(name, type) {#name, type##OID},
+	RESULT_COLUMN_LIST(RESULT_COLUMN_ENTRY)
+#undef RESULT_COLUMN_ENTRY
+};
+
+/*
+ * Refuse a result row type that is not the one this library fills (an
+ * ALTER TYPE on athena_auth_result, or a library and schema of different
+ * versions): a row built for another descriptor would be garbage.  Names
+ * and types must both match, in order; columns dropped after the last one
+ * read as NULL.
+ */
+static void
+CheckResultColumns(TupleDesc desc)
+{
+	int			i;
+	bool		matches = desc->natts >= RESULT_COLUMNS;
+
+	for (i = 0; matches && i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (i < RESULT_COLUMNS)
+			matches = !att->attisdropped && att->atttypid == result_columns[i].type &&
+				strcmp(NameStr(att->attname), result_columns[i].name) == 0;
+		else
+			matches = att->attisdropped;
+	}
+	if (!matches)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("athena_keys.athena_auth_result does not have the columns athena_keys fills"),
+				 errdetail("The composite type was altered, or the installed library does not match the extension's version."),
+				 errhint("Restore the type's columns, or install the library that matches the extension.")));
+}
+
+/*
+ * The result row descriptor.  It is kept for the backend rather than per
+ * call site, because a prepared statement sets up a new call site at every
+ * execution; the type cache's identifier says when the row type was
+ * replaced or altered, and the copy is checked again then.
+ */
+static TupleDesc
+ResultTupleDesc(FunctionCallInfo fcinfo)
+{
+	static TupleDesc backend_desc = NULL;
+	static Oid	backend_desc_type = InvalidOid;
+	static uint64 backend_desc_identifier = 0;
+	Oid			result_type = get_fn_expr_rettype(fcinfo->flinfo);
+	TypeCacheEntry *typentry;
+
+	if (!OidIsValid(result_type))
+		result_type = get_func_rettype(fcinfo->flinfo->fn_oid);
+	typentry = lookup_type_cache(result_type, TYPECACHE_TUPDESC);
+	if (typentry->tupDesc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("athena_authenticate must return athena_keys.athena_auth_result"),
+				 errdetail("The function is declared to return %s, which is not a row type.",
+						   format_type_be(result_type)),
+				 errhint("Call athena_keys.athena_authenticate as installed by the extension.")));
+	if (backend_desc == NULL || backend_desc_type != result_type ||
+		backend_desc_identifier != typentry->tupDesc_identifier)
+	{
+		MemoryContext old;
+
+		CheckResultColumns(typentry->tupDesc);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		if (backend_desc != NULL)
+			FreeTupleDesc(backend_desc);
+		backend_desc = CreateTupleDescCopy(typentry->tupDesc);
+		backend_desc_type = result_type;
+		backend_desc_identifier = typentry->tupDesc_identifier;
+		MemoryContextSwitchTo(old);
+	}
+	return backend_desc;
+}
+
+/*
+ * The result row from RESULT_COLUMNS values and nulls; the columns a type
+ * may have dropped after them are NULL.
+ */
+Datum
+FormResultRow(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = ResultTupleDesc(fcinfo);
+	Datum	   *all_values;
+	bool	   *all_nulls;
+
+	if (desc->natts == RESULT_COLUMNS)
+		return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+	all_values = palloc0(sizeof(Datum) * desc->natts);
+	all_nulls = palloc(sizeof(bool) * desc->natts);
+	memset(all_nulls, true, sizeof(bool) * desc->natts);
+	memcpy(all_values, values, sizeof(Datum) * RESULT_COLUMNS);
+	memcpy(all_nulls, nulls, sizeof(bool) * RESULT_COLUMNS);
+	return HeapTupleGetDatum(heap_form_tuple(desc, all_values, all_nulls));
+}
