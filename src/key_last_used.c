@@ -45,8 +45,8 @@ TouchKeyLastUsed(CachedKey *key, TimestampTz now)
 			"         WHERE id OPERATOR(pg_catalog.=) $1 "
 			"           AND (last_used_at IS NULL OR "
 			"                last_used_at OPERATOR(pg_catalog.<) "
-			"                pg_catalog.now() OPERATOR(pg_catalog.-) "
-			"                pg_catalog.make_interval(secs => $2)) "
+			"                (pg_catalog.now() OPERATOR(pg_catalog.-) "
+			"                 pg_catalog.make_interval(secs => $2))) "
 			"           FOR UPDATE SKIP LOCKED)",
 			2, argtypes, 0);
 	}
