@@ -302,16 +302,19 @@ AuthenticateRequest(FunctionCallInfo fcinfo)
  * arrived since this transaction last took a lock are applied first: a
  * revocation committed while the caller's transaction stays open (a pooled
  * connection, a prepared statement in one long READ COMMITTED transaction)
- * takes effect on its next call.  The cache use count lets a nested call
- * (from a trigger an outer call's log insert fired) leave the outer call's
- * entries alone.
+ * takes effect on its next call.  A call may run nested in another (from
+ * a trigger the outer call's log insert fired): the cache use count keeps
+ * it from freeing the outer call's entries, and the outer call's SPI
+ * connection state comes back when it ends, also when it raises.
  */
 Datum
 athena_authenticate(PG_FUNCTION_ARGS)
 {
 	volatile Datum result = (Datum) 0;
+	volatile SpiCallState outer_spi;
 
 	AcceptInvalidationMessages();
+	outer_spi = BeginSpiCall();
 	EnterCacheUse();
 	PG_TRY();
 	{
@@ -320,6 +323,7 @@ athena_authenticate(PG_FUNCTION_ARGS)
 	PG_FINALLY();
 	{
 		LeaveCacheUse();
+		EndSpiCall(outer_spi);
 	}
 	PG_END_TRY();
 	PG_RETURN_DATUM(result);

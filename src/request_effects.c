@@ -101,13 +101,12 @@ LeaveOwnerSection(OwnerSection *section)
 	SetUserIdAndSecContext(section->caller_user, section->caller_sec_context);
 }
 
-/* Begin a call's effects; a previous call that raised left SPI behind */
+/* Begin a call's effects */
 void
 StartRequestEffects(RequestEffects *fx, FunctionCallInfo fcinfo)
 {
 	fx->function_oid = fcinfo->flinfo->fn_oid;
 	fx->reported = false;
-	ResetSpiConnectionAfterError();
 }
 
 /* The enforcement config: cached, else read with the owner's rights */

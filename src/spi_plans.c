@@ -37,16 +37,32 @@ EnsureSpiConnected(void)
 }
 
 /*
- * Forget a connection left by a call that raised: the transaction or
- * subtransaction abort has already closed it.
+ * Start a call's use of SPI, returning the state of any call it is nested
+ * in (athena_authenticate run by a trigger that the outer call's log
+ * insert fired), which EndSpiCall gives back.
  */
-void
-ResetSpiConnectionAfterError(void)
+SpiCallState
+BeginSpiCall(void)
 {
+	SpiCallState outer = {spi_connected, spi_caller_context};
+
 	spi_connected = false;
+	return outer;
 }
 
-/* Disconnect from SPI at the end of a call */
+/*
+ * End a call's use of SPI, also when it raised: the outer call's state
+ * comes back, and a connection this call left open is closed by the
+ * (sub)transaction abort, not here.
+ */
+void
+EndSpiCall(SpiCallState outer)
+{
+	spi_connected = outer.connected;
+	spi_caller_context = outer.caller_context;
+}
+
+/* Disconnect from SPI at the end of a call that succeeded */
 void
 ResetSpiConnection(void)
 {

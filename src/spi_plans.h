@@ -11,9 +11,17 @@
 
 #include "executor/spi.h"
 
+/* The SPI connection state of a call, saved across a nested one */
+typedef struct SpiCallState
+{
+	bool		connected;
+	MemoryContext caller_context;
+} SpiCallState;
+
+extern SpiCallState BeginSpiCall(void);
+extern void EndSpiCall(SpiCallState outer);
 extern void EnsureSpiConnected(void);
 extern void ResetSpiConnection(void);
-extern void ResetSpiConnectionAfterError(void);
 extern SPIPlanPtr PrepareKeptPlan(const char *sql, int nargs, const Oid *argtypes,
 								  int cursor_options);
 extern int	ExecuteKeptPlan(SPIPlanPtr plan, Datum *args, const char *nulls, long count);
