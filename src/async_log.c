@@ -77,10 +77,6 @@ PGDLLEXPORT void athena_log_writer_main(Datum main_arg);
 #define ASYNC_LOG_SLOTS 8
 #define RECORD_ALIGN 8
 
-int			athena_async_log_buffer_kb = 8192;
-int			athena_async_flush_interval_ms = 200;
-char	   *athena_primary_conninfo = NULL;
-
 /* One database's ring.  Positions grow forever; offsets are modulo size. */
 typedef struct AsyncLogSlot
 {
@@ -171,8 +167,8 @@ AsyncLogShmemSize(void)
 }
 
 /*
- * Called from _PG_init while shared_preload_libraries is processed: define
- * the settings that size the rings and install the shared memory hooks.
+ * Called from _PG_init while shared_preload_libraries is processed: install
+ * the shared memory hooks.
  */
 void
 InitAsyncLog(void)
@@ -180,31 +176,6 @@ InitAsyncLog(void)
 	/* The ring is sized at server start; without preloading there is none */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-
-	DefineCustomIntVariable("athena_keys.async_log_buffer",
-							"Shared memory for log rows queued under log_durability = async.",
-							"Split evenly between up to 8 databases.  Needs athena_keys in "
-							"shared_preload_libraries.",
-							&athena_async_log_buffer_kb,
-							8192, 64, 1024 * 1024,
-							PGC_POSTMASTER, GUC_UNIT_KB,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("athena_keys.async_flush_interval",
-							"How often the log writer inserts queued rows.",
-							"Rows queued longer than this are at risk in a crash.",
-							&athena_async_flush_interval_ms,
-							200, 10, 60000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomStringVariable("athena_keys.primary_conninfo",
-							   "Where a hot standby's log writer sends the decisions made on it.",
-							   "A libpq connection string for the primary, as a role that may "
-							   "execute athena_keys.athena_record_decisions.  Empty: "
-							   "primary_conninfo with this database's name.",
-							   &athena_primary_conninfo,
-							   "",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = AsyncLogShmemRequest;

@@ -21,6 +21,7 @@
 #include "ip_rules.h"
 #include "key_digest.h"
 #include "key_format.h"
+#include "settings.h"
 
 /*
  * Client names are limited to 256 characters where they are stored (the
@@ -30,26 +31,6 @@
  */
 #define CLIENT_NAME_MAX_CHARS 256
 #define CLIENT_NAME_MAX_LEN (CLIENT_NAME_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN)
-
-/* Settings (athena_keys.*), defined in athena_keys.c */
-typedef enum LogDecisions
-{
-	LOG_DECISIONS_ALL,
-	LOG_DECISIONS_FAILURES,
-	LOG_DECISIONS_NONE
-} LogDecisions;
-
-typedef enum LogDurability
-{
-	LOG_DURABILITY_DURABLE,
-	LOG_DURABILITY_ASYNC
-} LogDurability;
-
-extern int	athena_log_decisions;
-extern int	athena_log_durability;
-extern int	athena_last_used_interval;
-extern int	athena_key_cache_size;
-extern bool athena_report_handovers;
 
 /* A built rule set together with the arrays it borrows */
 typedef struct OwnedRuleSet
@@ -191,9 +172,6 @@ extern bool KeyLastUsedStampDue(const CachedKey *key);
 extern void TouchKeyLastUsed(CachedKey *key);
 
 /* async_log.c */
-extern int	athena_async_log_buffer_kb;
-extern int	athena_async_flush_interval_ms;
-extern char *athena_primary_conninfo;
 extern void InitAsyncLog(void);
 extern bool AsyncLogQueueAvailable(void);
 extern bool QueueDecisionLog(const DecisionRecord *decision);
