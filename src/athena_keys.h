@@ -168,6 +168,8 @@ extern void InsertLogRows(Datum *values, const char *nulls, int nrows);
 extern bool DecisionLogNeedsInsert(void);
 extern LogOutcome WriteDecisionLog(const DecisionRecord *decision, bool learned,
 								   bool may_insert);
+
+/* key_last_used.c */
 extern bool KeyLastUsedStampDue(const CachedKey *key);
 extern void TouchKeyLastUsed(CachedKey *key);
 
