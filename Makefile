@@ -7,7 +7,9 @@ MODULE_big = athena_keys
 
 PURE_SRCS = src/key_format.c src/key_digest.c src/rights_match.c src/ip_rules.c src/ip_policy.c
 BACKEND_SRCS = src/athena_keys.c src/enforcement_cache.c src/authenticate.c \
-	src/learning.c src/settings.c src/key_last_used.c src/auth_log.c src/async_log.c src/admin.c
+	src/learning.c src/key_last_used.c src/settings.c src/log_row.c src/log_record.c \
+	src/log_insert.c src/log_queue.c src/log_shipping.c src/log_writer.c src/log_routing.c \
+	src/admin.c
 OBJS = $(PURE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
 
 DATA = $(wildcard sql/athena_keys--*.sql)

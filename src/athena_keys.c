@@ -5,6 +5,7 @@
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
+#include "log_queue.h"
 
 #include "fmgr.h"
 
@@ -20,6 +21,6 @@ void
 _PG_init(void)
 {
 	DefineSettings();
-	InitAsyncLog();
+	InitLogQueue();
 	RegisterCacheCallbacks();
 }

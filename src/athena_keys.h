@@ -32,6 +32,9 @@
 #define CLIENT_NAME_MAX_CHARS 256
 #define CLIENT_NAME_MAX_LEN (CLIENT_NAME_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN)
 
+/* The log pipeline, as the decision code sees it */
+#include "log_routing.h"
+
 /* A built rule set together with the arrays it borrows */
 typedef struct OwnedRuleSet
 {
@@ -122,60 +125,8 @@ extern LearningOutcome RecordLearningObservation(const pg_uuid_t *key_id,
 												 const IpNet *host);
 extern Datum InetDatumFromIpNet(const IpNet *net);
 
-/* auth_log.c */
-typedef struct DecisionRecord
-{
-	bool		key_identified;
-	pg_uuid_t	key_id;
-	const char *public_id;		/* as presented when well-formed */
-	size_t		public_id_len;
-	text	   *client;
-	Datum		remote_addr;
-	bool		has_remote_addr;
-	Datum		required_rights;
-	bool		has_required_rights;
-	Datum		granted_rights;
-	bool		has_granted_rights;
-	Datum		missing_rights;
-	bool		has_missing_rights;
-	bool		authenticated;
-	bool		authorized;
-	bool		enforced;
-	bool		allowed;
-	int			status;
-	const char *reason;
-	bool		locked_in;
-	bool		stamp_last_used;	/* the log writer stamps last_used_at */
-} DecisionRecord;
-
-/* What became of a decision's log row */
-typedef enum LogOutcome
-{
-	LOG_DONE,					/* inserted or queued */
-	LOG_NEEDS_INSERT,			/* needs an INSERT, which only the twin may make */
-	LOG_IMPOSSIBLE				/* cannot be written or queued here */
-} LogOutcome;
-
-/* Columns of the log insert, created_at first */
-#define LOG_COLUMNS 15
-/* Most rows one log INSERT statement takes (the batched writer's chunk) */
-#define LOG_INSERT_MAX_ROWS 512
-/* Longest client name copied into a log row, in bytes: any stored name fits */
-#define LOGGED_CLIENT_MAX_BYTES CLIENT_NAME_MAX_LEN
-
-extern bool ShouldLogDecision(const DecisionRecord *decision);
-extern void InsertLogRows(Datum *values, const char *nulls, int nrows);
-extern bool DecisionLogNeedsInsert(void);
-extern LogOutcome WriteDecisionLog(const DecisionRecord *decision, bool learned,
-								   bool may_insert);
-
 /* key_last_used.c */
 extern bool KeyLastUsedStampDue(const CachedKey *key);
 extern void TouchKeyLastUsed(CachedKey *key);
-
-/* async_log.c */
-extern void InitAsyncLog(void);
-extern bool AsyncLogQueueAvailable(void);
-extern bool QueueDecisionLog(const DecisionRecord *decision);
 
 #endif

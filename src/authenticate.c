@@ -553,11 +553,16 @@ DecideRequest(FunctionCallInfo fcinfo, bool may_use_tables, Datum *result,
 		LogOutcome	logged;
 
 		decision.stamp_last_used = stamp_due && !stamp_here;
-		logged = WriteDecisionLog(&decision, learned, may_use_tables);
+		logged = RouteDecisionLog(&decision, learned);
 		if (logged == LOG_NEEDS_INSERT)
 		{
-			*needs_tables_why = "the decision is logged by an INSERT";
-			return false;
+			if (!may_use_tables)
+			{
+				*needs_tables_why = "the decision is logged by an INSERT";
+				return false;
+			}
+			InsertDecisionLog(&decision);
+			logged = LOG_DONE;
 		}
 		if (logged == LOG_IMPOSSIBLE && decision.allowed && decision.enforced)
 			SetVerdict(&decision, FAILURE_POLICY_UNAVAILABLE, config);
