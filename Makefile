@@ -7,10 +7,11 @@ MODULE_big = athena_keys
 
 PURE_SRCS = src/key_format.c src/key_digest.c src/rights_match.c src/ip_rules.c src/ip_policy.c \
 	src/failure_reasons.c src/decision.c
-BACKEND_SRCS = src/athena_keys.c src/authenticate.c src/request_effects.c \
+BACKEND_SRCS = src/athena_keys.c src/settings.c src/authenticate.c src/request_effects.c \
 	src/result_row.c src/cache_invalidation.c src/config_cache.c src/key_cache.c \
 	src/key_last_used.c src/learning.c src/spi_plans.c src/ip_datums.c \
-	src/auth_log.c src/async_log.c src/key_material.c src/legacy_symbols.c
+	src/log_row.c src/log_record.c src/log_insert.c src/log_queue.c src/log_shipping.c \
+	src/log_writer.c src/log_routing.c src/key_material.c src/legacy_symbols.c
 OBJS = $(PURE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
 
 DATA = $(wildcard sql/athena_keys--*.sql)

@@ -26,6 +26,7 @@
 #include "cache_invalidation.h"
 #include "decision.h"
 #include "key_last_used.h"
+#include "log_routing.h"
 #include "request_effects.h"
 #include "result_row.h"
 

@@ -14,6 +14,7 @@
 #include "athena_keys.h"
 #include "config_cache.h"
 #include "key_cache.h"
+#include "log_routing.h"
 
 /* One call's effects: whose rights, and whether a section was reported */
 typedef struct RequestEffects

@@ -1,0 +1,241 @@
+/*-------------------------------------------------------------------------
+ * log_record.c
+ *		Encoding a log row into the bytes of one queue record, and back.
+ *
+ * A record is a header (its padded length, flags, which columns are NULL)
+ * followed by the non-NULL columns of log_columns[] in order, each stored
+ * as its type is: a by-value type as its typlen bytes, a fixed-length
+ * by-reference type as its bytes, a varlena as a uint32 length and the
+ * whole (detoasted) varlena.  Records are read with memcpy, so nothing
+ * inside one needs to be aligned.
+ *-------------------------------------------------------------------------
+ */
+#include "athena_keys.h"
+#include "log_row.h"
+#include "log_record.h"
+
+#include "fmgr.h"
+#include "utils/lsyscache.h"
+
+typedef struct LogRecordHeader
+{
+	uint32		total_len;		/* header + columns, padded to LOG_RECORD_ALIGN */
+	uint16		flags;
+	uint16		unused;
+	uint32		null_columns;	/* bit i set: column i is NULL */
+} LogRecordHeader;
+
+StaticAssertDecl(LOG_COLUMNS <= 32, "a record's NULL bitmap has 32 bits");
+
+/* How each column is stored, looked up once (the types are built in) */
+static int16 column_typlen[LOG_COLUMNS];
+static bool column_byval[LOG_COLUMNS];
+static bool column_storage_known = false;
+
+/* Look up the storage of log_columns[]' types; runs in a transaction */
+static void
+LearnColumnStorage(void)
+{
+	int			col;
+
+	if (column_storage_known)
+		return;
+	for (col = 0; col < LOG_COLUMNS; col++)
+	{
+		get_typlenbyval(log_columns[col].type, &column_typlen[col], &column_byval[col]);
+		if (column_typlen[col] < 0 && column_typlen[col] != -1)
+			elog(ERROR, "athena_keys: log column \"%s\" has an unsupported type",
+				 log_columns[col].name);
+		if (column_byval[col] && column_typlen[col] != 1 && column_typlen[col] != 2 &&
+			column_typlen[col] != 4 && column_typlen[col] != 8)
+			elog(ERROR, "athena_keys: log column \"%s\" has an unsupported type",
+				 log_columns[col].name);
+	}
+	column_storage_known = true;
+}
+
+/* The bytes a non-NULL column's value takes in a record */
+static Size
+ColumnSize(int col, Datum value)
+{
+	if (column_typlen[col] > 0)
+		return column_typlen[col];
+	return sizeof(uint32) + VARSIZE_ANY(DatumGetPointer(value));
+}
+
+/*
+ * The padded size of the record of a row.  Replaces compressed or
+ * out-of-line varlena values by their detoasted form, so that encoding
+ * copies exactly what was measured.
+ */
+Size
+LogRecordSize(Datum *values, const bool *nulls)
+{
+	Size		total = sizeof(LogRecordHeader);
+	int			col;
+
+	LearnColumnStorage();
+	for (col = 0; col < LOG_COLUMNS; col++)
+	{
+		if (nulls[col])
+			continue;
+		if (column_typlen[col] == -1)
+			values[col] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(values[col]));
+		total += ColumnSize(col, values[col]);
+	}
+	return TYPEALIGN(LOG_RECORD_ALIGN, total);
+}
+
+/*
+ * Write the record of a row into record[0, size), size being what
+ * LogRecordSize returned for the same values
+ */
+void
+EncodeLogRecord(const Datum *values, const bool *nulls, uint16 flags,
+				char *record, Size size)
+{
+	LogRecordHeader header;
+	char	   *p = record + sizeof(header);
+	int			col;
+
+	memset(record, 0, size);
+	memset(&header, 0, sizeof(header));
+	header.total_len = (uint32) size;
+	header.flags = flags;
+	for (col = 0; col < LOG_COLUMNS; col++)
+	{
+		int16		typlen = column_typlen[col];
+
+		if (nulls[col])
+		{
+			header.null_columns |= (uint32) 1 << col;
+			continue;
+		}
+		if (column_byval[col])
+		{
+			union
+			{
+				char		c;
+				int16		i16;
+				int32		i32;
+				int64		i64;
+			}			v;
+
+			switch (typlen)
+			{
+				case 1:
+					v.c = DatumGetChar(values[col]);
+					break;
+				case 2:
+					v.i16 = DatumGetInt16(values[col]);
+					break;
+				case 4:
+					v.i32 = DatumGetInt32(values[col]);
+					break;
+				default:
+					v.i64 = DatumGetInt64(values[col]);
+					break;
+			}
+			memcpy(p, &v, typlen);
+			p += typlen;
+		}
+		else if (typlen > 0)
+		{
+			memcpy(p, DatumGetPointer(values[col]), typlen);
+			p += typlen;
+		}
+		else
+		{
+			uint32		len = VARSIZE_ANY(DatumGetPointer(values[col]));
+
+			memcpy(p, &len, sizeof(uint32));
+			memcpy(p + sizeof(uint32), DatumGetPointer(values[col]), len);
+			p += sizeof(uint32) + len;
+		}
+	}
+	Assert(p <= record + size);
+	memcpy(record, &header, sizeof(header));
+}
+
+/* The padded length of a record, where the next one starts */
+uint32
+LogRecordLength(const char *record)
+{
+	uint32		len;
+
+	StaticAssertStmt(offsetof(LogRecordHeader, total_len) == 0,
+					 "a record starts with its length");
+	memcpy(&len, record, sizeof(uint32));
+	return len;
+}
+
+/*
+ * Decode a record into a row's LOG_COLUMNS values and nulls; values by
+ * reference are copied, aligned, into the current memory context.  Returns
+ * the record's flags.
+ */
+uint16
+DecodeLogRecord(const char *record, Datum *values, bool *nulls)
+{
+	LogRecordHeader header;
+	const char *p = record + sizeof(header);
+	int			col;
+
+	LearnColumnStorage();
+	memcpy(&header, record, sizeof(header));
+	for (col = 0; col < LOG_COLUMNS; col++)
+	{
+		int16		typlen = column_typlen[col];
+
+		nulls[col] = (header.null_columns & ((uint32) 1 << col)) != 0;
+		values[col] = (Datum) 0;
+		if (nulls[col])
+			continue;
+		if (column_byval[col])
+		{
+			union
+			{
+				char		c;
+				int16		i16;
+				int32		i32;
+				int64		i64;
+			}			v;
+
+			memcpy(&v, p, typlen);
+			switch (typlen)
+			{
+				case 1:
+					values[col] = CharGetDatum(v.c);
+					break;
+				case 2:
+					values[col] = Int16GetDatum(v.i16);
+					break;
+				case 4:
+					values[col] = Int32GetDatum(v.i32);
+					break;
+				default:
+					values[col] = Int64GetDatum(v.i64);
+					break;
+			}
+			p += typlen;
+		}
+		else
+		{
+			uint32		len;
+			char	   *copy;
+
+			if (typlen > 0)
+				len = typlen;
+			else
+			{
+				memcpy(&len, p, sizeof(uint32));
+				p += sizeof(uint32);
+			}
+			copy = palloc(len);
+			memcpy(copy, p, len);
+			values[col] = PointerGetDatum(copy);
+			p += len;
+		}
+	}
+	return header.flags;
+}

@@ -1,0 +1,342 @@
+/*-------------------------------------------------------------------------
+ * log_writer.c
+ *		The log writer: a background worker per database that drains its
+ *		ring of the log queue (log_queue.c) in batches.
+ *
+ * Every athena_keys.async_flush_interval (or when a backend finds the ring
+ * half full) the writer inserts everything queued in one transaction and
+ * stamps last_used_at where a record asks for it; on a hot standby it
+ * ships the batch to the primary instead (log_shipping.c), and after
+ * promotion it inserts locally again.  It advances the ring only after its
+ * batch committed, so a failed batch is retried.
+ *
+ * A writer that finds nothing to do for a second exits and frees its slot
+ * (an idle connection would keep its database from being dropped); the
+ * next backend that queues starts a new one.  Writers are never restarted
+ * by the postmaster: after a crash shared memory is new, and the slot a
+ * restarted writer would serve no longer exists.
+ *
+ * Loss window: rows not yet inserted (at most one flush interval plus one
+ * batch) are lost if the server crashes.  On SIGTERM (any clean shutdown)
+ * the writer keeps draining until the ring is empty and no reservation is
+ * outstanding.
+ *-------------------------------------------------------------------------
+ */
+#include "athena_keys.h"
+#include "log_row.h"
+#include "log_insert.h"
+#include "log_queue.h"
+#include "log_record.h"
+#include "log_shipping.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+PGDLLEXPORT void athena_log_writer_main(Datum main_arg);
+
+static volatile sig_atomic_t worker_got_sigterm = false;
+static char *worker_database_name = NULL;
+static int	writer_slot = -1;
+static uint64 writer_generation = 0;
+static bool writer_connected = false;
+static bool writer_released = false;
+
+/*
+ * The writer's working memory, kept for its life: the drained bytes, and
+ * a context for one statement's rows whose first block outlives resets,
+ * so that a busy writer does not pay for fresh memory at every drain.
+ */
+static char *drain_buffer = NULL;
+static Size drain_buffer_size = 0;
+static MemoryContext chunk_context = NULL;
+
+#define CHUNK_CONTEXT_KEEP (512 * 1024)
+
+/* SIGTERM: finish the queue, then exit */
+static void
+WriterSigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	worker_got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * Stamp last_used_at for the keys of queued decisions made where the call
+ * could not write (a read-only transaction): the latest use per key, and
+ * never backwards.  A key row another transaction holds is skipped (a
+ * later use stamps it), so no open transaction can stall the queue.
+ */
+static void
+StampQueuedLastUse(Datum *ids, Datum *used_at, int n)
+{
+	static SPIPlanPtr stamp_plan = NULL;
+	Datum		args[2];
+
+	if (n == 0)
+		return;
+	if (stamp_plan == NULL)
+	{
+		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+
+		stamp_plan = PrepareKeptPlan(
+			"WITH u AS (SELECT x.id, pg_catalog.max(x.t) AS used_at "
+			"             FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS x(id, t) "
+			"            GROUP BY x.id), "
+			"     due AS (SELECT k.id, u.used_at FROM athena_keys.api_key k, u "
+			"              WHERE k.id OPERATOR(pg_catalog.=) u.id "
+			"                AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.used_at) "
+			"                FOR UPDATE OF k SKIP LOCKED) "
+			"UPDATE athena_keys.api_key k SET last_used_at = due.used_at "
+			"  FROM due WHERE k.id OPERATOR(pg_catalog.=) due.id",
+			2, argtypes, 0);
+	}
+	args[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(used_at, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (ExecuteKeptPlan(stamp_plan, args, NULL, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "athena_keys: stamping last_used_at of queued decisions failed");
+}
+
+/*
+ * Insert the queued records of buffer[0, len) as log rows,
+ * LOG_INSERT_MAX_ROWS per statement, in the current transaction, and stamp
+ * last use where a record asks for it
+ */
+static void
+InsertRecords(const char *buffer, uint64 len)
+{
+	Datum		values[LOG_INSERT_MAX_ROWS * LOG_COLUMNS];
+	bool		nulls[LOG_INSERT_MAX_ROWS * LOG_COLUMNS];
+	Datum		stamp_ids[LOG_INSERT_MAX_ROWS];
+	Datum		stamp_times[LOG_INSERT_MAX_ROWS];
+	int			nstamps = 0;
+	MemoryContext old;
+	uint64		pos = 0;
+	int			nrows = 0;
+
+	/* Connect first: SPI returns to the context current at connection */
+	EnsureSpiConnected();
+	if (chunk_context == NULL)
+		chunk_context = AllocSetContextCreate(TopMemoryContext,
+											  "athena_keys log chunk",
+											  CHUNK_CONTEXT_KEEP,
+											  CHUNK_CONTEXT_KEEP,
+											  ALLOCSET_DEFAULT_MAXSIZE);
+	old = MemoryContextSwitchTo(chunk_context);
+	while (pos < len)
+	{
+		Datum	   *row_values = &values[nrows * LOG_COLUMNS];
+		bool	   *row_nulls = &nulls[nrows * LOG_COLUMNS];
+		uint16		flags = DecodeLogRecord(buffer + pos, row_values, row_nulls);
+
+		if ((flags & LOG_RECORD_STAMP_LAST_USED) && !row_nulls[LOG_COL_API_KEY_ID])
+		{
+			stamp_ids[nstamps] = row_values[LOG_COL_API_KEY_ID];
+			stamp_times[nstamps] = row_values[LOG_COL_CREATED_AT];
+			nstamps++;
+		}
+		nrows++;
+		pos += LogRecordLength(buffer + pos);
+		if (nrows == LOG_INSERT_MAX_ROWS || pos >= len)
+		{
+			InsertLogRows(values, nulls, nrows);
+			StampQueuedLastUse(stamp_ids, stamp_times, nstamps);
+			nrows = 0;
+			nstamps = 0;
+			MemoryContextReset(chunk_context);
+		}
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Insert everything queued so far in one transaction (on a hot standby:
+ * send it to the primary), then release it from the ring.  Returns the bytes
+ * drained, 0 when the primary did not take them.  Rows of a database whose
+ * extension was dropped are discarded.
+ */
+static uint64
+DrainSlot(int slot)
+{
+	uint64		start;
+	uint64		end;
+	char	   *buffer;
+	bool		delivered = true;
+
+	if (!LogQueuePending(slot, &start, &end))
+		return 0;
+
+	/* Only this worker consumes, and producers never touch [start, end) */
+	if (drain_buffer_size < end - start)
+	{
+		if (drain_buffer != NULL)
+			pfree(drain_buffer);
+		drain_buffer = MemoryContextAllocHuge(TopMemoryContext, end - start);
+		drain_buffer_size = end - start;
+	}
+	buffer = drain_buffer;
+	LogQueueRead(slot, start, buffer, end - start);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "athena_keys: inserting queued log rows");
+
+	if (RecoveryInProgress())
+		delivered = ShipToPrimary(buffer, end - start, worker_database_name);
+	else if (OidIsValid(get_namespace_oid("athena_keys", true)) &&
+			 OidIsValid(get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", true))))
+		InsertRecords(buffer, end - start);
+
+	ResetSpiConnection();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (!delivered)
+		return 0;				/* still queued: retried at the next flush */
+
+	LogQueueConsumed(slot, end);
+	return end - start;
+}
+
+/*
+ * Exit callback of a writer, whatever ends it (idle, SIGTERM, an error, a
+ * failed connection): give the slot back unless leaving idle already did.
+ */
+static void
+WriterExitCallback(int code, Datum arg)
+{
+	if (writer_released || writer_slot < 0)
+		return;
+	LogQueueWriterGone(writer_slot, writer_generation, writer_connected, code != 0);
+	writer_released = true;
+}
+
+/*
+ * Leave when idle, so that an idle connection does not keep the database
+ * from being dropped.  Returns when rows are queued or reserved after all.
+ */
+static void
+ExitIfIdle(int slot)
+{
+	if (!LogQueueReleaseIfIdle(slot))
+		return;
+	writer_released = true;
+	proc_exit(0);
+}
+
+/*
+ * On SIGTERM, drain until quiet, then exit.  Backends may still be
+ * committing.  A standby gives up after five seconds, since a primary it
+ * cannot reach would otherwise hold up the shutdown; a primary's local
+ * inserts always make progress.
+ */
+static void
+DrainAndExit(int slot)
+{
+	int			quiet_rounds = 0;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+
+	while (quiet_rounds < 5 &&
+		   (!RecoveryInProgress() || GetCurrentTimestamp() < deadline))
+	{
+		bool		busy = LogQueueBusy(slot);
+
+		CHECK_FOR_INTERRUPTS();
+		if (DrainSlot(slot) > 0 || busy)
+			quiet_rounds = 0;
+		else
+			quiet_rounds++;
+		pg_usleep(10000L);
+	}
+	proc_exit(0);
+}
+
+/*
+ * The writer of one database: wake every flush interval (or when a
+ * backend finds the ring half full), insert what is queued; on SIGTERM,
+ * drain until nothing is queued or reserved, then exit.  It serves only
+ * the claim of the slot it was started for: after a crash, or once the
+ * slot was freed and claimed again, it leaves at once.
+ */
+void
+athena_log_writer_main(Datum main_arg)
+{
+	int			slot = DatumGetInt32(main_arg);
+	TimestampTz idle_since;
+	Oid			dboid;
+
+	pqsignal(SIGTERM, WriterSigterm);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	memcpy(&writer_generation, MyBgworkerEntry->bgw_extra, sizeof(uint64));
+	if (!LogQueueAttachWriter(slot, writer_generation, &dboid))
+		proc_exit(0);
+
+	writer_slot = slot;
+	before_shmem_exit(WriterExitCallback, (Datum) 0);
+	/* The log is written even while the database refuses new connections */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, BGWORKER_BYPASS_ALLOWCONN);
+	writer_connected = true;
+
+	/* The writer's own commits are durable: its batches are the log */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Shipped timestamps must read back the same on the primary */
+	SetConfigOption("datestyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Only the extension's own, schema-qualified SQL runs here */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	StartTransactionCommand();
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		if (name == NULL)
+			proc_exit(0);		/* dropped while we connected */
+		worker_database_name = MemoryContextStrdup(TopMemoryContext, name);
+	}
+	CommitTransactionCommand();
+
+	LogQueueWriterStarted(slot, MyLatch);
+	idle_since = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 athena_async_flush_interval_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		/* Absorbs ProcSignalBarriers (DROP DATABASE waits for them) */
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		if (DrainSlot(slot) > 0)
+			idle_since = GetCurrentTimestamp();
+		else if (!worker_got_sigterm &&
+				 TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), 1000))
+			ExitIfIdle(slot);	/* idle for a second: let the database be dropped */
+
+		if (worker_got_sigterm)
+			DrainAndExit(slot);
+	}
+}
