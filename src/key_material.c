@@ -7,10 +7,13 @@
  * two are the parts that must not be written with random() or pgcrypto.
  *-------------------------------------------------------------------------
  */
-#include "athena_keys.h"
+#include "postgres.h"
 
 #include "fmgr.h"
 #include "utils/builtins.h"
+
+#include "key_digest.h"
+#include "key_format.h"
 
 PG_FUNCTION_INFO_V1(athena_random_hex);
 PG_FUNCTION_INFO_V1(athena_key_digest);
