@@ -1,0 +1,7 @@
+\echo Use "ALTER EXTENSION athena_keys UPDATE TO '1.4'" to load this file. \quit
+-- athena_keys 1.3 -> 1.4.  1.4 is the first version with a maintained
+-- install script: a fresh CREATE EXTENSION runs athena_keys--1.4.sql, built
+-- by make from sql/install/, instead of 1.0 and every delta.  A change to
+-- the objects goes here, as a delta for databases already installed, and
+-- into the piece of sql/install/ that holds the object, for fresh ones;
+-- test/t/005_upgrade.pl fails when the two paths end differently.
