@@ -41,6 +41,6 @@ PROVE_TESTS = test/t/*.pl
 
 # The pieces joined in the order of their names, each introduced by its
 # path so that an error in the built script leads back to its piece.
-$(INSTALL_SQL): $(INSTALL_SQL_PIECES) athena_keys.control
+$(INSTALL_SQL): $(INSTALL_SQL_PIECES)
 	awk 'FNR == 1 && NR > 1 { print ""; print "-- " FILENAME } { print }' $(INSTALL_SQL_PIECES) > $@.tmp
 	mv $@.tmp $@
