@@ -14,7 +14,13 @@ BACKEND_SRCS = src/athena_keys.c src/settings.c src/authenticate.c src/request_e
 	src/log_writer.c src/log_routing.c src/key_material.c src/legacy_symbols.c src/listings.c
 OBJS = $(PURE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
 
-DATA = $(wildcard sql/athena_keys--*.sql)
+# The install script of the current version is built from the pieces in
+# sql/install/ (the rule below); the 1.0 script and the upgrade scripts are
+# kept as they are, so databases at any earlier version can update.
+INSTALL_SQL = sql/athena_keys--$(EXTVERSION).sql
+INSTALL_SQL_PIECES = $(sort $(wildcard sql/install/*.sql))
+DATA = $(filter-out $(INSTALL_SQL),$(wildcard sql/athena_keys--*.sql))
+DATA_built = $(INSTALL_SQL)
 
 REGRESS := $(patsubst sql/%.sql,%,$(filter-out sql/athena_keys--%,$(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --outputdir=test/results
@@ -36,3 +42,9 @@ include $(PGXS)
 
 # prove_installcheck looks in t/; our TAP tests live in test/t.
 PROVE_TESTS = test/t/*.pl
+
+# The pieces joined in the order of their names, each introduced by its
+# path so that an error in the built script leads back to its piece.
+$(INSTALL_SQL): $(INSTALL_SQL_PIECES)
+	awk 'FNR == 1 && NR > 1 { print ""; print "-- " FILENAME } { print }' $(INSTALL_SQL_PIECES) > $@.tmp
+	mv $@.tmp $@

@@ -17,7 +17,7 @@ SELECT p.oid::regprocedure AS function, p.prosecdef, p.proconfig,
   FROM pg_proc p
  WHERE p.oid IN ('athena_keys.athena_set_key_rights(uuid, text[])'::regprocedure,
                  'athena_keys.athena_rename_key(uuid, text, text)'::regprocedure)
- ORDER BY 1::text COLLATE "C";
+ ORDER BY p.oid::regprocedure::text COLLATE "C";
 
 SELECT athena_keys.athena_create_right('users.read');
 SELECT athena_keys.athena_create_right('users.write');

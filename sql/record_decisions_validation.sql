@@ -99,7 +99,7 @@ SELECT athena_keys.athena_grant_shipping_role('ak_shipper');
 SELECT athena_keys.athena_grant_admin_role('ak_admin13');
 SELECT p.oid::regprocedure AS shipper_can_execute
   FROM pg_proc p WHERE p.pronamespace = 'athena_keys'::regnamespace
-   AND has_function_privilege('ak_shipper', p.oid, 'EXECUTE') ORDER BY 1::text COLLATE "C";
+   AND has_function_privilege('ak_shipper', p.oid, 'EXECUTE') ORDER BY p.oid::regprocedure::text COLLATE "C";
 SELECT count(*) AS shipper_relation_privileges
   FROM pg_class c WHERE c.relnamespace = 'athena_keys'::regnamespace
    AND has_any_column_privilege('ak_shipper', c.oid, 'SELECT, INSERT, UPDATE, REFERENCES');

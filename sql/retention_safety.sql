@@ -111,6 +111,6 @@ SELECT p.oid::regprocedure AS function, p.proconfig
  WHERE p.oid IN ('athena_keys.athena_prune_auth_log(interval)'::regprocedure,
                  'athena_keys.athena_maintain_auth_log(integer)'::regprocedure,
                  'athena_keys._create_auth_log_partition(date)'::regprocedure)
- ORDER BY 1::text COLLATE "C";
+ ORDER BY p.oid::regprocedure::text COLLATE "C";
 
 DROP EXTENSION athena_keys CASCADE;

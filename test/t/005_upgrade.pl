@@ -1,18 +1,48 @@
-# Extension upgrade 1.0 -> 1.3 (through 1.1 and 1.2), and 1.2 -> 1.3.  A database installed at 1.0
-# and filled (keys of every kind, learning and locked keys, rules, rights,
-# client config, fail mode, admin and gateway roles) gives the same verdicts
-# with the current library before and after ALTER EXTENSION athena_keys
-# UPDATE, on the cached path too, its catalog is the same as a fresh
-# install's, the 1.1 functions work, and a role made an admin under 1.0 can
-# call them — also after a pg_dump / pg_restore of the upgraded database.
-# A database installed at 1.2 and updated to 1.3 keeps its verdicts and
-# ends with a fresh install's catalog too (triggers compared with their
-# ENABLE state, configuration tables and sequences included).
+# Extension upgrade 1.0 -> 1.4 (through 1.1, 1.2 and 1.3), and 1.2 -> 1.4.
+# A database installed at 1.0 and filled (keys of every kind, learning and
+# locked keys, rules, rights, client config, fail mode, admin and gateway
+# roles) gives the same verdicts with the current library before and after
+# ALTER EXTENSION athena_keys UPDATE, on the cached path too, its catalog is
+# the same as a fresh install's, the 1.1 functions work, and a role made an
+# admin under 1.0 can call them — also after a pg_dump / pg_restore of the
+# upgraded database.  A database installed at 1.2 and updated keeps its
+# verdicts and ends with a fresh install's catalog too (triggers compared
+# with their ENABLE state, configuration tables and sequences included).
+#
+# The equality guard of the maintained install script: a fresh CREATE
+# EXTENSION runs athena_keys--1.4.sql (built from sql/install/), not 1.0 and
+# the deltas, so it is compared with databases made at 1.0, 1.1, 1.2 and 1.3
+# and updated: pg_dump --schema-only (plain, and --binary-upgrade, which
+# prints every member of the extension with its ACL and initial privileges),
+# and catalog queries for what a difference would be hard to read in a dump
+# (members, function definitions and settings, ACLs, comments, triggers and
+# their ENABLE state, event triggers, sequences, configuration tables,
+# column defaults and constraints, dependencies).  A difference fails with
+# a unified diff.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
+
+# Whether two texts are equal, as a test; when they differ, a unified diff
+# of them goes to the test's diagnostics so the failure says what differs.
+sub is_same_text
+{
+	my ($got, $expected, $got_label, $expected_label, $name) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	return pass($name) if $got eq $expected;
+	my $dir = PostgreSQL::Test::Utils::tempdir;
+	PostgreSQL::Test::Utils::append_to_file("$dir/expected", "$expected\n");
+	PostgreSQL::Test::Utils::append_to_file("$dir/got", "$got\n");
+	my $diff = '';
+	IPC::Run::run([ 'diff', '-u', '--label', $expected_label, '--label', $got_label,
+		"$dir/expected", "$dir/got" ], '>', \$diff);
+	fail($name);
+	diag($diff);
+	return 0;
+}
 
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
 $node->init;
@@ -128,24 +158,24 @@ like($verdicts_before, qr/^bogus,legacy,10\.66\.1\.1,users\.read,t,200,Invalid A
 ########################################################################
 is($node->safe_psql('upgraded', q{SELECT string_agg(source || '>' || target || ':' || path, ' ' ORDER BY target)
 	FROM pg_extension_update_paths('athena_keys') WHERE path IS NOT NULL AND source = '1.0'}),
-	'1.0>1.1:1.0--1.1 1.0>1.2:1.0--1.1--1.2 1.0>1.3:1.0--1.1--1.2--1.3',
-	'there are update paths from 1.0 to 1.1, 1.2 and 1.3');
+	'1.0>1.1:1.0--1.1 1.0>1.2:1.0--1.1--1.2 1.0>1.3:1.0--1.1--1.2--1.3 1.0>1.4:1.0--1.1--1.2--1.3--1.4',
+	'there are update paths from 1.0 to 1.1, 1.2, 1.3 and 1.4');
 # A 1.0 database (athena_authenticate itself SECURITY DEFINER, no twin)
 # served by the current library decides alike on the cached path.
 is($node->safe_psql('upgraded', "SET athena_keys.log_decisions = none; $verdicts"), $verdicts_before,
 	'before the upgrade, the current library gives the same verdicts from its caches');
 $node->safe_psql('upgraded', 'ALTER EXTENSION athena_keys UPDATE');
 is($node->safe_psql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.3', 'upgraded to 1.3');
+	'1.4', 'upgraded to 1.4');
 is($node->safe_psql('upgraded', $state), $state_before, 'configuration, catalog rows, rules and key state are unchanged');
 is($node->safe_psql('upgraded', $verdicts), $verdicts_before, 'every key gives the same verdicts after the upgrade');
 is($node->safe_psql('upgraded', "SET athena_keys.log_decisions = none; $verdicts"), $verdicts_before,
-	'and the same from the caches, with the SECURITY DEFINER twin of 1.2');
+	'and the same from the caches');
 is($node->safe_psql('upgraded', q{
 	SELECT string_agg(concat_ws(':', proname, prosecdef, proconfig), ' ' ORDER BY proname)
 	  FROM pg_proc WHERE pronamespace = 'athena_keys'::regnamespace AND proname LIKE '%authenticate%'}),
-	'_authenticate_privileged:t:{"search_path=pg_catalog, pg_temp"} athena_authenticate:f',
-	'1.2: the entry point runs as the caller, its twin is SECURITY DEFINER with a pinned search_path');
+	'athena_authenticate:f',
+	'1.4: the entry point runs as the caller without a SET clause, and the SECURITY DEFINER twin of 1.2 is gone');
 
 # Roles: admins made under 1.0 may call the 1.1 functions, nobody else may.
 is($node->safe_psql('upgraded', q{
@@ -192,11 +222,18 @@ isnt($gateway_try, 0, 'the gateway role cannot call athena_rename_key');
 ########################################################################
 $node->safe_psql('fresh', 'CREATE EXTENSION athena_keys');
 is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.3', 'a fresh install is at 1.3');
+	'1.4', 'a fresh install is at 1.4');
+# PostgreSQL runs an install script of the target version when there is one
+# rather than a path of updates: the fresh install is the built script's.
+my $install_script = $node->config_data('--sharedir') . '/extension/athena_keys--1.4.sql';
+ok(-f $install_script, 'the maintained install script athena_keys--1.4.sql is installed');
+like(PostgreSQL::Test::Utils::slurp_file($install_script), qr/^\\echo Use "CREATE EXTENSION athena_keys"/m,
+	'it is an install script, not an update');
 
 # Daily auth log partitions (and their indexes) are named after the day they
 # were created on; they are left out of the comparison.
 my $not_daily = q{'^api_key_auth_log_p[0-9]{8}'};
+my $not_daily_anywhere = q{'api_key_auth_log_p[0-9]{8}'};
 my $members = qq{
 	SELECT d.classid, d.objid, d.objsubid
 	  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
@@ -228,7 +265,7 @@ my %catalog = (
 	'columns' => qq{
 		SELECT string_agg(concat_ws(' ', c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
 		                            a.attnotnull, a.attidentity, a.attgenerated, pg_get_expr(d.adbin, d.adrelid),
-		                            a.attcollation), E'\n'
+		                            a.attcollation, a.attacl), E'\n'
 		                  ORDER BY c.relname COLLATE "C", a.attnum)
 		  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
 		  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -291,9 +328,53 @@ my %catalog = (
 		         WHERE (i.classoid, i.objoid) IN (SELECT classid, objid FROM ($members) m)) s},
 	'native rights' => q{
 		SELECT string_agg(concat_ws(',', name, description), E'\n' ORDER BY name) FROM athena_keys.api_key_right WHERE native},
+	# pg_dump decides from the order of extconfig too; keep it.
+	'extension configuration order' => q{
+		SELECT string_agg(x.c::regclass::text || ' ' || x.w, E'\n' ORDER BY x.o)
+		  FROM pg_extension e, unnest(e.extconfig, e.extcondition) WITH ORDINALITY AS x(c, w, o)
+		 WHERE e.extname = 'athena_keys'},
+	'event triggers' => q{
+		SELECT string_agg(concat_ws(' ', t.evtname, t.evtevent, t.evtowner::regrole, t.evtfoid::regprocedure,
+		                            t.evtenabled, t.evttags), E'\n' ORDER BY t.evtname COLLATE "C")
+		  FROM pg_event_trigger t},
+	# Comments on anything of the schema: members, columns, constraints,
+	# triggers, and the extension itself.
+	'comments' => qq{
+		SELECT string_agg(e, E'\n' ORDER BY e COLLATE "C")
+		  FROM (SELECT pg_describe_object(d.classoid, d.objoid, d.objsubid) || ': ' || d.description AS e
+		          FROM pg_description d) s
+		 WHERE e ~ 'athena_keys' AND e !~ $not_daily_anywhere},
+	'default privileges' => q{
+		SELECT coalesce(string_agg(concat_ws(' ', a.defaclrole::regrole, a.defaclnamespace::regnamespace,
+		                                     a.defaclobjtype, a.defaclacl), E'\n' ORDER BY 1), '(none)')
+		  FROM pg_default_acl a},
+	# What depends on what inside the extension (a function's SQL body on a
+	# table, a view on its tables, an index on its columns...).
+	'dependencies' => qq{
+		SELECT string_agg(e, E'\n' ORDER BY e COLLATE "C")
+		  FROM (SELECT DISTINCT concat_ws(' ', pg_describe_object(d.classid, d.objid, d.objsubid), d.deptype,
+		                                  pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)) AS e
+		          FROM pg_depend d
+		         WHERE (d.refclassid = 'pg_namespace'::regclass AND d.refobjid = 'athena_keys'::regnamespace)
+		            OR (d.refclassid = 'pg_extension'::regclass
+		                AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'athena_keys'))
+		            OR (d.refclassid = 'pg_class'::regclass
+		                AND d.refobjid IN (SELECT oid FROM pg_class WHERE relnamespace = 'athena_keys'::regnamespace))
+		            OR (d.refclassid = 'pg_proc'::regclass
+		                AND d.refobjid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'athena_keys'::regnamespace))
+		            OR (d.refclassid = 'pg_type'::regclass
+		                AND d.refobjid IN (SELECT oid FROM pg_type WHERE typnamespace = 'athena_keys'::regnamespace))) s
+		 WHERE e !~ $not_daily_anywhere AND e !~ 'pg_toast'},
+	# The daily partitions by shape: bounds relative to the first one,
+	# privileges, owner, membership.
+	'daily partitions by shape' => q{
+		SELECT string_agg(concat_ws(' ', b.lower_bound - f.first, b.upper_bound - b.lower_bound, b.is_member,
+		                            c.relowner::regrole, c.relacl, c.relpersistence), E'\n' ORDER BY b.lower_bound)
+		  FROM athena_keys._auth_log_partition_bounds() b JOIN pg_class c ON c.oid = b.part,
+		       (SELECT min(lower_bound) AS first FROM athena_keys._auth_log_partition_bounds()) f},
 );
 ########################################################################
-# 1.2 -> 1.3: a database installed at 1.2, with keys (IP lists, learning),
+# 1.2 -> 1.4: a database installed at 1.2, with keys (IP lists, learning),
 # rules and an admin role, updated in place.
 ########################################################################
 $node->safe_psql('from12', q{CREATE EXTENSION athena_keys VERSION '1.2'});
@@ -320,9 +401,9 @@ my $verdicts12 = q{
 };
 my $verdicts12_before = $node->safe_psql('from12', $verdicts12);
 like($verdicts12_before, qr/^lists,10\.66\.0\.1,f,403,IP blocked$/m, '1.2 database: the matrix includes refusals');
-$node->safe_psql('from12', q{ALTER EXTENSION athena_keys UPDATE TO '1.3'});
+$node->safe_psql('from12', q{ALTER EXTENSION athena_keys UPDATE});
 is($node->safe_psql('from12', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.3', 'the 1.2 database is updated to 1.3');
+	'1.4', 'the 1.2 database is updated to 1.4');
 is($node->safe_psql('from12', $verdicts12), $verdicts12_before, 'and gives the same verdicts');
 $node->safe_psql('from12', q{
 	SELECT athena_keys.athena_add_ip_rule('whitelist', '10.1.0.0/16', key_id => id) FROM athena_keys.api_key WHERE name = 'lists'});
@@ -331,13 +412,73 @@ is($node->safe_psql('from12', q{
 	SELECT has_function_privilege('ak_ops', 'athena_keys.athena_record_decisions(jsonb)', 'EXECUTE')}),
 	't', 'an admin role granted before 1.3 keeps what it was granted (1.3 only stops new grants)');
 
+########################################################################
+# Databases made at 1.0, 1.1, 1.2 and 1.3 and updated with nothing done in
+# them: what pg_dump prints of them equals what it prints of a fresh
+# install, including, with --binary-upgrade, every member object of the
+# extension with its privileges and initial privileges.
+########################################################################
+my %made_at;
+for my $from ('1.0', '1.1', '1.2', '1.3') {
+	(my $db = "pristine$from") =~ s/\.//;
+	$made_at{$db} = $from;
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, "CREATE EXTENSION athena_keys VERSION '$from'");
+	$node->safe_psql($db, 'ALTER EXTENSION athena_keys UPDATE');
+	is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
+		'1.4', "a database made at $from is updated to 1.4");
+}
+my @pristine = sort keys %made_at;
+
+# pg_dump --schema-only of one database, without what differs between any
+# two databases: OIDs, relfilenodes and frozen xids (--binary-upgrade), the
+# \restrict key, and the daily partitions (named after the day they were
+# made; compared by shape in %catalog).
+sub schema_dump
+{
+	my ($db, @options) = @_;
+	my ($dump, $stderr) = ('', '');
+	IPC::Run::run([ 'pg_dump', '--schema-only', @options, '-d', $node->connstr($db) ],
+		'>', \$dump, '2>', \$stderr)
+	  or die "pg_dump @options of $db failed: $stderr";
+	$dump =~ s/^\\(?:un)?restrict \S+\n//mg;
+	$dump =~ s/(binary_upgrade_set_next_\w+)\('[^']*'/$1('N'/g;
+	$dump =~ s/(binary_upgrade_create_empty_extension\('athena_keys', 'athena_keys', false, '[^']*', )'\{[0-9,]*\}'/$1'{N}'/;
+	$dump =~ s/^SET relfrozenxid = '\d+', relminmxid = '\d+'$/SET relfrozenxid = 'N', relminmxid = 'N'/mg;
+	$dump =~ s/^WHERE oid = '\d+';$/WHERE oid = 'N';/mg;
+	my @entries = split /(?=^--\n-- (?:Data for )?Name: )/m, $dump;
+	return join '', grep { !/\A--\n-- (?:Data for )?Name: [^\n]*api_key_auth_log_p[0-9]{8}/ } @entries;
+}
+
+# From 18 on pg_dump can dump planner statistics, which differ between
+# databases for reasons other than their objects; they are left out.
+my @no_statistics = $node->pg_version >= 18 ? ('--no-statistics') : ();
+my %dump_options = ('pg_dump --schema-only' => [@no_statistics],
+	'pg_dump --schema-only --binary-upgrade' => [ '--binary-upgrade', @no_statistics ]);
+for my $how (sort keys %dump_options) {
+	my $fresh = schema_dump('fresh', @{ $dump_options{$how} });
+	like($fresh, qr/athena_keys/, "$how of a fresh install names the extension");
+	for my $db (@pristine) {
+		is_same_text(schema_dump($db, @{ $dump_options{$how} }), $fresh, $db, 'fresh',
+			"$how of a database made at $made_at{$db} and updated equals a fresh install's");
+	}
+}
+like(schema_dump('fresh', '--binary-upgrade', @no_statistics), qr/^ALTER EXTENSION athena_keys ADD FUNCTION athena_keys\.athena_authenticate\(/m,
+	'the --binary-upgrade dump lists the members of the extension');
+
+########################################################################
+# The catalog of every updated database, filled or not, equals a fresh
+# install's.
+########################################################################
+my %compared = (upgraded => 'the filled database made at 1.0', from12 => 'the filled database made at 1.2',
+	map { $_ => "the database made at $made_at{$_}" } @pristine);
 for my $what (sort keys %catalog) {
 	my $fresh = $node->safe_psql('fresh', $catalog{$what});
-	my $upgraded = $node->safe_psql('upgraded', $catalog{$what});
 	isnt($fresh, '', "catalog: $what is not empty");
-	is($upgraded, $fresh, "catalog: $what of the upgraded database equals a fresh install's");
-	is($node->safe_psql('from12', $catalog{$what}), $fresh,
-		"catalog: $what of the database updated from 1.2 equals a fresh install's");
+	for my $db (sort keys %compared) {
+		is_same_text($node->safe_psql($db, $catalog{$what}), $fresh, $db, 'fresh',
+			"catalog: $what of $compared{$db}, updated, equals a fresh install's");
+	}
 }
 like($node->safe_psql('fresh', $catalog{'extension members'}), qr/^function athena_keys\.athena_set_key_rights\(uuid,text\[\]\)$/m,
 	'the member list includes the 1.1 functions');
@@ -353,7 +494,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE restored');
 $node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
 	'pg_restore into a fresh database succeeds');
 is($node->safe_psql('restored', q{SELECT extversion FROM pg_extension WHERE extname = 'athena_keys'}),
-	'1.3', 'the restored database is at 1.3');
+	'1.4', 'the restored database is at 1.4');
 is($node->safe_psql('restored', $verdicts), $verdicts_after, 'every key gives the same verdicts after restore');
 is($node->safe_psql('restored', q{
 	SELECT string_agg(concat_ws(':', r, has_function_privilege(r, 'athena_keys.athena_set_key_rights(uuid, text[])', 'EXECUTE'),

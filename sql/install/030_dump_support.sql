@@ -1,0 +1,42 @@
+--------------------------------------------------------------------------
+-- pg_dump support: the configuration tables' rows (and the identity
+-- sequences behind their ids) are dumped with the database, and the seeded
+-- configuration row survives a restore.
+--------------------------------------------------------------------------
+
+-- The seeded config row would collide with the dumped one on restore, so an
+-- insert of a second row turns into an update of the existing one.
+CREATE FUNCTION athena_keys._config_insert_as_update() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	UPDATE athena_keys.api_key_config
+	   SET enforce_api_keys = NEW.enforce_api_keys,
+	       fail_mode = NEW.fail_mode,
+	       updated_at = NEW.updated_at
+	 WHERE id = NEW.id;
+	IF FOUND THEN
+		RETURN NULL;
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER api_key_config_insert_as_update
+	BEFORE INSERT ON athena_keys.api_key_config
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._config_insert_as_update();
+
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key', '');
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_right', 'WHERE NOT native');
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_right_grant', '');
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_ip_rule', '');
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_global_ip_rule', '');
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_ip_seen', '');
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_config', '');
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_client_config', '');
+
+-- The identity sequences behind the IP rule ids.  Marking the tables dumps
+-- their rows, not their sequences' positions; without these a restored
+-- database hands out ids from 1 again and collides.
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('athena_keys.api_key_ip_rule', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('athena_keys.api_key_global_ip_rule', 'id')::regclass, '');

@@ -1,0 +1,116 @@
+--------------------------------------------------------------------------
+-- Cache invalidation: every backend drops its cached config, rules and keys
+-- when a change to them commits (relcache callbacks, no timers).
+--
+-- Logical replication's apply fires only row triggers (and TRUNCATE
+-- statement triggers), and under session_replication_role = replica only
+-- those marked ENABLE ALWAYS.  So every table the caches read has a row
+-- trigger for INSERT, UPDATE and DELETE plus a statement trigger for
+-- TRUNCATE, all ENABLE ALWAYS.  The function works per row
+-- (CacheInvalidateRelcache deduplicates).
+--------------------------------------------------------------------------
+
+CREATE FUNCTION athena_keys._invalidate_caches() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'athena_invalidate_caches' LANGUAGE C;
+
+CREATE TRIGGER api_key_config_invalidate
+	AFTER INSERT OR UPDATE OR DELETE ON athena_keys.api_key_config
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._invalidate_caches();
+CREATE TRIGGER api_key_config_truncate_invalidate
+	AFTER TRUNCATE ON athena_keys.api_key_config
+	FOR EACH STATEMENT EXECUTE FUNCTION athena_keys._invalidate_caches();
+ALTER TABLE athena_keys.api_key_config ENABLE ALWAYS TRIGGER api_key_config_invalidate;
+ALTER TABLE athena_keys.api_key_config ENABLE ALWAYS TRIGGER api_key_config_truncate_invalidate;
+
+CREATE TRIGGER api_key_client_config_invalidate
+	AFTER INSERT OR UPDATE OR DELETE ON athena_keys.api_key_client_config
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._invalidate_caches();
+CREATE TRIGGER api_key_client_config_truncate_invalidate
+	AFTER TRUNCATE ON athena_keys.api_key_client_config
+	FOR EACH STATEMENT EXECUTE FUNCTION athena_keys._invalidate_caches();
+ALTER TABLE athena_keys.api_key_client_config ENABLE ALWAYS TRIGGER api_key_client_config_invalidate;
+ALTER TABLE athena_keys.api_key_client_config ENABLE ALWAYS TRIGGER api_key_client_config_truncate_invalidate;
+
+CREATE TRIGGER api_key_global_ip_rule_invalidate
+	AFTER INSERT OR UPDATE OR DELETE ON athena_keys.api_key_global_ip_rule
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._invalidate_caches();
+CREATE TRIGGER api_key_global_ip_rule_truncate_invalidate
+	AFTER TRUNCATE ON athena_keys.api_key_global_ip_rule
+	FOR EACH STATEMENT EXECUTE FUNCTION athena_keys._invalidate_caches();
+ALTER TABLE athena_keys.api_key_global_ip_rule ENABLE ALWAYS TRIGGER api_key_global_ip_rule_invalidate;
+ALTER TABLE athena_keys.api_key_global_ip_rule ENABLE ALWAYS TRIGGER api_key_global_ip_rule_truncate_invalidate;
+
+CREATE TRIGGER api_key_ip_rule_invalidate
+	AFTER INSERT OR UPDATE OR DELETE ON athena_keys.api_key_ip_rule
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._invalidate_caches();
+CREATE TRIGGER api_key_ip_rule_truncate_invalidate
+	AFTER TRUNCATE ON athena_keys.api_key_ip_rule
+	FOR EACH STATEMENT EXECUTE FUNCTION athena_keys._invalidate_caches();
+ALTER TABLE athena_keys.api_key_ip_rule ENABLE ALWAYS TRIGGER api_key_ip_rule_invalidate;
+ALTER TABLE athena_keys.api_key_ip_rule ENABLE ALWAYS TRIGGER api_key_ip_rule_truncate_invalidate;
+
+CREATE TRIGGER api_key_right_grant_invalidate
+	AFTER INSERT OR UPDATE OR DELETE ON athena_keys.api_key_right_grant
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._invalidate_caches();
+CREATE TRIGGER api_key_right_grant_truncate_invalidate
+	AFTER TRUNCATE ON athena_keys.api_key_right_grant
+	FOR EACH STATEMENT EXECUTE FUNCTION athena_keys._invalidate_caches();
+ALTER TABLE athena_keys.api_key_right_grant ENABLE ALWAYS TRIGGER api_key_right_grant_invalidate;
+ALTER TABLE athena_keys.api_key_right_grant ENABLE ALWAYS TRIGGER api_key_right_grant_truncate_invalidate;
+
+-- api_key: learning counters and last_used_at change on the hot path and
+-- are never cached, so updates invalidate only when they change what the
+-- cache holds.
+CREATE TRIGGER api_key_insert_delete_invalidate
+	AFTER INSERT OR DELETE ON athena_keys.api_key
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._invalidate_caches();
+CREATE TRIGGER api_key_update_invalidate
+	AFTER UPDATE ON athena_keys.api_key
+	FOR EACH ROW WHEN (
+		OLD.public_id IS DISTINCT FROM NEW.public_id OR
+		OLD.key_salt IS DISTINCT FROM NEW.key_salt OR
+		OLD.key_hash IS DISTINCT FROM NEW.key_hash OR
+		OLD.previous_key_salt IS DISTINCT FROM NEW.previous_key_salt OR
+		OLD.previous_key_hash IS DISTINCT FROM NEW.previous_key_hash OR
+		OLD.previous_valid_until IS DISTINCT FROM NEW.previous_valid_until OR
+		OLD.is_active IS DISTINCT FROM NEW.is_active OR
+		OLD.expires_at IS DISTINCT FROM NEW.expires_at OR
+		OLD.client_name IS DISTINCT FROM NEW.client_name OR
+		OLD.virgin_mode IS DISTINCT FROM NEW.virgin_mode OR
+		OLD.virgin_resolved IS DISTINCT FROM NEW.virgin_resolved)
+	EXECUTE FUNCTION athena_keys._invalidate_caches();
+CREATE TRIGGER api_key_truncate_invalidate
+	AFTER TRUNCATE ON athena_keys.api_key
+	FOR EACH STATEMENT EXECUTE FUNCTION athena_keys._invalidate_caches();
+ALTER TABLE athena_keys.api_key ENABLE ALWAYS TRIGGER api_key_insert_delete_invalidate;
+ALTER TABLE athena_keys.api_key ENABLE ALWAYS TRIGGER api_key_update_invalidate;
+ALTER TABLE athena_keys.api_key ENABLE ALWAYS TRIGGER api_key_truncate_invalidate;
+
+-- The invalidation triggers stay ENABLE ALWAYS.  ALTER TABLE ... ENABLE
+-- TRIGGER ALL (which pg_restore --disable-triggers issues after loading a
+-- table, and operators type) makes them ordinary triggers again, which the
+-- replica role skips; this event trigger puts them back at the end of every
+-- ALTER TABLE.  It acts only on tables the current user may alter, so
+-- nobody else's ALTER TABLE can fail because of it.
+CREATE FUNCTION athena_keys._keep_invalidation_triggers_always() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t record;
+BEGIN
+	FOR t IN
+		SELECT tg.tgrelid::regclass AS rel, tg.tgname
+		  FROM pg_catalog.pg_trigger tg
+		  JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+		 WHERE tg.tgfoid = 'athena_keys._invalidate_caches()'::regprocedure
+		   AND tg.tgenabled <> 'A'
+		   AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+	LOOP
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', t.rel, t.tgname);
+	END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER athena_keys_invalidation_triggers_always ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION athena_keys._keep_invalidation_triggers_always();
+ALTER EVENT TRIGGER athena_keys_invalidation_triggers_always ENABLE ALWAYS;

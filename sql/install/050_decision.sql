@@ -1,0 +1,36 @@
+--------------------------------------------------------------------------
+-- The decision: one row per request, from one call.
+--
+-- athena_authenticate decides from the backend's caches with the caller's
+-- privileges, and performs what needs a table (a cache fill, learning, a
+-- log insert, a last_used_at stamp) with the extension owner's rights for
+-- exactly those sections (src/request_effects.c), whose statements name
+-- every table, function and operator with its schema.  So it runs with the
+-- caller's rights and no SET clause, and a gateway role holds EXECUTE on
+-- it alone.
+--------------------------------------------------------------------------
+
+CREATE TYPE athena_keys.athena_auth_result AS (
+	allowed boolean,
+	status integer,
+	reason text,
+	authenticated boolean,
+	authorized boolean,
+	enforced boolean,
+	key_id uuid,
+	public_id text,
+	client_name text,
+	granted_rights text[],
+	missing_rights text[],
+	locked_in boolean,
+	fail_mode text
+);
+
+CREATE FUNCTION athena_keys.athena_authenticate(
+	key text, client text, ip inet, rights text[])
+RETURNS athena_keys.athena_auth_result
+AS 'MODULE_PATHNAME', 'athena_authenticate'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[]) IS
+	'Decide one gateway request: key genuine, active, unexpired, client-bound, rights, IP policy; logs the decision.';

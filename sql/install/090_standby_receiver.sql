@@ -1,0 +1,117 @@
+--------------------------------------------------------------------------
+-- The standby receiver.  A hot standby cannot write its decisions; its log
+-- writer ships them to the primary, which validates them and appends them
+-- to the log here.  The role that may do this and nothing else is made by
+-- athena_grant_shipping_role (085_admin_roles.sql).
+--------------------------------------------------------------------------
+
+CREATE FUNCTION athena_keys.athena_record_decisions(decisions jsonb) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Append decisions made elsewhere (a hot standby's log writer ships them
+-- here in batches) to api_key_auth_log, and stamp last_used_at for the keys
+-- they authenticated.  decisions is a JSON array of objects with the log's
+-- column names.  Whoever may call this writes into the audit log, so only
+-- rows athena_authenticate could have produced are taken: created_at from
+-- 30 days ago (a standby keeps its queue while its primary is down) to 5
+-- minutes ahead (clock skew), and status, allowed, reason, enforced,
+-- authenticated and authorized agreeing with the decision rules, and a
+-- live key named only together with its own public id.  Other
+-- rows are skipped and counted in a WARNING.  last_used_at is never stamped
+-- beyond now().  Returns the rows appended.
+DECLARE
+	received integer;
+	appended integer;
+BEGIN
+	PERFORM athena_keys._require_not_null(decisions, 'decisions');
+	IF jsonb_typeof(decisions) <> 'array' THEN
+		RAISE EXCEPTION 'decisions must be a json array'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got a json %s.', jsonb_typeof(decisions)),
+			      HINT = 'Pass an array of objects with the columns of athena_keys.api_key_auth_log.';
+	END IF;
+	received := jsonb_array_length(decisions);
+	WITH incoming AS (
+		SELECT r.*,
+		       CASE WHEN r.failure_reason IN ('API key required', 'Invalid API key',
+		                                      'Inactive API key', 'Expired API key') THEN 401
+		            WHEN r.failure_reason IN ('API key client mismatch', 'Insufficient API key rights',
+		                                      'IP blocked', 'IP not allowed', 'Client IP required') THEN 403
+		            WHEN r.failure_reason = 'API key policy unavailable' THEN 503
+		            WHEN r.failure_reason IS NULL THEN 200
+		       END AS reason_status
+		  FROM jsonb_to_recordset(decisions) AS r(
+			created_at timestamptz, api_key_id uuid, api_key_public_id text, client_name text,
+			remote_addr inet, required_rights text[], granted_rights text[], missing_rights text[],
+			authenticated boolean, authorized boolean, enforced boolean, allowed boolean,
+			status smallint, failure_reason text, locked_in boolean)
+	), valid AS (
+		SELECT * FROM incoming i
+		 WHERE i.created_at IS NOT NULL AND isfinite(i.created_at)
+		   AND i.created_at <= now() + interval '5 minutes'
+		   AND i.created_at >= now() - interval '30 days'
+		   AND i.status IN (200, 401, 403, 503)
+		   AND i.reason_status IS NOT NULL
+		   AND i.authenticated IS NOT NULL AND i.authorized IS NOT NULL
+		   AND i.enforced IS NOT NULL AND i.allowed IS NOT NULL
+		   -- authorized = authenticated and every check passed
+		   AND i.authorized = (i.authenticated AND i.failure_reason IS NULL)
+		   AND (NOT i.authenticated OR i.api_key_id IS NOT NULL)
+		   -- a decision names a key through its public id: a live key's id
+		   -- comes with that key's public id, never another's
+		   AND (i.api_key_id IS NULL OR i.api_key_public_id IS NOT NULL)
+		   AND NOT EXISTS (SELECT 1 FROM athena_keys.api_key k
+		                    WHERE k.id OPERATOR(pg_catalog.=) i.api_key_id
+		                      AND k.public_id IS DISTINCT FROM i.api_key_public_id)
+		   AND (NOT coalesce(i.locked_in, false) OR i.authorized)
+		   -- 401 reasons come before authentication succeeds, 403 ones after;
+		   -- no reason under enforcement means a genuine key was presented.
+		   AND CASE i.reason_status
+		         WHEN 401 THEN NOT i.authenticated
+		         WHEN 403 THEN i.authenticated
+		         WHEN 200 THEN i.authenticated OR NOT i.enforced
+		         ELSE true END
+		   AND (i.failure_reason IS DISTINCT FROM 'API key required'
+		        OR (i.enforced AND i.api_key_id IS NULL AND i.api_key_public_id IS NULL))
+		   -- shadow mode and passes allow with 200; fail_open allows an
+		   -- unavailable policy with 200; everything else is refused with
+		   -- the reason's status.
+		   AND CASE WHEN i.failure_reason IS NULL OR NOT i.enforced THEN i.allowed AND i.status = 200
+		            WHEN i.reason_status = 503 THEN i.allowed = (i.status = 200) AND i.status IN (200, 503)
+		            ELSE NOT i.allowed AND i.status = i.reason_status END
+	), appended_rows AS (
+		INSERT INTO athena_keys.api_key_auth_log
+			(created_at, api_key_id, api_key_public_id, client_name, remote_addr, required_rights,
+			 granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status,
+			 failure_reason, locked_in)
+		SELECT created_at, api_key_id, left(api_key_public_id, 64), left(client_name, 256),
+		       remote_addr, required_rights, granted_rights, missing_rights, authenticated,
+		       authorized, enforced, allowed, status, failure_reason, coalesce(locked_in, false)
+		  FROM valid
+		RETURNING api_key_id, created_at, authenticated
+	), used AS (
+		SELECT api_key_id, least(max(created_at), now()) AS used_at FROM appended_rows
+		 WHERE authenticated AND api_key_id IS NOT NULL GROUP BY api_key_id
+	), stamped AS (
+		-- A stamp in the future (left by an earlier forged row) is repaired.
+		UPDATE athena_keys.api_key k SET last_used_at = u.used_at
+		  FROM used u
+		 WHERE k.id = u.api_key_id
+		   AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at
+		        OR k.last_used_at > now() + interval '5 minutes')
+		RETURNING k.id
+	)
+	SELECT count(*) INTO appended FROM appended_rows;
+	IF appended < received THEN
+		RAISE WARNING '% of % shipped decisions were skipped', received - appended, received
+			USING DETAIL = 'A decision is recorded only when its created_at lies between 30 days ago and 5 minutes ahead '
+			               'and its status, allowed, failure_reason, enforced, authenticated and authorized agree '
+			               'as athena_authenticate produces them.',
+			      HINT = 'Check the clock of the server that made the decisions, and that only its log writer '
+			             'calls athena_record_decisions.';
+	END IF;
+	RETURN appended;
+END
+$$;
+
+COMMENT ON FUNCTION athena_keys.athena_record_decisions(jsonb) IS
+	'Append a batch of decisions made on a hot standby to the log and stamp last_used_at; returns rows appended.';
