@@ -18,9 +18,8 @@
  * the life of the process: allocating one per call would cost more than
  * hashing an 80-byte input.  So is the algorithm: with OpenSSL 3, naming it
  * through EVP_sha256() makes every initialisation look it up again among
- * the providers, under a lock, which cost more than the hashing itself
- * (0.34 against 0.14 us per digest here).  Returns false only if OpenSSL
- * fails.
+ * the providers, under a lock, which costs more than the hashing itself.
+ * Returns false only if OpenSSL fails.
  */
 bool
 ComputeKeyDigest(const char *salt, size_t salt_len,
