@@ -5,10 +5,10 @@ EXTENSION = athena_keys
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" athena_keys.control)
 MODULE_big = athena_keys
 
-PURE_SRCS = src/key_format.c src/key_digest.c src/rights_match.c src/ip_rules.c src/ip_policy.c
+include src/pure_sources.mk
 BACKEND_SRCS = src/athena_keys.c src/enforcement_cache.c src/authenticate.c \
 	src/learning.c src/auth_log.c src/async_log.c src/admin.c
-OBJS = $(PURE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
+OBJS = $(addprefix src/,$(PURE_SRCS:.c=.o)) $(BACKEND_SRCS:.c=.o)
 
 DATA = $(wildcard sql/athena_keys--*.sql)
 
