@@ -16,7 +16,7 @@
  * address gets the full prefix length.  Aborts on a typo in a test.
  */
 IpNet
-raw_net(const char *text)
+RawNet(const char *text)
 {
 	char		addr[64];
 	const char *slash = strchr(text, '/');
@@ -52,9 +52,9 @@ raw_net(const char *text)
 
 /* A caller address, as the extension builds it: full length, normalised */
 IpNet
-host(const char *text)
+HostOf(const char *text)
 {
-	IpNet		net = raw_net(text);
+	IpNet		net = RawNet(text);
 
 	IpNetNormalize(&net);
 	return net;
@@ -62,7 +62,7 @@ host(const char *text)
 
 /* Build a rule set from a NULL-terminated list of CIDR texts */
 void
-build_set(TestSet *ts, const char *const *texts)
+BuildSet(TestSet *ts, const char *const *texts)
 {
 	int			n = 0;
 	int			ngroups;
@@ -70,7 +70,7 @@ build_set(TestSet *ts, const char *const *texts)
 	memset(ts, 0, sizeof(*ts));
 	while (texts[n] != NULL)
 	{
-		ts->rules[n] = raw_net(texts[n]);
+		ts->rules[n] = RawNet(texts[n]);
 		n++;
 	}
 	ts->n = IpRulesPrepare(ts->rules, n);

@@ -20,8 +20,8 @@ typedef struct TestSet
 	int			n;				/* after IpRulesPrepare */
 } TestSet;
 
-extern IpNet raw_net(const char *text);
-extern IpNet host(const char *text);
-extern void build_set(TestSet *ts, const char *const *texts);
+extern IpNet RawNet(const char *text);
+extern IpNet HostOf(const char *text);
+extern void BuildSet(TestSet *ts, const char *const *texts);
 
 #endif							/* ATHENA_IP_FIXTURES_H */

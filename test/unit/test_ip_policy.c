@@ -19,7 +19,7 @@
 /* ------------------------------------------------------------------ */
 
 static const char *
-verdict_name(IpVerdict v)
+VerdictName(IpVerdict v)
 {
 	switch (v)
 	{
@@ -38,15 +38,15 @@ verdict_name(IpVerdict v)
 }
 
 static void
-expect_verdict(const IpPolicyInput *in, IpVerdict want, const char *name)
+ExpectVerdict(const IpPolicyInput *in, IpVerdict want, const char *name)
 {
 	IpVerdict	got = EvaluateIpPolicy(in);
 
-	check(got == want, "policy: %s: want %s, got %s", name, verdict_name(want), verdict_name(got));
+	Check(got == want, "policy: %s: want %s, got %s", name, VerdictName(want), VerdictName(got));
 }
 
 static void
-test_ip_policy(void)
+TestIpPolicy(void)
 {
 	static const char *const s_bl_all[] = {"198.51.100.0/24", NULL};
 	static const char *const s_bl_client[] = {"198.51.101.0/24", NULL};
@@ -60,30 +60,30 @@ test_ip_policy(void)
 	IpPolicyInput in;
 	IpNet		h;
 
-	build_set(&bl_all, s_bl_all);
-	build_set(&bl_client, s_bl_client);
-	build_set(&key_bl, s_key_bl);
-	build_set(&wl_all, s_wl_all);
-	build_set(&wl_client, s_wl_client);
-	build_set(&key_wl, s_key_wl);
-	build_set(&empty, s_none);
-	build_set(&wide, s_wide);
+	BuildSet(&bl_all, s_bl_all);
+	BuildSet(&bl_client, s_bl_client);
+	BuildSet(&key_bl, s_key_bl);
+	BuildSet(&wl_all, s_wl_all);
+	BuildSet(&wl_client, s_wl_client);
+	BuildSet(&key_wl, s_key_wl);
+	BuildSet(&empty, s_none);
+	BuildSet(&wide, s_wide);
 
 	/* no rules at all */
 	memset(&in, 0, sizeof(in));
-	h = host("203.0.113.1");
+	h = HostOf("203.0.113.1");
 	in.host = &h;
-	expect_verdict(&in, IP_VERDICT_ALLOWED, "no rules, host known");
+	ExpectVerdict(&in, IP_VERDICT_ALLOWED, "no rules, host known");
 	in.host = NULL;
-	expect_verdict(&in, IP_VERDICT_ALLOWED, "no rules, host NULL: IP not required");
+	ExpectVerdict(&in, IP_VERDICT_ALLOWED, "no rules, host NULL: IP not required");
 	in.global_blacklist_all = &empty.set;
 	in.global_blacklist_client = &empty.set;
 	in.key_blacklist = &empty.set;
 	in.global_whitelist_all = &empty.set;
 	in.global_whitelist_client = &empty.set;
 	in.key_whitelist = &empty.set;
-	expect_verdict(&in, IP_VERDICT_ALLOWED, "only empty rule sets, host NULL: IP not required");
-	check(EvaluateIpBlacklists(&in) == IP_VERDICT_ALLOWED && EvaluateIpWhitelists(&in) == IP_VERDICT_ALLOWED,
+	ExpectVerdict(&in, IP_VERDICT_ALLOWED, "only empty rule sets, host NULL: IP not required");
+	Check(EvaluateIpBlacklists(&in) == IP_VERDICT_ALLOWED && EvaluateIpWhitelists(&in) == IP_VERDICT_ALLOWED,
 		  "policy halves with only empty sets and NULL host allow");
 
 	/* blacklists win over whitelists */
@@ -93,25 +93,25 @@ test_ip_policy(void)
 	in.key_blacklist = &key_bl.set;
 	in.global_whitelist_all = &wide.set;
 	in.key_whitelist = &wide.set;
-	h = host("198.51.100.9");
+	h = HostOf("198.51.100.9");
 	in.host = &h;
-	expect_verdict(&in, IP_VERDICT_BLOCKED, "global blacklist (all clients) beats whitelists");
-	h = host("::ffff:198.51.100.9");
-	expect_verdict(&in, IP_VERDICT_BLOCKED, "global blacklist blocks the mapped caller too");
-	h = host("198.51.101.9");
-	expect_verdict(&in, IP_VERDICT_BLOCKED, "global blacklist (this client) beats whitelists");
-	h = host("10.0.0.66");
-	expect_verdict(&in, IP_VERDICT_BLOCKED, "per-key blacklist beats whitelists");
-	h = host("10.0.0.67");
-	expect_verdict(&in, IP_VERDICT_ALLOWED, "blacklists present, not listed, whitelisted");
+	ExpectVerdict(&in, IP_VERDICT_BLOCKED, "global blacklist (all clients) beats whitelists");
+	h = HostOf("::ffff:198.51.100.9");
+	ExpectVerdict(&in, IP_VERDICT_BLOCKED, "global blacklist blocks the mapped caller too");
+	h = HostOf("198.51.101.9");
+	ExpectVerdict(&in, IP_VERDICT_BLOCKED, "global blacklist (this client) beats whitelists");
+	h = HostOf("10.0.0.66");
+	ExpectVerdict(&in, IP_VERDICT_BLOCKED, "per-key blacklist beats whitelists");
+	h = HostOf("10.0.0.67");
+	ExpectVerdict(&in, IP_VERDICT_ALLOWED, "blacklists present, not listed, whitelisted");
 	in.host = NULL;
-	expect_verdict(&in, IP_VERDICT_IP_REQUIRED, "blacklist present, host NULL");
-	check(EvaluateIpBlacklists(&in) == IP_VERDICT_IP_REQUIRED, "EvaluateIpBlacklists: host NULL");
+	ExpectVerdict(&in, IP_VERDICT_IP_REQUIRED, "blacklist present, host NULL");
+	Check(EvaluateIpBlacklists(&in) == IP_VERDICT_IP_REQUIRED, "EvaluateIpBlacklists: host NULL");
 	in.global_blacklist_all = NULL;
 	in.global_blacklist_client = NULL;
 	in.global_whitelist_all = NULL;
 	in.key_whitelist = NULL;
-	expect_verdict(&in, IP_VERDICT_IP_REQUIRED, "only a per-key blacklist, host NULL");
+	ExpectVerdict(&in, IP_VERDICT_IP_REQUIRED, "only a per-key blacklist, host NULL");
 
 	/* learning */
 	memset(&in, 0, sizeof(in));
@@ -119,20 +119,20 @@ test_ip_policy(void)
 	in.global_blacklist_all = &bl_all.set;
 	in.global_whitelist_all = &wl_all.set;
 	in.key_whitelist = &key_wl.set;
-	h = host("203.0.113.1");
+	h = HostOf("203.0.113.1");
 	in.host = &h;
-	expect_verdict(&in, IP_VERDICT_LEARN, "learning: whitelists not consulted");
-	check(EvaluateIpBlacklists(&in) == IP_VERDICT_LEARN, "EvaluateIpBlacklists returns LEARN");
-	h = host("198.51.100.1");
-	expect_verdict(&in, IP_VERDICT_BLOCKED, "learning: blacklist still applies first");
+	ExpectVerdict(&in, IP_VERDICT_LEARN, "learning: whitelists not consulted");
+	Check(EvaluateIpBlacklists(&in) == IP_VERDICT_LEARN, "EvaluateIpBlacklists returns LEARN");
+	h = HostOf("198.51.100.1");
+	ExpectVerdict(&in, IP_VERDICT_BLOCKED, "learning: blacklist still applies first");
 	in.host = NULL;
-	expect_verdict(&in, IP_VERDICT_IP_REQUIRED, "learning with blacklist, host NULL");
+	ExpectVerdict(&in, IP_VERDICT_IP_REQUIRED, "learning with blacklist, host NULL");
 	memset(&in, 0, sizeof(in));
 	in.key_learning = true;
-	expect_verdict(&in, IP_VERDICT_IP_REQUIRED, "learning, no rules, host NULL (learning needs the IP)");
-	h = host("2001:db8::5");
+	ExpectVerdict(&in, IP_VERDICT_IP_REQUIRED, "learning, no rules, host NULL (learning needs the IP)");
+	h = HostOf("2001:db8::5");
 	in.host = &h;
-	expect_verdict(&in, IP_VERDICT_LEARN, "learning, no rules, v6 host");
+	ExpectVerdict(&in, IP_VERDICT_LEARN, "learning, no rules, v6 host");
 
 	/* whitelists: both levels are gates */
 	memset(&in, 0, sizeof(in));
@@ -140,46 +140,46 @@ test_ip_policy(void)
 	in.global_whitelist_client = &wl_client.set;
 	in.key_whitelist = &key_wl.set;
 	in.host = &h;
-	h = host("10.0.0.5");
-	expect_verdict(&in, IP_VERDICT_ALLOWED, "in global (all) and per-key whitelist");
-	h = host("192.168.1.5");
-	expect_verdict(&in, IP_VERDICT_ALLOWED, "in global (client) and per-key whitelist");
-	h = host("10.0.1.5");
-	expect_verdict(&in, IP_VERDICT_NOT_ALLOWED, "in global whitelist, not in per-key: per-key still gates");
-	h = host("192.168.2.5");
-	expect_verdict(&in, IP_VERDICT_NOT_ALLOWED, "in global (client) whitelist, not in per-key");
-	h = host("2001:db8::1");
-	expect_verdict(&in, IP_VERDICT_NOT_ALLOWED, "in per-key whitelist, not in global");
-	h = host("203.0.113.1");
-	expect_verdict(&in, IP_VERDICT_NOT_ALLOWED, "in no whitelist");
-	h = host("::ffff:10.0.0.5");
-	expect_verdict(&in, IP_VERDICT_ALLOWED, "mapped caller in both whitelists");
+	h = HostOf("10.0.0.5");
+	ExpectVerdict(&in, IP_VERDICT_ALLOWED, "in global (all) and per-key whitelist");
+	h = HostOf("192.168.1.5");
+	ExpectVerdict(&in, IP_VERDICT_ALLOWED, "in global (client) and per-key whitelist");
+	h = HostOf("10.0.1.5");
+	ExpectVerdict(&in, IP_VERDICT_NOT_ALLOWED, "in global whitelist, not in per-key: per-key still gates");
+	h = HostOf("192.168.2.5");
+	ExpectVerdict(&in, IP_VERDICT_NOT_ALLOWED, "in global (client) whitelist, not in per-key");
+	h = HostOf("2001:db8::1");
+	ExpectVerdict(&in, IP_VERDICT_NOT_ALLOWED, "in per-key whitelist, not in global");
+	h = HostOf("203.0.113.1");
+	ExpectVerdict(&in, IP_VERDICT_NOT_ALLOWED, "in no whitelist");
+	h = HostOf("::ffff:10.0.0.5");
+	ExpectVerdict(&in, IP_VERDICT_ALLOWED, "mapped caller in both whitelists");
 	in.host = NULL;
-	expect_verdict(&in, IP_VERDICT_IP_REQUIRED, "whitelists present, host NULL");
+	ExpectVerdict(&in, IP_VERDICT_IP_REQUIRED, "whitelists present, host NULL");
 	in.host = &h;
 
 	in.key_whitelist = NULL;
-	h = host("10.200.0.1");
-	expect_verdict(&in, IP_VERDICT_ALLOWED, "only global whitelists, in one");
-	h = host("11.0.0.1");
-	expect_verdict(&in, IP_VERDICT_NOT_ALLOWED, "only global whitelists, in none");
+	h = HostOf("10.200.0.1");
+	ExpectVerdict(&in, IP_VERDICT_ALLOWED, "only global whitelists, in one");
+	h = HostOf("11.0.0.1");
+	ExpectVerdict(&in, IP_VERDICT_NOT_ALLOWED, "only global whitelists, in none");
 	in.global_whitelist_all = NULL;
-	h = host("10.200.0.1");
-	expect_verdict(&in, IP_VERDICT_NOT_ALLOWED, "only client-scoped global whitelist, not in it");
+	h = HostOf("10.200.0.1");
+	ExpectVerdict(&in, IP_VERDICT_NOT_ALLOWED, "only client-scoped global whitelist, not in it");
 	in.host = NULL;
-	expect_verdict(&in, IP_VERDICT_IP_REQUIRED, "only client-scoped global whitelist, host NULL");
+	ExpectVerdict(&in, IP_VERDICT_IP_REQUIRED, "only client-scoped global whitelist, host NULL");
 
 	memset(&in, 0, sizeof(in));
 	in.key_whitelist = &key_wl.set;
 	in.global_whitelist_all = &empty.set;
-	h = host("10.0.0.9");
+	h = HostOf("10.0.0.9");
 	in.host = &h;
-	expect_verdict(&in, IP_VERDICT_ALLOWED, "only per-key whitelist, in it");
-	h = host("10.0.1.9");
-	expect_verdict(&in, IP_VERDICT_NOT_ALLOWED, "only per-key whitelist, not in it");
+	ExpectVerdict(&in, IP_VERDICT_ALLOWED, "only per-key whitelist, in it");
+	h = HostOf("10.0.1.9");
+	ExpectVerdict(&in, IP_VERDICT_NOT_ALLOWED, "only per-key whitelist, not in it");
 	in.host = NULL;
-	expect_verdict(&in, IP_VERDICT_IP_REQUIRED, "only per-key whitelist, host NULL");
-	check(EvaluateIpBlacklists(&in) == IP_VERDICT_ALLOWED &&
+	ExpectVerdict(&in, IP_VERDICT_IP_REQUIRED, "only per-key whitelist, host NULL");
+	Check(EvaluateIpBlacklists(&in) == IP_VERDICT_ALLOWED &&
 		  EvaluateIpWhitelists(&in) == IP_VERDICT_IP_REQUIRED,
 		  "halves: blacklists allow, whitelists need the IP");
 }
@@ -189,6 +189,6 @@ test_ip_policy(void)
 int
 main(void)
 {
-	test_ip_policy();
+	TestIpPolicy();
 	return CheckSummary();
 }

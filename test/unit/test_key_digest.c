@@ -18,7 +18,7 @@
 /* ------------------------------------------------------------------ */
 
 static void
-digest_hex(const char *salt, const char *secret, char *hex)
+DigestHex(const char *salt, const char *secret, char *hex)
 {
 	unsigned char d[KEY_DIGEST_LEN];
 
@@ -31,7 +31,7 @@ digest_hex(const char *salt, const char *secret, char *hex)
 }
 
 static void
-test_digest(void)
+TestDigest(void)
 {
 	char		hex[2 * KEY_DIGEST_LEN + 1];
 	unsigned char a[KEY_DIGEST_LEN];
@@ -41,24 +41,24 @@ test_digest(void)
 	int			i;
 
 	/* printf 'salt:secret' | sha256sum */
-	digest_hex("salt", "secret", hex);
-	check(strcmp(hex, "e0daae7ddca6117bae5f642d182bf4c456a16fe195e74ccb38714372c533f828") == 0,
+	DigestHex("salt", "secret", hex);
+	Check(strcmp(hex, "e0daae7ddca6117bae5f642d182bf4c456a16fe195e74ccb38714372c533f828") == 0,
 		  "SHA-256(\"salt:secret\") known answer (got %s)", hex);
 	/* printf ':' | sha256sum */
-	digest_hex("", "", hex);
-	check(strcmp(hex, "e7ac0786668e0ff0f02b62bd04f45ff636fd82db63b1104601c975dc005f3a67") == 0,
+	DigestHex("", "", hex);
+	Check(strcmp(hex, "e7ac0786668e0ff0f02b62bd04f45ff636fd82db63b1104601c975dc005f3a67") == 0,
 		  "SHA-256(\":\") known answer for empty salt and secret (got %s)", hex);
 	/* the context is reused: a second call gives the same answer */
-	digest_hex("salt", "secret", hex);
-	check(strcmp(hex, "e0daae7ddca6117bae5f642d182bf4c456a16fe195e74ccb38714372c533f828") == 0,
+	DigestHex("salt", "secret", hex);
+	Check(strcmp(hex, "e0daae7ddca6117bae5f642d182bf4c456a16fe195e74ccb38714372c533f828") == 0,
 		  "second call with the reused context gives the same digest");
-	digest_hex("salt", "secreT", hex);
-	check(strcmp(hex, "e0daae7ddca6117bae5f642d182bf4c456a16fe195e74ccb38714372c533f828") != 0,
+	DigestHex("salt", "secreT", hex);
+	Check(strcmp(hex, "e0daae7ddca6117bae5f642d182bf4c456a16fe195e74ccb38714372c533f828") != 0,
 		  "different secret, different digest");
 
-	check(ComputeKeyDigest("salt", 4, "secret", 6, a) && ComputeKeyDigest("salt", 4, "secret", 6, b) &&
+	Check(ComputeKeyDigest("salt", 4, "secret", 6, a) && ComputeKeyDigest("salt", 4, "secret", 6, b) &&
 		  KeyDigestsEqual(a, b), "KeyDigestsEqual: equal digests");
-	check(KeyDigestsEqual(a, a), "KeyDigestsEqual: same buffer");
+	Check(KeyDigestsEqual(a, a), "KeyDigestsEqual: same buffer");
 	for (i = 0; i < KEY_DIGEST_LEN; i += 1)
 	{
 		memcpy(b, a, sizeof(a));
@@ -66,15 +66,15 @@ test_digest(void)
 		if (KeyDigestsEqual(a, b))
 			break;
 	}
-	check(i == KEY_DIGEST_LEN, "KeyDigestsEqual: one flipped bit at any of the 32 positions differs");
+	Check(i == KEY_DIGEST_LEN, "KeyDigestsEqual: one flipped bit at any of the 32 positions differs");
 	memcpy(b, a, sizeof(a));
 	b[31] ^= 0x80;
-	check(!KeyDigestsEqual(a, b), "KeyDigestsEqual: last byte differs");
+	Check(!KeyDigestsEqual(a, b), "KeyDigestsEqual: last byte differs");
 
-	check(FillRandomBytes(r1, sizeof(r1)) && FillRandomBytes(r2, sizeof(r2)),
+	Check(FillRandomBytes(r1, sizeof(r1)) && FillRandomBytes(r2, sizeof(r2)),
 		  "FillRandomBytes succeeds");
-	check(memcmp(r1, r2, sizeof(r1)) != 0, "two 32-byte random draws differ");
-	check(FillRandomBytes(r1, 0), "FillRandomBytes of 0 bytes succeeds");
+	Check(memcmp(r1, r2, sizeof(r1)) != 0, "two 32-byte random draws differ");
+	Check(FillRandomBytes(r1, 0), "FillRandomBytes of 0 bytes succeeds");
 }
 
 
@@ -82,6 +82,6 @@ test_digest(void)
 int
 main(void)
 {
-	test_digest();
+	TestDigest();
 	return CheckSummary();
 }

@@ -108,7 +108,7 @@ static const RightCase right_cases[] = {
 };
 
 static void
-test_rights(void)
+TestRights(void)
 {
 	size_t		i;
 
@@ -118,16 +118,16 @@ test_rights(void)
 		bool		got = RightSatisfies(rc->granted, strlen(rc->granted),
 										 rc->required, strlen(rc->required));
 
-		check(got == rc->want, "right granted '%s' %s required '%s'",
+		Check(got == rc->want, "right granted '%s' %s required '%s'",
 			  rc->granted, rc->want ? "satisfies" : "does not satisfy", rc->required);
 	}
 
 	/* lengths, not NUL terminators, delimit the strings */
-	check(RightSatisfies("users.read/garbage", 10, "users.read", 10),
+	Check(RightSatisfies("users.read/garbage", 10, "users.read", 10),
 		  "RightSatisfies uses the lengths given (granted longer buffer)");
-	check(!RightSatisfies("users.read", 10, "users.read\0x", 12),
+	Check(!RightSatisfies("users.read", 10, "users.read\0x", 12),
 		  "RightSatisfies: embedded NUL in required makes it different");
-	check(RightSatisfies("*.read", 6, "users.read", 10) &&
+	Check(RightSatisfies("*.read", 6, "users.read", 10) &&
 		  !RightSatisfies("*.read", 6, "users.read", 9),
 		  "RightSatisfies: *.read with a truncated required length");
 }
@@ -137,16 +137,16 @@ test_rights(void)
 /* ------------------------------------------------------------------ */
 
 static void
-test_regressions(void)
+TestRegressions(void)
 {
 	/*
 	 * Found by fuzz_rights (input "users.*\nusers."): SPEC 4 says granted
 	 * "P.*" satisfies a required right that starts with "P.", and "users."
 	 * does; RightSatisfies used to demand a character after the dot.
 	 */
-	check(RightSatisfies("users.*", 7, "users.", 6),
+	Check(RightSatisfies("users.*", 7, "users.", 6),
 		  "regression: granted 'users.*' satisfies required 'users.' (starts with 'users.')");
-	check(RightSatisfies("gateway.*", 9, "gateway.", 8),
+	Check(RightSatisfies("gateway.*", 9, "gateway.", 8),
 		  "regression: granted 'gateway.*' satisfies required 'gateway.'");
 }
 
@@ -155,7 +155,7 @@ test_regressions(void)
 int
 main(void)
 {
-	test_rights();
-	test_regressions();
+	TestRights();
+	TestRegressions();
 	return CheckSummary();
 }

@@ -13,7 +13,7 @@ static int	n_failed = 0;
 
 /* Record one check and print its TAP-like line, so a failure names itself */
 void
-check(int cond, const char *fmt,...)
+Check(int cond, const char *fmt,...)
 {
 	va_list		ap;
 

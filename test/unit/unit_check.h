@@ -13,10 +13,10 @@
 
 #include <stdbool.h>
 
-extern void check(int cond, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+extern void Check(int cond, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 extern int	CheckSummary(void);
 
 /* A check named by its own source text and line */
-#define CHECK(condition) check((condition), "line %d: %s", __LINE__, #condition)
+#define CHECK(condition) Check((condition), "line %d: %s", __LINE__, #condition)
 
 #endif							/* ATHENA_UNIT_CHECK_H */
