@@ -5,14 +5,13 @@ EXTENSION = athena_keys
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" athena_keys.control)
 MODULE_big = athena_keys
 
-PURE_SRCS = src/key_format.c src/key_digest.c src/rights_match.c src/ip_rules.c src/ip_policy.c \
-	src/failure_reasons.c src/decision.c
+include src/pure_sources.mk
 BACKEND_SRCS = src/athena_keys.c src/settings.c src/authenticate.c src/request_effects.c \
 	src/result_row.c src/cache_invalidation.c src/config_cache.c src/key_cache.c \
 	src/key_last_used.c src/learning.c src/spi_plans.c src/ip_datums.c \
 	src/log_row.c src/log_record.c src/log_insert.c src/log_queue.c src/log_shipping.c \
 	src/log_writer.c src/log_routing.c src/key_material.c src/legacy_symbols.c src/listings.c
-OBJS = $(PURE_SRCS:.c=.o) $(BACKEND_SRCS:.c=.o)
+OBJS = $(addprefix src/,$(PURE_SRCS:.c=.o)) $(BACKEND_SRCS:.c=.o)
 
 # The install script of the current version is built from the pieces in
 # sql/install/ (the rule below); the 1.0 script and the upgrade scripts are

@@ -9,7 +9,7 @@
 # server, athena-authd and nginx running and prints how to reach them).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-# PickPort, WaitForHttp, StartAuthd, StartNginx, StopHttpServices
+# WaitForHttp, StartAuthd, StartNginx, StopHttpServices
 . "$(dirname "$0")/../authd/test/e2e_lib.sh"
 
 ensure_packages
@@ -119,13 +119,11 @@ SQL
 
 echo
 echo '== HTTP: build athena-authd; a LOGIN gateway role for it, and a key for the curl requests'
-as_user make -s -C "$WORK_DIR/src/authd" clean >/dev/null
-as_user make -s -C "$WORK_DIR/src/authd" >/dev/null
+build_authd --clean "$WORK_DIR/src/authd"
 # shellcheck disable=SC2034  # read by StartAuthd
 AUTHD_BIN=$WORK_DIR/src/authd/athena-authd
+create_gateway_login demo_authd
 HTTP_KEY=$(psql -X -q -At -v ON_ERROR_STOP=1 <<'SQL'
-CREATE ROLE demo_authd LOGIN;
-SELECT athena_keys.athena_grant_gateway_role('demo_authd') \g /dev/null
 SET ROLE demo_admin;
 SELECT api_key FROM athena_keys.athena_create_key(
     'http-demo', client_name => 'web', rights => ARRAY['users.read']);
@@ -142,9 +140,9 @@ E2E_TMP=$WORK_DIR/http
 as_user mkdir -p "$E2E_TMP"
 # shellcheck disable=SC2034  # read by StartAuthd / StartNginx
 DAEMON_USER=$(run_user)
-AUTHD_PORT=$(PickPort)
-NGINX_PORT=$(PickPort)
-UPSTREAM_PORT=$(PickPort)
+AUTHD_PORT=$(pick_port)
+NGINX_PORT=$(pick_port)
+UPSTREAM_PORT=$(pick_port)
 AUTHD_DSN="host=127.0.0.1 port=$PGPORT user=demo_authd dbname=postgres"
 StartAuthd authd "$AUTHD_PORT" ATHENA_AUTHD_DSN="$AUTHD_DSN" ATHENA_AUTHD_POOL=2 ATHENA_AUTHD_LOG=all
 StartNginx

@@ -132,20 +132,6 @@ FormatIpAddress(const IpAddress *addr, char out[IP_TEXT_MAX])
 		out[0] = '\0';
 }
 
-/* True when every bit after the first prefix_len bits of addr is zero */
-static bool
-HostBitsAreZero(const IpAddress *addr, int prefix_len)
-{
-	int			length = AddressLength(addr->family);
-
-	for (int bit = prefix_len; bit < length * 8; bit++)
-	{
-		if (addr->bytes[bit / 8] & (0x80 >> (bit % 8)))
-			return false;
-	}
-	return true;
-}
-
 /* Parse a decimal prefix length of 1 to 3 digits; -1 when malformed */
 static int
 ParsePrefixLength(const char *start, const char *end)
@@ -165,42 +151,69 @@ ParsePrefixLength(const char *start, const char *end)
 
 /*
  * Parse "address" or "address/prefix".  A bare address is a /32 or /128;
- * host bits set (10.0.0.5/24) are rejected, as PostgreSQL's cidr does.
+ * host bits set (10.0.0.5/24) are rejected, as PostgreSQL's cidr does:
+ * ip_rules would clear them silently, and a typo in trusted_proxies must
+ * not quietly trust a wider or other network than the one written.
  */
 bool
-ParseCidr(const char *text, size_t len, IpCidr *out)
+ParseCidr(const char *text, size_t len, IpNet *out)
 {
 	const char *start = text;
 	const char *end = text + len;
 	const char *slash;
+	IpAddress	base;
 	int			max_prefix;
+	int			prefix_len;
 	bool		was_mapped;
 
 	if (text == NULL)
 		return false;
 	TrimBlanks(&start, &end);
 	slash = memchr(start, '/', (size_t) (end - start));
-	if (!ParseIpAddress(start, (size_t) ((slash ? slash : end) - start), &out->base))
+	if (!ParseIpAddress(start, (size_t) ((slash ? slash : end) - start), &base))
 		return false;
-	max_prefix = AddressLength(out->base.family) * 8;
+	max_prefix = AddressLength(base.family) * 8;
 	if (slash == NULL)
+		prefix_len = max_prefix;
+	else
 	{
-		out->prefix_len = max_prefix;
-		return true;
+		prefix_len = ParsePrefixLength(slash + 1, end);
+		/* ::ffff:a.b.c.d/n was unmapped to IPv4: its prefix counts 96 bits less */
+		was_mapped = base.family == 4 && memchr(start, ':', (size_t) (slash - start)) != NULL;
+		if (was_mapped && prefix_len >= 0)
+		{
+			if (prefix_len < 96)
+				return false;
+			prefix_len -= 96;
+		}
 	}
-
-	out->prefix_len = ParsePrefixLength(slash + 1, end);
-	/* ::ffff:a.b.c.d/n was unmapped to IPv4: its prefix counts 96 bits less */
-	was_mapped = out->base.family == 4 && memchr(start, ':', (size_t) (slash - start)) != NULL;
-	if (was_mapped && out->prefix_len >= 0)
-	{
-		if (out->prefix_len < 96)
-			return false;
-		out->prefix_len -= 96;
-	}
-	if (out->prefix_len < 0 || out->prefix_len > max_prefix)
+	if (!IpNetFromBytes(base.family, prefix_len, base.bytes, out))
 		return false;
-	return HostBitsAreZero(&out->base, out->prefix_len);
+	return memcmp(out->addr, base.bytes, (size_t) AddressLength(base.family)) == 0;
+}
+
+/*
+ * Sort the parsed blocks into an ip_rules rule set (groups by prefix
+ * length), the form IpRuleSetContains searches.
+ */
+static bool
+PrepareCidrList(IpCidrList *list, char *error, size_t error_len)
+{
+	int			nrules = IpRulesPrepare(list->items, (int) list->count);
+	int			ngroups = IpRulesCountGroups(list->items, nrules);
+
+	if (ngroups > 0)
+	{
+		list->groups = calloc((size_t) ngroups, sizeof(IpPrefixGroup));
+		if (list->groups == NULL)
+		{
+			snprintf(error, error_len, "out of memory");
+			FreeCidrList(list);
+			return false;
+		}
+	}
+	IpRuleSetBuild(&list->set, list->items, nrules, list->groups);
+	return true;
 }
 
 /*
@@ -213,8 +226,7 @@ ParseCidrList(const char *text, IpCidrList *out, char *error, size_t error_len)
 	const char *p = text ? text : "";
 	size_t		capacity = 0;
 
-	out->items = NULL;
-	out->count = 0;
+	memset(out, 0, sizeof(*out));
 	while (*p)
 	{
 		const char *item_start;
@@ -232,7 +244,7 @@ ParseCidrList(const char *text, IpCidrList *out, char *error, size_t error_len)
 		if (out->count == capacity)
 		{
 			size_t		new_capacity = capacity ? capacity * 2 : 4;
-			IpCidr	   *grown = realloc(out->items, new_capacity * sizeof(IpCidr));
+			IpNet	   *grown = realloc(out->items, new_capacity * sizeof(IpNet));
 
 			if (grown == NULL)
 			{
@@ -253,7 +265,7 @@ ParseCidrList(const char *text, IpCidrList *out, char *error, size_t error_len)
 		}
 		out->count++;
 	}
-	return true;
+	return PrepareCidrList(out, error, error_len);
 }
 
 /* Release the storage of a CIDR list */
@@ -261,41 +273,37 @@ void
 FreeCidrList(IpCidrList *list)
 {
 	free(list->items);
-	list->items = NULL;
-	list->count = 0;
+	free(list->groups);
+	memset(list, 0, sizeof(*list));
+}
+
+/* The network of exactly one address, as ip_rules compares hosts */
+static IpNet
+HostNet(const IpAddress *addr)
+{
+	IpNet		host;
+
+	if (!IpNetFromBytes(addr->family, AddressLength(addr->family) * 8, addr->bytes, &host))
+		memset(&host, 0, sizeof(host));
+	return host;
 }
 
 /* True when addr lies inside cidr (same family only) */
 bool
-CidrContains(const IpCidr *cidr, const IpAddress *addr)
+CidrContains(const IpNet *cidr, const IpAddress *addr)
 {
-	int			full_bytes = cidr->prefix_len / 8;
-	int			rest_bits = cidr->prefix_len % 8;
+	IpNet		host = HostNet(addr);
 
-	if (cidr->base.family != addr->family)
-		return false;
-	if (memcmp(cidr->base.bytes, addr->bytes, (size_t) full_bytes) != 0)
-		return false;
-	if (rest_bits != 0)
-	{
-		uint8_t		mask = (uint8_t) (0xff << (8 - rest_bits));
-
-		if ((cidr->base.bytes[full_bytes] & mask) != (addr->bytes[full_bytes] & mask))
-			return false;
-	}
-	return true;
+	return IpNetContains(cidr, &host);
 }
 
 /* True when any block of the list contains addr */
 bool
 CidrListContains(const IpCidrList *list, const IpAddress *addr)
 {
-	for (size_t i = 0; i < list->count; i++)
-	{
-		if (CidrContains(&list->items[i], addr))
-			return true;
-	}
-	return false;
+	IpNet		host = HostNet(addr);
+
+	return IpRuleSetContains(&list->set, &host);
 }
 
 

@@ -3,8 +3,10 @@
  *		Caller IP resolution for athena-authd: parse addresses and CIDR
  *		lists, and pick the client address from the TCP peer, X-Real-IP
  *		and X-Forwarded-For without trusting what a client can forge.
+ *		Containment is the extension's (src/ip_rules.c), shared on purpose:
+ *		one copy of that security rule.
  *
- * Pure C, no I/O: unit tested in test/unit_tests.c.
+ * Pure C, no I/O: unit tested in test/test_client_ip.c.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTHD_CLIENT_IP_H
@@ -13,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ip_rules.h"
 
 /* Longest text form of an address we produce (INET6_ADDRSTRLEN) */
 #define IP_TEXT_MAX 46
@@ -24,27 +28,26 @@ typedef struct IpAddress
 	uint8_t		bytes[16];		/* 4 or 16 significant bytes */
 } IpAddress;
 
-/* One CIDR block, host bits zero */
-typedef struct IpCidr
-{
-	IpAddress	base;
-	int			prefix_len;
-} IpCidr;
-
-/* A list of CIDR blocks (the trusted proxies) */
+/*
+ * A list of CIDR blocks (the trusted proxies): the blocks as parsed, then
+ * prepared into an ip_rules rule set, so athena-authd decides "is this a
+ * trusted proxy" with the extension's own CIDR matching (src/ip_rules.c).
+ */
 typedef struct IpCidrList
 {
-	IpCidr	   *items;
-	size_t		count;
+	IpNet	   *items;			/* sorted, de-duplicated after parsing */
+	size_t		count;			/* entries in the configured text */
+	IpPrefixGroup *groups;
+	IpRuleSet	set;
 } IpCidrList;
 
 extern bool ParseIpAddress(const char *text, size_t len, IpAddress *out);
 extern bool IpAddressFromSockaddr(const void *sockaddr, IpAddress *out);
 extern void FormatIpAddress(const IpAddress *addr, char out[IP_TEXT_MAX]);
-extern bool ParseCidr(const char *text, size_t len, IpCidr *out);
+extern bool ParseCidr(const char *text, size_t len, IpNet *out);
 extern bool ParseCidrList(const char *text, IpCidrList *out, char *error, size_t error_len);
 extern void FreeCidrList(IpCidrList *list);
-extern bool CidrContains(const IpCidr *cidr, const IpAddress *addr);
+extern bool CidrContains(const IpNet *cidr, const IpAddress *addr);
 extern bool CidrListContains(const IpCidrList *list, const IpAddress *addr);
 extern bool ResolveClientIp(const IpAddress *peer, const IpCidrList *trusted,
 							bool use_real_ip, const char *real_ip, const char *forwarded_for,

@@ -3,7 +3,7 @@
  *		Where athena-authd takes the API key from: X-Athena-Key, X-API-Key
  *		and/or Authorization: Bearer, in a configured order of precedence.
  *
- * Pure C, no I/O: unit tested in test/unit_tests.c.
+ * Pure C, no I/O: unit tested in test/test_key_source.c.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTHD_KEY_SOURCE_H

@@ -4,7 +4,7 @@
  *		form, served on the health listener (/metrics).
  *
  * Recording is lock-free (C11 atomics); rendering needs no I/O, so it is
- * unit tested in test/unit_tests.c.
+ * unit tested in test/test_metrics.c.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTHD_METRICS_H

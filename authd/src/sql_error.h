@@ -4,7 +4,7 @@
  *		fail mode may apply only to infrastructure failures, never to an
  *		error the request's own bytes caused.
  *
- * Pure C, no I/O: unit tested in test/unit_tests.c.
+ * Pure C, no I/O: unit tested in test/test_sql_error.c.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTHD_SQL_ERROR_H

@@ -3,7 +3,7 @@
  *		Text handling for athena-authd: the rights header, JSON error
  *		bodies, and values made safe for response headers and logs.
  *
- * Pure C, no I/O: unit tested in test/unit_tests.c.
+ * Pure C, no I/O: unit tested in test/test_text_util.c.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTHD_TEXT_UTIL_H

@@ -164,10 +164,10 @@ read -r KU KU_ID < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena
 KW_PUBLIC=${KW#ath_}
 KW_PUBLIC=${KW_PUBLIC%%.*}
 
-AUTHD_PORT=$(PickPort)
+AUTHD_PORT=$(pick_port)
 StartAuthd authd "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=2 ATHENA_AUTHD_TIMEOUT_MS=1000 \
   ATHENA_AUTHD_LOG=all || Abort "athena-authd starts"
-STATUS204_PORT=$(PickPort)
+STATUS204_PORT=$(pick_port)
 StartAuthd status204 "$STATUS204_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
   ATHENA_AUTHD_ALLOW_STATUS=204 || Abort "athena-authd (allow_status 204) starts"
 

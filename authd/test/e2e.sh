@@ -20,12 +20,12 @@ SetupTempDir
 EnsureAuthdBuilt || Abort "athena-authd builds"
 StartPostgres || Abort "PostgreSQL starts with CREATE EXTENSION athena_keys"
 
-AUTHD_PORT=$(PickPort)
-AUTHD_UNTRUSTED_PORT=$(PickPort)
-NGINX_PORT=$(PickPort)
-NGINX_UNTRUSTED_PORT=$(PickPort)
+AUTHD_PORT=$(pick_port)
+AUTHD_UNTRUSTED_PORT=$(pick_port)
+NGINX_PORT=$(pick_port)
+NGINX_UNTRUSTED_PORT=$(pick_port)
 # shellcheck disable=SC2034  # read by StartNginx
-UPSTREAM_PORT=$(PickPort)
+UPSTREAM_PORT=$(pick_port)
 
 # main instance: environment configuration, default trusted proxies (loopback)
 StartAuthd main "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=4 \
@@ -182,7 +182,7 @@ Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K4" -H "X-Athena-Client: web" -H 
   -H "X-Real-IP: 10.20.3.4" -H "X-Forwarded-For: 10.30.0.1"
 Check "direct: X-Forwarded-For decides, not a whitelisted X-Real-IP: 403 IP not allowed" \
   DeniedWith 403 "IP not allowed"
-REALIP_PORT=$(PickPort)
+REALIP_PORT=$(pick_port)
 StartAuthd realip "$REALIP_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
   ATHENA_AUTHD_TRUST_REAL_IP=on || Abort "athena-authd (trust_real_ip) starts"
 Request "$REALIP_PORT" /auth -H "X-Athena-Key: $K4" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read" \
@@ -240,7 +240,7 @@ Check "Authorization with another scheme is not a key: 401 API key required" Den
 # half-sent requests (loopback only, bounded in count and time); a client
 # from another loopback address is still answered during and right after
 ATTACK_CONNECTIONS=1100
-LIMITS_PORT=$(PickPort)
+LIMITS_PORT=$(pick_port)
 StartAuthd limits "$LIMITS_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=2 \
   ATHENA_AUTHD_MAX_CONNECTIONS_PER_IP=64 ATHENA_AUTHD_MAX_CONNECTIONS=2000 \
   ATHENA_AUTHD_HEADER_TIMEOUT_S=2 || Abort "athena-authd (limits) starts"
@@ -332,12 +332,12 @@ Check "after the attack: allowed requests pass (200)" StatusIs 200
 HUNG_PIDS=$(Sql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name = 'athena-authd' AND usename = 'athena_gateway'")
 if [ -n "$HUNG_PIDS" ]; then
   # shellcheck disable=SC2086
-  AsPostgresOwner kill -STOP $HUNG_PIDS
+  as_user kill -STOP $HUNG_PIDS
   START_MS=$(NowMs)
   Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
   ELAPSED_MS=$(($(NowMs) - START_MS))
   # shellcheck disable=SC2086
-  AsPostgresOwner kill -CONT $HUNG_PIDS
+  as_user kill -CONT $HUNG_PIDS
   Check "hung database: 503 API key validation unavailable" DeniedWith 503 "API key validation unavailable"
   Check "hung database: answered within the 1000 ms timeout (+slack) [${ELAPSED_MS} ms]" test "$ELAPSED_MS" -lt 2500
   AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"

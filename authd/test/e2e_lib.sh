@@ -1,23 +1,22 @@
 # shellcheck shell=bash
-# Shared set-up for athena-authd's end-to-end and load tests (sourced).
+# athena-authd's end-to-end fixtures (sourced), on top of the project's one
+# shell library, test/lib.sh (ports, PostgreSQL servers, builds, roles).
 #
 # Starts, on loopback only and inside one temporary directory, everything
 # torn down on exit:
-#   - a throwaway PostgreSQL (the one PG_CONFIG names, default Debian's 15) with CREATE EXTENSION athena_keys and a
-#     gateway role that may only call athena_authenticate (as the
-#     `postgres` OS user when we are root: PostgreSQL refuses to run as root);
+#   - a throwaway PostgreSQL (the one PG_CONFIG names, default Debian's 15)
+#     with CREATE EXTENSION athena_keys and a gateway role that may only
+#     call athena_authenticate (StartPostgres);
 #   - athena-authd instances (StartAuthd);
 #   - nginx in the foreground as the current user (StartNginx), with a tiny
 #     upstream that answers 200 itself.
 # Works as root or as an unprivileged user.  When root sets DAEMON_USER,
 # athena-authd and nginx run as that user instead (setpriv, same pid).
-# test/demo.sh at the top level reuses PickPort, WaitForHttp, StartAuthd,
-# StartNginx and StopHttpServices with its own E2E_TMP and PostgreSQL.
+# test/demo.sh at the top level reuses WaitForHttp, StartAuthd, StartNginx
+# and StopHttpServices with its own E2E_TMP and PostgreSQL.
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-# Empty until PostgreSQL is installed: test/demo.sh sources this first, and
-# its test/lib.sh sets PG_BIN again once it has installed the packages.
-PG_BIN=$("$PG_CONFIG" --bindir 2>/dev/null || true)
+# shellcheck source=../../test/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../test/lib.sh"
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 AUTHD_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AUTHD_BIN=${AUTHD_BIN:-"$AUTHD_DIR/athena-authd"}  # override to test another build (e.g. sanitizers)
@@ -29,7 +28,6 @@ PG_DATA=""
 PG_PORT=""
 NGINX_PID=""
 AUTHD_PIDS=""
-USED_PORTS=""
 DAEMON_USER=${DAEMON_USER:-}
 
 # Print the command prefix that runs athena-authd / nginx as DAEMON_USER
@@ -39,31 +37,6 @@ DaemonPrefix() {
   if [ -n "$DAEMON_USER" ] && [ "$(id -u)" -eq 0 ]; then
     echo "setpriv --reuid=$DAEMON_USER --regid=$(id -g "$DAEMON_USER") --init-groups"
   fi
-}
-
-# Run a command as the OS user that owns the PostgreSQL data directory
-AsPostgresOwner() {
-  if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$@"
-  else
-    "$@"
-  fi
-}
-
-# Print a free loopback TCP port not handed out before
-PickPort() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+)
-    case " $USED_PORTS " in *" $port "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS $port"
-      echo "$port"
-      return 0
-    fi
-  done
-  echo "no free port found" >&2
-  return 1
 }
 
 # Wait until something answers HTTP on 127.0.0.1:port (up to ~10 s)
@@ -98,9 +71,7 @@ StopHttpServices() {
 # Stop everything we started, by pid, and remove the temporary directory
 TeardownE2e() {
   StopHttpServices
-  if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
-    AsPostgresOwner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1
-  fi
+  stop_servers
   if [ -n "$E2E_TMP" ] && [ -z "${KEEP_TMP:-}" ]; then
     rm -rf "$E2E_TMP"
   fi
@@ -108,8 +79,8 @@ TeardownE2e() {
 
 # Create the temporary directory and install the teardown trap
 SetupTempDir() {
-  E2E_TMP=$(mktemp -d /tmp/athena-authd-e2e.XXXXXX)
-  chmod 755 "$E2E_TMP"
+  make_work_dir athena-authd-e2e
+  E2E_TMP=$WORK_DIR
   trap TeardownE2e EXIT
   trap 'exit 130' INT TERM
   cd "$E2E_TMP" || exit 1
@@ -119,7 +90,7 @@ SetupTempDir() {
 # AUTHD_BIN points elsewhere)
 EnsureAuthdBuilt() {
   [ "$AUTHD_BIN" != "$AUTHD_DIR/athena-authd" ] && [ -x "$AUTHD_BIN" ] && return 0
-  make -s -C "$AUTHD_DIR" athena-authd >/dev/null
+  build_authd "$AUTHD_DIR"
 }
 
 # psql as the superuser over loopback TCP; extra arguments pass through
@@ -128,39 +99,27 @@ Sql() {
   "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"
 }
 
-# Initialise and start PostgreSQL, create the extension and the gateway role
+# Initialise and start PostgreSQL in $E2E_TMP/pg, create the extension and
+# the gateway role; PG_PORT and PG_DATA name it
 StartPostgres() {
-  PG_PORT=$(PickPort) || return 1
-  PG_DATA="$E2E_TMP/pg/data"
-  mkdir -p "$E2E_TMP/pg"
-  if [ "$(id -u)" -eq 0 ]; then
-    chown postgres "$E2E_TMP/pg"
-  fi
-  AsPostgresOwner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -A trust --no-sync >"$E2E_TMP/pg/initdb.log" 2>&1 ||
-    { cat "$E2E_TMP/pg/initdb.log"; return 1; }
-  AsPostgresOwner bash -c "cat >> '$PG_DATA/postgresql.conf'" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = ''
-max_connections = 50
-fsync = off
-CONF
-  StartPostgresServer || return 1
-  Sql <<'SQL' >/dev/null || return 1
-CREATE EXTENSION athena_keys;
-CREATE ROLE athena_gateway LOGIN;
-SELECT athena_keys.athena_grant_gateway_role('athena_gateway');
-SQL
+  start_server pg "" "max_connections = 50
+shared_buffers = 128MB
+fsync = off" || return 1
+  # shellcheck disable=SC2153  # PGPORT is exported by start_server
+  PG_PORT=$PGPORT
+  PG_DATA=$SERVER_DIR/data
+  Sql -c 'CREATE EXTENSION athena_keys' >/dev/null || return 1
+  create_gateway_login athena_gateway
 }
 
 # Start the (already initialised) PostgreSQL server
 StartPostgresServer() {
-  AsPostgresOwner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$E2E_TMP/pg/server.log" -w -t 30 start >/dev/null
+  resume_server "$PG_DATA"
 }
 
 # Stop the PostgreSQL server (fast shutdown: sessions are terminated)
 StopPostgresServer() {
-  AsPostgresOwner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop >/dev/null
+  stop_server "$PG_DATA"
 }
 
 # The DSN athena-authd uses: the gateway role over loopback TCP
@@ -181,7 +140,7 @@ StartAuthd() {
     env_settings+=("$1")
     shift
   done
-  health_port=$(PickPort) || return 1
+  health_port=$(pick_port) || return 1
   prefix=$(DaemonPrefix)
   # shellcheck disable=SC2086  # the prefix is split into words on purpose
   $prefix env -u ATHENA_AUTHD_TRUSTED_PROXIES -u ATHENA_AUTHD_DSN -u ATHENA_AUTHD_LISTEN \

@@ -20,9 +20,9 @@ SetupTempDir
 EnsureAuthdBuilt || exit 1
 StartPostgres || { echo "PostgreSQL did not start"; exit 1; }
 
-AUTHD_PORT=$(PickPort)
-NGINX_PORT=$(PickPort)
-UPSTREAM_PORT=$(PickPort)
+AUTHD_PORT=$(pick_port)
+NGINX_PORT=$(pick_port)
+UPSTREAM_PORT=$(pick_port)
 StartAuthd main "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL="$POOL" \
   ATHENA_AUTHD_LOG=errors || exit 1
 StartNginx || exit 1

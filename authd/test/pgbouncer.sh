@@ -87,16 +87,16 @@ SetupTempDir
 trap StopPgbouncerAndTeardown EXIT
 EnsureAuthdBuilt || Abort "athena-authd builds"
 StartPostgres || Abort "PostgreSQL starts with CREATE EXTENSION athena_keys"
-PGB_PORT=$(PickPort)
+PGB_PORT=$(pick_port)
 StartPgbouncer "$PGB_PORT" || Abort "PgBouncer starts"
 
 read -r KEY KEY_ID < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('pgb', rights => ARRAY['*'])")
 [ -n "${KEY_ID:-}" ] || Abort "key issued"
 
 DSN_BASE="host=127.0.0.1 port=$PGB_PORT user=athena_gateway"
-DEFAULT_PORT=$(PickPort)
-SESSION_PORT=$(PickPort)
-TX_PORT=$(PickPort)
+DEFAULT_PORT=$(pick_port)
+SESSION_PORT=$(pick_port)
+TX_PORT=$(pick_port)
 
 # today's defaults: -c statement_timeout in the startup packet
 StartAuthd default "$DEFAULT_PORT" ATHENA_AUTHD_DSN="$DSN_BASE dbname=app_session" ATHENA_AUTHD_POOL=1 \

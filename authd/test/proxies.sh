@@ -161,12 +161,12 @@ K1_PUBLIC_ID=${K1_PUBLIC_ID%%.*}
 K5_PUBLIC_ID=${K5#ath_}
 K5_PUBLIC_ID=${K5_PUBLIC_ID%%.*}
 
-AUTHD_PORT=$(PickPort)
+AUTHD_PORT=$(pick_port)
 # shellcheck disable=SC2034  # read by StartNginx
-NGINX_PORT=$(PickPort)
-UPSTREAM_PORT=$(PickPort)
-CADDY_PORT=$(PickPort)
-HAPROXY_PORT=$(PickPort)
+NGINX_PORT=$(pick_port)
+UPSTREAM_PORT=$(pick_port)
+CADDY_PORT=$(pick_port)
+HAPROXY_PORT=$(pick_port)
 StartAuthd authd "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=2 ATHENA_AUTHD_LOG=all ||
   Abort "athena-authd starts"
 StartNginx || Abort "nginx (the upstream) starts"

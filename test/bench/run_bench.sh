@@ -127,15 +127,19 @@ request_vars() { echo "-D key=$1 -D client=$2 -D ip=$3 -D rights=$4"; }
 HAPPY_VARS=$(request_vars "$HAPPY_KEY" web "$CALLER_IP" users.read)
 
 declare -A TPS P50 P99 FAILED VERDICT LABEL PGOPT SPREAD VARS DB_OF RATIO_ROUNDS
+declare -A HOST_OF=() PORT_OF=() EXPECT BASE TARGET SHORT
 ORDER=()
 # 1000000 -> 1M, 10000 -> 10k
 human() { awk -v n="$1" 'BEGIN { if (n >= 1e6 && n % 1e6 == 0) print n / 1e6 "M"; else if (n >= 1e3 && n % 1e3 == 0) print n / 1e3 "k"; else print n }'; }
 HK=$(human "$N_KEYS"); HL=$(human "$N_LOG"); HR=$(human "$N_RULES")
 
-# check NAME EXPECTED-STATUS EXPECTED-REASON: one call of scenario NAME
-# through psql (its script, variables, settings and database).
+# check NAME: one call of scenario NAME through psql (its script, variables,
+# settings and database), against the verdict it declared (expect=).
 check() {
-  local name=$1 status=$2 reason=$3 got sql var
+  local name=$1 status reason got sql var
+  status=${EXPECT[$name]%%|*}
+  reason=""
+  [[ ${EXPECT[$name]} == *"|"* ]] && reason=${EXPECT[$name]#*|}
   sql=$(sed 's/^SELECT .* FROM athena_keys.athena_authenticate/SELECT status, coalesce(reason, '"''"') FROM athena_keys.athena_authenticate/' "$OUT/${FILE[$name]}.sql")
   local -a psql_vars=()
   for var in ${VARS[$name]:-}; do
@@ -160,13 +164,54 @@ check() {
 # the rounds, a ratio that of two medians; p50/p99 come from all rounds'
 # per-transaction logs pooled.
 #
-# scenario NAME LABEL SCRIPT [PGOPTIONS] [PGBENCH-VARS] [DATABASE]:
-# declare one for the next phase.
+# The scenario table: one row per scenario, everything about it in that row,
+#   scenario NAME LABEL SCRIPT [KEY=VALUE...]
+# declares it for the next phase (measure) and for the table at the end:
+#   pgopt=PGOPTIONS  vars=pgbench -D options (request_vars)  db=DATABASE
+#   host=/port=      another server (the standby)
+#   expect=STATUS[|REASON]   verdict checked once before measuring
+#   base=SCENARIO target=RATIO   the ratio shown against a baseline, and
+#                    the target it must reach (PASS/MISS)
+#   short=TEXT       how the table names this scenario as another's baseline
+#   show=1           list its verdict under "verdicts checked"
+#   only=check       check the verdict, measure nothing
 PHASE=()
+CHECK_ONLY=()
+SHOWN_VERDICTS=()
 declare -A FILE TPS_ROUNDS
 scenario() {
-  ORDER+=("$1"); PHASE+=("$1"); LABEL[$1]=$2; FILE[$1]=$3; PGOPT[$1]=${4:-}
-  VARS[$1]=${5:-}; DB_OF[$1]=${6:-postgres}; TPS_ROUNDS[$1]=""
+  local name=$1 kv key value
+  LABEL[$name]=$2; FILE[$name]=$3; PGOPT[$name]=""; VARS[$name]=""; DB_OF[$name]=postgres
+  TPS_ROUNDS[$name]=""
+  local only=""
+  for kv in "${@:4}"; do
+    key=${kv%%=*}; value=${kv#*=}
+    case $key in
+      pgopt) PGOPT[$name]=$value ;;
+      vars) VARS[$name]=$value ;;
+      db) DB_OF[$name]=$value ;;
+      host) HOST_OF[$name]=$value ;;
+      port) PORT_OF[$name]=$value ;;
+      expect) EXPECT[$name]=$value ;;
+      base) BASE[$name]=$value ;;
+      target) TARGET[$name]=$value ;;
+      short) SHORT[$name]=$value ;;
+      show) SHOWN_VERDICTS+=("$name") ;;
+      only) only=$value ;;
+      *) echo "scenario $name: unknown column $key" >&2; exit 2 ;;
+    esac
+  done
+  if [ "$only" = check ]; then CHECK_ONLY+=("$name"); else ORDER+=("$name"); PHASE+=("$name"); fi
+}
+
+# check_phase: the declared verdicts of the next phase's scenarios (and of
+# the check-only ones declared with them).
+check_phase() {
+  local name
+  for name in "${PHASE[@]}" "${CHECK_ONLY[@]}"; do
+    if [ -n "${EXPECT[$name]:-}" ]; then check "$name"; fi
+  done
+  CHECK_ONLY=()
 }
 
 # server_cpu_ticks: CPU time (clock ticks) the servers started here have
@@ -256,46 +301,47 @@ measure() {
 
 ASYNC="-c athena_keys.log_durability=async"
 NONE="-c athena_keys.log_decisions=none"
-declare -A HOST_OF=() PORT_OF=()
 
 # Phase 1: the floors, the happy path in every logging mode, the failure
 # paths (durable like the happy path they are judged against, and without
 # logging, where only the decision's own work differs), a hot standby.
-scenario select1 "SELECT 1" select1
-scenario plain_insert "plain durable INSERT (log-shaped)" plain_insert
-scenario plain_insert_async "plain INSERT, sync_commit=off (info)" plain_insert "-c synchronous_commit=off"
-scenario happy "happy path, durable log" gateway "" "$HAPPY_VARS"
-scenario happy_async "happy path, async log" gateway "$ASYNC" "$HAPPY_VARS"
-scenario happy_none "happy path, log_decisions=none" gateway "$NONE" "$HAPPY_VARS"
-scenario happy_none_all "  same, all 13 columns (info)" gateway_all_columns "$NONE" "$HAPPY_VARS"
-scenario no_key_none "  no key at all, none (call floor, info)" gateway_no_key "$NONE" "$HAPPY_VARS"
-# failure NAME LABEL VARS-OR-EMPTY [SCRIPT]: the durable and the none variant.
+scenario select1 "SELECT 1" select1 short="SELECT 1"
+scenario plain_insert "plain durable INSERT (log-shaped)" plain_insert short="plain INSERT"
+scenario plain_insert_async "plain INSERT, sync_commit=off (info)" plain_insert pgopt="-c synchronous_commit=off" \
+  base=select1 short="async INSERT"
+scenario happy "happy path, durable log" gateway vars="$HAPPY_VARS" expect=200 \
+  base=plain_insert target=0.8 short="happy (durable)" show=1
+scenario happy_async "happy path, async log" gateway pgopt="$ASYNC" vars="$HAPPY_VARS" expect=200 \
+  base=select1 target=0.6 show=1
+scenario happy_none "happy path, log_decisions=none" gateway pgopt="$NONE" vars="$HAPPY_VARS" expect=200 \
+  base=select1 target=0.8 short="happy (none)" show=1
+scenario happy_none_all "  same, all 13 columns (info)" gateway_all_columns pgopt="$NONE" vars="$HAPPY_VARS" \
+  expect=200 base=select1
+scenario no_key_none "  no key at all, none (call floor, info)" gateway_no_key pgopt="$NONE" vars="$HAPPY_VARS" \
+  expect="401|API key required" base=select1
+# failure NAME LABEL VARS EXPECT [SCRIPT]: a durable variant (against the
+# durable happy path) and a none variant (against happy_none), >= 1.0 each.
 failure() {
-  scenario "$1" "fail: $2" "${4:-gateway}" "" "$3"
-  scenario "${1}_none" "fail, none: $2" "${4:-gateway}" "$NONE" "$3"
+  scenario "$1" "fail: $2" "${5:-gateway}" vars="$3" expect="$4" base=happy target=1.0 show=1
+  scenario "${1}_none" "fail, none: $2" "${5:-gateway}" pgopt="$NONE" vars="$3" expect="$4" \
+    base=happy_none target=1.0
 }
-failure f_missing "missing key" "$HAPPY_VARS" gateway_no_key
-failure f_malformed "malformed key" "$(request_vars 'Bearer-not-an-athena-key' web "$CALLER_IP" users.read)"
-failure f_unknown "unknown public id" "$(request_vars "$UNKNOWN_KEY" web "$CALLER_IP" users.read)"
-failure f_wrong_secret "wrong secret" "$(request_vars "$WRONG_SECRET_KEY" web "$CALLER_IP" users.read)"
-failure f_expired "expired key" "$(request_vars "$EXPIRED_KEY" web "$CALLER_IP" users.read)"
-failure f_client "client mismatch" "$(request_vars "$HAPPY_KEY" mobile "$CALLER_IP" users.read)"
-failure f_rights "missing rights" "$(request_vars "$HAPPY_KEY" web "$CALLER_IP" orders.write)"
-failure f_ip_blocked "IP blocked" "$(request_vars "$HAPPY_KEY" web 203.0.113.9 users.read)"
+failure f_missing "missing key" "$HAPPY_VARS" "401|API key required" gateway_no_key
+failure f_malformed "malformed key" "$(request_vars 'Bearer-not-an-athena-key' web "$CALLER_IP" users.read)" \
+  "401|Invalid API key"
+failure f_unknown "unknown public id" "$(request_vars "$UNKNOWN_KEY" web "$CALLER_IP" users.read)" \
+  "401|Invalid API key"
+failure f_wrong_secret "wrong secret" "$(request_vars "$WRONG_SECRET_KEY" web "$CALLER_IP" users.read)" \
+  "401|Invalid API key"
+failure f_expired "expired key" "$(request_vars "$EXPIRED_KEY" web "$CALLER_IP" users.read)" "401|Expired API key"
+failure f_client "client mismatch" "$(request_vars "$HAPPY_KEY" mobile "$CALLER_IP" users.read)" \
+  "403|API key client mismatch"
+failure f_rights "missing rights" "$(request_vars "$HAPPY_KEY" web "$CALLER_IP" orders.write)" \
+  "403|Insufficient API key rights"
+failure f_ip_blocked "IP blocked" "$(request_vars "$HAPPY_KEY" web 203.0.113.9 users.read)" "403|IP blocked"
 
 echo "== verdicts (one call per scenario, before measuring)"
-for s in happy happy_async happy_none happy_none_all; do check "$s" 200 ""; done
-check no_key_none 401 "API key required"
-for v in "" _none; do
-  check "f_missing$v" 401 "API key required"
-  check "f_malformed$v" 401 "Invalid API key"
-  check "f_unknown$v" 401 "Invalid API key"
-  check "f_wrong_secret$v" 401 "Invalid API key"
-  check "f_expired$v" 401 "Expired API key"
-  check "f_client$v" 403 "API key client mismatch"
-  check "f_rights$v" 403 "Insufficient API key rights"
-  check "f_ip_blocked$v" 403 "IP blocked"
-done
+check_phase
 SHOWN=$(PGOPTIONS="$ASYNC" q "SELECT current_setting('athena_keys.log_durability')")
 [ "$SHOWN" = async ] || echo "   WARNING: PGOPTIONS did not set log_durability (got '$SHOWN')" >&2
 
@@ -318,16 +364,15 @@ port = $((PORT + 1))
 unix_socket_directories = '$SB_DIR/socket'
 athena_keys.primary_conninfo = 'host=$PGHOST port=$PGPORT dbname=postgres user=postgres'
 CONF
-    if as_user pg_ctl -D "$SB_DIR/data" -l "$SB_DIR/server.log" -w start >/dev/null; then
+    if resume_server "$SB_DIR/data"; then
       SERVERS_STARTED+=" $SB_DIR/data"
-      HOST_OF[standby]=$SB_DIR/socket
-      PORT_OF[standby]=$((PORT + 1))
-      scenario select1_sb "SELECT 1 (again, with the standby up)" select1
-      scenario standby "happy path on a hot standby (info)" gateway "" "$HAPPY_VARS"
-      check standby 200 ""
+      scenario select1_sb "SELECT 1 (again, with the standby up)" select1 short="SELECT 1"
+      scenario standby "happy path on a hot standby (info)" gateway vars="$HAPPY_VARS" \
+        host="$SB_DIR/socket" port=$((PORT + 1)) expect=200 base=select1_sb show=1
+      check_phase
       echo "== standby phase: $ROUNDS interleaved rounds of $ROUND_SECONDS s per scenario"
       measure
-      as_user pg_ctl -D "$SB_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+      stop_server "$SB_DIR/data" 2>/dev/null || true
     fi
   fi
 fi
@@ -388,22 +433,20 @@ ANALYZE athena_keys.api_key_ip_rule;
 SQL
 echo "   $(PGDATABASE=bench_rules q "SELECT count(*) FROM athena_keys.api_key_global_ip_rule WHERE list = 'blacklist'") global blacklist entries, $(PGDATABASE=bench_rules q "SELECT count(*) FROM athena_keys.api_key_ip_rule WHERE api_key_id = '$RULES_ID' AND list = 'whitelist'") whitelist entries on the happy key"
 
-scenario happy2 "happy path, durable (small tables, again)" gateway "" "$HAPPY_VARS"
-scenario large "happy path, $HK keys + $HL log rows" gateway "" \
-  "$(request_vars "$LARGE_KEY" web "$CALLER_IP" users.read)" bench_large
-scenario rules10k "happy path, $HR IP rules + $N_CLIENT_RULES client-scoped" gateway "" \
-  "$(request_vars "$RULES_KEY" web "$CALLER_IP" users.read)" bench_rules
-scenario random_key "random key of $HK per call (info)" random_key "" "" bench_large
-check happy2 200 ""
-check large 200 ""
-check rules10k 200 ""
-scenario rules10k_blocked "(check only)" gateway "" "$(request_vars "$RULES_KEY" web 11.0.0.9 users.read)" bench_rules
-check rules10k_blocked 403 "IP blocked"
-unset 'ORDER[-1]'; unset 'PHASE[-1]'
 sed 's/:g::int/1/; /^\\set/d' "$OUT/random_key.sql" >"$OUT/bulk_key.sql"
-scenario bulk_key "(check only)" bulk_key "" "" bench_large
-check bulk_key 200 ""
-unset 'ORDER[-1]'; unset 'PHASE[-1]'
+scenario happy2 "happy path, durable (small tables, again)" gateway vars="$HAPPY_VARS" expect=200 \
+  short="happy (durable)"
+scenario large "happy path, $HK keys + $HL log rows" gateway \
+  vars="$(request_vars "$LARGE_KEY" web "$CALLER_IP" users.read)" db=bench_large expect=200 \
+  base=happy2 target=0.9 show=1
+scenario rules10k "happy path, $HR IP rules + $N_CLIENT_RULES client-scoped" gateway \
+  vars="$(request_vars "$RULES_KEY" web "$CALLER_IP" users.read)" db=bench_rules expect=200 \
+  base=happy2 target=0.9 show=1
+scenario random_key "random key of $HK per call (info)" random_key db=bench_large base=happy2
+scenario rules10k_blocked "(check only)" gateway vars="$(request_vars "$RULES_KEY" web 11.0.0.9 users.read)" \
+  db=bench_rules expect="403|IP blocked" show=1 only=check
+scenario bulk_key "(check only)" bulk_key db=bench_large expect=200 show=1 only=check
+check_phase
 echo "== phase 2: $ROUNDS interleaved rounds of $ROUND_SECONDS s per scenario"
 measure
 
@@ -435,24 +478,6 @@ IDLE=$(q "SELECT regexp_replace(string_agg(l, ', '), '\s+', ' ', 'g') FROM regex
 # ---------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------
-declare -A BASE TARGET SHORT
-SHORT=([select1]="SELECT 1" [plain_insert]="plain INSERT" [happy]="happy (durable)"
-       [happy_none]="happy (none)" [happy2]="happy (durable)" [plain_insert_async]="async INSERT")
-BASE[happy]=plain_insert; TARGET[happy]=0.8
-BASE[happy_async]=select1; TARGET[happy_async]=0.6
-BASE[happy_none]=select1; TARGET[happy_none]=0.8
-BASE[happy_none_all]=select1; BASE[no_key_none]=select1
-for s in f_missing f_malformed f_unknown f_wrong_secret f_expired f_client f_rights f_ip_blocked; do
-  BASE[$s]=happy; TARGET[$s]=1.0
-  BASE[${s}_none]=happy_none; TARGET[${s}_none]=1.0
-done
-BASE[large]=happy2; TARGET[large]=0.9
-BASE[rules10k]=happy2; TARGET[rules10k]=0.9
-BASE[random_key]=happy2
-BASE[plain_insert_async]=select1
-BASE[standby]=select1_sb
-SHORT[select1_sb]="SELECT 1"
-
 # ratio A B: A's tps over B's (each the median of its rounds).  Runs on
 # this kind of machine vary from one to the next more than the machine
 # drifts within a phase, so medians taken apart beat per-round pairs.
@@ -496,8 +521,7 @@ for s in "${ORDER[@]}"; do
 done
 echo
 echo "verdicts checked before measuring:"
-for s in happy happy_async happy_none standby f_missing f_malformed f_unknown f_wrong_secret f_expired f_client f_rights \
-         f_ip_blocked large rules10k rules10k_blocked bulk_key; do
+for s in "${SHOWN_VERDICTS[@]}"; do
   [ -n "${VERDICT[$s]:-}" ] && printf '   %-28s %s\n' "$s" "${VERDICT[$s]}"
 done
 echo

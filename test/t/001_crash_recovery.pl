@@ -5,46 +5,39 @@
 # committed.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use IPC::Run;
 use Test::More;
+use AthenaTest;
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf('postgresql.conf', "max_connections = 40\n");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
+my $node = athena_node('crash', conf => "max_connections = 40\n");
 
-my $plain = $node->safe_psql('postgres',
-	q{SELECT api_key FROM athena_keys.athena_create_key('plain', rights => ARRAY['gateway.query'])});
+my ($plain) = create_key($node, 'postgres', q{'plain', rights => ARRAY['gateway.query']});
 my @learners;
 for my $i (1 .. 4)
 {
-	push @learners, $node->safe_psql('postgres',
-		"SELECT api_key FROM athena_keys.athena_create_key('learner$i', virgin_mode => true,"
-		  . " virgin_until_n_requests => " . (40 + 30 * $i) . ", max_whitelist_ips => 25)");
+	push @learners, (create_key($node, 'postgres',
+		"'learner$i', virgin_mode => true,"
+		  . " virgin_until_n_requests => " . (40 + 30 * $i) . ", max_whitelist_ips => 25"))[0];
 }
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
 my @scripts;
-open(my $fh, '>', "$dir/auth.sql") or die;
-print $fh "SELECT allowed FROM athena_keys.athena_authenticate('$plain', NULL, '10.0.0.1', ARRAY['gateway.query']);\n";
-close $fh;
-push @scripts, '-f', "$dir/auth.sql\@4";
+push @scripts, '-f', write_script("$dir/auth.sql",
+	"SELECT allowed FROM athena_keys.athena_authenticate('$plain', NULL, '10.0.0.1', ARRAY['gateway.query']);")
+  . '@4';
 for my $i (0 .. $#learners)
 {
-	open($fh, '>', "$dir/learn$i.sql") or die;
-	print $fh "\\set n random(1, 40)\n";
-	print $fh "SELECT allowed FROM athena_keys.athena_authenticate('$learners[$i]', NULL, ('10.9.$i.' || :n)::inet, NULL);\n";
-	close $fh;
-	push @scripts, '-f', "$dir/learn$i.sql\@2";
+	push @scripts, '-f', write_script("$dir/learn$i.sql", '\set n random(1, 40)',
+		"SELECT allowed FROM athena_keys.athena_authenticate('$learners[$i]', NULL, ('10.9.$i.' || :n)::inet, NULL);")
+	  . '@2';
 }
-open($fh, '>', "$dir/admin.sql") or die;
-print $fh "\\set n random(1, 250)\n";
-print $fh "SELECT athena_keys.athena_add_ip_rule('blacklist', ('172.16.' || :n || '.0/24')::cidr, label => 'churn');\n";
-close $fh;
-push @scripts, '-f', "$dir/admin.sql\@1";
+push @scripts, '-f', write_script("$dir/admin.sql", '\set n random(1, 250)',
+	"SELECT athena_keys.athena_add_ip_rule('blacklist', ('172.16.' || :n || '.0/24')::cidr, label => 'churn');")
+  . '@1';
 
 my ($out, $err) = ('', '');
 my $pgbench = IPC::Run::start(
@@ -69,17 +62,7 @@ for my $i (1 .. 25)
 $node->kill9;
 $pgbench->kill_kill;
 
-# The old children exit once they notice the postmaster is gone; until then
-# a new postmaster refuses to start.  A failed start may record the stale
-# pid file's pid, so forget it before each try.
-my $started = 0;
-for (1 .. 60)
-{
-	$node->{_pid} = undef;
-	if ($node->start(fail_ok => 1)) { $started = 1; last; }
-	sleep 1;
-}
-ok($started, 'server restarts after kill -9 of the postmaster');
+ok(restart_after_crash($node), 'server restarts after kill -9 of the postmaster');
 
 my $ids = join(',', map { "'$_'" } @acked_keys);
 is( $node->safe_psql('postgres',

@@ -3,19 +3,17 @@
 # log row), while an ordinary key is never held up.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use AthenaTest;
 
-my $node = PostgreSQL::Test::Cluster->new('cancel');
-$node->init;
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
-my ($learner, $learner_id) = split /\|/, $node->safe_psql('postgres',
-	q{SELECT api_key || '|' || id FROM athena_keys.athena_create_key('learner',
-	  virgin_mode => true, virgin_until_n_requests => 100)});
-my $plain = $node->safe_psql('postgres',
-	q{SELECT api_key FROM athena_keys.athena_create_key('plain')});
+my $node = athena_node('cancel');
+my ($learner, $learner_id) = create_key($node, 'postgres',
+	q{'learner', virgin_mode => true, virgin_until_n_requests => 100});
+my ($plain) = create_key($node, 'postgres', q{'plain'});
 
 # Warm the learning key: one committed observation.
 $node->safe_psql('postgres',

@@ -3,13 +3,14 @@
 # configuration rows are preserved.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use AthenaTest;
 
-my $node = PostgreSQL::Test::Cluster->new('dump');
-$node->init;
-$node->start;
+my $node = athena_node('dump', extension => 0);
 $node->safe_psql('postgres', 'CREATE DATABASE source');
 $node->safe_psql('source', q{
 	CREATE EXTENSION athena_keys;

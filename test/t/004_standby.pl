@@ -6,22 +6,18 @@
 # after promotion everything, learning included, works.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use AthenaTest;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'athena_keys'
-athena_keys.async_flush_interval = '100ms'
-});
-$primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
-my ($key, $key_id) = split /\|/, $primary->safe_psql('postgres',
-	q{SELECT api_key || '|' || id FROM athena_keys.athena_create_key('replicated', rights => ARRAY['gateway.query'])});
-my ($learner, $learner_id) = split /\|/, $primary->safe_psql('postgres',
-	q{SELECT api_key || '|' || id FROM athena_keys.athena_create_key('learner', virgin_mode => true, virgin_until_n_requests => 2)});
+my $primary = athena_node('primary', init => { allows_streaming => 1 }, preload => 1,
+	conf => "athena_keys.async_flush_interval = '100ms'\n");
+my ($key, $key_id) = create_key($primary, 'postgres', q{'replicated', rights => ARRAY['gateway.query']});
+my ($learner, $learner_id) = create_key($primary, 'postgres',
+	q{'learner', virgin_mode => true, virgin_until_n_requests => 2});
 
 $primary->backup('base');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
@@ -48,9 +44,7 @@ $session->query_safe(
 	"SELECT athena_keys.athena_authenticate('$key', 'from-standby', '10.0.0.7', ARRAY['gateway.query']) FROM generate_series(1, 3)");
 $session->query_safe(
 	"SELECT athena_keys.athena_authenticate('ath_0000000000000000.' || repeat('0', 64), 'from-standby', '10.0.0.8', NULL)");
-ok( $primary->poll_query_until('postgres',
-		"SELECT count(*) = 4 FROM athena_keys.api_key_auth_log WHERE client_name = 'from-standby'"),
-	'decisions made on the standby arrive in the primary log');
+ok(wait_for_logged($primary, 'from-standby', 4), 'decisions made on the standby arrive in the primary log');
 is( $primary->safe_psql('postgres', qq{
 		SELECT string_agg(concat(allowed, ',', status, ',', failure_reason, ',', api_key_id = '$key_id',
 		                         ',', remote_addr, ',', required_rights::text), ' ' ORDER BY remote_addr, allowed)
@@ -68,8 +62,7 @@ $session->query_safe(
 	"SELECT athena_keys.athena_authenticate('$key', 'while-primary-down', '10.0.0.9', ARRAY['gateway.query']) FROM generate_series(1, 2)");
 sleep 1;
 $primary->start;
-ok( $primary->poll_query_until('postgres',
-		"SELECT count(*) = 2 FROM athena_keys.api_key_auth_log WHERE client_name = 'while-primary-down'"),
+ok(wait_for_logged($primary, 'while-primary-down', 2),
 	'decisions made while the primary was down arrive after it is back');
 $primary->wait_for_catchup($standby);
 
@@ -106,8 +99,8 @@ $session->quit;
 # Failover.
 $standby->promote;
 $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die 'promotion failed';
-my $second = $standby->safe_psql('postgres',
-	q{SELECT api_key FROM athena_keys.athena_create_key('after-failover', virgin_mode => true, virgin_until_n_requests => 2)});
+my ($second) = create_key($standby, 'postgres',
+	q{'after-failover', virgin_mode => true, virgin_until_n_requests => 2});
 is( $standby->safe_psql('postgres',
 		"SELECT string_agg(concat_ws(',', allowed, locked_in), ' ' ORDER BY g) FROM generate_series(1, 3) g,"
 		  . " LATERAL athena_keys.athena_authenticate('$second', NULL, ('10.3.0.' || g)::inet, NULL)"),

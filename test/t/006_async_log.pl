@@ -5,21 +5,19 @@
 # are logged in their own transaction as before.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use AthenaTest;
 
-my $node = PostgreSQL::Test::Cluster->new('async');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'athena_keys'
+my $node = athena_node('async', preload => 1, conf => qq{
 athena_keys.log_durability = 'async'
 athena_keys.async_flush_interval = '100ms'
 max_prepared_transactions = 2
 });
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
-my $key = $node->safe_psql('postgres', q{SELECT api_key FROM athena_keys.athena_create_key('async')});
+my ($key) = create_key($node, 'postgres', q{'async'});
 
 my $calls = sub {
 	my ($n, $client) = @_;
@@ -27,16 +25,10 @@ my $calls = sub {
 		"SELECT count(a) FROM (SELECT athena_keys.athena_authenticate('$key', '$client', '10.0.0.1', NULL) AS a"
 		  . " FROM generate_series(1, $n)) AS calls");
 };
-my $logged = sub {
-	my ($client) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM athena_keys.api_key_auth_log WHERE client_name = '$client'");
-};
+my $logged = sub { return logged_count($node, $_[0]); };
 
 $calls->(200, 'first');
-ok($node->poll_query_until('postgres',
-	"SELECT count(*) = 200 FROM athena_keys.api_key_auth_log WHERE client_name = 'first'"),
-	'all 200 queued decisions are inserted by the writer');
+ok(wait_for_logged($node, 'first', 200), 'all 200 queued decisions are inserted by the writer');
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'athena_keys log writer'"),
 	'an idle log writer exits (so the database can be dropped)');
@@ -91,8 +83,7 @@ $node->safe_psql('postgres', qq{
 	SELECT athena_keys.athena_authenticate('$key', 'rolled-back', '10.0.0.1', NULL) FROM generate_series(1, 5);
 	ROLLBACK;});
 $calls->(1, 'marker');
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'marker'");
+wait_for_logged($node, 'marker', 1);
 is($logged->('rolled-back'), '0', 'a rolled-back transaction queues nothing');
 
 # A prepared transaction's decisions were made: they are queued at PREPARE.
@@ -103,9 +94,7 @@ $node->safe_psql('postgres', qq{
 	SELECT athena_keys.athena_authenticate('$key', 'prepared', '10.0.0.1', NULL) FROM generate_series(1, 3);
 	PREPARE TRANSACTION 'athena_prepared';});
 $node->safe_psql('postgres', "COMMIT PREPARED 'athena_prepared'");
-ok($node->poll_query_until('postgres',
-	"SELECT count(*) = 3 FROM athena_keys.api_key_auth_log WHERE client_name = 'prepared'"),
-	'decisions of a prepared transaction are logged');
+ok(wait_for_logged($node, 'prepared', 3), 'decisions of a prepared transaction are logged');
 
 # A long flush interval keeps rows queued; a clean shutdown must drain them.
 $node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '60s'\n");
@@ -122,14 +111,7 @@ $calls->(1, 'wake');
 sleep 1;
 $calls->(100, 'before-crash');
 $node->kill9;
-my $started = 0;
-for (1 .. 60)
-{
-	$node->{_pid} = undef;
-	if ($node->start(fail_ok => 1)) { $started = 1; last; }
-	sleep 1;
-}
-ok($started, 'restarts after a crash');
+ok(restart_after_crash($node), 'restarts after a crash');
 my $survived = $logged->('before-crash');
 ok($survived >= 0 && $survived <= 100, "a crash loses at most the queued rows ($survived of 100 kept)");
 is($logged->('before-stop'), '300', 'rows inserted before the crash are kept');
@@ -137,14 +119,12 @@ is($logged->('before-stop'), '300', 'rows inserted before the crash are kept');
 $node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '100ms'\n");
 $node->reload;
 $calls->(10, 'after-crash');
-ok($node->poll_query_until('postgres',
-	"SELECT count(*) = 10 FROM athena_keys.api_key_auth_log WHERE client_name = 'after-crash'"),
-	'the writer comes back after the crash');
+ok(wait_for_logged($node, 'after-crash', 10), 'the writer comes back after the crash');
 
 # A database whose writer was used can be dropped once it is idle.
 $node->safe_psql('postgres', 'CREATE DATABASE scratch');
 $node->safe_psql('scratch', 'CREATE EXTENSION athena_keys');
-my $scratch_key = $node->safe_psql('scratch', q{SELECT api_key FROM athena_keys.athena_create_key('s')});
+my ($scratch_key) = create_key($node, 'scratch', q{'s'});
 $node->safe_psql('scratch', "SELECT athena_keys.athena_authenticate('$scratch_key', 'x', NULL, NULL)");
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'athena_keys log writer' AND datname = 'scratch'");
@@ -155,8 +135,7 @@ pass('a database used by the async writer can be dropped');
 $node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '60s'\n");
 $node->reload;
 sleep 1;
-my $learner = $node->safe_psql('postgres',
-	q{SELECT api_key FROM athena_keys.athena_create_key('learner', virgin_mode => true, virgin_until_n_requests => 5)});
+my ($learner) = create_key($node, 'postgres', q{'learner', virgin_mode => true, virgin_until_n_requests => 5});
 $node->safe_psql('postgres',
 	"SELECT athena_keys.athena_authenticate('$learner', 'learning', '10.1.1.1', NULL)");
 is($logged->('learning'), '1', 'a learning call is logged with its learning writes, not queued');

@@ -11,18 +11,11 @@ use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use AthenaSession;
+use AthenaTest;
 
-my $publisher = PostgreSQL::Test::Cluster->new('publisher');
-$publisher->init(allows_streaming => 'logical');
-$publisher->start;
-my $subscriber = PostgreSQL::Test::Cluster->new('subscriber');
-$subscriber->init;
-$subscriber->start;
-
-$_->safe_psql('postgres', 'CREATE EXTENSION athena_keys') for ($publisher, $subscriber);
-my ($key, $key_id) = split /\|/, $publisher->safe_psql('postgres', q{
-	SELECT api_key, id FROM athena_keys.athena_create_key('replicated', rights => ARRAY['gateway.read'])});
+my $publisher = athena_node('publisher', init => { allows_streaming => 'logical' });
+my $subscriber = athena_node('subscriber');
+my ($key, $key_id) = create_key($publisher, 'postgres', q{'replicated', rights => ARRAY['gateway.read']});
 $publisher->safe_psql('postgres',
 	'CREATE PUBLICATION athena_pub FOR TABLE athena_keys.api_key, athena_keys.api_key_right_grant');
 (my $publisher_connstr = $publisher->connstr('postgres')) =~ s/'/''/g;
@@ -34,7 +27,7 @@ my $auth = qq{SELECT concat_ws(',', allowed, status, reason)
 	FROM athena_keys.athena_authenticate('$key', NULL, '10.0.0.1', ARRAY['gateway.read']);};
 
 # One subscriber backend that keeps its caches for the whole test.
-my $session = AthenaSession->new($subscriber, 'postgres');
+my $session = open_session($subscriber, 'postgres');
 my $pid = $session->query('SELECT pg_backend_pid();');
 is($session->query($auth), 't,200', 'the replicated key authenticates on the subscriber');
 is($session->query($auth), 't,200', 'and again, from the backend\'s cache');

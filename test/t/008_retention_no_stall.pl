@@ -13,13 +13,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
-use AthenaSession;
+use AthenaTest;
 
-my $node = PostgreSQL::Test::Cluster->new('retention');
-$node->init;
-$node->start;
+my $node = athena_node('retention');
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION athena_keys;
 	SELECT athena_keys._create_auth_log_partition(((now() AT TIME ZONE 'UTC') - interval '40 days')::date);
 	INSERT INTO athena_keys.api_key_auth_log (created_at, authenticated, authorized, enforced, allowed, status)
 	VALUES (now() - interval '40 days', false, false, true, false, 401);
@@ -28,12 +25,12 @@ my $old_partition = $node->safe_psql('postgres', q{
 	SELECT athena_keys._auth_log_partition_name(((now() AT TIME ZONE 'UTC') - interval '40 days')::date)});
 
 # The reader: a transaction that has read the log and stays open.
-my $reader = AthenaSession->new($node, 'postgres');
+my $reader = open_session($node, 'postgres');
 $reader->query('BEGIN;');
 is($reader->query('SELECT count(*) FROM athena_keys.api_key_auth_log;'), '1', 'the reader has read the log');
 
 # Prune starts in its own session and keeps trying while decisions arrive.
-my $pruner = AthenaSession->new($node, 'postgres');
+my $pruner = open_session($node, 'postgres');
 my $prune_started = time;
 $pruner->send(q{SELECT athena_keys.athena_prune_auth_log('30 days');});
 

@@ -5,24 +5,21 @@
 # standby's, and their writer stamps last use.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use IPC::Run;
 use Test::More;
+use AthenaTest;
 
-my $node = PostgreSQL::Test::Cluster->new('writer_faults');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'athena_keys'
+my $node = athena_node('writer_faults', preload => 1, conf => qq{
 athena_keys.log_durability = 'async'
 athena_keys.async_flush_interval = '100ms'
 max_worker_processes = 16
 restart_after_crash = on
 });
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION athena_keys');
-my ($key, $key_id) = split /\|/, $node->safe_psql('postgres',
-	q{SELECT api_key || '|' || id FROM athena_keys.athena_create_key('faults')});
+my ($key, $key_id) = create_key($node, 'postgres', q{'faults'});
 
 my $writer_of = sub {
 	my ($db) = @_;
@@ -50,9 +47,7 @@ is( $node->safe_psql('postgres', qq{
 		SELECT allowed, status FROM athena_keys.athena_authenticate('$key', 'read-only', '10.0.0.1', NULL);
 		COMMIT;}),
 	't|200', 'a read-only transaction gets its verdict');
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'read-only'"),
-	'its decision reaches the log through the writer');
+ok(wait_for_logged($node, 'read-only', 1), 'its decision reaches the log through the writer');
 ok( $node->poll_query_until('postgres',
 		"SELECT last_used_at IS NOT NULL FROM athena_keys.api_key WHERE id = '$key_id'"),
 	'and the writer stamps last_used_at for it');
@@ -60,18 +55,14 @@ is( $node->safe_psql('postgres', qq{
 		SET default_transaction_read_only = on;
 		SELECT allowed FROM athena_keys.athena_authenticate('garbage', 'read-only-2', '10.0.0.1', NULL);}),
 	'f', 'default_transaction_read_only: a bad key is still refused');
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'read-only-2'"),
-	'and logged');
+ok(wait_for_logged($node, 'read-only-2', 1), 'and logged');
 
 ########################################################################
 # kill -9 of an unrelated backend while the writer runs: one crash cycle,
 # then connections are accepted and async decisions are logged again.
 ########################################################################
 my $dir = PostgreSQL::Test::Utils::tempdir;
-open(my $fh, '>', "$dir/auth.sql") or die;
-print $fh "SELECT allowed FROM athena_keys.athena_authenticate('$key', 'traffic', '10.0.0.1', NULL);\n";
-close $fh;
+write_script("$dir/auth.sql", "SELECT allowed FROM athena_keys.athena_authenticate('$key', 'traffic', '10.0.0.1', NULL);");
 my ($out, $err) = ('', '');
 my $pgbench = IPC::Run::start(
 	[ 'pgbench', '-n', '-c', '2', '-T', '20', '-f', "$dir/auth.sql", $node->connstr('postgres') ],
@@ -103,9 +94,7 @@ unlike($log, qr/terminated by signal 11/, 'no segmentation fault');
 is( $node->safe_psql('postgres',
 		"SELECT allowed FROM athena_keys.athena_authenticate('$key', 'after-crash', '10.0.0.1', NULL)"),
 	't', 'authentication works after recovery');
-ok( $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'after-crash'"),
-	'queued decisions resume through a fresh writer');
+ok(wait_for_logged($node, 'after-crash', 1), 'queued decisions resume through a fresh writer');
 
 ########################################################################
 # Nine databases whose writer is stopped by SIGTERM (pg_terminate_backend,
@@ -117,7 +106,7 @@ for my $i (1 .. 9)
 {
 	$node->safe_psql('postgres', "CREATE DATABASE drop$i");
 	$node->safe_psql("drop$i", 'CREATE EXTENSION athena_keys');
-	my $k = $node->safe_psql("drop$i", q{SELECT api_key FROM athena_keys.athena_create_key('d')});
+	my ($k) = create_key($node, "drop$i", q{'d'});
 	$node->safe_psql("drop$i", "SELECT athena_keys.athena_authenticate('$k', 'd', '10.0.0.1', NULL)");
 	$node->poll_query_until('postgres', $writer_of->("drop$i"))
 	  or diag("no writer appeared for drop$i");
@@ -126,20 +115,16 @@ for my $i (1 .. 9)
 }
 $node->safe_psql('postgres', 'CREATE DATABASE survivor');
 $node->safe_psql('survivor', 'CREATE EXTENSION athena_keys');
-my $k = $node->safe_psql('survivor', q{SELECT api_key FROM athena_keys.athena_create_key('s')});
+my ($k) = create_key($node, 'survivor', q{'s'});
 $node->safe_psql('survivor', "SELECT athena_keys.athena_authenticate('$k', 'survivor', '10.0.0.1', NULL)");
 ok($node->poll_query_until('postgres', $writer_of->('survivor')),
 	'after nine terminated writers and dropped databases a new database still gets a log writer');
-ok( $node->poll_query_until('survivor',
-		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'survivor'"),
-	'and its decisions are logged by it');
+ok(wait_for_logged($node, 'survivor', 1, 'survivor'), 'and its decisions are logged by it');
 
 # A terminated writer gives its slot back too; the next call starts another.
 $terminate_writer->('survivor');
 $node->safe_psql('survivor', "SELECT athena_keys.athena_authenticate('$k', 'survivor-2', '10.0.0.1', NULL)");
-ok( $node->poll_query_until('survivor',
-		"SELECT count(*) = 1 FROM athena_keys.api_key_auth_log WHERE client_name = 'survivor-2'"),
-	'a terminated writer is replaced by the next call');
+ok(wait_for_logged($node, 'survivor-2', 1, 'survivor'), 'a terminated writer is replaced by the next call');
 
 $node->stop;
 done_testing();
