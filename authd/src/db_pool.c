@@ -40,18 +40,39 @@
 #include <time.h>
 
 #include "metrics.h"
+#include "result_columns.h"
 #include "sql_error.h"
 
 #define AUTH_STATEMENT_NAME "athena_authd_authenticate"
-#define AUTH_COLUMN_COUNT 7
 #define RECONNECT_BACKOFF_MS 250
 
 /*
  * Rights travel as one text parameter split on the server, so no value is
  * ever spliced into SQL text and no array literal has to be escaped here.
  */
+/*
+ * The columns of athena_auth_result that athena-authd reads, in the order
+ * it selects them.  Each name must be a column of the extension's
+ * result_columns.h (the build fails otherwise), and the SELECT list and the
+ * positions ReadVerdict reads are both made from this one list.
+ */
+#define AUTHD_COLUMN_LIST(FIRST, NEXT) \
+	FIRST(allowed) NEXT(status) NEXT(reason) NEXT(key_id) NEXT(public_id) \
+	NEXT(client_name) NEXT(fail_mode)
+#define AUTHD_COLUMN_ENUM(name) AUTHD_##name,
+enum
+{
+	AUTHD_COLUMN_LIST(AUTHD_COLUMN_ENUM, AUTHD_COLUMN_ENUM)
+	AUTH_COLUMN_COUNT
+};
+#define AUTHD_COLUMN_CHECK(name) \
+	_Static_assert(RESULT_##name >= 0, #name " is a column of athena_auth_result");
+AUTHD_COLUMN_LIST(AUTHD_COLUMN_CHECK, AUTHD_COLUMN_CHECK)
+#define AUTHD_COLUMN_FIRST(name) #name
+#define AUTHD_COLUMN_NEXT(name) ", " #name
+
 static const char auth_statement_sql[] =
-	"SELECT allowed, status, reason, key_id, public_id, client_name, fail_mode "
+	"SELECT " AUTHD_COLUMN_LIST(AUTHD_COLUMN_FIRST, AUTHD_COLUMN_NEXT) " "
 	"FROM athena_keys.athena_authenticate($1::text, $2::text, $3::inet, "
 	"string_to_array($4::text, ','))";
 
@@ -600,18 +621,18 @@ static bool
 ReadVerdict(const PGresult *result, AuthVerdict *verdict, char *error, size_t error_len)
 {
 	if (PQntuples(result) != 1 || PQnfields(result) != AUTH_COLUMN_COUNT ||
-		PQgetisnull(result, 0, 0) || PQgetisnull(result, 0, 1))
+		PQgetisnull(result, 0, AUTHD_allowed) || PQgetisnull(result, 0, AUTHD_status))
 	{
 		snprintf(error, error_len, "athena_authenticate returned an unexpected result shape");
 		return false;
 	}
-	verdict->allowed = strcmp(PQgetvalue(result, 0, 0), "t") == 0;
-	verdict->status = atoi(PQgetvalue(result, 0, 1));
-	verdict->reason = CopyField(result, 2);
-	verdict->key_id = CopyField(result, 3);
-	verdict->public_id = CopyField(result, 4);
-	verdict->client_name = CopyField(result, 5);
-	verdict->fail_mode = CopyField(result, 6);
+	verdict->allowed = strcmp(PQgetvalue(result, 0, AUTHD_allowed), "t") == 0;
+	verdict->status = atoi(PQgetvalue(result, 0, AUTHD_status));
+	verdict->reason = CopyField(result, AUTHD_reason);
+	verdict->key_id = CopyField(result, AUTHD_key_id);
+	verdict->public_id = CopyField(result, AUTHD_public_id);
+	verdict->client_name = CopyField(result, AUTHD_client_name);
+	verdict->fail_mode = CopyField(result, AUTHD_fail_mode);
 	return true;
 }
 

@@ -9,21 +9,34 @@
  */
 #include "metrics.h"
 
+#include "failure_reasons.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The answers' reasons (the specification's texts); "" = allowed */
-static const char *const known_reasons[] = {
-	"", "API key required", "Invalid API key", "Inactive API key", "Expired API key",
-	"API key client mismatch", "Insufficient API key rights", "IP blocked", "IP not allowed",
-	"Client IP required", "API key validation unavailable", "API key policy unavailable",
-	"other"
-};
+/*
+ * The answers' reasons: "" (allowed), the extension's failure texts
+ * (failure_reasons.c, in its order), athena-authd's own answer when it
+ * cannot ask the database, and "other".
+ */
+#define AUTHD_REASON_UNAVAILABLE "API key validation unavailable"
+#define REASON_UNAVAILABLE_INDEX FAILURE_COUNT
+#define REASON_OTHER_INDEX (FAILURE_COUNT + 1)
+#define REASON_COUNT (FAILURE_COUNT + 2)
 
-#define REASON_COUNT (sizeof(known_reasons) / sizeof(known_reasons[0]))
+/* The label of reason index r */
+static const char *
+ReasonLabel(size_t r)
+{
+	if (r == 0)
+		return "";
+	if (r < FAILURE_COUNT)
+		return FailureReason((Failure) r);
+	return r == REASON_UNAVAILABLE_INDEX ? AUTHD_REASON_UNAVAILABLE : "other";
+}
 
 static const unsigned int known_statuses[] = {200, 204, 401, 403, 503, 0};
 
@@ -47,18 +60,19 @@ static atomic_ulong connects_failed;
 static atomic_ulong fail_open_passes;
 static atomic_ulong content_errors;
 
-/* Index of a reason in known_reasons ("other" when unknown) */
+/* Index of a reason among the labels ("other" when unknown) */
 static size_t
 ReasonIndex(const char *reason)
 {
-	if (reason == NULL)
+	Failure		failure;
+
+	if (reason == NULL || reason[0] == '\0')
 		return 0;
-	for (size_t i = 0; i < REASON_COUNT - 1; i++)
-	{
-		if (strcmp(reason, known_reasons[i]) == 0)
-			return i;
-	}
-	return REASON_COUNT - 1;
+	if (FailureFromReason(reason, strlen(reason), &failure))
+		return (size_t) failure;
+	if (strcmp(reason, AUTHD_REASON_UNAVAILABLE) == 0)
+		return REASON_UNAVAILABLE_INDEX;
+	return REASON_OTHER_INDEX;
 }
 
 /* Index of a status in known_statuses (the last, "other", when unknown) */
@@ -209,7 +223,7 @@ RenderMetrics(void)
 			else
 				snprintf(status_text, sizeof(status_text), "%u", known_statuses[s]);
 			Append(&buffer, "athena_authd_requests_total{status=\"%s\",reason=\"%s\"} %lu\n",
-				   status_text, known_reasons[r], count);
+				   status_text, ReasonLabel(r), count);
 		}
 	}
 	Append(&buffer, "# HELP athena_authd_db_call_seconds Duration of athena_authenticate() calls that returned.\n"
