@@ -15,6 +15,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
