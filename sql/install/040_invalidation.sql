@@ -1,6 +1,9 @@
 --------------------------------------------------------------------------
--- Cache invalidation: every backend drops its cached config, rules and keys
--- when a change to them commits (relcache callbacks, no timers).
+-- Cache invalidation: when a change to a table that feeds a cache commits,
+-- every backend rebuilds that cache at its next use (relcache callbacks, no
+-- timers; src/cache_invalidation.c): the config tables and the global rules
+-- feed the config cache, the keys, grants, per-key rules and rights the key
+-- cache, each with a generation of its own.
 --
 -- Logical replication's apply fires only row triggers (and TRUNCATE
 -- statement triggers), and under session_replication_role = replica only
