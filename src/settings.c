@@ -113,7 +113,7 @@ DefineSettings(void)
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("athena_keys.report_handovers",
-							 "Report each call that athena_authenticate hands to its SECURITY DEFINER twin, with the reason, as a NOTICE.",
+							 "Report the first section of each athena_authenticate call that needs table access (with the extension owner's rights), with its reason, as a NOTICE.",
 							 "Off: reported at DEBUG1 only.",
 							 &athena_report_handovers,
 							 false,
