@@ -4,4 +4,4 @@
 # test/fuzz/Makefile; each names the files from its own directory with
 # $(addprefix <dir>/,$(PURE_SRCS)).  A new pure module is one more name here.
 PURE_SRCS = key_format.c key_digest.c rights_match.c ip_rules.c ip_policy.c \
-	failure_reasons.c decision.c
+	failure_reasons.c decision.c rate_limit_math.c
