@@ -14,3 +14,479 @@
 -- calls to is gone.
 --------------------------------------------------------------------------
 DROP FUNCTION athena_keys._authenticate_privileged(text, text, inet, text[]);
+
+--------------------------------------------------------------------------
+-- Rate limits (issue 16): limits on a key or on a client name, decided in
+-- the same call from buckets in shared memory (src/rate_limit.c).  The
+-- result row gains retry_after_ms and the tightest limit's figures at its
+-- end; the 1.4 library fills a 1.3 row type too (src/result_row.c), so
+-- the library may be installed before this update runs.
+--------------------------------------------------------------------------
+-- Rate limits: requests per period with a burst, on one key or on one
+-- client name (shared by every key presenting it).  per is kept as the
+-- seconds it stands for (athena_set_*_rate_limit normalizes it), so that
+-- equal periods are equal; the buckets live in shared memory
+-- (src/rate_limit.c), never here.
+CREATE TABLE athena_keys.api_key_rate_limit (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	api_key_id uuid REFERENCES athena_keys.api_key (id) ON DELETE CASCADE,
+	client_name text
+		CONSTRAINT api_key_rate_limit_client_name CHECK (length(client_name) BETWEEN 1 AND 256),
+	requests integer NOT NULL CONSTRAINT api_key_rate_limit_requests CHECK (requests > 0),
+	per interval NOT NULL
+		CONSTRAINT api_key_rate_limit_per CHECK (extract(epoch FROM per) BETWEEN 0.001 AND 31557600),
+	burst integer NOT NULL CONSTRAINT api_key_rate_limit_burst CHECK (burst BETWEEN 1 AND 1000000000),
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT api_key_rate_limit_subject CHECK ((api_key_id IS NULL) <> (client_name IS NULL)),
+	CONSTRAINT api_key_rate_limit_rate CHECK (requests <= extract(epoch FROM per) * 1000000),
+	CONSTRAINT api_key_rate_limit_key_per UNIQUE (api_key_id, per),
+	CONSTRAINT api_key_rate_limit_client_per UNIQUE (client_name, per)
+);
+
+COMMENT ON TABLE athena_keys.api_key_rate_limit IS
+	'Rate limits (requests per period, burst) of one key or one client name; enforced from shared memory.';
+
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_rate_limit', '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('athena_keys.api_key_rate_limit', 'id')::regclass, '');
+
+-- Rate limits: a key's feed the key cache, a client's the config cache
+-- (one table: a change advances both).
+CREATE TRIGGER api_key_rate_limit_invalidate
+	AFTER INSERT OR UPDATE OR DELETE ON athena_keys.api_key_rate_limit
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._invalidate_caches();
+CREATE TRIGGER api_key_rate_limit_truncate_invalidate
+	AFTER TRUNCATE ON athena_keys.api_key_rate_limit
+	FOR EACH STATEMENT EXECUTE FUNCTION athena_keys._invalidate_caches();
+ALTER TABLE athena_keys.api_key_rate_limit ENABLE ALWAYS TRIGGER api_key_rate_limit_invalidate;
+ALTER TABLE athena_keys.api_key_rate_limit ENABLE ALWAYS TRIGGER api_key_rate_limit_truncate_invalidate;
+
+ALTER TYPE athena_keys.athena_auth_result
+	ADD ATTRIBUTE retry_after_ms bigint,
+	ADD ATTRIBUTE rate_limit integer,
+	ADD ATTRIBUTE rate_remaining integer,
+	ADD ATTRIBUTE rate_reset_ms bigint;
+
+CREATE FUNCTION athena_keys.athena_authenticate(
+	key text, client text, ip inet, rights text[], cost integer)
+RETURNS athena_keys.athena_auth_result
+AS 'MODULE_PATHNAME', 'athena_authenticate'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[], integer) IS
+	'Decide one gateway request that consumes cost units (1 to 1000000, NULL = 1) of its rate limits.';
+
+CREATE FUNCTION athena_keys._require_rate_limit(requests integer, per interval, burst integer)
+RETURNS interval
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- The period as the seconds it stands for, after checking the limit: at
+-- least one request, a period from 1 millisecond to 1 year, a burst from 1
+-- to 1000000000, and no more than one request per microsecond.
+DECLARE
+	seconds numeric;
+BEGIN
+	PERFORM athena_keys._require_not_null(requests, 'requests');
+	PERFORM athena_keys._require_not_null(per, 'per');
+	IF requests < 1 THEN
+		RAISE EXCEPTION 'rate limit requests must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The limit given allows %s requests.', requests),
+			      HINT = 'Pass the number of requests allowed per period, 1 or more; to lift a limit, clear it.';
+	END IF;
+	seconds := extract(epoch FROM per);
+	IF seconds < 0.001 OR seconds > 31557600 THEN
+		RAISE EXCEPTION 'rate limit period must be between 1 millisecond and 1 year'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The period given is %s.', per),
+			      HINT = 'Pass a period such as interval ''1 second'', ''1 minute'' or ''1 day''.';
+	END IF;
+	IF requests > seconds * 1000000 THEN
+		RAISE EXCEPTION 'rate limit of % per % is faster than one request per microsecond', requests, per
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A limit admits at most 1000000 requests per second.',
+			      HINT = 'Pass fewer requests or a longer period.';
+	END IF;
+	IF burst IS NOT NULL AND (burst < 1 OR burst > 1000000000) THEN
+		RAISE EXCEPTION 'rate limit burst must be between 1 and 1000000000'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The burst given is %s.', burst),
+			      HINT = 'Pass the requests a full bucket may take at once, or NULL for as many as the limit allows per period.';
+	END IF;
+	RETURN justify_hours(make_interval(secs => seconds));
+END
+$$;
+
+CREATE FUNCTION athena_keys.athena_set_key_rate_limit(
+	id uuid, requests integer, per interval, burst integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Limit a key to requests per period (burst NULL: as many as requests);
+-- the key's limit of the same period is replaced.
+DECLARE
+	k athena_keys.api_key;
+	normalized interval;
+BEGIN
+	k := athena_keys._require_key(id);
+	normalized := athena_keys._require_rate_limit(requests, per, burst);
+	INSERT INTO athena_keys.api_key_rate_limit AS l (api_key_id, requests, per, burst)
+	VALUES (k.id, requests, normalized, coalesce(burst, requests))
+	ON CONFLICT ON CONSTRAINT api_key_rate_limit_key_per
+	DO UPDATE SET requests = EXCLUDED.requests, burst = EXCLUDED.burst, updated_at = now();
+END
+$$;
+
+CREATE FUNCTION athena_keys.athena_clear_key_rate_limit(id uuid, per interval DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Lift a key's limit of one period (per NULL: all of them); returns how
+-- many were lifted.
+DECLARE
+	k athena_keys.api_key;
+	normalized interval;
+	lifted integer;
+BEGIN
+	k := athena_keys._require_key(id);
+	IF per IS NOT NULL THEN
+		normalized := athena_keys._require_rate_limit(1, per, NULL);
+	END IF;
+	DELETE FROM athena_keys.api_key_rate_limit l
+	 WHERE l.api_key_id = k.id AND (normalized IS NULL OR l.per = normalized);
+	GET DIAGNOSTICS lifted = ROW_COUNT;
+	RETURN lifted;
+END
+$$;
+
+CREATE FUNCTION athena_keys.athena_set_client_rate_limit(
+	client text, requests integer, per interval, burst integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Limit every key presenting client, together, to requests per period
+-- (burst NULL: as many as requests); the client's limit of the same period
+-- is replaced.
+DECLARE
+	normalized interval;
+BEGIN
+	PERFORM athena_keys._require_not_null(client, 'client');
+	PERFORM athena_keys._require_client_name(client);
+	normalized := athena_keys._require_rate_limit(requests, per, burst);
+	INSERT INTO athena_keys.api_key_rate_limit AS l (client_name, requests, per, burst)
+	VALUES (client, requests, normalized, coalesce(burst, requests))
+	ON CONFLICT ON CONSTRAINT api_key_rate_limit_client_per
+	DO UPDATE SET requests = EXCLUDED.requests, burst = EXCLUDED.burst, updated_at = now();
+END
+$$;
+
+CREATE FUNCTION athena_keys.athena_clear_client_rate_limit(client text, per interval DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Lift a client's limit of one period (per NULL: all of them); returns how
+-- many were lifted.
+DECLARE
+	normalized interval;
+	lifted integer;
+BEGIN
+	PERFORM athena_keys._require_not_null(client, 'client');
+	IF per IS NOT NULL THEN
+		normalized := athena_keys._require_rate_limit(1, per, NULL);
+	END IF;
+	DELETE FROM athena_keys.api_key_rate_limit l
+	 WHERE l.client_name = client AND (normalized IS NULL OR l.per = normalized);
+	GET DIAGNOSTICS lifted = ROW_COUNT;
+	RETURN lifted;
+END
+$$;
+
+COMMENT ON FUNCTION athena_keys.athena_set_key_rate_limit(uuid, integer, interval, integer) IS
+	'Limit a key to requests per period with a burst (default requests); replaces its limit of that period.';
+COMMENT ON FUNCTION athena_keys.athena_clear_key_rate_limit(uuid, interval) IS
+	'Lift a key''s limit of one period, or all of them; returns how many were lifted.';
+COMMENT ON FUNCTION athena_keys.athena_set_client_rate_limit(text, integer, interval, integer) IS
+	'Limit all keys presenting a client, together, to requests per period with a burst; replaces that period''s limit.';
+COMMENT ON FUNCTION athena_keys.athena_clear_client_rate_limit(text, interval) IS
+	'Lift a client''s limit of one period, or all of them; returns how many were lifted.';
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_grant_gateway_role(role_name name) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Let role_name call athena_authenticate (both forms) and nothing else.
+BEGIN
+	PERFORM athena_keys._require_not_null(role_name, 'role_name');
+	EXECUTE format('GRANT USAGE ON SCHEMA athena_keys TO %I', role_name);
+	EXECUTE format('GRANT USAGE ON TYPE athena_keys.athena_auth_result TO %I', role_name);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[]) TO %I', role_name);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[], integer) TO %I', role_name);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_record_decisions(decisions jsonb) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Append decisions made elsewhere (a hot standby's log writer ships them
+-- here in batches) to api_key_auth_log, and stamp last_used_at for the keys
+-- they authenticated.  decisions is a JSON array of objects with the log's
+-- column names.  Whoever may call this writes into the audit log, so only
+-- rows athena_authenticate could have produced are taken: created_at from
+-- 30 days ago (a standby keeps its queue while its primary is down) to 5
+-- minutes ahead (clock skew), and status, allowed, reason, enforced,
+-- authenticated and authorized agreeing with the decision rules, and a
+-- live key named only together with its own public id.  Other
+-- rows are skipped and counted in a WARNING.  last_used_at is never stamped
+-- beyond now().  Returns the rows appended.
+DECLARE
+	received integer;
+	appended integer;
+BEGIN
+	PERFORM athena_keys._require_not_null(decisions, 'decisions');
+	IF jsonb_typeof(decisions) <> 'array' THEN
+		RAISE EXCEPTION 'decisions must be a json array'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got a json %s.', jsonb_typeof(decisions)),
+			      HINT = 'Pass an array of objects with the columns of athena_keys.api_key_auth_log.';
+	END IF;
+	received := jsonb_array_length(decisions);
+	WITH incoming AS (
+		SELECT r.*,
+		       CASE WHEN r.failure_reason IN ('API key required', 'Invalid API key',
+		                                      'Inactive API key', 'Expired API key') THEN 401
+		            WHEN r.failure_reason IN ('API key client mismatch', 'Insufficient API key rights',
+		                                      'IP blocked', 'IP not allowed', 'Client IP required') THEN 403
+		            WHEN r.failure_reason = 'Rate limit exceeded' THEN 429
+		            WHEN r.failure_reason = 'API key policy unavailable' THEN 503
+		            WHEN r.failure_reason IS NULL THEN 200
+		       END AS reason_status
+		  FROM jsonb_to_recordset(decisions) AS r(
+			created_at timestamptz, api_key_id uuid, api_key_public_id text, client_name text,
+			remote_addr inet, required_rights text[], granted_rights text[], missing_rights text[],
+			authenticated boolean, authorized boolean, enforced boolean, allowed boolean,
+			status smallint, failure_reason text, locked_in boolean)
+	), valid AS (
+		SELECT * FROM incoming i
+		 WHERE i.created_at IS NOT NULL AND isfinite(i.created_at)
+		   AND i.created_at <= now() + interval '5 minutes'
+		   AND i.created_at >= now() - interval '30 days'
+		   AND i.status IN (200, 401, 403, 429, 503)
+		   AND i.reason_status IS NOT NULL
+		   AND i.authenticated IS NOT NULL AND i.authorized IS NOT NULL
+		   AND i.enforced IS NOT NULL AND i.allowed IS NOT NULL
+		   -- authorized = authenticated and every check passed
+		   AND i.authorized = (i.authenticated AND i.failure_reason IS NULL)
+		   AND (NOT i.authenticated OR i.api_key_id IS NOT NULL)
+		   -- a decision names a key through its public id: a live key's id
+		   -- comes with that key's public id, never another's
+		   AND (i.api_key_id IS NULL OR i.api_key_public_id IS NOT NULL)
+		   AND NOT EXISTS (SELECT 1 FROM athena_keys.api_key k
+		                    WHERE k.id OPERATOR(pg_catalog.=) i.api_key_id
+		                      AND k.public_id IS DISTINCT FROM i.api_key_public_id)
+		   AND (NOT coalesce(i.locked_in, false) OR i.authorized)
+		   -- 401 reasons come before authentication succeeds, 403 and 429 ones after;
+		   -- no reason under enforcement means a genuine key was presented.
+		   AND CASE i.reason_status
+		         WHEN 401 THEN NOT i.authenticated
+		         WHEN 403 THEN i.authenticated
+		         WHEN 429 THEN i.authenticated
+		         WHEN 200 THEN i.authenticated OR NOT i.enforced
+		         ELSE true END
+		   AND (i.failure_reason IS DISTINCT FROM 'API key required'
+		        OR (i.enforced AND i.api_key_id IS NULL AND i.api_key_public_id IS NULL))
+		   -- shadow mode and passes allow with 200; fail_open allows an
+		   -- unavailable policy with 200; everything else is refused with
+		   -- the reason's status.
+		   AND CASE WHEN i.failure_reason IS NULL OR NOT i.enforced THEN i.allowed AND i.status = 200
+		            WHEN i.reason_status = 503 THEN i.allowed = (i.status = 200) AND i.status IN (200, 503)
+		            ELSE NOT i.allowed AND i.status = i.reason_status END
+	), appended_rows AS (
+		INSERT INTO athena_keys.api_key_auth_log
+			(created_at, api_key_id, api_key_public_id, client_name, remote_addr, required_rights,
+			 granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status,
+			 failure_reason, locked_in)
+		SELECT created_at, api_key_id, left(api_key_public_id, 64), left(client_name, 256),
+		       remote_addr, required_rights, granted_rights, missing_rights, authenticated,
+		       authorized, enforced, allowed, status, failure_reason, coalesce(locked_in, false)
+		  FROM valid
+		RETURNING api_key_id, created_at, authenticated
+	), used AS (
+		SELECT api_key_id, least(max(created_at), now()) AS used_at FROM appended_rows
+		 WHERE authenticated AND api_key_id IS NOT NULL GROUP BY api_key_id
+	), stamped AS (
+		-- A stamp in the future (left by an earlier forged row) is repaired.
+		UPDATE athena_keys.api_key k SET last_used_at = u.used_at
+		  FROM used u
+		 WHERE k.id = u.api_key_id
+		   AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at
+		        OR k.last_used_at > now() + interval '5 minutes')
+		RETURNING k.id
+	)
+	SELECT count(*) INTO appended FROM appended_rows;
+	IF appended < received THEN
+		RAISE WARNING '% of % shipped decisions were skipped', received - appended, received
+			USING DETAIL = 'A decision is recorded only when its created_at lies between 30 days ago and 5 minutes ahead '
+			               'and its status, allowed, failure_reason, enforced, authenticated and authorized agree '
+			               'as athena_authenticate produces them.',
+			      HINT = 'Check the clock of the server that made the decisions, and that only its log writer '
+			             'calls athena_record_decisions.';
+	END IF;
+	RETURN appended;
+END
+$$;
+
+CREATE OR REPLACE VIEW athena_keys.athena_key_status AS
+SELECT k.id,
+       k.public_id,
+       k.name,
+       k.description,
+       k.client_name,
+       CASE WHEN NOT k.is_active THEN 'inactive'
+            WHEN k.expires_at <= now() THEN 'expired'
+            WHEN k.virgin_mode AND NOT k.virgin_resolved THEN 'learning'
+            WHEN k.virgin_mode THEN 'locked'
+            ELSE 'active' END AS state,
+       k.is_active,
+       k.expires_at,
+       ARRAY(SELECT g.right_name FROM athena_keys.api_key_right_grant g
+              WHERE g.api_key_id = k.id ORDER BY g.right_name) AS rights,
+       (SELECT count(*) FROM athena_keys.api_key_ip_rule r
+         WHERE r.api_key_id = k.id AND r.list = 'whitelist') AS whitelist_size,
+       (SELECT count(*) FROM athena_keys.api_key_ip_rule r
+         WHERE r.api_key_id = k.id AND r.list = 'blacklist') AS blacklist_size,
+       k.virgin_mode,
+       k.virgin_request_count,
+       k.virgin_until_n_requests,
+       (SELECT count(*) FROM athena_keys.api_key_ip_seen s
+         WHERE s.api_key_id = k.id) AS seen_ips,
+       k.max_whitelist_ips,
+       k.virgin_resolved,
+       k.virgin_resolved_at,
+       k.previous_valid_until AS rotation_grace_until,
+       k.last_used_at,
+       k.created_at,
+       k.updated_at,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('requests', l.requests, 'per', l.per,
+                                                     'burst', l.burst) ORDER BY l.per), '[]')
+          FROM athena_keys.api_key_rate_limit l WHERE l.api_key_id = k.id) AS rate_limits
+  FROM athena_keys.api_key k;
+
+COMMENT ON VIEW athena_keys.athena_key_status IS
+	'One row per key: state (active, inactive, expired, learning, locked), binding, rights, list sizes, learning progress, last use, rate limits.';
+
+CREATE OR REPLACE VIEW athena_keys.athena_recent_failures AS
+SELECT l.created_at,
+       l.failure_reason,
+       l.status,
+       l.allowed,
+       l.enforced,
+       l.api_key_id,
+       l.api_key_public_id,
+       k.name AS key_name,
+       l.client_name,
+       k.client_name AS key_client_name,
+       l.remote_addr,
+       l.required_rights,
+       l.granted_rights,
+       l.missing_rights,
+       CASE l.failure_reason
+           WHEN 'API key required' THEN
+               'No key was presented and enforcement is on for client ' || coalesce(quote_literal(l.client_name), '(none)') || '.'
+           WHEN 'Invalid API key' THEN
+               CASE WHEN l.api_key_public_id IS NULL THEN 'The presented key is not of the form ath_{public_id}.{secret}.'
+                    WHEN l.api_key_id IS NULL THEN 'No key has public id ' || l.api_key_public_id || '.'
+                    ELSE 'The secret does not match key ' || l.api_key_public_id || ' (copied wrongly, or rotated).' END
+           WHEN 'Inactive API key' THEN 'The key is deactivated (is_active = false).'
+           WHEN 'Expired API key' THEN 'The key expired at ' || coalesce(k.expires_at::text, 'a time since changed') || '.'
+           WHEN 'API key client mismatch' THEN
+               'The key is bound to ' || coalesce(quote_literal(k.client_name), 'another client') ||
+               ' but the request named ' || coalesce(quote_literal(l.client_name), 'no client') || '.'
+           WHEN 'Insufficient API key rights' THEN
+               'Missing ' || array_to_string(l.missing_rights, ', ') || '.'
+           WHEN 'IP blocked' THEN 'The address matches a global or per-key blacklist entry.'
+           WHEN 'IP not allowed' THEN 'A whitelist applies and the address is in none of its entries.'
+           WHEN 'Client IP required' THEN 'IP rules or learning apply but the proxy passed no caller address.'
+           WHEN 'Rate limit exceeded' THEN 'A rate limit of the key or of client ' || coalesce(quote_literal(l.client_name), '(none)') || ' had no units left.'
+           WHEN 'API key policy unavailable' THEN 'The decision needed a write that this server cannot make (read-only or standby), or a rate limit bucket it could not have (athena_keys not preloaded, or its table full).'
+       END AS explanation
+  FROM athena_keys.api_key_auth_log l
+  LEFT JOIN athena_keys.api_key k ON k.id = l.api_key_id
+ WHERE l.failure_reason IS NOT NULL
+   AND l.created_at >= now() - interval '1 day'
+ ORDER BY l.created_at DESC, l.id DESC;
+
+CREATE VIEW athena_keys.athena_rate_limits AS
+SELECT CASE WHEN l.api_key_id IS NOT NULL THEN 'key' ELSE 'client' END AS scope,
+       l.api_key_id, k.public_id, k.name AS key_name, l.client_name,
+       l.requests, l.per, l.burst, l.created_at, l.updated_at
+  FROM athena_keys.api_key_rate_limit l
+  LEFT JOIN athena_keys.api_key k ON k.id = l.api_key_id;
+
+COMMENT ON VIEW athena_keys.athena_rate_limits IS
+	'Every rate limit, of a key or of a client name: requests per period and burst.';
+
+REVOKE ALL ON athena_keys.api_key_rate_limit FROM PUBLIC;
+REVOKE ALL ON athena_keys.athena_rate_limits FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[], integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys._require_rate_limit(integer, interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys.athena_set_key_rate_limit(uuid, integer, interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys.athena_clear_key_rate_limit(uuid, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys.athena_set_client_rate_limit(text, integer, interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys.athena_clear_client_rate_limit(text, interval) FROM PUBLIC;
+
+--------------------------------------------------------------------------
+-- Existing roles, as in 1.0 -> 1.1: a role that may call the 4-argument
+-- athena_authenticate (a gateway or admin role) may call the form with a
+-- cost; an admin role (EXECUTE on athena_create_key) may call the new
+-- admin functions and read the new view.  The initial privileges of the
+-- new objects are put back to what this script left, so that the grants
+-- count as the operator's and are dumped.  On a fresh install nobody holds
+-- those privileges yet, and nothing is granted.
+--------------------------------------------------------------------------
+
+DO $$
+DECLARE
+	auth5 regprocedure := 'athena_keys.athena_authenticate(text, text, inet, text[], integer)';
+	admin_functions regprocedure[] := ARRAY[
+		'athena_keys.athena_set_key_rate_limit(uuid, integer, interval, integer)'::regprocedure,
+		'athena_keys.athena_clear_key_rate_limit(uuid, interval)'::regprocedure,
+		'athena_keys.athena_set_client_rate_limit(text, integer, interval, integer)'::regprocedure,
+		'athena_keys.athena_clear_client_rate_limit(text, interval)'::regprocedure];
+	view_oid oid := 'athena_keys.athena_rate_limits'::regclass;
+	before_grants pg_catalog.pg_init_privs[];
+	f regprocedure;
+	g record;
+	granted boolean := false;
+BEGIN
+	SELECT array_agg(i) INTO before_grants
+	  FROM pg_catalog.pg_init_privs i
+	 WHERE (i.classoid = 'pg_catalog.pg_proc'::regclass AND i.objoid = ANY (admin_functions || auth5))
+	    OR (i.classoid = 'pg_catalog.pg_class'::regclass AND i.objoid = view_oid);
+	FOR g IN
+		SELECT a.grantee::regrole AS role_name, bool_or(a.is_grantable) AS grantable
+		  FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+		 WHERE p.oid = 'athena_keys.athena_authenticate(text, text, inet, text[])'::regprocedure
+		   AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+		 GROUP BY a.grantee ORDER BY a.grantee
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', auth5, g.role_name,
+		               CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+		granted := true;
+	END LOOP;
+	FOR g IN
+		SELECT a.grantee::regrole AS role_name, bool_or(a.is_grantable) AS grantable
+		  FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+		 WHERE p.oid = 'athena_keys.athena_create_key(text, text, text[], timestamptz, text, boolean, integer, integer, cidr[], cidr[])'::regprocedure
+		   AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+		 GROUP BY a.grantee ORDER BY a.grantee
+	LOOP
+		FOREACH f IN ARRAY admin_functions LOOP
+			EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', f, g.role_name,
+			               CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+		END LOOP;
+		EXECUTE format('GRANT SELECT ON athena_keys.athena_rate_limits TO %s%s', g.role_name,
+		               CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+		granted := true;
+	END LOOP;
+	IF NOT granted THEN
+		RETURN;
+	END IF;
+	DELETE FROM pg_catalog.pg_init_privs i
+	 WHERE (i.classoid = 'pg_catalog.pg_proc'::regclass AND i.objoid = ANY (admin_functions || auth5))
+	    OR (i.classoid = 'pg_catalog.pg_class'::regclass AND i.objoid = view_oid);
+	INSERT INTO pg_catalog.pg_init_privs SELECT * FROM unnest(before_grants);
+END
+$$;

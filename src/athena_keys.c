@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * athena_keys.c
- *		Module entry: settings, the log queue's shared memory, cache
- *		invalidation.
+ *		Module entry: settings, the shared memory of the log queue and the
+ *		rate limits, cache invalidation.
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
@@ -10,19 +10,22 @@
 
 #include "cache_invalidation.h"
 #include "log_queue.h"
+#include "rate_limit.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
 /*
- * Define the settings (settings.c), ask for the log queue's shared memory
- * when preloaded, and register the cache invalidation callback.
+ * Define the settings (settings.c), ask for the shared memory of the log
+ * queue and the rate limits when preloaded, and register the cache
+ * invalidation callback.
  */
 void
 _PG_init(void)
 {
 	DefineSettings();
 	InitLogQueue();
+	InitRateLimits();
 	RegisterCacheInvalidation();
 }

@@ -1,14 +1,16 @@
 /*-------------------------------------------------------------------------
  * authenticate.c
- *		athena_authenticate(key, client, ip, rights): the SQL entry point,
- *		SECURITY INVOKER, one call per request.
+ *		athena_authenticate(key, client, ip, rights [, cost]): the SQL entry
+ *		point, SECURITY INVOKER, one call per request.
  *
  * A call reads its arguments into a DecisionRequest, takes the config and
  * the key from this backend's caches (request_effects.c fills what is
  * missing, with the owner's rights), decides without side effects
  * (decision.c), performs what the decision needs (learning, the log row,
- * the last_used_at stamp; request_effects.c again), and returns the row
- * (result_row.c).  Bad input never raises: it gets a verdict.
+ * the last_used_at stamp; request_effects.c again; the rate limits, which
+ * need no table, rate_limit.c), and returns the row (result_row.c).  Bad
+ * input never raises: it gets a verdict.  The cost is the gateway's own
+ * figure, not the request's, so a cost out of range is an error.
  *
  * Every call first applies the cache invalidations that arrived since the
  * last one, so a committed revocation reaches even a transaction that
@@ -27,6 +29,7 @@
 #include "decision.h"
 #include "key_last_used.h"
 #include "log_routing.h"
+#include "rate_limit.h"
 #include "request_effects.h"
 #include "result_row.h"
 
@@ -42,7 +45,30 @@ typedef struct AuthCall
 	ArrayType  *required;
 	Datum	   *required_elems; /* the required array's elements */
 	int			nrequired;
+	int32		cost;			/* units of every rate limit the request takes */
 } AuthCall;
+
+/*
+ * The cost argument of the five-argument form (NULL and the four-argument
+ * form: 1).  A cost out of range is a mistake in the gateway's code, not a
+ * property of the request, so it raises rather than getting a verdict.
+ */
+static int32
+ReadCost(FunctionCallInfo fcinfo)
+{
+	int32		cost;
+
+	if (PG_NARGS() < 5 || PG_ARGISNULL(4))
+		return 1;
+	cost = PG_GETARG_INT32(4);
+	if (cost < 1 || cost > RATE_LIMIT_MAX_COST)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("athena_authenticate cost must be between 1 and %d", RATE_LIMIT_MAX_COST),
+				 errdetail("The cost given is %d.", cost),
+				 errhint("Pass the units of its rate limits the request takes, or NULL for 1.")));
+	return cost;
+}
 
 /*
  * Read the arguments into call->request.  The key is parsed here, before
@@ -59,6 +85,7 @@ ReadRequest(FunctionCallInfo fcinfo, AuthCall *call)
 	call->client = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
 	call->ip = PG_ARGISNULL(2) ? NULL : PG_GETARG_INET_PP(2);
 	call->required = PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3);
+	call->cost = ReadCost(fcinfo);
 
 	request->now = GetCurrentTransactionStartTimestamp();
 	request->key_parse = key_text == NULL ? KEY_ABSENT :
@@ -214,10 +241,27 @@ RecordDecision(RequestEffects *fx, AuthCall *call, CachedKey *key,
 		StampLastUseForRequest(fx, key, call->request.now);
 }
 
+/*
+ * The rate limit columns: the wait of a refusal (429 only), and the
+ * figures of the tightest limit whenever the limits were judged.
+ */
+static void
+RateLimitColumns(const DecisionOutcome *outcome, const RateLimitReport *rate,
+				 Datum *values, bool *nulls)
+{
+	nulls[RESULT_retry_after_ms] = !(rate->has_retry_after && outcome->status == 429);
+	values[RESULT_retry_after_ms] = Int64GetDatum(rate->retry_after_ms);
+	nulls[RESULT_rate_limit] = nulls[RESULT_rate_remaining] = nulls[RESULT_rate_reset_ms] =
+		!rate->has_tightest;
+	values[RESULT_rate_limit] = Int32GetDatum(rate->limit);
+	values[RESULT_rate_remaining] = Int32GetDatum(rate->remaining);
+	values[RESULT_rate_reset_ms] = Int64GetDatum(rate->reset_ms);
+}
+
 /* The result row's values of a decision */
 static Datum
 ResultOf(FunctionCallInfo fcinfo, const CachedKey *key, const DecisionOutcome *outcome,
-		 ArrayType *missing, bool fail_open)
+		 ArrayType *missing, bool fail_open, const RateLimitReport *rate)
 {
 	Datum		values[RESULT_COLUMNS];
 	bool		nulls[RESULT_COLUMNS];
@@ -251,6 +295,7 @@ ResultOf(FunctionCallInfo fcinfo, const CachedKey *key, const DecisionOutcome *o
 		nulls[RESULT_missing_rights] = true;
 	values[RESULT_locked_in] = BoolGetDatum(outcome->locked_in);
 	values[RESULT_fail_mode] = CStringGetTextDatum(fail_open ? "fail_open" : "fail_closed");
+	RateLimitColumns(outcome, rate, values, nulls);
 	return FormResultRow(fcinfo, values, nulls);
 }
 
@@ -266,6 +311,7 @@ AuthenticateRequest(FunctionCallInfo fcinfo)
 	DecisionOutcome outcome;
 	ArrayType  *missing = NULL;
 	bool		learned = false;
+	RateLimitReport rate;
 	Datum		result;
 
 	StartRequestEffects(&fx, fcinfo);
@@ -289,17 +335,25 @@ AuthenticateRequest(FunctionCallInfo fcinfo)
 		learned = observed == LEARNING_RECORDED || observed == LEARNING_LOCKED_IN;
 		FinishLearningDecision(&call.request, &key->facts, &client, observed, &outcome);
 	}
+	memset(&rate, 0, sizeof(rate));
+	if (outcome.needs_rate_limit)
+	{
+		ConsumeRateLimits(key->facts.rate_limits, key->facts.nrate_limits,
+						  client.rate_limits, client.nrate_limits,
+						  call.cost, !outcome.enforced, &rate);
+		FinishRateLimitDecision(&client, rate.verdict, &outcome);
+	}
 	if (outcome.rights_checked)
 		missing = MissingRightsArray(&call, &outcome);
 
 	RecordDecision(&fx, &call, key, &outcome, learned, client.fail_open, missing);
 	FinishRequestEffects(&fx);
-	result = ResultOf(fcinfo, key, &outcome, missing, client.fail_open);
+	result = ResultOf(fcinfo, key, &outcome, missing, client.fail_open, &rate);
 	return result;
 }
 
 /*
- * athena_authenticate(key, client, ip, rights).  Invalidations that
+ * athena_authenticate(key, client, ip, rights [, cost]).  Invalidations that
  * arrived since this transaction last took a lock are applied first: a
  * revocation committed while the caller's transaction stays open (a pooled
  * connection, a prepared statement in one long READ COMMITTED transaction)

@@ -10,7 +10,7 @@
  * the table feeds, and the next lookup rebuilds that cache.  No timer is
  * involved, so a committed revocation is seen by the next call.  A key
  * edit leaves the config cache alone, and a rule or config edit leaves the
- * key cache alone.
+ * key cache alone.  The one table of rate limits feeds both.
  *
  * Caches are filled only in READ COMMITTED transactions, where each SPI
  * query takes a fresh snapshot: a transaction-level snapshot may predate an
@@ -38,7 +38,8 @@ PG_FUNCTION_INFO_V1(athena_invalidate_caches);
 typedef enum FedCache
 {
 	FEEDS_CONFIG,
-	FEEDS_KEYS
+	FEEDS_KEYS,
+	FEEDS_BOTH					/* rate limits: of keys and of clients */
 } FedCache;
 
 static const struct
@@ -54,6 +55,7 @@ static const struct
 	{"api_key_right_grant", FEEDS_KEYS},
 	{"api_key_ip_rule", FEEDS_KEYS},
 	{"api_key_right", FEEDS_KEYS},
+	{"api_key_rate_limit", FEEDS_BOTH},
 };
 
 #define WATCHED_TABLE_COUNT lengthof(watched_tables)
@@ -109,9 +111,9 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 	{
 		if (watched_table_oids[i] != relid)
 			continue;
-		if (watched_tables[i].feeds == FEEDS_CONFIG)
+		if (watched_tables[i].feeds != FEEDS_KEYS)
 			config_generation++;
-		else
+		if (watched_tables[i].feeds != FEEDS_CONFIG)
 			key_generation++;
 
 		/*

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * config_cache.c
  *		The per-backend cache of the enforcement config: api_key_config,
- *		client overrides and the global IP rules.
+ *		client overrides, the global IP rules and the clients' rate limits.
  *
  * Read with the extension owner's rights (request_effects.c) when stale,
  * peeked at with the caller's.  cache_invalidation.c says when it is
@@ -16,6 +16,7 @@
 #include "utils/memutils.h"
 
 #include "cache_invalidation.h"
+#include "rate_limit_rows.h"
 #include "spi_plans.h"
 
 static MemoryContext config_context = NULL;
@@ -25,6 +26,7 @@ static uint64 cached_config_generation = 0;
 static SPIPlanPtr config_plan = NULL;
 static SPIPlanPtr client_config_plan = NULL;
 static SPIPlanPtr global_rules_plan = NULL;
+static SPIPlanPtr client_limits_plan = NULL;
 
 /*
  * The policy entry of a client name in config, created empty when absent;
@@ -44,10 +46,57 @@ EnterClientPolicy(EnforcementConfig *config, const char *name)
 		policy->has_override = false;
 		policy->enforce = false;
 		policy->load_slot = -1;
+		policy->nrate_limits = 0;
+		policy->rate_limits_size = 0;
+		policy->rate_limits = NULL;
 		memset(&policy->blacklist, 0, sizeof(OwnedRuleSet));
 		memset(&policy->whitelist, 0, sizeof(OwnedRuleSet));
 	}
 	return policy;
+}
+
+/*
+ * Read the clients' rate limits into their policies (allocated in target),
+ * creating the policy of a client that has nothing else.
+ */
+static void
+LoadClientRateLimits(EnforcementConfig *config, MemoryContext target)
+{
+	uint64		i;
+
+	if (client_limits_plan == NULL)
+		client_limits_plan = PrepareKeptPlan(
+			"SELECT l.client_name, " RATE_LIMIT_ROW_COLUMNS
+			"  FROM athena_keys.api_key_rate_limit l WHERE l.client_name IS NOT NULL"
+			" ORDER BY l.id",
+			0, NULL, 0);
+	if (ExecuteKeptPlan(client_limits_plan, NULL, NULL, 0) != SPI_OK_SELECT)
+		elog(ERROR, "athena_keys: reading api_key_rate_limit failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		ClientPolicy *policy = EnterClientPolicy(config, SPI_getvalue(tuple, desc, 1));
+		bool		isnull;
+		RateLimit	limit;
+
+		if (policy == NULL ||
+			!RateLimitFromValues(DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull)),
+								 DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull)),
+								 DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull)),
+								 DatumGetInt32(SPI_getbinval(tuple, desc, 5, &isnull)),
+								 &limit))
+			continue;
+		if (policy->nrate_limits == policy->rate_limits_size)
+		{
+			policy->rate_limits_size = Max(2, policy->rate_limits_size * 2);
+			policy->rate_limits = policy->rate_limits == NULL ?
+				MemoryContextAlloc(target, sizeof(RateLimit) * policy->rate_limits_size) :
+				repalloc(policy->rate_limits, sizeof(RateLimit) * policy->rate_limits_size);
+		}
+		policy->rate_limits[policy->nrate_limits++] = limit;
+	}
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /*
@@ -141,6 +190,8 @@ LoadEnforcementConfig(MemoryContext target)
 		policy->enforce = DatumGetBool(enforce);
 	}
 	SPI_freetuptable(SPI_tuptable);
+
+	LoadClientRateLimits(config, target);
 
 	if (ExecuteKeptPlan(global_rules_plan, NULL, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "athena_keys: reading api_key_global_ip_rule failed");
@@ -301,4 +352,6 @@ ClientFactsOf(const EnforcementConfig *config, const char *client, size_t len,
 	facts->enforce_override = policy != NULL && policy->enforce;
 	facts->blacklist_client = policy != NULL ? &policy->blacklist.set : NULL;
 	facts->whitelist_client = policy != NULL ? &policy->whitelist.set : NULL;
+	facts->nrate_limits = policy != NULL ? policy->nrate_limits : 0;
+	facts->rate_limits = policy != NULL ? policy->rate_limits : NULL;
 }

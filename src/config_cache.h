@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * config_cache.h
  *		The per-backend cache of the enforcement config: api_key_config,
- *		client overrides and the global IP rules.
+ *		client overrides, the global IP rules and the clients' rate limits.
  *-------------------------------------------------------------------------
  */
 #ifndef ATHENA_CONFIG_CACHE_H
@@ -23,6 +23,9 @@ typedef struct ClientPolicy
 	bool		enforce;
 	OwnedRuleSet blacklist;
 	OwnedRuleSet whitelist;
+	int			nrate_limits;	/* the limits shared by the client's keys */
+	int			rate_limits_size;
+	RateLimit  *rate_limits;
 	int			load_slot;		/* used only while the config is loaded */
 } ClientPolicy;
 

@@ -13,12 +13,15 @@
  *	rights                 not all granted   -> Insufficient API key rights (403)
  *	IP policy              ip_policy.c       -> IP blocked / IP not allowed /
  *	                                            Client IP required (403)
+ *	rate limits            one is exhausted  -> Rate limit exceeded (429)
  *
  * With enforcement off the same steps run (shadow mode) and the finding is
  * reported, but the request is allowed.  A learning key's IP step cannot
  * finish here: it needs an observation recorded (a write), so the outcome
  * says so and FinishLearningDecision completes it with what the write
- * found.
+ * found.  Rate limits likewise: the step only says that an otherwise
+ * allowed request has limits; consuming them is an effect on shared
+ * memory, and FinishRateLimitDecision sets what it found.
  *-------------------------------------------------------------------------
  */
 #include "decision.h"
@@ -247,6 +250,24 @@ StepIpPolicy(const DecisionContext *ctx, DecisionOutcome *out)
 	return out->failure == FAILURE_NONE;
 }
 
+/* Whether the key or the request's client has rate limits */
+static bool
+RateLimitsApply(const KeyFacts *key, const ClientFacts *client)
+{
+	return key->nrate_limits > 0 || client->nrate_limits > 0;
+}
+
+/*
+ * Step: a request that passed every check and has rate limits waits for
+ * them (FinishRateLimitDecision); only such a request consumes units.
+ */
+static bool
+StepRateLimits(const DecisionContext *ctx, DecisionOutcome *out)
+{
+	out->needs_rate_limit = RateLimitsApply(ctx->key, ctx->client);
+	return false;
+}
+
 static const DecisionStep decision_steps[] = {
 	StepEffectiveEnforcement,
 	StepKeyPresence,
@@ -257,6 +278,7 @@ static const DecisionStep decision_steps[] = {
 	StepClientBinding,
 	StepRights,
 	StepIpPolicy,
+	StepRateLimits,
 };
 
 /*
@@ -350,5 +372,25 @@ FinishLearningDecision(const DecisionRequest *request, const KeyFacts *key,
 			failure = FailureOfIpVerdict(EvaluateIpWhitelists(&in));
 			break;
 	}
+	SetVerdict(outcome, failure, client->fail_open);
+	outcome->needs_rate_limit = failure == FAILURE_NONE && RateLimitsApply(key, client);
+}
+
+/*
+ * Finish a decision that waited for its rate limits: exceeded is a
+ * refusal like any other (allowed in shadow mode), a bucket that could not
+ * be had leaves the policy unavailable under the fail mode.
+ */
+void
+FinishRateLimitDecision(const ClientFacts *client, RateLimitVerdict verdict,
+						DecisionOutcome *outcome)
+{
+	Failure		failure = FAILURE_NONE;
+
+	outcome->needs_rate_limit = false;
+	if (verdict == RATE_LIMIT_EXCEEDED)
+		failure = FAILURE_RATE_LIMITED;
+	else if (verdict == RATE_LIMIT_UNAVAILABLE)
+		failure = FAILURE_POLICY_UNAVAILABLE;
 	SetVerdict(outcome, failure, client->fail_open);
 }

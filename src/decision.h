@@ -7,7 +7,9 @@
  * The backend glue (authenticate.c) reads the caches, calls
  * DecideRequest, performs the effects the outcome asks for
  * (request_effects.c) and, where a learning observation was needed,
- * finishes the decision with FinishLearningDecision.
+ * finishes the decision with FinishLearningDecision; a request that
+ * passed everything and has rate limits waits for them to be consumed
+ * (rate_limit.c) and is finished with FinishRateLimitDecision.
  *-------------------------------------------------------------------------
  */
 #ifndef ATHENA_DECISION_H
@@ -22,6 +24,7 @@
 #include "ip_rules.h"
 #include "key_digest.h"
 #include "key_format.h"
+#include "rate_limit_math.h"
 
 /* Microseconds since the PostgreSQL epoch, as TimestampTz */
 typedef int64_t DecisionTime;
@@ -47,6 +50,8 @@ typedef struct KeyFacts
 	const int  *granted_len;
 	const IpRuleSet *whitelist;
 	const IpRuleSet *blacklist;
+	int			nrate_limits;	/* the key's own limits */
+	const RateLimit *rate_limits;
 } KeyFacts;
 
 /* The enforcement and global IP rules that apply to the request's client */
@@ -60,6 +65,8 @@ typedef struct ClientFacts
 	const IpRuleSet *whitelist_all;
 	const IpRuleSet *blacklist_client;	/* NULL: none scoped to the client */
 	const IpRuleSet *whitelist_client;
+	int			nrate_limits;	/* limits shared by every key presenting the client */
+	const RateLimit *rate_limits;
 } ClientFacts;
 
 /* One request, as presented (the key already parsed) */
@@ -87,6 +94,14 @@ typedef enum LearningOutcome
 	LEARNING_UNAVAILABLE
 } LearningOutcome;
 
+/* What the rate limits the decision waited for found */
+typedef enum RateLimitVerdict
+{
+	RATE_LIMIT_PASSED,			/* every limit admitted the request */
+	RATE_LIMIT_EXCEEDED,		/* some limit refused it */
+	RATE_LIMIT_UNAVAILABLE		/* no bucket could be had (not preloaded, table full) */
+} RateLimitVerdict;
+
 /* The verdict and what the decision found on the way */
 typedef struct DecisionOutcome
 {
@@ -103,6 +118,7 @@ typedef struct DecisionOutcome
 	int			nmissing;
 	int		   *missing;		/* indexes into required; caller's buffer */
 	bool		needs_learning; /* the IP step waits on an observation */
+	bool		needs_rate_limit;	/* an otherwise allowed request waits on its limits */
 	bool		locked_in;		/* this call completed a lock-in */
 	bool		digest_failed;	/* SHA-256 could not be computed */
 } DecisionOutcome;
@@ -112,6 +128,8 @@ extern void DecideRequest(const DecisionRequest *request, const KeyFacts *key,
 extern void FinishLearningDecision(const DecisionRequest *request, const KeyFacts *key,
 								   const ClientFacts *client, LearningOutcome learned,
 								   DecisionOutcome *outcome);
+extern void FinishRateLimitDecision(const ClientFacts *client, RateLimitVerdict verdict,
+									DecisionOutcome *outcome);
 extern void SetVerdict(DecisionOutcome *outcome, Failure failure, bool fail_open);
 
 #endif

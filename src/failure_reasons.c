@@ -23,6 +23,7 @@ static const struct
 	[FAILURE_IP_BLOCKED] = {"IP blocked", 403},
 	[FAILURE_IP_NOT_ALLOWED] = {"IP not allowed", 403},
 	[FAILURE_CLIENT_IP_REQUIRED] = {"Client IP required", 403},
+	[FAILURE_RATE_LIMITED] = {"Rate limit exceeded", 429},
 	[FAILURE_POLICY_UNAVAILABLE] = {"API key policy unavailable", 503},
 };
 

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * key_cache.c
  *		The per-backend cache of what decisions need to know about public
- *		ids: the key row, its grants and its IP rules.
+ *		ids: the key row, its grants, its IP rules and its rate limits.
  *
  * Unknown ids are cached too, so that an unknown id costs what a wrong
  * secret costs.  At most athena_keys.key_cache_size entries are kept, the
@@ -21,6 +21,8 @@
 
 #include "cache_invalidation.h"
 #include "athena_keys.h"
+#include "rate_limit_rows.h"
+#include "rate_limit_rows.h"
 #include "spi_plans.h"
 
 static MemoryContext key_cache_context = NULL;
@@ -52,7 +54,7 @@ LinkFacts(CachedKey *entry)
 	entry->facts.blacklist = &entry->blacklist.set;
 }
 
-/* The saved statement reading one public id's row, grants and IP rules */
+/* The saved statement reading one public id's row, grants, IP rules and limits */
 static SPIPlanPtr
 KeyPlan(void)
 {
@@ -71,7 +73,13 @@ KeyPlan(void)
 			"                AND r.list OPERATOR(pg_catalog.=) 'whitelist'), "
 			"       ARRAY(SELECT r.addr FROM athena_keys.api_key_ip_rule r "
 			"              WHERE r.api_key_id OPERATOR(pg_catalog.=) k.id "
-			"                AND r.list OPERATOR(pg_catalog.=) 'blacklist') "
+			"                AND r.list OPERATOR(pg_catalog.=) 'blacklist'), "
+			"       ARRAY(SELECT x.v FROM athena_keys.api_key_rate_limit l, "
+			"                 LATERAL (SELECT pg_catalog.round(EXTRACT(epoch FROM l.per) "
+			"                                 OPERATOR(pg_catalog.*) 1000000)::bigint AS per_us) p, "
+			"                 LATERAL (VALUES (1, l.id), (2, l.requests), (3, p.per_us), (4, l.burst)) "
+			"                   AS x(o, v) "
+			"              WHERE l.api_key_id OPERATOR(pg_catalog.=) k.id ORDER BY l.id, x.o) "
 			"  FROM athena_keys.api_key k WHERE k.public_id OPERATOR(pg_catalog.=) $1",
 			1, argtypes, 0);
 	return key_plan;
@@ -179,6 +187,9 @@ LoadKeyRow(CachedKey *entry, MemoryContext target)
 	BuildOwnedRuleSet(&entry->whitelist, rules, nrules, target);
 	CollectCidrArray(SPI_getbinval(tuple, desc, 14, &isnull), &rules, &nrules, target);
 	BuildOwnedRuleSet(&entry->blacklist, rules, nrules, target);
+	RateLimitsFromFlatArray(SPI_getbinval(tuple, desc, 15, &isnull),
+							&entry->rate_limits, &facts->nrate_limits, target);
+	facts->rate_limits = entry->rate_limits;
 
 	SPI_freetuptable(SPI_tuptable);
 }

@@ -26,6 +26,7 @@ typedef struct CachedKey
 	ArrayType  *granted_array;
 	OwnedRuleSet whitelist;
 	OwnedRuleSet blacklist;
+	RateLimit  *rate_limits;	/* facts.rate_limits, owned */
 	TimestampTz last_used_at;	/* 0 = never, or unknown */
 	MemoryContext parts;		/* the variable-sized parts; NULL: none */
 	dlist_node	lru_node;

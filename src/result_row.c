@@ -26,34 +26,42 @@ static const struct
 };
 
 /*
- * Refuse a result row type that is not the one this library fills (an
- * ALTER TYPE on athena_auth_result, or a library and schema of different
- * versions): a row built for another descriptor would be garbage.  Names
- * and types must both match, in order; columns dropped after the last one
- * read as NULL.
+ * How many of result_columns.h's columns a result row type has, or an
+ * error for a type that is not one this library fills (an ALTER TYPE on
+ * athena_auth_result, or a library and schema of versions that do not
+ * fit): a row built for another descriptor would be garbage.  The type's
+ * live columns must be a leading part of the list, at least the 1.3 ones
+ * (RESULT_COLUMNS_MIN), names and types matching in order, so that a 1.4
+ * library serves a 1.3 schema between installing the library and ALTER
+ * EXTENSION UPDATE; columns dropped after the last one read as NULL.
  */
-static void
+static int
 CheckResultColumns(TupleDesc desc)
 {
 	int			i;
-	bool		matches = desc->natts >= RESULT_COLUMNS;
+	int			filled = 0;
+	bool		matches = true;
 
 	for (i = 0; matches && i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		if (i < RESULT_COLUMNS)
-			matches = !att->attisdropped && att->atttypid == result_columns[i].type &&
+		if (i == filled && i < RESULT_COLUMNS && !att->attisdropped)
+		{
+			matches = att->atttypid == result_columns[i].type &&
 				strcmp(NameStr(att->attname), result_columns[i].name) == 0;
+			filled += matches;
+		}
 		else
-			matches = att->attisdropped;
+			matches = att->attisdropped && filled >= RESULT_COLUMNS_MIN;
 	}
-	if (!matches)
+	if (!matches || filled < RESULT_COLUMNS_MIN)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("athena_keys.athena_auth_result does not have the columns athena_keys fills"),
 				 errdetail("The composite type was altered, or the installed library does not match the extension's version."),
 				 errhint("Restore the type's columns, or install the library that matches the extension.")));
+	return filled;
 }
 
 /*
@@ -63,9 +71,10 @@ CheckResultColumns(TupleDesc desc)
  * replaced or altered, and the copy is checked again then.
  */
 static TupleDesc
-ResultTupleDesc(FunctionCallInfo fcinfo)
+ResultTupleDesc(FunctionCallInfo fcinfo, int *filled)
 {
 	static TupleDesc backend_desc = NULL;
+	static int	backend_desc_filled = 0;
 	static Oid	backend_desc_type = InvalidOid;
 	static uint64 backend_desc_identifier = 0;
 	Oid			result_type = get_fn_expr_rettype(fcinfo->flinfo);
@@ -86,26 +95,30 @@ ResultTupleDesc(FunctionCallInfo fcinfo)
 	{
 		MemoryContext old;
 
-		CheckResultColumns(typentry->tupDesc);
+		int			columns = CheckResultColumns(typentry->tupDesc);
+
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		if (backend_desc != NULL)
 			FreeTupleDesc(backend_desc);
 		backend_desc = CreateTupleDescCopy(typentry->tupDesc);
 		backend_desc_type = result_type;
 		backend_desc_identifier = typentry->tupDesc_identifier;
+		backend_desc_filled = columns;
 		MemoryContextSwitchTo(old);
 	}
+	*filled = backend_desc_filled;
 	return backend_desc;
 }
 
 /*
- * The result row from RESULT_COLUMNS values and nulls; the columns a type
- * may have dropped after them are NULL.
+ * The result row from RESULT_COLUMNS values and nulls, of which the type
+ * has a leading part; the columns it may have dropped after them are NULL.
  */
 Datum
 FormResultRow(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 {
-	TupleDesc	desc = ResultTupleDesc(fcinfo);
+	int			filled;
+	TupleDesc	desc = ResultTupleDesc(fcinfo, &filled);
 	Datum	   *all_values;
 	bool	   *all_nulls;
 
@@ -114,7 +127,7 @@ FormResultRow(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 	all_values = palloc0(sizeof(Datum) * desc->natts);
 	all_nulls = palloc(sizeof(bool) * desc->natts);
 	memset(all_nulls, true, sizeof(bool) * desc->natts);
-	memcpy(all_values, values, sizeof(Datum) * RESULT_COLUMNS);
-	memcpy(all_nulls, nulls, sizeof(bool) * RESULT_COLUMNS);
+	memcpy(all_values, values, sizeof(Datum) * filled);
+	memcpy(all_nulls, nulls, sizeof(bool) * filled);
 	return HeapTupleGetDatum(heap_form_tuple(desc, all_values, all_nulls));
 }

@@ -5,8 +5,9 @@
  * The settings are PGC_SUSET or stricter, so a gateway role cannot change
  * what is logged, except report_handovers: a diagnostic of the caller's own
  * session that only says which of its calls needed a table.  The settings
- * of the log queue exist only where athena_keys is preloaded, since the
- * queue is sized at server start and without preloading there is none.
+ * of the log queue and the rate limit table exist only where athena_keys
+ * is preloaded, since both are sized at server start and without
+ * preloading there is neither.
  *-------------------------------------------------------------------------
  */
 #include "settings.h"
@@ -22,6 +23,7 @@ bool		athena_report_handovers = false;
 int			athena_async_log_buffer_kb = 8192;
 int			athena_async_flush_interval_ms = 200;
 char	   *athena_primary_conninfo = NULL;
+int			athena_rate_limit_entries = 65536;
 
 static const struct config_enum_entry log_decisions_options[] = {
 	{"all", LOG_DECISIONS_ALL, false},
@@ -37,8 +39,9 @@ static const struct config_enum_entry log_durability_options[] = {
 };
 
 /*
- * The settings of the log queue: only while shared_preload_libraries is
- * processed, because they size shared memory or drive its writer.
+ * The settings of the log queue and the rate limit table: only while
+ * shared_preload_libraries is processed, because they size shared memory
+ * or drive its writer.
  */
 static void
 DefineLogQueueSettings(void)
@@ -67,6 +70,15 @@ DefineLogQueueSettings(void)
 							   "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("athena_keys.rate_limit_entries",
+							"How many rate limit buckets shared memory holds.",
+							"One bucket per limit in use (and one per limit counted in shadow "
+							"mode); a bucket that is full again is reused.  Needs athena_keys in "
+							"shared_preload_libraries.",
+							&athena_rate_limit_entries,
+							65536, 64, 16 * 1024 * 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 }
 
 /*

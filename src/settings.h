@@ -34,6 +34,9 @@ extern int	athena_async_log_buffer_kb;
 extern int	athena_async_flush_interval_ms;
 extern char *athena_primary_conninfo;
 
+/* Defined only when athena_keys is preloaded: it sizes the rate limit table */
+extern int	athena_rate_limit_entries;
+
 extern void DefineSettings(void);
 
 #endif

@@ -121,6 +121,31 @@ CREATE TABLE athena_keys.api_key_client_config (
 	updated_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Rate limits: requests per period with a burst, on one key or on one
+-- client name (shared by every key presenting it).  per is kept as the
+-- seconds it stands for (athena_set_*_rate_limit normalizes it), so that
+-- equal periods are equal; the buckets live in shared memory
+-- (src/rate_limit.c), never here.
+CREATE TABLE athena_keys.api_key_rate_limit (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	api_key_id uuid REFERENCES athena_keys.api_key (id) ON DELETE CASCADE,
+	client_name text
+		CONSTRAINT api_key_rate_limit_client_name CHECK (length(client_name) BETWEEN 1 AND 256),
+	requests integer NOT NULL CONSTRAINT api_key_rate_limit_requests CHECK (requests > 0),
+	per interval NOT NULL
+		CONSTRAINT api_key_rate_limit_per CHECK (extract(epoch FROM per) BETWEEN 0.001 AND 31557600),
+	burst integer NOT NULL CONSTRAINT api_key_rate_limit_burst CHECK (burst BETWEEN 1 AND 1000000000),
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT api_key_rate_limit_subject CHECK ((api_key_id IS NULL) <> (client_name IS NULL)),
+	CONSTRAINT api_key_rate_limit_rate CHECK (requests <= extract(epoch FROM per) * 1000000),
+	CONSTRAINT api_key_rate_limit_key_per UNIQUE (api_key_id, per),
+	CONSTRAINT api_key_rate_limit_client_per UNIQUE (client_name, per)
+);
+
+COMMENT ON TABLE athena_keys.api_key_rate_limit IS
+	'Rate limits (requests per period, burst) of one key or one client name; enforced from shared memory.';
+
 -- One row per decision.  No foreign key: log rows outlive deleted keys.
 -- Partitioned by day (UTC) so that retention drops whole partitions; rows
 -- for days without a partition land in the default partition.

@@ -3,7 +3,7 @@
 -- every backend rebuilds that cache at its next use (relcache callbacks, no
 -- timers; src/cache_invalidation.c): the config tables and the global rules
 -- feed the config cache, the keys, grants, per-key rules and rights the key
--- cache, each with a generation of its own.
+-- cache, each with a generation of its own; the rate limits feed both.
 --
 -- Logical replication's apply fires only row triggers (and TRUNCATE
 -- statement triggers), and under session_replication_role = replica only
@@ -60,6 +60,17 @@ CREATE TRIGGER api_key_right_grant_truncate_invalidate
 	FOR EACH STATEMENT EXECUTE FUNCTION athena_keys._invalidate_caches();
 ALTER TABLE athena_keys.api_key_right_grant ENABLE ALWAYS TRIGGER api_key_right_grant_invalidate;
 ALTER TABLE athena_keys.api_key_right_grant ENABLE ALWAYS TRIGGER api_key_right_grant_truncate_invalidate;
+
+-- Rate limits: a key's feed the key cache, a client's the config cache
+-- (one table: a change advances both).
+CREATE TRIGGER api_key_rate_limit_invalidate
+	AFTER INSERT OR UPDATE OR DELETE ON athena_keys.api_key_rate_limit
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._invalidate_caches();
+CREATE TRIGGER api_key_rate_limit_truncate_invalidate
+	AFTER TRUNCATE ON athena_keys.api_key_rate_limit
+	FOR EACH STATEMENT EXECUTE FUNCTION athena_keys._invalidate_caches();
+ALTER TABLE athena_keys.api_key_rate_limit ENABLE ALWAYS TRIGGER api_key_rate_limit_invalidate;
+ALTER TABLE athena_keys.api_key_rate_limit ENABLE ALWAYS TRIGGER api_key_rate_limit_truncate_invalidate;
 
 -- api_key: learning counters and last_used_at change on the hot path and
 -- are never cached, so updates invalidate only when they change what the

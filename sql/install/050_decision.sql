@@ -23,7 +23,11 @@ CREATE TYPE athena_keys.athena_auth_result AS (
 	granted_rights text[],
 	missing_rights text[],
 	locked_in boolean,
-	fail_mode text
+	fail_mode text,
+	retry_after_ms bigint,
+	rate_limit integer,
+	rate_remaining integer,
+	rate_reset_ms bigint
 );
 
 CREATE FUNCTION athena_keys.athena_authenticate(
@@ -34,3 +38,12 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[]) IS
 	'Decide one gateway request: key genuine, active, unexpired, client-bound, rights, IP policy; logs the decision.';
+
+CREATE FUNCTION athena_keys.athena_authenticate(
+	key text, client text, ip inet, rights text[], cost integer)
+RETURNS athena_keys.athena_auth_result
+AS 'MODULE_PATHNAME', 'athena_authenticate'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[], integer) IS
+	'Decide one gateway request that consumes cost units (1 to 1000000, NULL = 1) of its rate limits.';

@@ -36,6 +36,7 @@ BEGIN
 		                                      'Inactive API key', 'Expired API key') THEN 401
 		            WHEN r.failure_reason IN ('API key client mismatch', 'Insufficient API key rights',
 		                                      'IP blocked', 'IP not allowed', 'Client IP required') THEN 403
+		            WHEN r.failure_reason = 'Rate limit exceeded' THEN 429
 		            WHEN r.failure_reason = 'API key policy unavailable' THEN 503
 		            WHEN r.failure_reason IS NULL THEN 200
 		       END AS reason_status
@@ -49,7 +50,7 @@ BEGIN
 		 WHERE i.created_at IS NOT NULL AND isfinite(i.created_at)
 		   AND i.created_at <= now() + interval '5 minutes'
 		   AND i.created_at >= now() - interval '30 days'
-		   AND i.status IN (200, 401, 403, 503)
+		   AND i.status IN (200, 401, 403, 429, 503)
 		   AND i.reason_status IS NOT NULL
 		   AND i.authenticated IS NOT NULL AND i.authorized IS NOT NULL
 		   AND i.enforced IS NOT NULL AND i.allowed IS NOT NULL
@@ -63,11 +64,12 @@ BEGIN
 		                    WHERE k.id OPERATOR(pg_catalog.=) i.api_key_id
 		                      AND k.public_id IS DISTINCT FROM i.api_key_public_id)
 		   AND (NOT coalesce(i.locked_in, false) OR i.authorized)
-		   -- 401 reasons come before authentication succeeds, 403 ones after;
+		   -- 401 reasons come before authentication succeeds, 403 and 429 ones after;
 		   -- no reason under enforcement means a genuine key was presented.
 		   AND CASE i.reason_status
 		         WHEN 401 THEN NOT i.authenticated
 		         WHEN 403 THEN i.authenticated
+		         WHEN 429 THEN i.authenticated
 		         WHEN 200 THEN i.authenticated OR NOT i.enforced
 		         ELSE true END
 		   AND (i.failure_reason IS DISTINCT FROM 'API key required'

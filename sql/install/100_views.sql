@@ -32,11 +32,14 @@ SELECT k.id,
        k.previous_valid_until AS rotation_grace_until,
        k.last_used_at,
        k.created_at,
-       k.updated_at
+       k.updated_at,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object('requests', l.requests, 'per', l.per,
+                                                     'burst', l.burst) ORDER BY l.per), '[]')
+          FROM athena_keys.api_key_rate_limit l WHERE l.api_key_id = k.id) AS rate_limits
   FROM athena_keys.api_key k;
 
 COMMENT ON VIEW athena_keys.athena_key_status IS
-	'One row per key: state (active, inactive, expired, learning, locked), binding, rights, list sizes, learning progress, last use.';
+	'One row per key: state (active, inactive, expired, learning, locked), binding, rights, list sizes, learning progress, last use, rate limits.';
 
 CREATE VIEW athena_keys.athena_recent_failures AS
 SELECT l.created_at,
@@ -70,7 +73,8 @@ SELECT l.created_at,
            WHEN 'IP blocked' THEN 'The address matches a global or per-key blacklist entry.'
            WHEN 'IP not allowed' THEN 'A whitelist applies and the address is in none of its entries.'
            WHEN 'Client IP required' THEN 'IP rules or learning apply but the proxy passed no caller address.'
-           WHEN 'API key policy unavailable' THEN 'The decision needed a write that this server cannot make (read-only or standby).'
+           WHEN 'Rate limit exceeded' THEN 'A rate limit of the key or of client ' || coalesce(quote_literal(l.client_name), '(none)') || ' had no units left.'
+           WHEN 'API key policy unavailable' THEN 'The decision needed a write that this server cannot make (read-only or standby), or a rate limit bucket it could not have (athena_keys not preloaded, or its table full).'
        END AS explanation
   FROM athena_keys.api_key_auth_log l
   LEFT JOIN athena_keys.api_key k ON k.id = l.api_key_id
@@ -128,3 +132,13 @@ SELECT cc.client_name, cc.enforce_api_keys, NULL, cc.updated_at
 
 COMMENT ON VIEW athena_keys.athena_enforcement IS
 	'Global enforcement and fail mode (client_name NULL), then per-client overrides.';
+
+CREATE VIEW athena_keys.athena_rate_limits AS
+SELECT CASE WHEN l.api_key_id IS NOT NULL THEN 'key' ELSE 'client' END AS scope,
+       l.api_key_id, k.public_id, k.name AS key_name, l.client_name,
+       l.requests, l.per, l.burst, l.created_at, l.updated_at
+  FROM athena_keys.api_key_rate_limit l
+  LEFT JOIN athena_keys.api_key k ON k.id = l.api_key_id;
+
+COMMENT ON VIEW athena_keys.athena_rate_limits IS
+	'Every rate limit, of a key or of a client name: requests per period and burst.';

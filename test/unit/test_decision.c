@@ -2,7 +2,7 @@
  * test_decision.c
  *		Unit tests of the decision (decision.c, SPEC section 4): every step,
  *		first failure wins, shadow mode, fail modes, and finishing a
- *		learning key's decision.
+ *		learning key's and a rate-limited request's decision.
  *
  * Built and run by make -C test/unit test (see unit_check.h for the output).
  *-------------------------------------------------------------------------
@@ -376,6 +376,84 @@ TestLearning(void)
 	}
 }
 
+/*
+ * Rate limits: only a request that passed everything waits for them, and
+ * what they found becomes its verdict under enforcement and fail mode.
+ */
+static void
+TestRateLimits(void)
+{
+	static const RateLimit limit = {1, 10, 1000000, 10, 100000000, 1000000000};
+	KeyFacts	key;
+	ClientFacts client;
+	DecisionRequest request;
+	DecisionOutcome out;
+
+	GoodKey(&key);
+	EnforcingClient(&client);
+	host = HostOf("10.1.2.3");
+	Request(&request, presented, "web", NULL, NULL, 0);
+	out = Decide(&request, &key, &client);
+	CHECK(!out.needs_rate_limit);
+
+	key.nrate_limits = 1;
+	key.rate_limits = &limit;
+	out = Decide(&request, &key, &client);
+	CHECK(out.needs_rate_limit && out.allowed && out.authorized);
+	FinishRateLimitDecision(&client, RATE_LIMIT_EXCEEDED, &out);
+	Expect(&out, FAILURE_RATE_LIMITED, 429, false, "an exhausted key limit refuses");
+	CHECK(out.authenticated && !out.authorized && !out.needs_rate_limit);
+
+	out = Decide(&request, &key, &client);
+	FinishRateLimitDecision(&client, RATE_LIMIT_PASSED, &out);
+	Expect(&out, FAILURE_NONE, 200, true, "a limit with units left passes");
+
+	out = Decide(&request, &key, &client);
+	FinishRateLimitDecision(&client, RATE_LIMIT_UNAVAILABLE, &out);
+	Expect(&out, FAILURE_POLICY_UNAVAILABLE, 503, false, "no bucket, fail closed");
+	client.fail_open = true;
+	out = Decide(&request, &key, &client);
+	FinishRateLimitDecision(&client, RATE_LIMIT_UNAVAILABLE, &out);
+	Expect(&out, FAILURE_POLICY_UNAVAILABLE, 200, true, "no bucket, fail open");
+	client.fail_open = false;
+
+	client.has_override = true;
+	client.enforce_override = false;
+	out = Decide(&request, &key, &client);
+	FinishRateLimitDecision(&client, RATE_LIMIT_EXCEEDED, &out);
+	Expect(&out, FAILURE_RATE_LIMITED, 200, true, "shadow mode reports an exhausted limit");
+	client.has_override = false;
+
+	/* A refused request never reaches its limits */
+	host = HostOf("203.0.113.9");
+	out = Decide(&request, &key, &client);
+	Expect(&out, FAILURE_IP_BLOCKED, 403, false, "a blocked address with a limit");
+	CHECK(!out.needs_rate_limit);
+	host = HostOf("10.1.2.3");
+	Request(&request, presented, "other", NULL, NULL, 0);
+	out = Decide(&request, &key, &client);
+	CHECK(out.failure == FAILURE_CLIENT_MISMATCH && !out.needs_rate_limit);
+
+	/* A client's limits apply to every key presenting it */
+	key.nrate_limits = 0;
+	key.client_name = NULL;
+	client.nrate_limits = 1;
+	client.rate_limits = &limit;
+	out = Decide(&request, &key, &client);
+	CHECK(out.needs_rate_limit);
+
+	/* A learning key waits for its observation first, then for its limits */
+	key.learning = true;
+	host = HostOf("192.0.2.1");
+	out = Decide(&request, &key, &client);
+	CHECK(out.needs_learning && !out.needs_rate_limit);
+	FinishLearningDecision(&request, &key, &client, LEARNING_RECORDED, &out);
+	CHECK(out.needs_rate_limit);
+	FinishLearningDecision(&request, &key, &client, LEARNING_UNAVAILABLE, &out);
+	CHECK(!out.needs_rate_limit && out.failure == FAILURE_POLICY_UNAVAILABLE);
+	host = HostOf("10.1.2.3");
+}
+
 int
 main(void)
 {
@@ -398,5 +476,6 @@ main(void)
 	TestIpPolicyStep();
 	TestShadowAndFailModes();
 	TestLearning();
+	TestRateLimits();
 	return CheckSummary();
 }

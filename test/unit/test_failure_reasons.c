@@ -22,12 +22,14 @@ main(void)
 	CHECK(FailureStatus(FAILURE_EXPIRED_KEY) == 401);
 	CHECK(FailureStatus(FAILURE_CLIENT_IP_REQUIRED) == 403);
 	CHECK(FailureStatus(FAILURE_POLICY_UNAVAILABLE) == 503);
+	CHECK(strcmp(FailureReason(FAILURE_RATE_LIMITED), "Rate limit exceeded") == 0);
+	CHECK(FailureStatus(FAILURE_RATE_LIMITED) == 429);
 	for (f = FAILURE_NONE + 1; f < FAILURE_COUNT; f++)
 	{
 		const char *text = FailureReason((Failure) f);
 		int			status = FailureStatus((Failure) f);
 
-		Check(text != NULL && (status == 401 || status == 403 || status == 503),
+		Check(text != NULL && (status == 401 || status == 403 || status == 429 || status == 503),
 			  "failure %d has a text and a refusal status", f);
 		Check(FailureFromReason(text, strlen(text), &back) && back == (Failure) f,
 			  "\"%s\" reads back as its failure", text);
