@@ -30,21 +30,21 @@ SELECT coalesce(c.position, a.attnum) AS position, c.name AS in_c, a.attname AS 
  WHERE c.name IS DISTINCT FROM a.attname::text OR c.type IS DISTINCT FROM a.atttypid::regtype;
 SELECT count(*) AS result_columns FROM description_check.result_columns();
 
--- Every reason with its status is accepted from a standby (a 403 comes
+-- Every reason with its status is accepted from a standby (a 403 or 429 comes
 -- after authentication, so with a key); the same reason with another
 -- status is not.
 SELECT athena_keys.athena_record_decisions(jsonb_agg(jsonb_build_object(
-         'created_at', now(), 'authenticated', f.status = 403, 'authorized', false,
-         'api_key_id', CASE WHEN f.status = 403 THEN gen_random_uuid() END,
-         'api_key_public_id', CASE WHEN f.status = 403 THEN 'ffffffffffffffff' END,
-         'missing_rights', CASE WHEN f.status = 403 THEN ARRAY['orders.read'] END,
+         'created_at', now(), 'authenticated', f.status IN (403, 429), 'authorized', false,
+         'api_key_id', CASE WHEN f.status IN (403, 429) THEN gen_random_uuid() END,
+         'api_key_public_id', CASE WHEN f.status IN (403, 429) THEN 'ffffffffffffffff' END,
+         'missing_rights', CASE WHEN f.status IN (403, 429) THEN ARRAY['orders.read'] END,
          'enforced', true, 'allowed', false, 'status', f.status,
          'failure_reason', f.reason, 'locked_in', false))) AS accepted
   FROM description_check.failure_reasons() f;
 SELECT athena_keys.athena_record_decisions(jsonb_agg(jsonb_build_object(
-         'created_at', now(), 'authenticated', f.status = 403, 'authorized', false,
-         'api_key_id', CASE WHEN f.status = 403 THEN gen_random_uuid() END,
-         'api_key_public_id', CASE WHEN f.status = 403 THEN 'ffffffffffffffff' END,
+         'created_at', now(), 'authenticated', f.status IN (403, 429), 'authorized', false,
+         'api_key_id', CASE WHEN f.status IN (403, 429) THEN gen_random_uuid() END,
+         'api_key_public_id', CASE WHEN f.status IN (403, 429) THEN 'ffffffffffffffff' END,
          'enforced', true, 'allowed', false,
          'status', CASE f.status WHEN 401 THEN 403 ELSE 401 END,
          'failure_reason', f.reason, 'locked_in', false))) AS accepted_with_wrong_status

@@ -170,6 +170,18 @@ ALTER TYPE athena_keys.athena_auth_result RENAME ATTRIBUTE http_status TO status
 SELECT allowed, status, reason FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
 ALTER TYPE athena_keys.athena_auth_result ALTER ATTRIBUTE status TYPE text;
 SELECT allowed, status, reason FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
+-- A 1.3 schema's type, the columns up to fail_mode, is filled (the 1.4
+-- library serves a database until ALTER EXTENSION UPDATE); one column
+-- fewer is refused.
+DROP EXTENSION athena_keys;
+CREATE EXTENSION athena_keys;
+ALTER TYPE athena_keys.athena_auth_result DROP ATTRIBUTE rate_reset_ms,
+	DROP ATTRIBUTE rate_remaining, DROP ATTRIBUTE rate_limit, DROP ATTRIBUTE retry_after_ms;
+SELECT * FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
+SELECT * FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL, 2);
+ALTER TYPE athena_keys.athena_auth_result DROP ATTRIBUTE fail_mode;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(NULL, 'web', NULL, NULL);
+\echo :LAST_ERROR_SQLSTATE
 DROP EXTENSION athena_keys;
 DROP OWNED BY ak_fast_gateway;
 DROP ROLE ak_fast_gateway;
