@@ -181,6 +181,24 @@ KeyCacheGeneration(void)
 	return key_generation;
 }
 
+/*
+ * Whether the schema has athena_keys.api_key_rate_limit: a database not
+ * yet updated to 1.4 has none, and the caches read no limits from it.
+ * Creating it (ALTER EXTENSION UPDATE) adds a foreign key to api_key,
+ * whose invalidation makes the caches read again, with the table.
+ */
+bool
+RateLimitTableInstalled(void)
+{
+	size_t		i;
+
+	EnsureWatchedTablesKnown();
+	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
+		if (strcmp(watched_tables[i].table, "api_key_rate_limit") == 0)
+			return OidIsValid(watched_table_oids[i]);
+	return false;
+}
+
 /* Whether this transaction may fill the caches (see the file header) */
 bool
 CachingAllowed(void)

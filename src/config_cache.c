@@ -191,7 +191,8 @@ LoadEnforcementConfig(MemoryContext target)
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	LoadClientRateLimits(config, target);
+	if (RateLimitTableInstalled())
+		LoadClientRateLimits(config, target);
 
 	if (ExecuteKeptPlan(global_rules_plan, NULL, NULL, 0) != SPI_OK_SELECT)
 		elog(ERROR, "athena_keys: reading api_key_global_ip_rule failed");

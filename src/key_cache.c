@@ -32,6 +32,7 @@ static dlist_head key_lru = DLIST_STATIC_INIT(key_lru);
 static int	key_cache_entries = 0;
 
 static SPIPlanPtr key_plan = NULL;
+static SPIPlanPtr key_plan_with_limits = NULL;
 
 /* Copy a text datum into a NUL-terminated string in target */
 static char *
@@ -54,14 +55,18 @@ LinkFacts(CachedKey *entry)
 	entry->facts.blacklist = &entry->blacklist.set;
 }
 
-/* The saved statement reading one public id's row, grants, IP rules and limits */
+/*
+ * The saved statement reading one public id's row, grants, IP rules and,
+ * when the schema has them (1.4 on), rate limits.
+ */
 static SPIPlanPtr
-KeyPlan(void)
+KeyPlan(bool with_limits)
 {
 	Oid			argtypes[1] = {TEXTOID};
+	SPIPlanPtr *plan = with_limits ? &key_plan_with_limits : &key_plan;
 
-	if (key_plan == NULL)
-		key_plan = PrepareKeptPlan(
+	if (*plan == NULL)
+		*plan = PrepareKeptPlan(psprintf(
 			"SELECT k.id, k.key_salt, k.key_hash, k.previous_key_salt, k.previous_key_hash, "
 			"       k.previous_valid_until, k.is_active, k.expires_at, k.client_name, "
 			"       k.virgin_mode AND NOT k.virgin_resolved, k.last_used_at, "
@@ -73,16 +78,17 @@ KeyPlan(void)
 			"                AND r.list OPERATOR(pg_catalog.=) 'whitelist'), "
 			"       ARRAY(SELECT r.addr FROM athena_keys.api_key_ip_rule r "
 			"              WHERE r.api_key_id OPERATOR(pg_catalog.=) k.id "
-			"                AND r.list OPERATOR(pg_catalog.=) 'blacklist'), "
-			"       ARRAY(SELECT x.v FROM athena_keys.api_key_rate_limit l, "
+			"                AND r.list OPERATOR(pg_catalog.=) 'blacklist') %s"
+			"  FROM athena_keys.api_key k WHERE k.public_id OPERATOR(pg_catalog.=) $1",
+			with_limits ?
+			"     , ARRAY(SELECT x.v FROM athena_keys.api_key_rate_limit l, "
 			"                 LATERAL (SELECT pg_catalog.round(EXTRACT(epoch FROM l.per) "
 			"                                 OPERATOR(pg_catalog.*) 1000000)::bigint AS per_us) p, "
 			"                 LATERAL (VALUES (1, l.id), (2, l.requests), (3, p.per_us), (4, l.burst)) "
 			"                   AS x(o, v) "
-			"              WHERE l.api_key_id OPERATOR(pg_catalog.=) k.id ORDER BY l.id, x.o) "
-			"  FROM athena_keys.api_key k WHERE k.public_id OPERATOR(pg_catalog.=) $1",
+			"              WHERE l.api_key_id OPERATOR(pg_catalog.=) k.id ORDER BY l.id, x.o) " : ""),
 			1, argtypes, 0);
-	return key_plan;
+	return *plan;
 }
 
 /* Read the granted rights of a key row (column 12) into entry */
@@ -142,10 +148,11 @@ LoadKeyRow(CachedKey *entry, MemoryContext target)
 	Datum		d;
 	IpNet	   *rules;
 	int			nrules;
+	bool		with_limits = RateLimitTableInstalled();
 
 	EnsureSpiConnected();
 	arg = CStringGetTextDatum(entry->public_id);
-	if (ExecuteKeptPlan(KeyPlan(), &arg, NULL, 1) != SPI_OK_SELECT)
+	if (ExecuteKeptPlan(KeyPlan(with_limits), &arg, NULL, 1) != SPI_OK_SELECT)
 		elog(ERROR, "athena_keys: reading api_key failed");
 
 	facts->exists = SPI_processed > 0;
@@ -187,8 +194,9 @@ LoadKeyRow(CachedKey *entry, MemoryContext target)
 	BuildOwnedRuleSet(&entry->whitelist, rules, nrules, target);
 	CollectCidrArray(SPI_getbinval(tuple, desc, 14, &isnull), &rules, &nrules, target);
 	BuildOwnedRuleSet(&entry->blacklist, rules, nrules, target);
-	RateLimitsFromFlatArray(SPI_getbinval(tuple, desc, 15, &isnull),
-							&entry->rate_limits, &facts->nrate_limits, target);
+	if (with_limits)
+		RateLimitsFromFlatArray(SPI_getbinval(tuple, desc, 15, &isnull),
+								&entry->rate_limits, &facts->nrate_limits, target);
 	facts->rate_limits = entry->rate_limits;
 
 	SPI_freetuptable(SPI_tuptable);

@@ -4,7 +4,8 @@
  *		per (limit, enforced or shadow) holding its theoretical arrival
  *		time, and the consumption of one request's units.
  *
- * A request's limits are all judged, and then all consumed or none, while
+ * A bucket belongs to one limit row of one database (row ids repeat
+ * across databases).  A request's limits are all judged, and then all consumed or none, while
  * the locks of their partitions are held, taken in ascending order: a
  * request refused by any limit takes nothing from the others, two
  * backends can never both take a bucket's last unit, and no two requests
@@ -47,6 +48,7 @@
 /* One bucket; limit_id 0 marks an entry never used */
 typedef struct RateBucket
 {
+	Oid			database;		/* limit ids are per database */
 	int64		limit_id;
 	int64		interval_ns;
 	int64		tolerance_ns;
@@ -134,7 +136,8 @@ InitRateLimits(void)
 static bool
 BucketIs(const RateBucket *b, const RateLimit *limit, bool shadow)
 {
-	return b->limit_id == limit->id && b->interval_ns == limit->interval_ns &&
+	return b->limit_id == limit->id && b->database == MyDatabaseId &&
+		b->interval_ns == limit->interval_ns &&
 		b->tolerance_ns == limit->tolerance_ns && b->shadow == shadow;
 }
 
@@ -178,6 +181,7 @@ FindBucket(const RateLimit *limit, bool shadow, uint32 hash, int64 now,
 	if (free_entry != NULL)
 	{
 		free_entry->limit_id = limit->id;
+		free_entry->database = MyDatabaseId;
 		free_entry->interval_ns = limit->interval_ns;
 		free_entry->tolerance_ns = limit->tolerance_ns;
 		free_entry->shadow = shadow;
@@ -267,7 +271,7 @@ ConsumeRateLimits(const RateLimit *key_limits, int nkey,
 	for (i = 0; i < n; i++)
 	{
 		limits[i] = i < nkey ? &key_limits[i] : &client_limits[i - nkey];
-		hashes[i] = RateLimitBucketHash(limits[i]->id, limits[i]->interval_ns,
+		hashes[i] = RateLimitBucketHash(MyDatabaseId, limits[i]->id, limits[i]->interval_ns,
 										limits[i]->tolerance_ns, shadow);
 		locked[hashes[i] % rate_shared->npartitions] = true;
 	}

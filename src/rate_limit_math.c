@@ -140,14 +140,16 @@ RateLimitCombine(const GcraResult *results, int n, RateLimitFinding *finding)
 }
 
 /*
- * The hash of a bucket: its limit's row and parameters (a changed limit
- * starts a new bucket) and whether it counts shadow-mode requests.
- * splitmix64's finalizer, so that consecutive ids spread over the table.
+ * The hash of a bucket: its database (row ids repeat across databases),
+ * its limit's row and parameters (a changed limit starts a new bucket) and
+ * whether it counts shadow-mode requests.  splitmix64's finalizer, so that
+ * consecutive ids spread over the table.
  */
 uint32_t
-RateLimitBucketHash(int64_t id, int64_t interval_ns, int64_t tolerance_ns, bool shadow)
+RateLimitBucketHash(uint32_t database, int64_t id, int64_t interval_ns, int64_t tolerance_ns,
+					bool shadow)
 {
-	uint64_t	x = (uint64_t) id * 0x9E3779B97F4A7C15ULL;
+	uint64_t	x = ((uint64_t) id ^ ((uint64_t) database << 40)) * 0x9E3779B97F4A7C15ULL;
 
 	x ^= (uint64_t) interval_ns + 0x632BE59BD9B4E019ULL + (x << 6) + (x >> 2);
 	x ^= (uint64_t) tolerance_ns + 0x8CB92BA72F3D8DD7ULL + (x << 6) + (x >> 2);

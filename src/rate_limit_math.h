@@ -63,8 +63,8 @@ extern void GcraEvaluate(int64_t tat, int64_t now, const RateLimit *limit, int32
 						 GcraResult *result);
 extern bool GcraBucketFull(int64_t tat, int64_t now);
 extern void RateLimitCombine(const GcraResult *results, int n, RateLimitFinding *finding);
-extern uint32_t RateLimitBucketHash(int64_t id, int64_t interval_ns, int64_t tolerance_ns,
-									bool shadow);
+extern uint32_t RateLimitBucketHash(uint32_t database, int64_t id, int64_t interval_ns,
+									int64_t tolerance_ns, bool shadow);
 extern int64_t RateLimitCeilDiv(int64_t value, int64_t unit);
 
 #endif

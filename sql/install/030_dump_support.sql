@@ -32,7 +32,6 @@ SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_global_ip_rule',
 SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_ip_seen', '');
 SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_config', '');
 SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_client_config', '');
-SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_rate_limit', '');
 
 -- The identity sequences behind the IP rule and rate limit ids.  Marking the tables dumps
 -- their rows, not their sequences' positions; without these a restored
@@ -41,5 +40,8 @@ SELECT pg_catalog.pg_extension_config_dump(
 	pg_catalog.pg_get_serial_sequence('athena_keys.api_key_ip_rule', 'id')::regclass, '');
 SELECT pg_catalog.pg_extension_config_dump(
 	pg_catalog.pg_get_serial_sequence('athena_keys.api_key_global_ip_rule', 'id')::regclass, '');
+
+-- The rate limits (1.4), their rows and their ids' sequence.
+SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_rate_limit', '');
 SELECT pg_catalog.pg_extension_config_dump(
 	pg_catalog.pg_get_serial_sequence('athena_keys.api_key_rate_limit', 'id')::regclass, '');

@@ -129,11 +129,12 @@ main(void)
 	RateLimitCombine(results, 0, &finding);
 	CHECK(finding.allowed && finding.tightest == -1);
 
-	/* Buckets: the same limit hashes alike, a shadow or changed one apart */
-	CHECK(RateLimitBucketHash(7, 100, 2000, false) == RateLimitBucketHash(7, 100, 2000, false));
-	CHECK(RateLimitBucketHash(7, 100, 2000, false) != RateLimitBucketHash(7, 100, 2000, true));
-	CHECK(RateLimitBucketHash(7, 100, 2000, false) != RateLimitBucketHash(8, 100, 2000, false));
-	CHECK(RateLimitBucketHash(7, 100, 2000, false) != RateLimitBucketHash(7, 100, 3000, false));
+	/* Buckets: the same limit hashes alike, a shadow, changed or other database's apart */
+	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) != RateLimitBucketHash(2, 7, 100, 2000, false));
+	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) == RateLimitBucketHash(1, 7, 100, 2000, false));
+	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) != RateLimitBucketHash(1, 7, 100, 2000, true));
+	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) != RateLimitBucketHash(1, 8, 100, 2000, false));
+	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) != RateLimitBucketHash(1, 7, 100, 3000, false));
 	CHECK(RateLimitCeilDiv(10, 3) == 4 && RateLimitCeilDiv(9, 3) == 3 && RateLimitCeilDiv(0, 3) == 0);
 	return CheckSummary();
 }

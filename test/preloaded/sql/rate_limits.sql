@@ -1,0 +1,149 @@
+-- Rate limits (issue 16) with athena_keys preloaded, so that the buckets
+-- exist: units taken, the 429 verdict with its wait, the tightest limit's
+-- figures, denied requests taking nothing, a client's limit shared by its
+-- keys, costs, shadow mode, the log row and the triage views.  Figures
+-- that depend on the clock are checked as ranges.
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS athena_keys CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION athena_keys;
+SELECT current_setting('shared_preload_libraries') LIKE '%athena_keys%' AS preloaded;
+
+-- call(key, client, cost): the verdict and the rate limit columns, waits in
+-- whole seconds rounded up (exact to the millisecond only on paper).
+CREATE FUNCTION pg_temp.call(k text, c text DEFAULT NULL, cost integer DEFAULT 1) RETURNS text
+LANGUAGE sql AS $$
+  SELECT concat_ws(' ', r.allowed, r.status, coalesce(r.reason, '-'),
+                   'retry=' || coalesce(ceil(r.retry_after_ms / 1000.0)::text, '-'),
+                   'limit=' || coalesce(r.rate_limit::text, '-'),
+                   'left=' || coalesce(r.rate_remaining::text, '-'),
+                   'reset=' || coalesce(ceil(r.rate_reset_ms / 1000.0)::text, '-'))
+    FROM athena_keys.athena_authenticate(k, c, NULL, NULL, cost) r
+$$;
+
+------------------------------------------------------------------------
+-- One limit: 3 per hour takes three requests, then refuses with the wait
+-- until the next unit (20 minutes)
+------------------------------------------------------------------------
+SELECT api_key AS ka, id AS ka_id FROM athena_keys.athena_create_key('three an hour') \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 3, '1 hour');
+SELECT n, pg_temp.call(:'ka') FROM generate_series(1, 5) n;
+SELECT retry_after_ms BETWEEN 1190000 AND 1200000 AS waits_twenty_minutes,
+       rate_reset_ms BETWEEN 3590000 AND 3600000 AS full_again_in_an_hour
+  FROM athena_keys.athena_authenticate(:'ka', NULL, NULL, NULL);
+-- The refusal is logged like any other failure, and the views show it.
+SELECT failure_reason, status, allowed, authenticated, authorized, enforced, count(*)
+  FROM athena_keys.api_key_auth_log WHERE api_key_id = :'ka_id'
+ GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1 NULLS FIRST;
+SELECT failure_reason, key_name, last_day FROM athena_keys.athena_failure_summary
+ WHERE api_key_id = :'ka_id';
+SELECT DISTINCT failure_reason, status, explanation FROM athena_keys.athena_recent_failures
+ WHERE api_key_id = :'ka_id';
+-- A key without limits reports none.
+SELECT api_key AS kfree FROM athena_keys.athena_create_key('free') \gset
+SELECT pg_temp.call(:'kfree');
+
+------------------------------------------------------------------------
+-- The wait is real: a limit of 1 per 300 milliseconds admits again after it
+------------------------------------------------------------------------
+SELECT api_key AS kq, id AS kq_id FROM athena_keys.athena_create_key('quick') \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'kq_id', 1, '300 milliseconds');
+SELECT allowed FROM athena_keys.athena_authenticate(:'kq', NULL, NULL, NULL);
+SELECT allowed, status, retry_after_ms BETWEEN 1 AND 300 AS waits_at_most_the_interval
+  FROM athena_keys.athena_authenticate(:'kq', NULL, NULL, NULL) \gset refused_
+\echo :refused_allowed :refused_status :refused_waits_at_most_the_interval
+SELECT pg_sleep(0.35);
+SELECT allowed, status FROM athena_keys.athena_authenticate(:'kq', NULL, NULL, NULL);
+
+------------------------------------------------------------------------
+-- Several limits: the tightest is reported; one exhausted refuses, and a
+-- refused request takes nothing from the others
+------------------------------------------------------------------------
+SELECT api_key AS kb, id AS kb_id FROM athena_keys.athena_create_key('two limits', client_name => 'shop') \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'kb_id', 10, '1 second', 2);
+SELECT athena_keys.athena_set_key_rate_limit(:'kb_id', 2, '1 hour');
+SELECT athena_keys.athena_set_client_rate_limit('shop', 100, '1 hour');
+SELECT n, pg_temp.call(:'kb', 'shop') FROM generate_series(1, 4) n;
+-- With the key's limits lifted, the client's shows what was taken: the
+-- two admitted requests and this one, not the refused ones.
+SELECT athena_keys.athena_clear_key_rate_limit(:'kb_id');
+SELECT pg_temp.call(:'kb', 'shop') AS after_lifting;
+-- A key presenting another client does not count against shop.
+SELECT athena_keys.athena_set_key_client(:'kb_id', NULL);
+SELECT pg_temp.call(:'kb', 'other') AS other_client;
+
+------------------------------------------------------------------------
+-- A client's limit is shared by every key presenting it
+------------------------------------------------------------------------
+SELECT api_key AS kp1 FROM athena_keys.athena_create_key('pool one') \gset
+SELECT api_key AS kp2 FROM athena_keys.athena_create_key('pool two') \gset
+SELECT athena_keys.athena_set_client_rate_limit('pool', 3, '1 hour');
+SELECT n, k, pg_temp.call(CASE k WHEN 1 THEN :'kp1' ELSE :'kp2' END, 'pool')
+  FROM (VALUES (1, 1), (2, 2), (3, 1), (4, 2), (5, 1)) AS t(n, k) ORDER BY n;
+SELECT pg_temp.call(:'kp2', NULL) AS without_the_client;
+
+------------------------------------------------------------------------
+-- Costs: a request takes cost units of every limit; one that can never
+-- fit (more than the burst) is refused without a wait
+------------------------------------------------------------------------
+SELECT api_key AS kc, id AS kc_id FROM athena_keys.athena_create_key('costly') \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'kc_id', 10, '1 hour');
+SELECT pg_temp.call(:'kc', NULL, 4) AS cost_4;
+SELECT pg_temp.call(:'kc', NULL, 7) AS cost_7;
+SELECT pg_temp.call(:'kc', NULL, 6) AS cost_6;
+SELECT pg_temp.call(:'kc', NULL, 11) AS cost_11;
+
+------------------------------------------------------------------------
+-- A changed limit starts with a full bucket; the same one set again
+-- keeps its count
+------------------------------------------------------------------------
+SELECT athena_keys.athena_set_key_rate_limit(:'kc_id', 10, '1 hour');
+SELECT pg_temp.call(:'kc') AS same_limit_again;
+SELECT athena_keys.athena_set_key_rate_limit(:'kc_id', 10, '1 hour', 12);
+SELECT pg_temp.call(:'kc') AS changed_burst;
+
+------------------------------------------------------------------------
+-- Shadow mode: the finding is reported and logged, the request allowed,
+-- and nothing taken counts once enforcement is on
+------------------------------------------------------------------------
+SELECT api_key AS ks, id AS ks_id FROM athena_keys.athena_create_key('shadowed', client_name => 'trial') \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'ks_id', 1, '1 hour');
+SELECT athena_keys.athena_set_client_enforcement('trial', false);
+SELECT n, pg_temp.call(:'ks', 'trial') FROM generate_series(1, 3) n;
+SELECT athena_keys.athena_set_client_enforcement('trial', true);
+SELECT n, pg_temp.call(:'ks', 'trial') FROM generate_series(1, 2) n;
+SELECT failure_reason, status, allowed, enforced, count(*)
+  FROM athena_keys.api_key_auth_log WHERE api_key_id = :'ks_id'
+ GROUP BY 1, 2, 3, 4 ORDER BY 4, 1 NULLS FIRST;
+
+------------------------------------------------------------------------
+-- Limits are judged after every other check: a refused request takes no
+-- unit, and the fail mode does not turn an exceeded limit into a pass
+------------------------------------------------------------------------
+SELECT api_key AS kr, id AS kr_id FROM athena_keys.athena_create_key('rights', rights => '{}') \gset
+SELECT athena_keys.athena_create_right('orders.read');
+SELECT athena_keys.athena_set_key_rate_limit(:'kr_id', 1, '1 hour');
+SELECT allowed, status, reason, rate_limit FROM athena_keys.athena_authenticate(:'kr', NULL, NULL, ARRAY['orders.read']);
+SELECT athena_keys.athena_set_fail_mode('fail_open');
+SELECT pg_temp.call(:'kr') AS first_unit;
+SELECT pg_temp.call(:'kr') AS exceeded_under_fail_open;
+SELECT athena_keys.athena_set_fail_mode('fail_closed');
+
+------------------------------------------------------------------------
+-- No write per request: a limited call with logging off assigns no
+-- transaction id, and works in a read-only transaction
+------------------------------------------------------------------------
+SELECT api_key AS kw, id AS kw_id FROM athena_keys.athena_create_key('no writes') \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'kw_id', 2, '1 hour');
+SELECT allowed FROM athena_keys.athena_authenticate(:'kw', NULL, NULL, NULL);  -- fills the caches, stamps last use
+SET athena_keys.log_decisions = none;
+BEGIN READ ONLY;
+SELECT allowed, rate_remaining FROM athena_keys.athena_authenticate(:'kw', NULL, NULL, NULL);
+SELECT status, retry_after_ms IS NOT NULL AS has_wait FROM athena_keys.athena_authenticate(:'kw', NULL, NULL, NULL);
+SELECT pg_current_xact_id_if_assigned() IS NULL AS no_transaction_id;
+COMMIT;
+RESET athena_keys.log_decisions;
+
+SET client_min_messages = warning;
+DROP EXTENSION athena_keys;
