@@ -393,6 +393,42 @@ KeyHeadersToRemove(const AuthdConfig *config, const RequestHeaders *headers, cha
 	}
 }
 
+/* Milliseconds as whole seconds rounded up, as HTTP's delta-seconds */
+static long long
+CeilSeconds(long long ms)
+{
+	return ms <= 0 ? 0 : (ms + 999) / 1000;
+}
+
+/*
+ * The rate limit headers of a decision: RateLimit-Limit, -Remaining and
+ * -Reset (seconds) of the tightest limit whenever one applied, and
+ * Retry-After (seconds, rounded up, so that a client that waits it is
+ * admitted) on a 429.
+ */
+static void
+AddRateLimitHeaders(struct MHD_Response *response, const AuthVerdict *verdict)
+{
+	char		value[32];
+
+	if (verdict == NULL)
+		return;
+	if (verdict->has_rate_limit)
+	{
+		snprintf(value, sizeof(value), "%lld", verdict->rate_limit);
+		MHD_add_response_header(response, "RateLimit-Limit", value);
+		snprintf(value, sizeof(value), "%lld", verdict->rate_remaining);
+		MHD_add_response_header(response, "RateLimit-Remaining", value);
+		snprintf(value, sizeof(value), "%lld", CeilSeconds(verdict->rate_reset_ms));
+		MHD_add_response_header(response, "RateLimit-Reset", value);
+	}
+	if (verdict->has_retry_after)
+	{
+		snprintf(value, sizeof(value), "%lld", CeilSeconds(verdict->retry_after_ms));
+		MHD_add_response_header(response, "Retry-After", value);
+	}
+}
+
 /*
  * Answer an allowed request: allow_status with the key's identity
  * headers (all three, empty when unknown) and, for Envoy, the key
@@ -415,6 +451,7 @@ AnswerAllowed(AuthdServer *server, struct MHD_Connection *connection, const Requ
 		MHD_add_response_header(response, "x-envoy-auth-headers-to-remove", to_remove);
 	if (degraded)
 		MHD_add_response_header(response, "X-Athena-Degraded", "fail_open");
+	AddRateLimitHeaders(response, verdict);
 	return QueueAndRelease(connection, server->config.allow_status, response);
 }
 
@@ -437,10 +474,12 @@ ResponseOwningBody(char *body)
 
 /*
  * Answer a denied request: status with the JSON error body (and header).
- * hint, when set, explains in X-Athena-Key-Hint why no key was seen.
+ * hint, when set, explains in X-Athena-Key-Hint why no key was seen;
+ * verdict, when the database decided, brings the rate limit headers.
  */
 static enum MHD_Result
-AnswerDenied(struct MHD_Connection *connection, unsigned int status, const char *reason, const char *hint)
+AnswerDenied(struct MHD_Connection *connection, unsigned int status, const char *reason, const char *hint,
+			 const AuthVerdict *verdict)
 {
 	char	   *body = BuildErrorBody(reason);
 	struct MHD_Response *response = ResponseOwningBody(body);
@@ -450,6 +489,7 @@ AnswerDenied(struct MHD_Connection *connection, unsigned int status, const char 
 	MHD_add_response_header(response, "Content-Type", "application/json");
 	AddHeaderIfSafe(response, "X-Athena-Error", body);
 	AddHeaderIfSafe(response, "X-Athena-Key-Hint", hint);
+	AddRateLimitHeaders(response, verdict);
 	return QueueAndRelease(connection, status, response);
 }
 
@@ -586,7 +626,7 @@ AnswerAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 				(unsigned int) verdict.status : MHD_HTTP_FORBIDDEN;
 			outcome.decision = "deny";
 			result = AnswerDenied(connection, outcome.status,
-								  verdict.reason ? verdict.reason : "Access denied", hint);
+								  verdict.reason ? verdict.reason : "Access denied", hint, &verdict);
 		}
 	}
 	else if (db_outcome == DB_CONTENT_ERROR)
@@ -597,7 +637,7 @@ AnswerAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 		outcome.status = MHD_HTTP_FORBIDDEN;
 		outcome.decision = "reject";
 		outcome.reason = CONTENT_ERROR_REASON;
-		result = AnswerDenied(connection, outcome.status, CONTENT_ERROR_REASON, NULL);
+		result = AnswerDenied(connection, outcome.status, CONTENT_ERROR_REASON, NULL, NULL);
 	}
 	else if (db_outcome == DB_UNAVAILABLE && atomic_load(&server->fail_mode) == FAIL_OPEN)
 	{
@@ -613,7 +653,7 @@ AnswerAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 		outcome.status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		outcome.decision = "unavailable";
 		outcome.reason = UNAVAILABLE_REASON;
-		result = AnswerDenied(connection, outcome.status, UNAVAILABLE_REASON, NULL);
+		result = AnswerDenied(connection, outcome.status, UNAVAILABLE_REASON, NULL, NULL);
 	}
 
 	MetricsCountRequest(outcome.status, outcome.reason);

@@ -58,7 +58,8 @@
  */
 #define AUTHD_COLUMN_LIST(FIRST, NEXT) \
 	FIRST(allowed) NEXT(status) NEXT(reason) NEXT(key_id) NEXT(public_id) \
-	NEXT(client_name) NEXT(fail_mode)
+	NEXT(client_name) NEXT(fail_mode) NEXT(retry_after_ms) NEXT(rate_limit) \
+	NEXT(rate_remaining) NEXT(rate_reset_ms)
 #define AUTHD_COLUMN_ENUM(name) AUTHD_##name,
 enum
 {
@@ -604,6 +605,17 @@ CopyField(const PGresult *result, int column)
 	return strdup(PQgetvalue(result, 0, column));
 }
 
+/* A bigint field into *value; false (and 0) for SQL NULL */
+static bool
+ReadInteger(const PGresult *result, int column, long long *value)
+{
+	*value = 0;
+	if (PQgetisnull(result, 0, column))
+		return false;
+	*value = strtoll(PQgetvalue(result, 0, column), NULL, 10);
+	return true;
+}
+
 /* Free the strings of a verdict */
 void
 FreeAuthVerdict(AuthVerdict *verdict)
@@ -633,6 +645,10 @@ ReadVerdict(const PGresult *result, AuthVerdict *verdict, char *error, size_t er
 	verdict->public_id = CopyField(result, AUTHD_public_id);
 	verdict->client_name = CopyField(result, AUTHD_client_name);
 	verdict->fail_mode = CopyField(result, AUTHD_fail_mode);
+	verdict->has_retry_after = ReadInteger(result, AUTHD_retry_after_ms, &verdict->retry_after_ms);
+	verdict->has_rate_limit = ReadInteger(result, AUTHD_rate_limit, &verdict->rate_limit) &&
+		ReadInteger(result, AUTHD_rate_remaining, &verdict->rate_remaining) &&
+		ReadInteger(result, AUTHD_rate_reset_ms, &verdict->rate_reset_ms);
 	return true;
 }
 

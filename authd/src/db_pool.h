@@ -24,6 +24,12 @@ typedef struct AuthVerdict
 	char	   *public_id;
 	char	   *client_name;
 	char	   *fail_mode;
+	bool		has_retry_after;	/* a 429's wait */
+	long long	retry_after_ms;
+	bool		has_rate_limit; /* the tightest rate limit, when one applied */
+	long long	rate_limit;
+	long long	rate_remaining;
+	long long	rate_reset_ms;
 } AuthVerdict;
 
 /* The request as passed to the database; NULL = SQL NULL */

@@ -38,7 +38,7 @@ ReasonLabel(size_t r)
 	return r == REASON_UNAVAILABLE_INDEX ? AUTHD_REASON_UNAVAILABLE : "other";
 }
 
-static const unsigned int known_statuses[] = {200, 204, 401, 403, 503, 0};
+static const unsigned int known_statuses[] = {200, 204, 401, 403, 429, 503, 0};
 
 #define STATUS_COUNT (sizeof(known_statuses) / sizeof(known_statuses[0]))
 

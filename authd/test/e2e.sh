@@ -328,6 +328,32 @@ Check "a client trickling header bytes is cut at the header deadline (2 s), not 
 Request "$LIMITS_PORT" /auth -H "X-Athena-Key: $K5"
 Check "after the attack: allowed requests pass (200)" StatusIs 200
 
+# rate limits: the tightest limit's RateLimit headers on every decided
+# request, and 429 with Retry-After and the JSON body once it is exhausted
+read -r K6 K6_ID < <(CreateKey "name => 'k6', client_name => 'web', rights => ARRAY['users.read']")
+Sql -c "SELECT athena_keys.athena_set_key_rate_limit('$K6_ID', 2, '1 hour')" >/dev/null
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K6" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read"
+Check "rate limit: an allowed request carries RateLimit-Limit, -Remaining and -Reset (seconds)" \
+  eval 'StatusIs 200 && HasHeader RateLimit-Limit 2 && HasHeader RateLimit-Remaining 1 &&
+        HasHeader RateLimit-Reset 1800 && LacksHeader Retry-After'
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K6" -H "X-Athena-Client: web"
+Check "rate limit via nginx: the upstream answers, and the client sees the RateLimit headers" \
+  eval 'BodyContains 200 "upstream ok" && HasHeader RateLimit-Remaining 0 && HasHeader RateLimit-Limit 2'
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K6" -H "X-Athena-Client: web"
+Check "rate limit exhausted via nginx: 429 with the JSON body" DeniedWith 429 "Rate limit exceeded"
+Check "rate limit exhausted via nginx: Retry-After in whole seconds and the RateLimit headers" \
+  eval 'HasHeader Retry-After 1800 && HasHeader RateLimit-Remaining 0 && HasHeader RateLimit-Limit 2 &&
+        HasHeader RateLimit-Reset 3600'
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K6" -H "X-Athena-Client: web"
+Check "rate limit exhausted, direct: 429, Retry-After, JSON body" \
+  eval 'DeniedWith 429 "Rate limit exceeded" && HasHeader Retry-After 1800'
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
+Check "a key without limits: no RateLimit headers" \
+  eval 'BodyContains 200 "upstream ok" && LacksHeader RateLimit-Limit && LacksHeader Retry-After'
+Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $(WrongSecret "$K6")" -H "X-Athena-Client: web"
+Check "a refusal before the limits (wrong secret) is a 401 without RateLimit headers" \
+  eval 'DeniedWith 401 "Invalid API key" && LacksHeader RateLimit-Limit'
+
 # a hung database: the backends of athena-authd stop answering
 HUNG_PIDS=$(Sql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name = 'athena-authd' AND usename = 'athena_gateway'")
 if [ -n "$HUNG_PIDS" ]; then

@@ -100,10 +100,12 @@ Sql() {
 }
 
 # Initialise and start PostgreSQL in $E2E_TMP/pg, create the extension and
-# the gateway role; PG_PORT and PG_DATA name it
+# the gateway role; PG_PORT and PG_DATA name it.  athena_keys is preloaded,
+# so that rate limits have their buckets.
 StartPostgres() {
   start_server pg "" "max_connections = 50
 shared_buffers = 128MB
+shared_preload_libraries = 'athena_keys'
 fsync = off" || return 1
   # shellcheck disable=SC2153  # PGPORT is exported by start_server
   PG_PORT=$PGPORT
@@ -155,10 +157,25 @@ StartAuthd() {
   WaitForHttp "$health_port" /healthz || { echo "athena-authd $name did not start:"; cat "$E2E_TMP/$name.log"; return 1; }
 }
 
-# The auth_request wiring every protected location includes
+# The auth_request wiring every protected location includes.  auth_request
+# passes only 2xx, 401 and 403 on and turns any other status into 500, so
+# the subrequest's status is kept and @athena_unavailable answers a 429 as
+# a 429; the rate limit headers are copied to every answer.
 WriteNginxAuthSnippet() {
+  cat >"$E2E_TMP/nginx/athena_ratelimit_headers.conf" <<'CONF'
+add_header RateLimit-Limit $athena_ratelimit_limit always;
+add_header RateLimit-Remaining $athena_ratelimit_remaining always;
+add_header RateLimit-Reset $athena_ratelimit_reset always;
+add_header Retry-After $athena_retry_after always;
+CONF
   cat >"$E2E_TMP/nginx/athena_auth.conf" <<'CONF'
 auth_request /_athena_auth;
+auth_request_set $athena_auth_status $upstream_status;
+auth_request_set $athena_ratelimit_limit $upstream_http_ratelimit_limit;
+auth_request_set $athena_ratelimit_remaining $upstream_http_ratelimit_remaining;
+auth_request_set $athena_ratelimit_reset $upstream_http_ratelimit_reset;
+auth_request_set $athena_retry_after $upstream_http_retry_after;
+include athena_ratelimit_headers.conf;
 auth_request_set $athena_error $upstream_http_x_athena_error;
 auth_request_set $athena_key_id $upstream_http_x_athena_key_id;
 auth_request_set $athena_public_id $upstream_http_x_athena_public_id;
@@ -189,14 +206,20 @@ location = /_athena_auth {
 }
 location @athena_401 {
     default_type application/json;
+    include athena_ratelimit_headers.conf;
     return 401 $athena_error;
 }
 location @athena_403 {
     default_type application/json;
+    include athena_ratelimit_headers.conf;
     return 403 $athena_error;
 }
 location @athena_unavailable {
     default_type application/json;
+    include athena_ratelimit_headers.conf;
+    if ($athena_auth_status = 429) {
+        return 429 $athena_error;
+    }
     if ($athena_error = "") {
         return 503 '{"status":"error","message":"API key validation unavailable"}';
     }
