@@ -35,7 +35,7 @@ CREATE TABLE athena_keys.api_key_rate_limit (
 	requests integer NOT NULL CONSTRAINT api_key_rate_limit_requests CHECK (requests > 0),
 	per interval NOT NULL
 		CONSTRAINT api_key_rate_limit_per CHECK (extract(epoch FROM per) BETWEEN 0.001 AND 31557600),
-	burst integer NOT NULL CONSTRAINT api_key_rate_limit_burst CHECK (burst BETWEEN 1 AND 1000000000),
+	burst integer NOT NULL CONSTRAINT api_key_rate_limit_burst CHECK (burst >= 1),
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	CONSTRAINT api_key_rate_limit_subject CHECK ((api_key_id IS NULL) <> (client_name IS NULL)),
@@ -81,8 +81,8 @@ CREATE FUNCTION athena_keys._require_rate_limit(requests integer, per interval, 
 RETURNS interval
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- The period as the seconds it stands for, after checking the limit: at
--- least one request, a period from 1 millisecond to 1 year, a burst from 1
--- to 1000000000, and no more than one request per microsecond.
+-- least one request, a period from 1 millisecond to 1 year, a burst of at
+-- least 1, and no more than one request per microsecond.
 DECLARE
 	seconds numeric;
 BEGIN
@@ -107,8 +107,8 @@ BEGIN
 			      DETAIL = 'A limit admits at most 1000000 requests per second.',
 			      HINT = 'Pass fewer requests or a longer period.';
 	END IF;
-	IF burst IS NOT NULL AND (burst < 1 OR burst > 1000000000) THEN
-		RAISE EXCEPTION 'rate limit burst must be between 1 and 1000000000'
+	IF burst IS NOT NULL AND burst < 1 THEN
+		RAISE EXCEPTION 'rate limit burst must be positive'
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = format('The burst given is %s.', burst),
 			      HINT = 'Pass the requests a full bucket may take at once, or NULL for as many as the limit allows per period.';

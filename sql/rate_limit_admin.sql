@@ -49,7 +49,10 @@ SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 10, '-1 second');
 SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 10, '2 years');
 SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 2000000, '1 second');
 SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 10, '1 second', 0);
-SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 10, '1 second', 1000000001);
+SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 10, '1 second', -1);
+-- The largest limit takes the largest burst by default.
+SELECT athena_keys.athena_set_key_rate_limit(:'kb_id', 2147483647, '1 year');
+SELECT athena_keys.athena_clear_key_rate_limit(:'kb_id');
 SELECT athena_keys.athena_set_key_rate_limit('00000000-0000-0000-0000-000000000000', 10, '1 second');
 \echo :LAST_ERROR_SQLSTATE
 SELECT athena_keys.athena_set_key_rate_limit(NULL, 10, '1 second');

@@ -104,6 +104,10 @@ frontend api
     http-request del-header X-Athena-Public-Id
     http-request lua.athena_auth http://127.0.0.1:$2/auth users.read if { path_beg /users/ }
     http-request lua.athena_auth http://127.0.0.1:$2/auth gateway.query if { path_beg /query }
+    # an allowed request's rate limit, for the client
+    http-response set-header RateLimit-Limit %[var(txn.athena_ratelimit_limit)] if { var(txn.athena_ratelimit_limit) -m found }
+    http-response set-header RateLimit-Remaining %[var(txn.athena_ratelimit_remaining)] if { var(txn.athena_ratelimit_remaining) -m found }
+    http-response set-header RateLimit-Reset %[var(txn.athena_ratelimit_reset)] if { var(txn.athena_ratelimit_reset) -m found }
     default_backend app
 
 backend app
@@ -111,9 +115,10 @@ backend app
 CONF
 }
 
-# ProxyChecks NAME PORT: the checks every proxy must pass
+# ProxyChecks NAME PORT LIMITED_KEY: the checks every proxy must pass;
+# LIMITED_KEY has a limit of one request an hour, not used yet
 ProxyChecks() {
-  local name=$1 port=$2
+  local name=$1 port=$2 limited=$3
   Request "$port" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
   Check "$name: valid key: upstream answers with the key's identity, without the key" \
     BodyIs 200 "upstream ok key_id=$K1_ID public_id=$K1_PUBLIC_ID client=web key="
@@ -139,6 +144,12 @@ ProxyChecks() {
   Request "$port" /users/1 -H "X-Athena-Key: $K6" -H "X-Athena-Client: web"
   Check "$name: the proxy's view of the client (127.0.0.1) decides: whitelisted key allowed" \
     BodyContains 200 "upstream ok"
+  Request "$port" /users/1 -H "X-Athena-Key: $limited" -H "X-Athena-Client: web"
+  Check "$name: a rate-limited key's first request passes" BodyContains 200 "upstream ok"
+  Request "$port" /users/1 -H "X-Athena-Key: $limited" -H "X-Athena-Client: web"
+  Check "$name: over its limit: 429 with the JSON body, Retry-After and the RateLimit headers" \
+    eval 'DeniedWith 429 "Rate limit exceeded" && HasHeader Retry-After 3600 && HasHeader RateLimit-Limit 1 &&
+          HasHeader RateLimit-Remaining 0'
 }
 
 if [ ! -f "$EXTENSION_CONTROL" ]; then
@@ -155,7 +166,10 @@ read -r K1 K1_ID < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena
 read -r K4 _ < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('k4', client_name => 'web', rights => ARRAY['users.read'], ip_whitelist => ARRAY['10.20.0.0/16']::cidr[])")
 read -r K5 K5_ID < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('k5', rights => ARRAY['*'])")
 read -r K6 _ < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('k6', client_name => 'web', rights => ARRAY['users.read'], ip_whitelist => ARRAY['127.0.0.1/32']::cidr[])")
-[ -n "${K6:-}" ] || Abort "keys issued"
+read -r K7 K7_ID < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('k7', client_name => 'web', rights => ARRAY['users.read'])")
+read -r K8 K8_ID < <(Sql -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key('k8', client_name => 'web', rights => ARRAY['users.read'])")
+Sql -c "SELECT athena_keys.athena_set_key_rate_limit(id, 1, '1 hour') FROM athena_keys.api_key WHERE id IN ('$K7_ID', '$K8_ID')" >/dev/null
+[ -n "${K6:-}" ] && [ -n "${K8:-}" ] || Abort "keys issued"
 K1_PUBLIC_ID=${K1#ath_}
 K1_PUBLIC_ID=${K1_PUBLIC_ID%%.*}
 K5_PUBLIC_ID=${K5#ath_}
@@ -181,8 +195,16 @@ RunUnprivileged "$E2E_TMP/haproxy.log" "$HAPROXY_BIN" -db -f "$E2E_TMP/haproxy/h
 WaitForHttp "$CADDY_PORT" /users/ || Abort "caddy starts"
 WaitForHttp "$HAPROXY_PORT" /users/ || Abort "haproxy starts"
 
-ProxyChecks Caddy "$CADDY_PORT"
-ProxyChecks HAProxy "$HAPROXY_PORT"
+ProxyChecks Caddy "$CADDY_PORT" "$K7"
+ProxyChecks HAProxy "$HAPROXY_PORT" "$K8"
+Sql -c "SELECT athena_keys.athena_set_key_rate_limit('$K1_ID', 5, '1 hour')" >/dev/null
+Request "$HAPROXY_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"
+Check "HAProxy: an allowed request's RateLimit headers reach the client (http-response set-header)" \
+  eval 'BodyContains 200 "upstream ok" && HasHeader RateLimit-Limit 5 && HasHeader RateLimit-Remaining 4 &&
+        HasHeader RateLimit-Reset 720'
+Request "$HAPROXY_PORT" /users/1 -H "X-Athena-Key: $K5" -H "X-Athena-Client: web"
+Check "HAProxy: a key without limits: no RateLimit headers" \
+  eval 'BodyContains 200 "upstream ok" && LacksHeader RateLimit-Limit'
 
 # athena-authd down: both proxies answer 503 with the JSON body
 StopHttpServices

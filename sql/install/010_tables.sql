@@ -134,7 +134,7 @@ CREATE TABLE athena_keys.api_key_rate_limit (
 	requests integer NOT NULL CONSTRAINT api_key_rate_limit_requests CHECK (requests > 0),
 	per interval NOT NULL
 		CONSTRAINT api_key_rate_limit_per CHECK (extract(epoch FROM per) BETWEEN 0.001 AND 31557600),
-	burst integer NOT NULL CONSTRAINT api_key_rate_limit_burst CHECK (burst BETWEEN 1 AND 1000000000),
+	burst integer NOT NULL CONSTRAINT api_key_rate_limit_burst CHECK (burst >= 1),
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	CONSTRAINT api_key_rate_limit_subject CHECK ((api_key_id IS NULL) <> (client_name IS NULL)),

@@ -95,6 +95,17 @@ q "CREATE TABLE bench_plain_log (LIKE athena_keys.api_key_auth_log INCLUDING DEF
 read -r HAPPY_KEY HAPPY_ID <<<"$(create_key postgres bench-happy)"
 read -r EXPIRED_KEY EXPIRED_ID <<<"$(create_key postgres bench-expired)"
 q "SELECT athena_keys.athena_set_key_expiry('$EXPIRED_ID', now() - interval '1 day')" >/dev/null
+# The happy key's twins with rate limits (needs the preloaded server):
+# one limit, two limits (both far above what pgbench can ask, so every
+# call consumes and passes), and one whose limit is already used up.
+read -r RL1_KEY RL1_ID <<<"$(create_key postgres bench-one-limit)"
+read -r RL2_KEY RL2_ID <<<"$(create_key postgres bench-two-limits)"
+read -r RLX_KEY RLX_ID <<<"$(create_key postgres bench-over-limit)"
+q "SELECT athena_keys.athena_set_key_rate_limit('$RL1_ID', 1000000, '1 second');
+   SELECT athena_keys.athena_set_key_rate_limit('$RL2_ID', 1000000, '1 second');
+   SELECT athena_keys.athena_set_key_rate_limit('$RL2_ID', 2000000000, '1 day');
+   SELECT athena_keys.athena_set_key_rate_limit('$RLX_ID', 1, '1 day');
+   SELECT allowed FROM athena_keys.athena_authenticate('$RLX_KEY', 'web', '$CALLER_IP', '{users.read}')" >/dev/null
 HAPPY_PUBLIC=${HAPPY_KEY#ath_}; HAPPY_PUBLIC=${HAPPY_PUBLIC%%.*}
 WRONG_SECRET_KEY="ath_${HAPPY_PUBLIC}.$(printf '%064d' 0)"
 UNKNOWN_KEY="ath_ffffffffffffffff.${HAPPY_KEY#*.}"
@@ -107,7 +118,7 @@ BULK_SECRET=$(printf '%064d' 0 | tr 0 a)
 # key is a NULL parameter for authd; pgbench cannot bind NULL, so that one
 # script has a literal NULL.  Each scenario's verdict is checked once
 # through psql before measuring.
-GATEWAY_COLUMNS="allowed, status, reason, key_id, public_id, client_name, fail_mode"
+GATEWAY_COLUMNS="allowed, status, reason, key_id, public_id, client_name, fail_mode, retry_after_ms, rate_limit, rate_remaining, rate_reset_ms"
 gateway_sql() {   # gateway_sql KEY-EXPRESSION [COLUMNS]
   echo "SELECT ${2:-$GATEWAY_COLUMNS} FROM athena_keys.athena_authenticate($1::text, :client::text, :ip::inet, string_to_array(:rights::text, ','));"
 }
@@ -315,7 +326,7 @@ scenario happy_async "happy path, async log" gateway pgopt="$ASYNC" vars="$HAPPY
   base=select1 target=0.6 show=1
 scenario happy_none "happy path, log_decisions=none" gateway pgopt="$NONE" vars="$HAPPY_VARS" expect=200 \
   base=select1 target=0.8 short="happy (none)" show=1
-scenario happy_none_all "  same, all 13 columns (info)" gateway_all_columns pgopt="$NONE" vars="$HAPPY_VARS" \
+scenario happy_none_all "  same, all 17 columns (info)" gateway_all_columns pgopt="$NONE" vars="$HAPPY_VARS" \
   expect=200 base=select1
 scenario no_key_none "  no key at all, none (call floor, info)" gateway_no_key pgopt="$NONE" vars="$HAPPY_VARS" \
   expect="401|API key required" base=select1
@@ -339,6 +350,15 @@ failure f_client "client mismatch" "$(request_vars "$HAPPY_KEY" mobile "$CALLER_
 failure f_rights "missing rights" "$(request_vars "$HAPPY_KEY" web "$CALLER_IP" orders.write)" \
   "403|Insufficient API key rights"
 failure f_ip_blocked "IP blocked" "$(request_vars "$HAPPY_KEY" web 203.0.113.9 users.read)" "403|IP blocked"
+# Rate limits: the happy path with one and with two limits, judged against
+# the happy path without any (issue 16 allows the one limit 5%), and a key
+# over its limit, a refusal like the others.
+scenario happy_rl1_none "happy path, one rate limit, none" gateway pgopt="$NONE" \
+  vars="$(request_vars "$RL1_KEY" web "$CALLER_IP" users.read)" expect=200 base=happy_none target=0.95 show=1
+scenario happy_rl2_none "happy path, two rate limits, none" gateway pgopt="$NONE" \
+  vars="$(request_vars "$RL2_KEY" web "$CALLER_IP" users.read)" expect=200 base=happy_none target=0.9
+failure f_rate_limited "over its rate limit" "$(request_vars "$RLX_KEY" web "$CALLER_IP" users.read)" \
+  "429|Rate limit exceeded"
 
 echo "== verdicts (one call per scenario, before measuring)"
 check_phase

@@ -15,11 +15,15 @@
 -- it has none, so a client's own copies never reach the upstream) and the
 -- key headers removed (X-Athena-Key, and those athena-authd lists in
 -- x-envoy-auth-headers-to-remove: Authorization only when it carried the key).  Denied: athena-authd's status and JSON body go to
--- the client.  athena-authd unreachable or not answering: 503
--- "API key validation unavailable".
+-- the client, with its Retry-After and RateLimit-* headers (a 429).  athena-authd unreachable or not answering: 503
+-- "API key validation unavailable".  An allowed request's RateLimit-Limit,
+-- -Remaining and -Reset are kept in the variables txn.athena_ratelimit_limit,
+-- txn.athena_ratelimit_remaining and txn.athena_ratelimit_reset, for
+-- http-response set-header to send to the client.
 
 local KEY_HEADERS = { "x-athena-key", "x-api-key", "authorization" }
 local IDENTITY_HEADERS = { "x-athena-key-id", "x-athena-public-id", "x-athena-client" }
+local RATE_LIMIT_HEADERS = { "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset" }
 local UNAVAILABLE_BODY = '{"status":"error","message":"API key validation unavailable"}'
 local TIMEOUT_MS = 3000
 
@@ -33,12 +37,23 @@ local function FirstValue(headers, name)
   return values[0] or values[1]
 end
 
--- Answer the client directly and end the transaction
-local function Reply(txn, status, body)
+-- Answer the client directly and end the transaction, with the rate limit
+-- headers of athena-authd's answer (when there is one)
+local function Reply(txn, status, body, answer_headers)
   local reply = txn:reply()
   reply:set_status(status)
   reply:add_header("content-type", "application/json")
   reply:add_header("cache-control", "no-store")
+  for _, name in ipairs(RATE_LIMIT_HEADERS) do
+    local value = FirstValue(answer_headers, name)
+    if value ~= nil then
+      reply:add_header(name, value)
+    end
+  end
+  local retry_after = FirstValue(answer_headers, "retry-after")
+  if retry_after ~= nil then
+    reply:add_header("retry-after", retry_after)
+  end
   reply:set_body(body)
   txn:done(reply)
 end
@@ -74,14 +89,20 @@ core.register_action("athena_auth", { "http-req" }, function(txn, url, rights)
     for name in string.gmatch(to_remove, "[^,%s]+") do
       txn.http:req_del_header(name)
     end
+    for _, name in ipairs(RATE_LIMIT_HEADERS) do
+      local value = FirstValue(response.headers, name)
+      if value ~= nil then
+        txn:set_var("txn.athena_" .. string.gsub(name, "-", "_"), value)
+      end
+    end
     return
   end
   -- only athena-authd's own verdicts are JSON; HAProxy's httpclient answers
   -- a failed connection with its own 503 page
   local content_type = ok and response and FirstValue(response.headers, "content-type") or ""
   if status >= 400 and status < 600 and string.find(content_type, "application/json", 1, true) then
-    Reply(txn, status, response.body)
+    Reply(txn, status, response.body, response.headers)
   else
-    Reply(txn, 503, UNAVAILABLE_BODY)
+    Reply(txn, 503, UNAVAILABLE_BODY, nil)
   end
 end, 2)
