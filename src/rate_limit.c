@@ -207,6 +207,25 @@ WarnTableFull(void)
 			 errhint("Raise athena_keys.rate_limit_entries (it takes effect at the next server start).")));
 }
 
+/*
+ * Add partition to the ascending list of the n distinct partitions a
+ * request locks (a request has a handful of limits: insertion is cheaper
+ * than a pass over every partition).
+ */
+static int
+AddPartition(int *partitions, int n, int partition)
+{
+	int			i = n;
+
+	while (i > 0 && partitions[i - 1] > partition)
+		i--;
+	if (i > 0 && partitions[i - 1] == partition)
+		return n;
+	memmove(&partitions[i + 1], &partitions[i], sizeof(int) * (n - i));
+	partitions[i] = partition;
+	return n + 1;
+}
+
 /* Round nanoseconds up to milliseconds */
 static int64
 CeilMs(int64 ns)
@@ -244,12 +263,14 @@ ConsumeRateLimits(const RateLimit *key_limits, int nkey,
 	uint32		stack_hashes[RATE_LIMIT_STACK_LIMITS];
 	RateBucket *stack_buckets[RATE_LIMIT_STACK_LIMITS];
 	GcraResult	stack_results[RATE_LIMIT_STACK_LIMITS];
+	int			stack_partitions[RATE_LIMIT_STACK_LIMITS];
 	int			n = nkey + nclient;
 	const RateLimit **limits = stack_limits;
 	uint32	   *hashes = stack_hashes;
 	RateBucket **buckets = stack_buckets;
 	GcraResult *results = stack_results;
-	bool		locked[RATE_LIMIT_MAX_PARTITIONS] = {false};
+	int		   *partitions = stack_partitions;
+	int			npartitions = 0;
 	RateLimitFinding finding;
 	bool		full = false;
 	int64		now;
@@ -267,19 +288,20 @@ ConsumeRateLimits(const RateLimit *key_limits, int nkey,
 		hashes = palloc(sizeof(*hashes) * n);
 		buckets = palloc(sizeof(*buckets) * n);
 		results = palloc(sizeof(*results) * n);
+		partitions = palloc(sizeof(*partitions) * n);
 	}
 	for (i = 0; i < n; i++)
 	{
 		limits[i] = i < nkey ? &key_limits[i] : &client_limits[i - nkey];
 		hashes[i] = RateLimitBucketHash(MyDatabaseId, limits[i]->id, limits[i]->interval_ns,
 										limits[i]->tolerance_ns, shadow);
-		locked[hashes[i] % rate_shared->npartitions] = true;
+		npartitions = AddPartition(partitions, npartitions,
+								   hashes[i] % rate_shared->npartitions);
 	}
 
 	/* Every partition involved, in ascending order */
-	for (i = 0; i < rate_shared->npartitions; i++)
-		if (locked[i])
-			LWLockAcquire(&rate_shared->locks[i].lock, LW_EXCLUSIVE);
+	for (i = 0; i < npartitions; i++)
+		LWLockAcquire(&rate_shared->locks[partitions[i]].lock, LW_EXCLUSIVE);
 	now = GetCurrentTimestamp() * 1000;
 	for (i = 0; i < n && !full; i++)
 	{
@@ -295,9 +317,8 @@ ConsumeRateLimits(const RateLimit *key_limits, int nkey,
 			for (i = 0; i < n; i++)
 				buckets[i]->tat = results[i].new_tat;
 	}
-	for (i = rate_shared->npartitions - 1; i >= 0; i--)
-		if (locked[i])
-			LWLockRelease(&rate_shared->locks[i].lock);
+	for (i = npartitions - 1; i >= 0; i--)
+		LWLockRelease(&rate_shared->locks[partitions[i]].lock);
 
 	if (full)
 	{

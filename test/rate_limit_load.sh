@@ -15,7 +15,7 @@ RUN_SECONDS=${RUN_SECONDS:-4}
 RATE=200
 BURST=50
 
-psql -X -q -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+psql -X -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
 export PGDATABASE=$DB
 if [ "$(psql -X -At -c "SELECT current_setting('shared_preload_libraries') LIKE '%athena_keys%'")" != t ]; then
   echo "not ok - rate limit load: the server does not preload athena_keys"
@@ -38,7 +38,7 @@ INSERT INTO hits SELECT clock_timestamp(), allowed, status FROM athena_keys.athe
 SQL
 pgbench -n -M prepared -c $CLIENTS -j 4 -T "$RUN_SECONDS" -f "$SCRIPT" >/dev/null
 
-psql -X -At -v rate=$RATE -v burst=$BURST <<'SQL'
+psql -X -q -At -v rate=$RATE -v burst=$BURST <<'SQL'
 CREATE TEMP TABLE admitted AS
 SELECT decided_at, row_number() OVER (ORDER BY decided_at) AS n FROM hits WHERE allowed;
 CREATE INDEX ON admitted (decided_at);

@@ -6,6 +6,8 @@
 #     TAP tests (crashes, restarts, replicas) when present
 #   - C unit tests and bounded libFuzzer runs of the pure parsers/matchers
 #   - the learning load check (pgbench, 8 clients)
+#   - the rate limit load check (pgbench, 8 clients, on a second server that
+#     preloads athena_keys)
 #   - the athena-authd sidecar's unit and end-to-end tests (when present):
 #     nginx, PgBouncer, Caddy, HAProxy, and Envoy/Traefik contract tests
 # and ends with "N passed, N failed".  FUZZ_SECONDS (default 30) bounds
@@ -59,8 +61,22 @@ learning_load() {
   echo "$out"
   ! grep -q '^not ok' <<<"$out"
 }
+# Rate limits need the buckets, so a server that preloads athena_keys: one
+# of its own beside the suite's, stopped again afterwards; the suite's
+# server stays the one PGHOST/PGPORT name.
+rate_limit_load() {
+  local out rc suite_host=$PGHOST suite_port=$PGPORT
+  start_server ratelimit "" "shared_preload_libraries = 'athena_keys'" || return 1
+  out=$(as_user env PGHOST="$PGHOST" PGPORT="$PGPORT" bash "$SRC/test/rate_limit_load.sh" 2>&1)
+  rc=$?
+  stop_server "$SERVER_DIR/data"
+  export PGHOST=$suite_host PGPORT=$suite_port
+  echo "$out"
+  [ "$rc" -eq 0 ] && ! grep -q '^not ok' <<<"$out"
+}
 if [ "$TEST_SET" = full ]; then
   run_suite "learning load check" learning_load
+  run_suite "rate limit load check" rate_limit_load
 fi
 
 if [ -f "$SRC/authd/Makefile" ]; then
