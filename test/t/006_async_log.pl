@@ -153,6 +153,17 @@ ok($node->wait_for_log(qr/athena_keys\.api_key_auth_log column "locked_in" has t
 is($logged->('retyped'), '0', 'no row is written while the column has another type');
 unlike(slurp_file($node->logfile, $log_offset), qr/terminated by signal/,
 	'no backend or writer crashed');
+$node->safe_psql('postgres',
+	'ALTER TABLE athena_keys.api_key_auth_log ALTER COLUMN locked_in TYPE boolean USING locked_in::boolean');
+# Each probe's row is queued for a writer, which starts after its back-off.
+ok($node->poll_query_until('postgres', q{
+		SELECT (SELECT count(*) FROM athena_keys.athena_authenticate(NULL, 'retyped-back', NULL, NULL)) > 0
+		   AND EXISTS (SELECT FROM pg_stat_activity
+		                WHERE backend_type = 'athena_keys log writer' AND datname = current_database())}),
+	'with the type restored, a writer runs again');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM athena_keys.api_key_auth_log WHERE client_name = 'retyped-back'"),
+	'and logs again');
 
 # A log table that lost a logged column stops the writer with an error
 # that names the column, rather than rows written into the wrong columns.
