@@ -10,10 +10,15 @@
 -- athena_authenticate decides as its caller and performs the effects that
 -- need a table (a cache fill, learning, a log insert, a last_used_at
 -- stamp) with the extension owner's rights for exactly those sections
--- (src/request_effects.c): the SECURITY DEFINER twin it used to hand whole
--- calls to is gone.
+-- (src/request_effects.c); it no longer hands whole calls to its SECURITY
+-- DEFINER twin.  The twin stays, unchanged and granted to nobody, because
+-- a backend that loaded the 1.3 library before this update still calls it
+-- until it reconnects; the 1.4 library answers it with the same decision.
+-- A later version drops it.
 --------------------------------------------------------------------------
-DROP FUNCTION athena_keys._authenticate_privileged(text, text, inet, text[]);
+
+COMMENT ON FUNCTION athena_keys._authenticate_privileged(text, text, inet, text[]) IS
+	'The 1.2/1.3 SECURITY DEFINER twin of athena_authenticate, granted to nobody; kept for backends that loaded the 1.3 library until they reconnect, and decided like athena_authenticate by the 1.4 library.';
 
 --------------------------------------------------------------------------
 -- Rate limits (issue 16): limits on a key or on a client name, decided in

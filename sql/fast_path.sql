@@ -134,8 +134,10 @@ RESET athena_keys.log_decisions;
 RESET athena_keys.last_used_interval;
 
 ------------------------------------------------------------------------
--- The entry point runs as the caller without a SET clause, and it is the
--- only function of that name: no SECURITY DEFINER twin to hand calls to.
+-- The entry point runs as the caller without a SET clause.  The SECURITY
+-- DEFINER twin of 1.2 and 1.3 stays for backends that loaded the older
+-- library (they call it until they reconnect): granted to nobody, pinned
+-- search_path, and deciding exactly like athena_authenticate.
 ------------------------------------------------------------------------
 SELECT p.proname, p.prosecdef, p.proconfig,
        has_function_privilege('ak_fast_gateway', p.oid, 'EXECUTE') AS gateway_may_execute,
@@ -143,6 +145,19 @@ SELECT p.proname, p.prosecdef, p.proconfig,
   FROM pg_proc p
  WHERE p.pronamespace = 'athena_keys'::regnamespace AND p.proname LIKE '%authenticate%'
  ORDER BY p.proname;
+
+SELECT (SELECT r FROM athena_keys._authenticate_privileged(:'good', 'web', '10.1.2.3', ARRAY['users.read']) r)
+       IS NOT DISTINCT FROM
+       (SELECT r FROM athena_keys.athena_authenticate(:'good', 'web', '10.1.2.3', ARRAY['users.read']) r)
+       AS twin_decides_alike;
+SELECT (SELECT r FROM athena_keys._authenticate_privileged(:'good', 'web', '192.0.2.1', ARRAY['users.read']) r)
+       IS NOT DISTINCT FROM
+       (SELECT r FROM athena_keys.athena_authenticate(:'good', 'web', '192.0.2.1', ARRAY['users.read']) r)
+       AS twin_refuses_alike;
+SET ROLE ak_fast_gateway;
+SELECT * FROM athena_keys._authenticate_privileged(:'good', 'web', '10.1.2.3', NULL);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
 
 ------------------------------------------------------------------------
 -- The result row descriptor is kept per backend: it follows the row type

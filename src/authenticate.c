@@ -34,6 +34,7 @@
 #include "result_row.h"
 
 PG_FUNCTION_INFO_V1(athena_authenticate);
+PG_FUNCTION_INFO_V1(athena_authenticate_privileged);
 
 /* One call: the request as read, and the datums its answer reuses */
 typedef struct AuthCall
@@ -382,4 +383,18 @@ athena_authenticate(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * athena_keys._authenticate_privileged(key, client, ip, rights): the
+ * SECURITY DEFINER twin that the 1.2 and 1.3 libraries handed calls to.
+ * A backend that loaded such a library before ALTER EXTENSION UPDATE keeps
+ * calling it until it reconnects, so it stays in the schema (granted to
+ * nobody); this library decides it like athena_authenticate, its sections
+ * switching to the same owner it already runs as.
+ */
+Datum
+athena_authenticate_privileged(PG_FUNCTION_ARGS)
+{
+	return athena_authenticate(fcinfo);
 }

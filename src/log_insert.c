@@ -16,6 +16,7 @@
 #include "catalog/namespace.h"
 #include "funcapi.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
@@ -138,6 +139,20 @@ BatchInsertPlan(TypeCacheEntry *row)
 							log_columns[col].name),
 					 errdetail("Queued decisions cannot be written to the log without it."),
 					 errhint("Add the column back with the type the extension's install script gives it.")));
+
+		/*
+		 * The rows are formed from the library's values as they are, with no
+		 * cast: a column of another type would read them as something else.
+		 */
+		if (TupleDescAttr(desc, batch_attnums[col] - 1)->atttypid != log_columns[col].type)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("athena_keys.api_key_auth_log column \"%s\" has type %s, not %s",
+							log_columns[col].name,
+							format_type_be(TupleDescAttr(desc, batch_attnums[col] - 1)->atttypid),
+							format_type_be(log_columns[col].type)),
+					 errdetail("Queued decisions cannot be written to the log while the column has another type."),
+					 errhint("Give the column back the type the extension's install script gives it.")));
 	}
 
 	argtype = get_array_type(row->type_id);

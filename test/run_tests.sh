@@ -5,6 +5,7 @@
 #   - make installcheck: pg_regress behaviour tests, isolation specs (races),
 #     TAP tests (crashes, restarts, replicas) when present
 #   - C unit tests and bounded libFuzzer runs of the pure parsers/matchers
+#   - the call graph between source files (test/call_graph.sh): no cycles
 #   - the learning load check (pgbench, 8 clients)
 #   - the rate limit load check (pgbench, 8 clients, on a second server that
 #     preloads athena_keys)
@@ -50,6 +51,7 @@ run_suite "installcheck (regress, isolation, TAP)" installcheck
 if [ -d "$SRC/test/unit" ]; then
   run_suite "C unit tests" as_user make -s -C "$SRC/test/unit" test
 fi
+run_suite "no source file calls one that calls it back" bash "$SRC/test/call_graph.sh" "$SRC/src"
 if [ "$TEST_SET" = full ] && [ -d "$SRC/test/fuzz" ]; then
   run_suite "fuzzers (${FUZZ_SECONDS:-30}s each)" \
     as_user make -s -C "$SRC/test/fuzz" run FUZZ_SECONDS="${FUZZ_SECONDS:-30}"

@@ -7,7 +7,10 @@
 -- exactly those sections (src/request_effects.c), whose statements name
 -- every table, function and operator with its schema.  So it runs with the
 -- caller's rights and no SET clause, and a gateway role holds EXECUTE on
--- it alone.
+-- it alone.  _authenticate_privileged, the SECURITY DEFINER twin that 1.2
+-- and 1.3 handed such calls to, stays for backends that loaded the 1.3
+-- library before an update (they call it until they reconnect); granted to
+-- nobody, and decided like athena_authenticate by this library.
 --------------------------------------------------------------------------
 
 CREATE TYPE athena_keys.athena_auth_result AS (
@@ -47,3 +50,13 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[], integer) IS
 	'Decide one gateway request that consumes cost units (1 to 1000000, NULL = 1) of its rate limits.';
+
+CREATE FUNCTION athena_keys._authenticate_privileged(
+	key text, client text, ip inet, rights text[])
+RETURNS athena_keys.athena_auth_result
+AS 'MODULE_PATHNAME', 'athena_authenticate_privileged'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION athena_keys._authenticate_privileged(text, text, inet, text[]) IS
+	'The 1.2/1.3 SECURITY DEFINER twin of athena_authenticate, granted to nobody; kept for backends that loaded the 1.3 library until they reconnect, and decided like athena_authenticate by the 1.4 library.';

@@ -174,8 +174,8 @@ is($node->safe_psql('upgraded', "SET athena_keys.log_decisions = none; $verdicts
 is($node->safe_psql('upgraded', q{
 	SELECT string_agg(concat_ws(':', proname, prosecdef, proconfig), ' ' ORDER BY proname)
 	  FROM pg_proc WHERE pronamespace = 'athena_keys'::regnamespace AND proname LIKE '%authenticate%'}),
-	'athena_authenticate:f athena_authenticate:f',
-	'1.4: the entry point (with and without a cost) runs as the caller without a SET clause, and the SECURITY DEFINER twin of 1.2 is gone');
+	'_authenticate_privileged:t:{"search_path=pg_catalog, pg_temp"} athena_authenticate:f athena_authenticate:f',
+	'1.4: the entry point (with and without a cost) runs as the caller; the twin of 1.2 stays SECURITY DEFINER with a pinned search_path for backends of the old library');
 
 # Roles: admins made under 1.0 may call the 1.1 functions, nobody else may.
 is($node->safe_psql('upgraded', q{

@@ -140,12 +140,35 @@ $node->safe_psql('postgres',
 	"SELECT athena_keys.athena_authenticate('$learner', 'learning', '10.1.1.1', NULL)");
 is($logged->('learning'), '1', 'a learning call is logged with its learning writes, not queued');
 
-# A log table that lost a logged column stops the writer with an error
-# that names the column, rather than rows written into the wrong columns.
+# A log column of another type stops the writer with an error that names
+# it, rather than a crash: the batch forms rows from the library's values
+# without casts.
 $node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '100ms'\n");
 $node->reload;
-$node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN locked_in');
+$node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log ALTER COLUMN locked_in TYPE text');
 my $log_offset = -s $node->logfile;
+$calls->(20, 'retyped');
+ok($node->wait_for_log(qr/athena_keys\.api_key_auth_log column "locked_in" has type text, not boolean/,
+		$log_offset), 'a log column of another type is reported by name and type');
+is($logged->('retyped'), '0', 'no row is written while the column has another type');
+unlike(slurp_file($node->logfile, $log_offset), qr/terminated by signal/,
+	'no backend or writer crashed');
+$node->safe_psql('postgres',
+	'ALTER TABLE athena_keys.api_key_auth_log ALTER COLUMN locked_in TYPE boolean USING locked_in::boolean');
+# Each probe's row is queued for a writer, which starts after its back-off.
+ok($node->poll_query_until('postgres', q{
+		SELECT (SELECT count(*) FROM athena_keys.athena_authenticate(NULL, 'retyped-back', NULL, NULL)) > 0
+		   AND EXISTS (SELECT FROM pg_stat_activity
+		                WHERE backend_type = 'athena_keys log writer' AND datname = current_database())}),
+	'with the type restored, a writer runs again');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM athena_keys.api_key_auth_log WHERE client_name = 'retyped-back'"),
+	'and logs again');
+
+# A log table that lost a logged column stops the writer with an error
+# that names the column, rather than rows written into the wrong columns.
+$node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN locked_in');
+$log_offset = -s $node->logfile;
 $calls->(2, 'no-column');
 ok($node->wait_for_log(qr/athena_keys\.api_key_auth_log has no column "locked_in"/, $log_offset),
 	'a missing log column is reported by name');
