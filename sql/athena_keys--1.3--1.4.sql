@@ -45,6 +45,8 @@ CREATE TABLE athena_keys.api_key_rate_limit (
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	CONSTRAINT api_key_rate_limit_subject CHECK ((api_key_id IS NULL) <> (client_name IS NULL)),
 	CONSTRAINT api_key_rate_limit_rate CHECK (requests <= extract(epoch FROM per) * 1000000),
+	-- a bucket holds burst x per / requests: at most 100 years
+	CONSTRAINT api_key_rate_limit_bucket CHECK (extract(epoch FROM per) * burst <= 3155760000::numeric * requests),
 	CONSTRAINT api_key_rate_limit_key_per UNIQUE (api_key_id, per),
 	CONSTRAINT api_key_rate_limit_client_per UNIQUE (client_name, per)
 );
@@ -117,6 +119,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      DETAIL = format('The burst given is %s.', burst),
 			      HINT = 'Pass the requests a full bucket may take at once, or NULL for as many as the limit allows per period.';
+	END IF;
+	IF burst IS NOT NULL AND seconds * burst > 3155760000::numeric * requests THEN
+		RAISE EXCEPTION 'rate limit bucket of % per % with a burst of % is too long', requests, per, burst
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('A full bucket would take %s years to earn; a limit''s burst x period / requests is at most 100 years.',
+			                      round(seconds * burst / requests / 31557600, 1)),
+			      HINT = 'Pass a smaller burst, or more requests per period.';
 	END IF;
 	RETURN justify_hours(make_interval(secs => seconds));
 END

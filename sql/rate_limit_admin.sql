@@ -50,6 +50,13 @@ SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 10, '2 years');
 SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 2000000, '1 second');
 SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 10, '1 second', 0);
 SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 10, '1 second', -1);
+-- A bucket that would take more than 100 years to earn is refused; 100
+-- years exactly is not.
+SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 1, '1 year', 200);
+\echo :LAST_ERROR_SQLSTATE
+SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 1, '1 day', 100000);
+SELECT athena_keys.athena_set_key_rate_limit(:'ka_id', 1, '1 day', 36525);
+SELECT athena_keys.athena_clear_key_rate_limit(:'ka_id', '1 day');
 -- The largest limit takes the largest burst by default.
 SELECT athena_keys.athena_set_key_rate_limit(:'kb_id', 2147483647, '1 year');
 SELECT athena_keys.athena_clear_key_rate_limit(:'kb_id');
@@ -69,6 +76,8 @@ VALUES (:'ka_id', 'shop', 1, '1 second', 1);
 INSERT INTO athena_keys.api_key_rate_limit (requests, per, burst) VALUES (1, '1 second', 1);
 INSERT INTO athena_keys.api_key_rate_limit (api_key_id, requests, per, burst)
 VALUES (:'ka_id', 1, '1 microsecond', 1);
+INSERT INTO athena_keys.api_key_rate_limit (api_key_id, requests, per, burst)
+VALUES (:'ka_id', 1, '1 year', 200);
 \set VERBOSITY default
 SELECT scope, requests, per, burst FROM athena_keys.athena_rate_limits ORDER BY scope DESC, per;
 

@@ -36,6 +36,8 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include <time.h>
+
 #include "settings.h"
 
 #define RATE_LIMIT_TRANCHE "athena_keys rate limits"
@@ -49,10 +51,11 @@
 typedef struct RateBucket
 {
 	Oid			database;		/* limit ids are per database */
+	Oid			table;			/* and per api_key_rate_limit, re-created or not */
 	int64		limit_id;
 	int64		interval_ns;
 	int64		tolerance_ns;
-	int64		tat;			/* nanoseconds since the PostgreSQL epoch */
+	int64		tat;			/* nanoseconds of CLOCK_MONOTONIC */
 	bool		shadow;
 } RateBucket;
 
@@ -60,7 +63,7 @@ typedef struct RateLimitShared
 {
 	int			npartitions;
 	int			partition_size;
-	pg_atomic_uint64 last_full_warning; /* TimestampTz */
+	pg_atomic_uint64 last_full_warning; /* microseconds, CLOCK_MONOTONIC */
 	LWLockPadded *locks;
 	RateBucket	buckets[FLEXIBLE_ARRAY_MEMBER];
 } RateLimitShared;
@@ -137,6 +140,7 @@ static bool
 BucketIs(const RateBucket *b, const RateLimit *limit, bool shadow)
 {
 	return b->limit_id == limit->id && b->database == MyDatabaseId &&
+		b->table == limit->table &&
 		b->interval_ns == limit->interval_ns &&
 		b->tolerance_ns == limit->tolerance_ns && b->shadow == shadow;
 }
@@ -182,6 +186,7 @@ FindBucket(const RateLimit *limit, bool shadow, uint32 hash, int64 now,
 	{
 		free_entry->limit_id = limit->id;
 		free_entry->database = MyDatabaseId;
+		free_entry->table = limit->table;
 		free_entry->interval_ns = limit->interval_ns;
 		free_entry->tolerance_ns = limit->tolerance_ns;
 		free_entry->shadow = shadow;
@@ -190,14 +195,28 @@ FindBucket(const RateLimit *limit, bool shadow, uint32 hash, int64 now,
 	return free_entry;
 }
 
+/*
+ * Now, in nanoseconds of the system's monotonic clock: a wall clock that
+ * steps (NTP, an operator) must neither lock keys out nor let them burst,
+ * and the buckets only ever compare times of one boot.
+ */
+static int64
+MonotonicNanoseconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Warn that the table is full, at most once per interval for the server */
 static void
 WarnTableFull(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	int64		now = MonotonicNanoseconds() / 1000;
 	uint64		last = pg_atomic_read_u64(&rate_shared->last_full_warning);
 
-	if (now - (TimestampTz) last < RATE_LIMIT_WARNING_INTERVAL_US ||
+	if ((last != 0 && now - (int64) last < RATE_LIMIT_WARNING_INTERVAL_US) ||
 		!pg_atomic_compare_exchange_u64(&rate_shared->last_full_warning, &last, (uint64) now))
 		return;
 	ereport(WARNING,
@@ -293,8 +312,8 @@ ConsumeRateLimits(const RateLimit *key_limits, int nkey,
 	for (i = 0; i < n; i++)
 	{
 		limits[i] = i < nkey ? &key_limits[i] : &client_limits[i - nkey];
-		hashes[i] = RateLimitBucketHash(MyDatabaseId, limits[i]->id, limits[i]->interval_ns,
-										limits[i]->tolerance_ns, shadow);
+		hashes[i] = RateLimitBucketHash(MyDatabaseId, limits[i]->table, limits[i]->id,
+										limits[i]->interval_ns, limits[i]->tolerance_ns, shadow);
 		npartitions = AddPartition(partitions, npartitions,
 								   hashes[i] % rate_shared->npartitions);
 	}
@@ -302,13 +321,16 @@ ConsumeRateLimits(const RateLimit *key_limits, int nkey,
 	/* Every partition involved, in ascending order */
 	for (i = 0; i < npartitions; i++)
 		LWLockAcquire(&rate_shared->locks[partitions[i]].lock, LW_EXCLUSIVE);
-	now = GetCurrentTimestamp() * 1000;
+	now = MonotonicNanoseconds();
 	for (i = 0; i < n && !full; i++)
 	{
 		buckets[i] = FindBucket(limits[i], shadow, hashes[i], now, buckets, i);
 		full = buckets[i] == NULL;
 		if (!full)
+		{
+			buckets[i]->tat = GcraClampTat(buckets[i]->tat, now, limits[i]);
 			GcraEvaluate(buckets[i]->tat, now, limits[i], cost, &results[i]);
+		}
 	}
 	if (!full)
 	{

@@ -18,8 +18,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* The largest span any sum of these functions may reach (about 146 years) */
-#define GCRA_TIME_CEILING ((int64_t) 1 << 62)
+/*
+ * The longest a bucket may hold, burst x interval: 101 years, a year
+ * more than the admin functions and the table's CHECK allow, so that the
+ * interval's rounding up to the nanosecond never refuses a stored limit;
+ * every sum here then stays far below the range of int64.
+ */
+#define RATE_LIMIT_MAX_TOLERANCE_NS ((int64_t) 3187317600LL * 1000000000LL)
 
 /* The fastest limit: one unit per microsecond */
 #define RATE_LIMIT_MIN_INTERVAL_NS 1000
@@ -30,7 +35,8 @@
 /* One limit as stored in athena_keys.api_key_rate_limit */
 typedef struct RateLimit
 {
-	int64_t		id;				/* the row's id: names the bucket */
+	uint32_t	table;			/* api_key_rate_limit's OID: a re-created table's ids are new */
+	int64_t		id;				/* the row's id: names the bucket with table */
 	int32_t		requests;		/* units per period */
 	int64_t		per_us;			/* the period, microseconds */
 	int32_t		burst;			/* units a full bucket holds */
@@ -61,10 +67,11 @@ typedef struct RateLimitFinding
 extern bool RateLimitPrepare(RateLimit *limit);
 extern void GcraEvaluate(int64_t tat, int64_t now, const RateLimit *limit, int32_t cost,
 						 GcraResult *result);
+extern int64_t GcraClampTat(int64_t tat, int64_t now, const RateLimit *limit);
 extern bool GcraBucketFull(int64_t tat, int64_t now);
 extern void RateLimitCombine(const GcraResult *results, int n, RateLimitFinding *finding);
-extern uint32_t RateLimitBucketHash(uint32_t database, int64_t id, int64_t interval_ns,
-									int64_t tolerance_ns, bool shadow);
+extern uint32_t RateLimitBucketHash(uint32_t database, uint32_t table, int64_t id,
+									int64_t interval_ns, int64_t tolerance_ns, bool shadow);
 extern int64_t RateLimitCeilDiv(int64_t value, int64_t unit);
 
 #endif

@@ -139,6 +139,8 @@ CREATE TABLE athena_keys.api_key_rate_limit (
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	CONSTRAINT api_key_rate_limit_subject CHECK ((api_key_id IS NULL) <> (client_name IS NULL)),
 	CONSTRAINT api_key_rate_limit_rate CHECK (requests <= extract(epoch FROM per) * 1000000),
+	-- a bucket holds burst x per / requests: at most 100 years
+	CONSTRAINT api_key_rate_limit_bucket CHECK (extract(epoch FROM per) * burst <= 3155760000::numeric * requests),
 	CONSTRAINT api_key_rate_limit_key_per UNIQUE (api_key_id, per),
 	CONSTRAINT api_key_rate_limit_client_per UNIQUE (client_name, per)
 );

@@ -43,6 +43,13 @@ BEGIN
 			      DETAIL = format('The burst given is %s.', burst),
 			      HINT = 'Pass the requests a full bucket may take at once, or NULL for as many as the limit allows per period.';
 	END IF;
+	IF burst IS NOT NULL AND seconds * burst > 3155760000::numeric * requests THEN
+		RAISE EXCEPTION 'rate limit bucket of % per % with a burst of % is too long', requests, per, burst
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('A full bucket would take %s years to earn; a limit''s burst x period / requests is at most 100 years.',
+			                      round(seconds * burst / requests / 31557600, 1)),
+			      HINT = 'Pass a smaller burst, or more requests per period.';
+	END IF;
 	RETURN justify_hours(make_interval(secs => seconds));
 END
 $$;

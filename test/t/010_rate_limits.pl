@@ -16,6 +16,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use AthenaTest;
+use IPC::Run;
 
 my $node = athena_node('limits', init => { allows_streaming => 1 }, preload => 1);
 
@@ -66,6 +67,42 @@ is(verdict($node, $key), 'f,429,Rate limit exceeded', 'and the next request is r
 $node->restart;
 is(verdict($node, $key), 't,200', 'after a restart the count starts again');
 is(verdict($node, $key), 'f,429,Rate limit exceeded', 'and is enforced again');
+
+# So does a crash: shared memory is made again after any backend's crash
+# (kill -9 of an unrelated one here).
+my ($sleep_out, $sleep_err) = ('', '');
+my $sleeper = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-c', 'SELECT pg_sleep(600)' ],
+	'>', \$sleep_out, '2>', \$sleep_err);
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'")
+  or die 'the sleeping backend did not start';
+my $victim_pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(600)'");
+kill 'KILL', $victim_pid;
+eval { $sleeper->finish; };
+# The test cluster does not restart after a crash on its own (restart_after_crash is off).
+ok(restart_after_crash($node), 'the server is back after the crash');
+is(verdict($node, $key), 't,200', 'after a crash restart the count starts again too');
+is(verdict($node, $key), 'f,429,Rate limit exceeded', 'and is enforced again');
+
+# A re-created extension's limits start with full buckets, even where a
+# limit of the same id and period was spent before: the bucket is named by
+# the limit table's OID too, not by its row id alone.
+$node->safe_psql('postgres', 'CREATE DATABASE recreated');
+for my $round (1, 2)
+{
+	$node->safe_psql('recreated',
+		'DROP EXTENSION IF EXISTS athena_keys CASCADE; CREATE EXTENSION athena_keys');
+	my ($again, $again_id) = create_key($node, 'recreated', q{'again'});
+	$node->safe_psql('recreated', "SELECT athena_keys.athena_set_key_rate_limit('$again_id', 1, '1 day')");
+	is($node->safe_psql('recreated', 'SELECT id FROM athena_keys.api_key_rate_limit'), '1',
+		"round $round: the limit's id is 1");
+	my $call = "SELECT concat_ws(',', allowed, status, reason) "
+	  . "FROM athena_keys.athena_authenticate('$again', NULL, NULL, NULL)";
+	is($node->safe_psql('recreated', $call), 't,200', "round $round: the new key's first call passes");
+	is($node->safe_psql('recreated', $call), 'f,429,Rate limit exceeded', "round $round: its second is refused");
+}
 
 ########################################################################
 # A standby enforces counts of its own.

@@ -383,7 +383,7 @@ TestLearning(void)
 static void
 TestRateLimits(void)
 {
-	static const RateLimit limit = {1, 10, 1000000, 10, 100000000, 1000000000};
+	static const RateLimit limit = {0, 1, 10, 1000000, 10, 100000000, 1000000000};
 	KeyFacts	key;
 	ClientFacts client;
 	DecisionRequest request;

@@ -16,7 +16,7 @@
 static RateLimit
 Limit(int32_t requests, int64_t per_us, int32_t burst)
 {
-	RateLimit	limit = {1, requests, per_us, burst, 0, 0};
+	RateLimit	limit = {0, 1, requests, per_us, burst, 0, 0};
 
 	Check(RateLimitPrepare(&limit), "%d per %lld us, burst %d, prepares",
 		  requests, (long long) per_us, burst);
@@ -45,9 +45,11 @@ main(void)
 {
 	RateLimit	ten = Limit(10, 1000000, 20);	/* 10 per second, burst 20 */
 	RateLimit	third = Limit(3, 1000000, 3);
-	RateLimit	bad = {1, 0, 1000000, 1, 0, 0};
-	RateLimit	too_fast = {1, 2000, 1000, 2000, 0, 0};
-	RateLimit	huge = {1, 1, 31557600000000LL, 1000000000, 0, 0};
+	RateLimit	bad = {0, 1, 0, 1000000, 1, 0, 0};
+	RateLimit	too_fast = {0, 1, 2000, 1000, 2000, 0, 0};
+	RateLimit	huge = {0, 1, 1, 31557600000000LL, 30, 0, 0};	/* 1 a year, burst 30 */
+	RateLimit	too_long = {0, 1, 1, 31557600000000LL, 200, 0, 0}; /* 200 years */
+	RateLimit	day_burst = {0, 1, 1, 86400000000LL, 100000, 0, 0};	/* 274 years */
 	GcraResult	r;
 	GcraResult	results[3];
 	RateLimitFinding finding;
@@ -61,7 +63,9 @@ main(void)
 	CHECK(third.interval_ns == 333333334);	/* rounded up: never more than 3 a second */
 	CHECK(!RateLimitPrepare(&bad));
 	CHECK(!RateLimitPrepare(&too_fast));
-	CHECK(RateLimitPrepare(&huge) && huge.tolerance_ns == GCRA_TIME_CEILING);
+	CHECK(RateLimitPrepare(&huge) && huge.tolerance_ns == 30 * huge.interval_ns);
+	CHECK(!RateLimitPrepare(&too_long));	/* a bucket of more than 100 years */
+	CHECK(!RateLimitPrepare(&day_burst));
 
 	/* A fresh bucket admits the burst at once, then one per interval */
 	admitted = AdmitAll(&tat, now, &ten);
@@ -104,10 +108,31 @@ main(void)
 	CHECK(r.allowed && r.remaining == 5);
 	GcraEvaluate(now + 1800 * MS, now, &ten, 5, &r);
 	CHECK(!r.allowed && !r.never && r.retry_after_ns == 300 * MS && r.remaining == 2);
+	/* The largest buckets count exactly: 30 a year, then none */
+	tat = 0;
+	CHECK(AdmitAll(&tat, now, &huge) == 30);
+	GcraEvaluate(tat, now, &huge, 1, &r);
+	CHECK(!r.allowed && !r.never && r.retry_after_ns == huge.interval_ns && r.remaining == 0);
 	GcraEvaluate(0, now, &huge, RATE_LIMIT_MAX_COST, &r);
-	CHECK(r.allowed);			/* saturated, not overflowed */
-	GcraEvaluate(GCRA_TIME_CEILING, now, &ten, RATE_LIMIT_MAX_COST, &r);
+	CHECK(!r.allowed && r.never && r.retry_after_ns == 0);
+	GcraEvaluate(0, now, &huge, 30, &r);
+	CHECK(r.allowed && r.remaining == 0 && r.reset_ns == huge.tolerance_ns);
+	GcraEvaluate(0, now, &ten, RATE_LIMIT_MAX_COST, &r);
 	CHECK(!r.allowed && r.never);
+
+	/*
+	 * A clock stepped back an hour: a bucket an hour ahead counts as just
+	 * empty, so the wait is at most one interval, never the hour.
+	 */
+	tat = 0;
+	(void) AdmitAll(&tat, now, &ten);
+	GcraEvaluate(tat, now - 3600 * SECOND, &ten, 1, &r);
+	CHECK(!r.allowed && r.retry_after_ns == 100 * MS && r.reset_ns == ten.tolerance_ns);
+	tat = GcraClampTat(tat, now - 3600 * SECOND, &ten);
+	CHECK(tat == now - 3600 * SECOND + ten.tolerance_ns);
+	CHECK(GcraClampTat(now + SECOND, now, &ten) == now + SECOND);	/* within: unchanged */
+	GcraEvaluate(tat, now - 3600 * SECOND + 100 * MS, &ten, 1, &r);
+	CHECK(r.allowed && r.new_tat <= now - 3600 * SECOND + 100 * MS + ten.tolerance_ns);
 
 	/* A bucket is as good as fresh once its TAT has passed */
 	CHECK(GcraBucketFull(now, now) && GcraBucketFull(now - 1, now));
@@ -130,11 +155,12 @@ main(void)
 	CHECK(finding.allowed && finding.tightest == -1);
 
 	/* Buckets: the same limit hashes alike, a shadow, changed or other database's apart */
-	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) != RateLimitBucketHash(2, 7, 100, 2000, false));
-	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) == RateLimitBucketHash(1, 7, 100, 2000, false));
-	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) != RateLimitBucketHash(1, 7, 100, 2000, true));
-	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) != RateLimitBucketHash(1, 8, 100, 2000, false));
-	CHECK(RateLimitBucketHash(1, 7, 100, 2000, false) != RateLimitBucketHash(1, 7, 100, 3000, false));
+	CHECK(RateLimitBucketHash(1, 5, 7, 100, 2000, false) != RateLimitBucketHash(2, 5, 7, 100, 2000, false));
+	CHECK(RateLimitBucketHash(1, 5, 7, 100, 2000, false) == RateLimitBucketHash(1, 5, 7, 100, 2000, false));
+	CHECK(RateLimitBucketHash(1, 5, 7, 100, 2000, false) != RateLimitBucketHash(1, 5, 7, 100, 2000, true));
+	CHECK(RateLimitBucketHash(1, 5, 7, 100, 2000, false) != RateLimitBucketHash(1, 5, 8, 100, 2000, false));
+	CHECK(RateLimitBucketHash(1, 5, 7, 100, 2000, false) != RateLimitBucketHash(1, 5, 7, 100, 3000, false));
+	CHECK(RateLimitBucketHash(1, 5, 7, 100, 2000, false) != RateLimitBucketHash(1, 6, 7, 100, 2000, false));
 	CHECK(RateLimitCeilDiv(10, 3) == 4 && RateLimitCeilDiv(9, 3) == 3 && RateLimitCeilDiv(0, 3) == 0);
 	return CheckSummary();
 }
