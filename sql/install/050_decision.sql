@@ -34,3 +34,18 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[]) IS
 	'Decide one gateway request: key genuine, active, unexpired, client-bound, rights, IP policy; logs the decision.';
+
+-- The compact verdict for gateways: the same decision and effects as
+-- athena_authenticate, answered as one text value (src/gateway_verdict_fields.h:
+-- allowed|status|fail_mode|key_id|public_id|reason|client_name, an empty
+-- field NULL, client_name the rest of the value).  PostgreSQL executes a
+-- scalar called in the target list much more cheaply than a row-returning
+-- function in FROM, so athena-authd calls this one.
+CREATE FUNCTION athena_keys.athena_gateway_verdict(
+	key text, client text, ip inet, rights text[])
+RETURNS text
+AS 'MODULE_PATHNAME', 'athena_gateway_verdict'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION athena_keys.athena_gateway_verdict(text, text, inet, text[]) IS
+	'Decide one gateway request as athena_authenticate does; the verdict a gateway acts on, as one text value.';

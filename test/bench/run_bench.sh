@@ -117,7 +117,10 @@ BULK_SECRET=$(printf '%064d' 0 | tr 0 a)
 # script has a literal NULL.  Each scenario's verdict is checked once
 # through psql before measuring.
 GATEWAY_COLUMNS="allowed, status, reason, key_id, public_id, client_name, fail_mode"
-gateway_sql() {   # gateway_sql KEY-EXPRESSION [COLUMNS]
+gateway_sql() {   # gateway_sql KEY-EXPRESSION: the compact call athena-authd prepares
+  echo "SELECT athena_keys.athena_gateway_verdict($1::text, :client::text, :ip::inet, string_to_array(:rights::text, ','));"
+}
+row_sql() {       # row_sql KEY-EXPRESSION [COLUMNS]: the full row, from FROM
   echo "SELECT ${2:-$GATEWAY_COLUMNS} FROM athena_keys.athena_authenticate($1::text, :client::text, :ip::inet, string_to_array(:rights::text, ','));"
 }
 script() { printf '%s
@@ -126,9 +129,10 @@ script select1 "SELECT 1;"
 script plain_insert "INSERT INTO bench_plain_log (api_key_id, api_key_public_id, client_name, remote_addr, required_rights, granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status) VALUES ('$HAPPY_ID', '$HAPPY_PUBLIC', 'web', '$CALLER_IP', '{users.read}', '{users.*}', '{}', true, true, true, true, 200);"
 script gateway "$(gateway_sql :key)"
 script gateway_no_key "$(gateway_sql NULL)"
-script gateway_all_columns "$(gateway_sql :key '*')"
+script gateway_row "$(row_sql :key)"
+script gateway_all_columns "$(row_sql :key '*')"
 printf '%s\n' '\set g random(1, '"$N_KEYS"')' \
-  "SELECT $GATEWAY_COLUMNS FROM athena_keys.athena_authenticate('ath_' || lpad(to_hex(:g::int), 16, '0') || '.$BULK_SECRET', 'web', '$CALLER_IP', '{}');" \
+  "SELECT athena_keys.athena_gateway_verdict('ath_' || lpad(to_hex(:g::int), 16, '0') || '.$BULK_SECRET', 'web', '$CALLER_IP', '{}');" \
   >"$OUT/random_key.sql"
 
 # request_vars KEY CLIENT IP RIGHTS: the -D options of one request
@@ -149,7 +153,10 @@ check() {
   status=${EXPECT[$name]%%|*}
   reason=""
   [[ ${EXPECT[$name]} == *"|"* ]] && reason=${EXPECT[$name]#*|}
-  sql=$(sed 's/^SELECT .* FROM athena_keys.athena_authenticate/SELECT status, coalesce(reason, '"''"') FROM athena_keys.athena_authenticate/' "$OUT/${FILE[$name]}.sql")
+  # The full row's status and reason, or the compact verdict's (fields 2 and 6)
+  sql=$(sed -e 's/^SELECT .* FROM athena_keys.athena_authenticate/SELECT status, coalesce(reason, '"''"') FROM athena_keys.athena_authenticate/' \
+            -e 's/^SELECT \(athena_keys.athena_gateway_verdict(.*)\);$/SELECT split_part(v, '"'|'"', 2), split_part(v, '"'|'"', 6) FROM (SELECT \1 AS v) s;/' \
+            "$OUT/${FILE[$name]}.sql")
   local -a psql_vars=()
   for var in ${VARS[$name]:-}; do
     [ "$var" = -D ] && continue
@@ -324,6 +331,8 @@ scenario happy_async "happy path, async log" gateway pgopt="$ASYNC" vars="$HAPPY
   base=select1 target=0.6 show=1
 scenario happy_none "happy path, log_decisions=none" gateway pgopt="$NONE" vars="$HAPPY_VARS" expect=200 \
   base=select1 target=0.8 short="happy (none)" show=1
+scenario happy_none_row "  same, the row from FROM athena_authenticate (info)" gateway_row pgopt="$NONE" \
+  vars="$HAPPY_VARS" expect=200 base=select1
 scenario happy_none_all "  same, all 13 columns (info)" gateway_all_columns pgopt="$NONE" vars="$HAPPY_VARS" \
   expect=200 base=select1
 scenario happy_none_miss "  same, key cache off: every call a miss" gateway \
@@ -511,7 +520,7 @@ verdict() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "n/a"; else p
 
 echo
 echo "athena_keys benchmark: pgbench -M prepared -c $CLIENTS -j $THREADS, ${ROUNDS}x${ROUND_SECONDS} s per scenario, $(nproc) CPUs, $(q 'SELECT version()' | cut -d, -f1), shared_preload_libraries = '$(q 'SHOW shared_preload_libraries')'"
-echo "calls: the statement athena-authd prepares ($GATEWAY_COLUMNS, parameters bound per call)"
+echo "calls: the statement athena-authd prepares (athena_gateway_verdict in the target list, parameters bound per call)"
 printf '%-44s %8s %-12s %-24s %-10s %8s %8s %9s %9s %-14s %8s %-10s\n' scenario tps "rounds" "ratio vs baseline" target p50_ms p99_ms server_us client_us "server cpu" instr "instr ratio"
 printf '%s\n' "$(printf '%.0s-' $(seq 178))"
 for s in "${ORDER[@]}"; do
