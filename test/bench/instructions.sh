@@ -57,7 +57,7 @@ instr_stop() {
 
 # instr_totals FILE: the instructions a callgrind file collected
 instr_totals() {
-  awk '/^(totals|summary):/ { t = $2 } END { print t + 0 }' "$1"
+  awk '/^(totals|summary):/ { t = $2 } END { printf "%.0f\n", t }' "$1"
 }
 
 # instr_new_files KIND: the callgrind files not yet seen whose process ran
