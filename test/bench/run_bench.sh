@@ -301,14 +301,14 @@ measure() {
     # the server (its clock is read lazily); completion intervals add up to
     # the wall clock, so their mean is exactly clients / tps.
     lat=$(awk '{ k = FILENAME " " $1; t = $5 * 1000000 + $6; if (k in p) print t - p[k]; p[k] = t }' \
-            "$OUT"/log_"$name"_r* 2>/dev/null | sort -n | awk '
+            "$OUT"/log_"$name"_r[0-9]* 2>/dev/null | sort -n | awk '
           { v[NR] = $1 } END {
             if (NR == 0) { print "0 0"; exit }
             i50 = int(NR * 0.50 + 0.5); if (i50 < 1) i50 = 1
             i99 = int(NR * 0.99 + 0.5); if (i99 < 1) i99 = 1; if (i99 > NR) i99 = NR
             printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
     read -r P50[$name] P99[$name] <<<"$lat"
-    rm -f "$OUT"/log_"$name"_r*
+    rm -f "$OUT"/log_"$name"_r[0-9]*
     printf '   %-44s %8.0f tps (rounds %s)  p50 %s ms  p99 %s ms\n' \
       "${LABEL[$name]}" "${TPS[$name]}" "${SPREAD[$name]}" "${P50[$name]}" "${P99[$name]}"
   done
@@ -331,7 +331,7 @@ scenario happy_async "happy path, async log" gateway pgopt="$ASYNC" vars="$HAPPY
   base=select1 target=0.6 show=1
 scenario happy_none "happy path, log_decisions=none" gateway pgopt="$NONE" vars="$HAPPY_VARS" expect=200 \
   base=select1 target=0.8 short="happy (none)" show=1
-scenario happy_none_row "  same, the row from FROM athena_authenticate (info)" gateway_row pgopt="$NONE" \
+scenario happy_none_from "  same, the row from FROM athena_authenticate (info)" gateway_row pgopt="$NONE" \
   vars="$HAPPY_VARS" expect=200 base=select1
 scenario happy_none_all "  same, all 13 columns (info)" gateway_all_columns pgopt="$NONE" vars="$HAPPY_VARS" \
   expect=200 base=select1
