@@ -1,16 +1,20 @@
 /*-------------------------------------------------------------------------
  * authenticate.c
- *		athena_authenticate(key, client, ip, rights [, cost]): the SQL entry
- *		point, SECURITY INVOKER, one call per request.
+ *		athena_authenticate(key, client, ip, rights [, cost]) and
+ *		athena_gateway_verdict(key, client, ip, rights): the SQL entry
+ *		points, SECURITY INVOKER, one call per request.
  *
  * A call reads its arguments into a DecisionRequest, takes the config and
  * the key from this backend's caches (request_effects.c fills what is
  * missing, with the owner's rights), decides without side effects
  * (decision.c), performs what the decision needs (learning, the log row,
  * the last_used_at stamp; request_effects.c again; the rate limits, which
- * need no table, rate_limit.c), and returns the row (result_row.c).  Bad
- * input never raises: it gets a verdict.  The cost is the gateway's own
- * figure, not the request's, so a cost out of range is an error.
+ * need no table, rate_limit.c), and returns the row (result_row.c), or for
+ * athena_gateway_verdict the compact verdict a gateway acts on
+ * (gateway_verdict.c): the same decision and the same effects, another
+ * shape of answer.  Bad input never raises: it gets a verdict.  The cost
+ * is the gateway's own figure, not the request's, so a cost out of range
+ * is an error.
  *
  * Every call first applies the cache invalidations that arrived since the
  * last one, so a committed revocation reaches even a transaction that
@@ -27,6 +31,7 @@
 
 #include "cache_invalidation.h"
 #include "decision.h"
+#include "gateway_verdict.h"
 #include "key_last_used.h"
 #include "log_routing.h"
 #include "rate_limit.h"
@@ -35,6 +40,14 @@
 
 PG_FUNCTION_INFO_V1(athena_authenticate);
 PG_FUNCTION_INFO_V1(athena_authenticate_privileged);
+PG_FUNCTION_INFO_V1(athena_gateway_verdict);
+
+/* The shape of a call's answer */
+typedef enum AnswerShape
+{
+	ANSWER_FULL_ROW,			/* athena_auth_result */
+	ANSWER_GATEWAY_VERDICT		/* gateway_verdict_fields.h's text */
+} AnswerShape;
 
 /* One call: the request as read, and the datums its answer reuses */
 typedef struct AuthCall
@@ -300,9 +313,9 @@ ResultOf(FunctionCallInfo fcinfo, const CachedKey *key, const DecisionOutcome *o
 	return FormResultRow(fcinfo, values, nulls);
 }
 
-/* One request, decided and recorded; see the file header */
+/* One request, decided, recorded and answered in shape; see the file header */
 static Datum
-AuthenticateRequest(FunctionCallInfo fcinfo)
+AuthenticateRequest(FunctionCallInfo fcinfo, AnswerShape shape)
 {
 	RequestEffects fx;
 	AuthCall	call;
@@ -349,22 +362,25 @@ AuthenticateRequest(FunctionCallInfo fcinfo)
 
 	RecordDecision(&fx, &call, key, &outcome, learned, client.fail_open, missing);
 	FinishRequestEffects(&fx);
-	result = ResultOf(fcinfo, key, &outcome, missing, client.fail_open, &rate);
+	if (shape == ANSWER_GATEWAY_VERDICT)
+		result = GatewayVerdictText(key, &outcome, client.fail_open, &rate);
+	else
+		result = ResultOf(fcinfo, key, &outcome, missing, client.fail_open, &rate);
 	return result;
 }
 
 /*
- * athena_authenticate(key, client, ip, rights [, cost]).  Invalidations that
- * arrived since this transaction last took a lock are applied first: a
- * revocation committed while the caller's transaction stays open (a pooled
- * connection, a prepared statement in one long READ COMMITTED transaction)
- * takes effect on its next call.  A call may run nested in another (from
- * a trigger the outer call's log insert fired): the cache use count keeps
- * it from freeing the outer call's entries, and the outer call's SPI
- * connection state comes back when it ends, also when it raises.
+ * One call of either entry point.  Invalidations that arrived since this
+ * transaction last took a lock are applied first: a revocation committed
+ * while the caller's transaction stays open (a pooled connection, a
+ * prepared statement in one long READ COMMITTED transaction) takes effect
+ * on its next call.  A call may run nested in another (from a trigger the
+ * outer call's log insert fired): the cache use count keeps it from
+ * freeing the outer call's entries, and the outer call's SPI connection
+ * state comes back when it ends, also when it raises.
  */
-Datum
-athena_authenticate(PG_FUNCTION_ARGS)
+static Datum
+AuthenticateCall(FunctionCallInfo fcinfo, AnswerShape shape)
 {
 	volatile Datum result = (Datum) 0;
 	volatile SpiCallState outer_spi;
@@ -374,7 +390,7 @@ athena_authenticate(PG_FUNCTION_ARGS)
 	EnterCacheUse();
 	PG_TRY();
 	{
-		result = AuthenticateRequest(fcinfo);
+		result = AuthenticateRequest(fcinfo, shape);
 	}
 	PG_FINALLY();
 	{
@@ -382,7 +398,24 @@ athena_authenticate(PG_FUNCTION_ARGS)
 		EndSpiCall(outer_spi);
 	}
 	PG_END_TRY();
-	PG_RETURN_DATUM(result);
+	return result;
+}
+
+/* athena_authenticate(key, client, ip, rights [, cost]): the full verdict row */
+Datum
+athena_authenticate(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(AuthenticateCall(fcinfo, ANSWER_FULL_ROW));
+}
+
+/*
+ * athena_gateway_verdict(key, client, ip, rights): the same decision as
+ * athena_authenticate, answered as the compact text a gateway reads
+ */
+Datum
+athena_gateway_verdict(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(AuthenticateCall(fcinfo, ANSWER_GATEWAY_VERDICT));
 }
 
 /*

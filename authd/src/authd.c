@@ -3,7 +3,7 @@
  *		athena-authd: a forward-auth sidecar for nginx auth_request,
  *		Traefik forwardAuth and Envoy ext_authz (HTTP mode).
  *
- * Each request is decided by one call of athena_keys.athena_authenticate()
+ * Each request is decided by one call of athena_keys.athena_gateway_verdict()
  * with the key (X-Athena-Key, or the configured key sources), the
  * X-Athena-Client and X-Athena-Rights headers and the caller IP (see
  * client_ip.c).  Every path of the authorization listener is such a

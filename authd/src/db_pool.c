@@ -2,8 +2,11 @@
  * db_pool.c
  *		Persistent libpq connections for athena-authd.
  *
- * Every decision runs the prepared athena_authenticate() call exactly
- * once on one pooled connection.  Nothing here can block past the
+ * Every decision runs the prepared athena_gateway_verdict() call exactly
+ * once on one pooled connection: the same decision as athena_authenticate(),
+ * answered as one text value in the target list, which PostgreSQL executes
+ * far more cheaply than a row from a function in FROM (verdict_text.c
+ * reads it).  Nothing here can block past the
  * caller's deadline: waiting for a free slot, connecting (non-blocking
  * PQconnectStartParams/PQconnectPoll) and running the statement
  * (PQsendQueryPrepared and poll()) all share one budget.  The server also
@@ -40,7 +43,6 @@
 #include <time.h>
 
 #include "metrics.h"
-#include "result_columns.h"
 #include "sql_error.h"
 
 #define AUTH_STATEMENT_NAME "athena_authd_authenticate"
@@ -50,31 +52,8 @@
  * Rights travel as one text parameter split on the server, so no value is
  * ever spliced into SQL text and no array literal has to be escaped here.
  */
-/*
- * The columns of athena_auth_result that athena-authd reads, in the order
- * it selects them.  Each name must be a column of the extension's
- * result_columns.h (the build fails otherwise), and the SELECT list and the
- * positions ReadVerdict reads are both made from this one list.
- */
-#define AUTHD_COLUMN_LIST(FIRST, NEXT) \
-	FIRST(allowed) NEXT(status) NEXT(reason) NEXT(key_id) NEXT(public_id) \
-	NEXT(client_name) NEXT(fail_mode) NEXT(retry_after_ms) NEXT(rate_limit) \
-	NEXT(rate_remaining) NEXT(rate_reset_ms)
-#define AUTHD_COLUMN_ENUM(name) AUTHD_##name,
-enum
-{
-	AUTHD_COLUMN_LIST(AUTHD_COLUMN_ENUM, AUTHD_COLUMN_ENUM)
-	AUTH_COLUMN_COUNT
-};
-#define AUTHD_COLUMN_CHECK(name) \
-	_Static_assert(RESULT_##name >= 0, #name " is a column of athena_auth_result");
-AUTHD_COLUMN_LIST(AUTHD_COLUMN_CHECK, AUTHD_COLUMN_CHECK)
-#define AUTHD_COLUMN_FIRST(name) #name
-#define AUTHD_COLUMN_NEXT(name) ", " #name
-
 static const char auth_statement_sql[] =
-	"SELECT " AUTHD_COLUMN_LIST(AUTHD_COLUMN_FIRST, AUTHD_COLUMN_NEXT) " "
-	"FROM athena_keys.athena_authenticate($1::text, $2::text, $3::inet, "
+	"SELECT athena_keys.athena_gateway_verdict($1::text, $2::text, $3::inet, "
 	"string_to_array($4::text, ','))";
 
 /* One pooled connection */
@@ -438,7 +417,7 @@ OpenConnection(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
 	}
 	if (PQresultStatus(result) != PGRES_COMMAND_OK)
 	{
-		SetErrorFromMessage(error, error_len, "cannot prepare athena_authenticate call",
+		SetErrorFromMessage(error, error_len, "cannot prepare athena_gateway_verdict call",
 							PQresultErrorMessage(result));
 		PQclear(result);
 		MetricsCountConnect(false);
@@ -596,63 +575,21 @@ DbPoolWarmUp(DbPool *pool, char *error, size_t error_len)
 	return opened;
 }
 
-/* strdup of a result field, NULL for SQL NULL */
-static char *
-CopyField(const PGresult *result, int column)
-{
-	if (PQgetisnull(result, 0, column))
-		return NULL;
-	return strdup(PQgetvalue(result, 0, column));
-}
-
-/* A bigint field into *value; false (and 0) for SQL NULL */
-static bool
-ReadInteger(const PGresult *result, int column, long long *value)
-{
-	*value = 0;
-	if (PQgetisnull(result, 0, column))
-		return false;
-	*value = strtoll(PQgetvalue(result, 0, column), NULL, 10);
-	return true;
-}
-
-/* Free the strings of a verdict */
-void
-FreeAuthVerdict(AuthVerdict *verdict)
-{
-	free(verdict->reason);
-	free(verdict->key_id);
-	free(verdict->public_id);
-	free(verdict->client_name);
-	free(verdict->fail_mode);
-	memset(verdict, 0, sizeof(*verdict));
-}
-
-/* Read the single row athena_authenticate() returned into verdict */
+/* Read the single value athena_gateway_verdict() returned into verdict */
 static bool
 ReadVerdict(const PGresult *result, AuthVerdict *verdict, char *error, size_t error_len)
 {
-	if (PQntuples(result) != 1 || PQnfields(result) != AUTH_COLUMN_COUNT ||
-		PQgetisnull(result, 0, AUTHD_allowed) || PQgetisnull(result, 0, AUTHD_status))
+	if (PQntuples(result) != 1 || PQnfields(result) != 1 || PQgetisnull(result, 0, 0) ||
+		!ParseVerdictText(PQgetvalue(result, 0, 0), verdict))
 	{
-		snprintf(error, error_len, "athena_authenticate returned an unexpected result shape");
+		FreeAuthVerdict(verdict);
+		snprintf(error, error_len, "athena_gateway_verdict returned an unexpected result shape");
 		return false;
 	}
-	verdict->allowed = strcmp(PQgetvalue(result, 0, AUTHD_allowed), "t") == 0;
-	verdict->status = atoi(PQgetvalue(result, 0, AUTHD_status));
-	verdict->reason = CopyField(result, AUTHD_reason);
-	verdict->key_id = CopyField(result, AUTHD_key_id);
-	verdict->public_id = CopyField(result, AUTHD_public_id);
-	verdict->client_name = CopyField(result, AUTHD_client_name);
-	verdict->fail_mode = CopyField(result, AUTHD_fail_mode);
-	verdict->has_retry_after = ReadInteger(result, AUTHD_retry_after_ms, &verdict->retry_after_ms);
-	verdict->has_rate_limit = ReadInteger(result, AUTHD_rate_limit, &verdict->rate_limit) &&
-		ReadInteger(result, AUTHD_rate_remaining, &verdict->rate_remaining) &&
-		ReadInteger(result, AUTHD_rate_reset_ms, &verdict->rate_reset_ms);
 	return true;
 }
 
-/* Queue the athena_authenticate() call (and its timeout) on conn */
+/* Queue the athena_gateway_verdict() call (and its timeout) on conn */
 static bool
 SendAuthCall(DbPool *pool, PGconn *conn, const char *const params[4])
 {
@@ -676,7 +613,7 @@ SendAuthCall(DbPool *pool, PGconn *conn, const char *const params[4])
 }
 
 /*
- * Run athena_authenticate() once for query.  DB_DECIDED with verdict
+ * Run athena_gateway_verdict() once for query.  DB_DECIDED with verdict
  * filled in when the database decided; otherwise error is set and the
  * outcome says what kind of failure it was (see ClassifySqlState).
  */
@@ -700,7 +637,7 @@ DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
 	call_started_ms = NowMs();
 	if (!SendAuthCall(pool, slot->conn, params))
 	{
-		SetErrorFromMessage(error, error_len, "cannot send athena_authenticate call",
+		SetErrorFromMessage(error, error_len, "cannot send athena_gateway_verdict call",
 							PQerrorMessage(slot->conn));
 		CloseSlotConnection(slot);
 		goto done;
@@ -715,7 +652,7 @@ DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
 	if (PQresultStatus(result) != PGRES_TUPLES_OK)
 	{
 		outcome = ClassifySqlState(PQresultErrorField(result, PG_DIAG_SQLSTATE));
-		SetErrorFromMessage(error, error_len, "athena_authenticate failed", PQresultErrorMessage(result));
+		SetErrorFromMessage(error, error_len, "athena_gateway_verdict failed", PQresultErrorMessage(result));
 	}
 	else if (ReadVerdict(result, verdict, error, error_len))
 		outcome = DB_DECIDED;

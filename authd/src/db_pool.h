@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * db_pool.h
  *		A small pool of persistent libpq connections that run the prepared
- *		athena_authenticate() call, each step bounded by a deadline.
+ *		athena_gateway_verdict() call, each step bounded by a deadline.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTHD_DB_POOL_H
@@ -11,26 +11,9 @@
 #include <stddef.h>
 
 #include "sql_error.h"
+#include "verdict_text.h"
 
 typedef struct DbPool DbPool;
-
-/* The columns of athena_authenticate() the proxy needs; NULL = SQL NULL */
-typedef struct AuthVerdict
-{
-	bool		allowed;
-	int			status;
-	char	   *reason;
-	char	   *key_id;
-	char	   *public_id;
-	char	   *client_name;
-	char	   *fail_mode;
-	bool		has_retry_after;	/* a 429's wait */
-	long long	retry_after_ms;
-	bool		has_rate_limit; /* the tightest rate limit, when one applied */
-	long long	rate_limit;
-	long long	rate_remaining;
-	long long	rate_reset_ms;
-} AuthVerdict;
 
 /* The request as passed to the database; NULL = SQL NULL */
 typedef struct AuthQuery
@@ -65,6 +48,5 @@ extern int	DbPoolWarmUp(DbPool *pool, char *error, size_t error_len);
 extern DbOutcome DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
 							   char *error, size_t error_len);
 extern bool DbPoolHealthCheck(DbPool *pool, char *error, size_t error_len);
-extern void FreeAuthVerdict(AuthVerdict *verdict);
 
 #endif							/* AUTHD_DB_POOL_H */

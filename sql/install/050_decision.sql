@@ -60,3 +60,19 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION athena_keys._authenticate_privileged(text, text, inet, text[]) IS
 	'The 1.2/1.3 SECURITY DEFINER twin of athena_authenticate, granted to nobody; kept for backends that loaded the 1.3 library until they reconnect, and decided like athena_authenticate by the 1.4 library.';
+
+-- The compact verdict for gateways: the same decision and effects as
+-- athena_authenticate, answered as one text value (src/gateway_verdict_fields.h:
+-- allowed|status|fail_mode|key_id|public_id|reason|retry_after_ms|
+-- rate_limit|rate_remaining|rate_reset_ms|client_name, an empty field
+-- NULL, client_name the rest of the value).  PostgreSQL executes a
+-- scalar called in the target list much more cheaply than a row-returning
+-- function in FROM, so athena-authd calls this one.
+CREATE FUNCTION athena_keys.athena_gateway_verdict(
+	key text, client text, ip inet, rights text[])
+RETURNS text
+AS 'MODULE_PATHNAME', 'athena_gateway_verdict'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION athena_keys.athena_gateway_verdict(text, text, inet, text[]) IS
+	'Decide one gateway request as athena_authenticate does; the verdict a gateway acts on, as one text value.';

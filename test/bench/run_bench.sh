@@ -16,11 +16,17 @@
 # BENCH_KEYS (1000000), BENCH_LOG_ROWS (10000000), BENCH_IP_RULES (10000), BENCH_CLIENT_RULES (2000),
 # BENCH_PORT (54340), BENCH_PRELOAD (1: athena_keys in shared_preload_libraries,
 # the recommended deployment; 0: loaded on first use), KEEP=1 (leave the server
-# and work directory behind).
+# and work directory behind), BENCH_INSTR (1: the instruction counts, see
+# instructions.sh; 0: tps only), BENCH_INSTR_REPEATS (1), BENCH_QUICK=1 (a
+# development run: short rounds, small tables, no standby, no HTTP).
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_DIR/../lib.sh"
 
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  : "${BENCH_SECONDS:=2}" "${BENCH_ROUNDS:=1}" "${BENCH_KEYS:=20000}" "${BENCH_LOG_ROWS:=100000}"
+  : "${BENCH_STANDBY:=0}" "${BENCH_HTTP:=0}" "${BENCH_INSTR_LONG:=1500}" "${BENCH_INSTR_SHORT:=500}"
+fi
 SECONDS_PER=${BENCH_SECONDS:-15}
 CLIENTS=${BENCH_CLIENTS:-8}
 THREADS=${BENCH_THREADS:-2}
@@ -44,6 +50,9 @@ checkpoint_completion_target = 0.9"
 PRELOAD=${BENCH_PRELOAD:-1}
 [ "$PRELOAD" = 1 ] && SERVER_CONF+=$'\n'"shared_preload_libraries = 'athena_keys'"
 
+INSTR_MODE=${BENCH_INSTR:-1}
+[ "$INSTR_MODE" = 1 ] && PACKAGES="$PACKAGES valgrind"
+. "$BENCH_DIR/instructions.sh"
 ensure_packages
 command -v pgbench >/dev/null || { echo "pgbench not found" >&2; exit 1; }
 build_and_install
@@ -119,7 +128,10 @@ BULK_SECRET=$(printf '%064d' 0 | tr 0 a)
 # script has a literal NULL.  Each scenario's verdict is checked once
 # through psql before measuring.
 GATEWAY_COLUMNS="allowed, status, reason, key_id, public_id, client_name, fail_mode, retry_after_ms, rate_limit, rate_remaining, rate_reset_ms"
-gateway_sql() {   # gateway_sql KEY-EXPRESSION [COLUMNS]
+gateway_sql() {   # gateway_sql KEY-EXPRESSION: the compact call athena-authd prepares
+  echo "SELECT athena_keys.athena_gateway_verdict($1::text, :client::text, :ip::inet, string_to_array(:rights::text, ','));"
+}
+row_sql() {       # row_sql KEY-EXPRESSION [COLUMNS]: the full row, from FROM
   echo "SELECT ${2:-$GATEWAY_COLUMNS} FROM athena_keys.athena_authenticate($1::text, :client::text, :ip::inet, string_to_array(:rights::text, ','));"
 }
 script() { printf '%s
@@ -128,9 +140,10 @@ script select1 "SELECT 1;"
 script plain_insert "INSERT INTO bench_plain_log (api_key_id, api_key_public_id, client_name, remote_addr, required_rights, granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status) VALUES ('$HAPPY_ID', '$HAPPY_PUBLIC', 'web', '$CALLER_IP', '{users.read}', '{users.*}', '{}', true, true, true, true, 200);"
 script gateway "$(gateway_sql :key)"
 script gateway_no_key "$(gateway_sql NULL)"
-script gateway_all_columns "$(gateway_sql :key '*')"
+script gateway_row "$(row_sql :key)"
+script gateway_all_columns "$(row_sql :key '*')"
 printf '%s\n' '\set g random(1, '"$N_KEYS"')' \
-  "SELECT $GATEWAY_COLUMNS FROM athena_keys.athena_authenticate('ath_' || lpad(to_hex(:g::int), 16, '0') || '.$BULK_SECRET', 'web', '$CALLER_IP', '{}');" \
+  "SELECT athena_keys.athena_gateway_verdict('ath_' || lpad(to_hex(:g::int), 16, '0') || '.$BULK_SECRET', 'web', '$CALLER_IP', '{}');" \
   >"$OUT/random_key.sql"
 
 # request_vars KEY CLIENT IP RIGHTS: the -D options of one request
@@ -151,7 +164,10 @@ check() {
   status=${EXPECT[$name]%%|*}
   reason=""
   [[ ${EXPECT[$name]} == *"|"* ]] && reason=${EXPECT[$name]#*|}
-  sql=$(sed 's/^SELECT .* FROM athena_keys.athena_authenticate/SELECT status, coalesce(reason, '"''"') FROM athena_keys.athena_authenticate/' "$OUT/${FILE[$name]}.sql")
+  # The full row's status and reason, or the compact verdict's (fields 2 and 6)
+  sql=$(sed -e 's/^SELECT .* FROM athena_keys.athena_authenticate/SELECT status, coalesce(reason, '"''"') FROM athena_keys.athena_authenticate/' \
+            -e 's/^SELECT \(athena_keys.athena_gateway_verdict(.*)\);$/SELECT split_part(v, '"'|'"', 2), split_part(v, '"'|'"', 6) FROM (SELECT \1 AS v) s;/' \
+            "$OUT/${FILE[$name]}.sql")
   local -a psql_vars=()
   for var in ${VARS[$name]:-}; do
     [ "$var" = -D ] && continue
@@ -296,14 +312,14 @@ measure() {
     # the server (its clock is read lazily); completion intervals add up to
     # the wall clock, so their mean is exactly clients / tps.
     lat=$(awk '{ k = FILENAME " " $1; t = $5 * 1000000 + $6; if (k in p) print t - p[k]; p[k] = t }' \
-            "$OUT"/log_"$name"_r* 2>/dev/null | sort -n | awk '
+            "$OUT"/log_"$name"_r[0-9]* 2>/dev/null | sort -n | awk '
           { v[NR] = $1 } END {
             if (NR == 0) { print "0 0"; exit }
             i50 = int(NR * 0.50 + 0.5); if (i50 < 1) i50 = 1
             i99 = int(NR * 0.99 + 0.5); if (i99 < 1) i99 = 1; if (i99 > NR) i99 = NR
             printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
     read -r P50[$name] P99[$name] <<<"$lat"
-    rm -f "$OUT"/log_"$name"_r*
+    rm -f "$OUT"/log_"$name"_r[0-9]*
     printf '   %-44s %8.0f tps (rounds %s)  p50 %s ms  p99 %s ms\n' \
       "${LABEL[$name]}" "${TPS[$name]}" "${SPREAD[$name]}" "${P50[$name]}" "${P99[$name]}"
   done
@@ -326,8 +342,14 @@ scenario happy_async "happy path, async log" gateway pgopt="$ASYNC" vars="$HAPPY
   base=select1 target=0.6 show=1
 scenario happy_none "happy path, log_decisions=none" gateway pgopt="$NONE" vars="$HAPPY_VARS" expect=200 \
   base=select1 target=0.8 short="happy (none)" show=1
+scenario happy_none_from "  same, the row from FROM athena_authenticate (info)" gateway_row pgopt="$NONE" \
+  vars="$HAPPY_VARS" expect=200 base=select1
 scenario happy_none_all "  same, all 17 columns (info)" gateway_all_columns pgopt="$NONE" vars="$HAPPY_VARS" \
   expect=200 base=select1
+scenario happy_none_miss "  same, key cache off: every call a miss" gateway \
+  pgopt="$NONE -c athena_keys.key_cache_size=0" vars="$HAPPY_VARS" expect=200 base=happy_none
+scenario happy_none_stamp "  same, a last_used_at stamp due every call" gateway \
+  pgopt="$NONE -c athena_keys.last_used_interval=0" vars="$HAPPY_VARS" expect=200 base=happy_none
 scenario no_key_none "  no key at all, none (call floor, info)" gateway_no_key pgopt="$NONE" vars="$HAPPY_VARS" \
   expect="401|API key required" base=select1
 # failure NAME LABEL VARS EXPECT [SCRIPT]: a durable variant (against the
@@ -464,6 +486,8 @@ scenario rules10k "happy path, $HR IP rules + $N_CLIENT_RULES client-scoped" gat
   vars="$(request_vars "$RULES_KEY" web "$CALLER_IP" users.read)" db=bench_rules expect=200 \
   base=happy2 target=0.9 show=1
 scenario random_key "random key of $HK per call (info)" random_key db=bench_large base=happy2
+scenario random_key_none "  same, none (info: a miss without IP rules)" random_key pgopt="$NONE" \
+  db=bench_large base=happy2
 scenario rules10k_blocked "(check only)" gateway vars="$(request_vars "$RULES_KEY" web 11.0.0.9 users.read)" \
   db=bench_rules expect="403|IP blocked" show=1 only=check
 scenario bulk_key "(check only)" bulk_key db=bench_large expect=200 show=1 only=check
@@ -496,6 +520,16 @@ SQL
 MEM=$(PGDATABASE=bench_large "${PSQL[@]}" -At -f "$OUT/memory.sql")
 IDLE=$(q "SELECT regexp_replace(string_agg(l, ', '), '\s+', ' ', 'g') FROM regexp_split_to_table(pg_read_file('/proc/self/status'), E'\n') l WHERE l ~ '^(VmHWM|VmRSS|RssAnon):'")
 
+# The instruction counts of every scenario of this server (the standby is
+# gone by now).  The bulk keys are stamped first, so that with the pinned
+# interval no miss also stamps.
+if [ "$INSTR_MODE" = 1 ]; then
+  PGDATABASE=bench_large q "UPDATE athena_keys.api_key SET last_used_at = now() WHERE last_used_at IS NULL" >/dev/null
+  INSTR_NAMES=()
+  for s in "${ORDER[@]}"; do [ -z "${HOST_OF[$s]:-}" ] && INSTR_NAMES+=("$s"); done
+  instr_phase "${INSTR_NAMES[@]}"
+fi
+
 # ---------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------
@@ -507,9 +541,9 @@ verdict() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "n/a"; else p
 
 echo
 echo "athena_keys benchmark: pgbench -M prepared -c $CLIENTS -j $THREADS, ${ROUNDS}x${ROUND_SECONDS} s per scenario, $(nproc) CPUs, $(q 'SELECT version()' | cut -d, -f1), shared_preload_libraries = '$(q 'SHOW shared_preload_libraries')'"
-echo "calls: the statement athena-authd prepares ($GATEWAY_COLUMNS, parameters bound per call)"
-printf '%-44s %8s %-12s %-24s %-10s %8s %8s %9s %9s %-14s\n' scenario tps "rounds" "ratio vs baseline" target p50_ms p99_ms server_us client_us "server cpu"
-printf '%s\n' "$(printf '%.0s-' $(seq 158))"
+echo "calls: the statement athena-authd prepares (athena_gateway_verdict in the target list, parameters bound per call)"
+printf '%-44s %8s %-12s %-24s %-10s %8s %8s %9s %9s %-14s %8s %-10s\n' scenario tps "rounds" "ratio vs baseline" target p50_ms p99_ms server_us client_us "server cpu" instr "instr ratio"
+printf '%s\n' "$(printf '%.0s-' $(seq 178))"
 for s in "${ORDER[@]}"; do
   r='-'; tgt='-'
   if [ -n "${BASE[$s]:-}" ]; then
@@ -522,7 +556,11 @@ for s in "${ORDER[@]}"; do
     read -r bus _ < <(cpu_us "${BASE[$s]}")
     cr=$(awk -v a="$sus" -v b="$bus" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f x base", a / b; else print "-" }')
   fi
-  printf '%-44s %8.0f %-12s %-24s %-10s %8s %8s %9s %9s %-14s\n' "${LABEL[$s]}" "${TPS[$s]:-0}" "${SPREAD[$s]:--}" "$r" "$tgt" "${P50[$s]}" "${P99[$s]}" "$sus" "$cus" "$cr"
+  ir='-'
+  if [ -n "${BASE[$s]:-}" ] && [ -n "${INSTR[$s]:-}" ] && [ -n "${INSTR[${BASE[$s]}]:-}" ]; then
+    ir=$(awk -v a="${INSTR[$s]}" -v b="${INSTR[${BASE[$s]}]}" 'BEGIN { if (b > 0) printf "%.2f x", a / b; else print "-" }')
+  fi
+  printf '%-44s %8.0f %-12s %-24s %-10s %8s %8s %9s %9s %-14s %8s %-10s\n' "${LABEL[$s]}" "${TPS[$s]:-0}" "${SPREAD[$s]:--}" "$r" "$tgt" "${P50[$s]}" "${P99[$s]}" "$sus" "$cus" "$cr" "$(human_instr "${INSTR[$s]:--}")" "$ir"
 done
 for v in "" _none; do
   u=$(ratio "f_unknown$v" "f_wrong_secret$v")
@@ -540,6 +578,24 @@ echo "         failure paths >= 1.0 x happy (same logging); 1M keys/10M log rows
 for s in "${ORDER[@]}"; do
   [ -n "${FAILED[$s]:-}" ] && [ "${FAILED[$s]}" != 0 ] && echo "note: ${LABEL[$s]}: ${FAILED[$s]} failed transactions"
 done
+if [ "$INSTR_MODE" = 1 ]; then
+  echo
+  echo "instruction targets (issue 17; instructions per call, this run):"
+  instr_target "the proxy's call: happy path, none" "${INSTR[happy_none]:-}" "" le 50000
+  instr_target "async writer, per logged row" "${INSTR_WRITER[happy_async]:-}" "" le 13000
+  instr_target "key not in the cache (100-CIDR whitelist)" "${INSTR[happy_none_miss]:-}" "${INSTR[happy_none]:-}" le 2
+  instr_target "key not in the cache (no rules, $HK keys)" "${INSTR[random_key_none]:-}" "${INSTR[happy_none]:-}" le 2
+  instr_target "a last_used_at stamp due" "${INSTR[happy_none_stamp]:-}" "${INSTR[happy_none]:-}" le 1.5
+  for s in "${ORDER[@]}"; do
+    case $s in
+      f_*_none) instr_target "${LABEL[$s]}" "${INSTR[$s]:-}" "${INSTR[happy_none]:-}" le 1 ;;
+      f_*) instr_target "${LABEL[$s]}" "${INSTR[$s]:-}" "${INSTR[happy]:-}" le 1 ;;
+    esac
+  done
+  instr_target "unknown public id vs wrong secret (none)" "${INSTR[f_unknown_none]:-}" "${INSTR[f_wrong_secret_none]:-}" within 0.1
+  instr_target "$HK keys + $HL log rows vs small tables" "${INSTR[large]:-}" "${INSTR[happy2]:-}" within 0.1
+  instr_target "$HR IP rules vs small tables" "${INSTR[rules10k]:-}" "${INSTR[happy2]:-}" within 0.1
+fi
 echo
 echo "verdicts checked before measuring:"
 for s in "${SHOWN_VERDICTS[@]}"; do
