@@ -195,11 +195,12 @@ is($node->safe_psql('upgraded', q{
 	'admin roles granted under 1.0 can execute the 1.1 functions; the gateway role and PUBLIC cannot');
 is($node->safe_psql('upgraded', q{
 	SELECT string_agg(concat_ws(':', r, has_function_privilege(r, 'athena_keys.athena_authenticate(text, text, inet, text[], integer)', 'EXECUTE'),
+	                            has_function_privilege(r, 'athena_keys.athena_gateway_verdict(text, text, inet, text[])', 'EXECUTE'),
 	                            has_function_privilege(r, 'athena_keys.athena_set_key_rate_limit(uuid, integer, interval, integer)', 'EXECUTE'),
 	                            has_table_privilege(r, 'athena_keys.athena_rate_limits', 'SELECT')), ' ' ORDER BY r)
 	  FROM unnest(ARRAY['ak Admin', 'ak_ops', 'ak_gateway', 'public']) r}),
-	'ak Admin:t:t:t ak_gateway:t:f:f ak_ops:t:t:t public:f:f:f',
-	'1.4: roles granted under 1.0 get the form with a cost (gateway and admin) and the rate limit functions and view (admin)');
+	'ak Admin:t:t:t:t ak_gateway:t:t:f:f ak_ops:t:t:t:t public:f:f:f:f',
+	'1.4: roles granted under 1.0 get the form with a cost and the compact verdict (gateway and admin) and the rate limit functions and view (admin)');
 
 # The 1.1 functions work, called by the admin role granted before the upgrade.
 $node->safe_psql('upgraded', q{
