@@ -54,21 +54,21 @@ GatewayVerdictText(const CachedKey *key, const DecisionOutcome *outcome, bool fa
 
 	memset(fields, 0, sizeof(fields));
 	fields[VERDICT_allowed] = outcome->allowed ? "t" : "f";
-	snprintf(status, sizeof(status), "%d", outcome->status);
+	pg_ltoa(outcome->status, status);
 	fields[VERDICT_status] = status;
 	fields[VERDICT_fail_mode] = fail_open ? "fail_open" : "fail_closed";
 	fields[VERDICT_reason] = outcome->reason;
-	/* The rate limit fields as athena_auth_result's columns have them */
+	/* The rate limit fields as athena_auth_result's columns have them (pg_lltoa: no format parsing) */
 	if (rate->has_retry_after && outcome->status == 429)
 	{
-		snprintf(retry_after, sizeof(retry_after), INT64_FORMAT, rate->retry_after_ms);
+		pg_lltoa(rate->retry_after_ms, retry_after);
 		fields[VERDICT_retry_after_ms] = retry_after;
 	}
 	if (rate->has_tightest)
 	{
-		snprintf(rate_limit, sizeof(rate_limit), "%d", rate->limit);
-		snprintf(rate_remaining, sizeof(rate_remaining), "%d", rate->remaining);
-		snprintf(rate_reset, sizeof(rate_reset), INT64_FORMAT, rate->reset_ms);
+		pg_ltoa(rate->limit, rate_limit);
+		pg_ltoa(rate->remaining, rate_remaining);
+		pg_lltoa(rate->reset_ms, rate_reset);
 		fields[VERDICT_rate_limit] = rate_limit;
 		fields[VERDICT_rate_remaining] = rate_remaining;
 		fields[VERDICT_rate_reset_ms] = rate_reset;
