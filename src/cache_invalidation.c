@@ -182,21 +182,21 @@ KeyCacheGeneration(void)
 }
 
 /*
- * Whether the schema has athena_keys.api_key_rate_limit: a database not
- * yet updated to 1.4 has none, and the caches read no limits from it.
+ * The OID of athena_keys.api_key_rate_limit, InvalidOid where a database
+ * not yet updated to 1.4 has none (the caches then read no limits).
  * Creating it (ALTER EXTENSION UPDATE) adds a foreign key to api_key,
  * whose invalidation makes the caches read again, with the table.
  */
-bool
-RateLimitTableInstalled(void)
+Oid
+RateLimitTableOid(void)
 {
 	size_t		i;
 
 	EnsureWatchedTablesKnown();
 	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
 		if (strcmp(watched_tables[i].table, "api_key_rate_limit") == 0)
-			return OidIsValid(watched_table_oids[i]);
-	return false;
+			return watched_table_oids[i];
+	return InvalidOid;
 }
 
 /* Whether this transaction may fill the caches (see the file header) */

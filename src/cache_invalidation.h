@@ -12,7 +12,7 @@
 extern void RegisterCacheInvalidation(void);
 extern uint64 ConfigCacheGeneration(void);
 extern uint64 KeyCacheGeneration(void);
-extern bool RateLimitTableInstalled(void);
+extern Oid	RateLimitTableOid(void);
 extern bool CachingAllowed(void);
 extern bool CacheMayBeRebuilt(void);
 extern void EnterCacheUse(void);

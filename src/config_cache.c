@@ -191,7 +191,7 @@ LoadEnforcementConfig(MemoryContext target)
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	if (RateLimitTableInstalled())
+	if (OidIsValid(RateLimitTableOid()))
 		LoadClientRateLimits(config, target);
 
 	if (ExecuteKeptPlan(global_rules_plan, NULL, NULL, 0) != SPI_OK_SELECT)

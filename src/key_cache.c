@@ -148,7 +148,7 @@ LoadKeyRow(CachedKey *entry, MemoryContext target)
 	Datum		d;
 	IpNet	   *rules;
 	int			nrules;
-	bool		with_limits = RateLimitTableInstalled();
+	bool		with_limits = OidIsValid(RateLimitTableOid());
 
 	EnsureSpiConnected();
 	arg = CStringGetTextDatum(entry->public_id);

@@ -13,31 +13,21 @@
 #include "rate_limit_rows.h"
 
 #include "catalog/pg_type.h"
-#include "catalog/namespace.h"
 #include "utils/array.h"
-#include "utils/lsyscache.h"
 
+#include "cache_invalidation.h"
 #include "decision.h"
 
 /*
- * The OID of athena_keys.api_key_rate_limit, which names a bucket with the
- * row id: ids start again in a re-created table (DROP and CREATE
- * EXTENSION, a restore with --clean), whose limits must not inherit the
- * old buckets' counts.  Read at cache fills only.
+ * A limit from its stored values, prepared; false for an impossible one.
+ * The limit table's OID names the bucket with the row id: ids start again
+ * in a re-created table (DROP and CREATE EXTENSION, a restore with
+ * --clean), whose limits must not inherit the old buckets' counts.
  */
-static Oid
-RateLimitTable(void)
-{
-	Oid			schema = get_namespace_oid("athena_keys", true);
-
-	return OidIsValid(schema) ? get_relname_relid("api_key_rate_limit", schema) : InvalidOid;
-}
-
-/* A limit from its stored values, prepared; false for an impossible one */
 bool
 RateLimitFromValues(int64 id, int32 requests, int64 per_us, int32 burst, RateLimit *limit)
 {
-	limit->table = RateLimitTable();
+	limit->table = RateLimitTableOid();
 	limit->id = id;
 	limit->requests = requests;
 	limit->per_us = per_us;
