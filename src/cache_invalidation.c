@@ -182,6 +182,23 @@ KeyCacheGeneration(void)
 }
 
 /*
+ * The OID of a watched table of the athena_keys schema (the caches read
+ * exactly the tables whose changes they watch), InvalidOid when there is
+ * none.
+ */
+Oid
+WatchedTableOid(const char *table)
+{
+	size_t		i;
+
+	EnsureWatchedTablesKnown();
+	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
+		if (strcmp(watched_tables[i].table, table) == 0)
+			return watched_table_oids[i];
+	return InvalidOid;
+}
+
+/*
  * The OID of athena_keys.api_key_rate_limit, InvalidOid where a database
  * not yet updated to 1.4 has none (the caches then read no limits).
  * Creating it (ALTER EXTENSION UPDATE) adds a foreign key to api_key,
@@ -190,13 +207,7 @@ KeyCacheGeneration(void)
 Oid
 RateLimitTableOid(void)
 {
-	size_t		i;
-
-	EnsureWatchedTablesKnown();
-	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
-		if (strcmp(watched_tables[i].table, "api_key_rate_limit") == 0)
-			return watched_table_oids[i];
-	return InvalidOid;
+	return WatchedTableOid("api_key_rate_limit");
 }
 
 /* Whether this transaction may fill the caches (see the file header) */

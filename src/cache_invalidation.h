@@ -12,6 +12,7 @@
 extern void RegisterCacheInvalidation(void);
 extern uint64 ConfigCacheGeneration(void);
 extern uint64 KeyCacheGeneration(void);
+extern Oid	WatchedTableOid(const char *table);
 extern Oid	RateLimitTableOid(void);
 extern bool CachingAllowed(void);
 extern bool CacheMayBeRebuilt(void);

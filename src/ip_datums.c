@@ -5,8 +5,6 @@
  */
 #include "ip_datums.h"
 
-#include "catalog/pg_type.h"
-#include "utils/array.h"
 #include "utils/memutils.h"
 
 /*
@@ -39,28 +37,6 @@ InetDatumFromIpNet(const IpNet *net)
 	memcpy(value->inet_data.ipaddr, net->addr, nbytes);
 	SET_INET_VARSIZE(value);
 	return InetPGetDatum(value);
-}
-
-/* Turn a cidr[] datum into an array of IpNet allocated in target */
-void
-CollectCidrArray(Datum array, IpNet **rules, int *n, MemoryContext target)
-{
-	ArrayType  *arr = DatumGetArrayTypeP(array);
-	Datum	   *elems;
-	bool	   *nulls;
-	int			nelems;
-	int			i;
-	int			kept = 0;
-
-	deconstruct_array(arr, CIDROID, -1, false, TYPALIGN_INT, &elems, &nulls, &nelems);
-	*rules = nelems > 0 ? MemoryContextAlloc(target, sizeof(IpNet) * nelems) : NULL;
-	for (i = 0; i < nelems; i++)
-	{
-		if (!nulls[i] &&
-			IpNetFromInet(DatumGetInetPP(elems[i]), false, &(*rules)[kept]))
-			kept++;
-	}
-	*n = kept;
 }
 
 /* Prepare rules and build a rule set whose arrays live in target */

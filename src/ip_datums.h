@@ -24,7 +24,6 @@ typedef struct OwnedRuleSet
 
 extern bool IpNetFromInet(const inet *value, bool as_host, IpNet *out);
 extern Datum InetDatumFromIpNet(const IpNet *net);
-extern void CollectCidrArray(Datum array, IpNet **rules, int *n, MemoryContext target);
 extern void BuildOwnedRuleSet(OwnedRuleSet *owned, IpNet *rules, int n,
 							  MemoryContext target);
 

@@ -93,18 +93,27 @@ CompareIpNets(const void *a, const void *b)
 
 /*
  * Normalise, sort and de-duplicate rules in place.  Returns the number of
- * distinct rules left at the front of the array.
+ * distinct rules left at the front of the array.  Rules that arrive in
+ * order already (a key's rules of one prefix length come from the rule
+ * table's index in address order) are only checked, not sorted again.
  */
 int
 IpRulesPrepare(IpNet *rules, int n)
 {
 	int			i;
 	int			kept = 0;
+	bool		sorted = true;
 
 	if (n <= 0)
 		return 0;
 	for (i = 0; i < n; i++)
+	{
 		IpNetNormalize(&rules[i]);
+		if (i > 0 && sorted && CompareIpNets(&rules[i - 1], &rules[i]) >= 0)
+			sorted = false;
+	}
+	if (sorted)
+		return n;
 	qsort(rules, (size_t) n, sizeof(IpNet), CompareIpNets);
 	for (i = 0; i < n; i++)
 	{

@@ -19,8 +19,6 @@
 	"l.id, l.requests, " \
 	"pg_catalog.round(EXTRACT(epoch FROM l.per) OPERATOR(pg_catalog.*) 1000000)::bigint, l.burst"
 
-extern void RateLimitsFromFlatArray(Datum array, RateLimit **limits, int *n,
-									MemoryContext target);
 extern bool RateLimitFromValues(int64 id, int32 requests, int64 per_us, int32 burst,
 								RateLimit *limit);
 

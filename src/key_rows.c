@@ -1,0 +1,726 @@
+/*-------------------------------------------------------------------------
+ * key_rows.c
+ *		One public id's key row, grants, per-key IP rules and rate limits,
+ *		read straight from the tables and their indexes.
+ *
+ * A key cache miss used to run one SQL statement (the key row with four
+ * ARRAY() subqueries): executor start-up of five plans, a sort and SPI's
+ * per-statement work cost ten times a cached call.  Here each table is
+ * read through its btree index with index scans, as the catalog code
+ * reads the system catalogs, under the snapshot SPI would have taken for
+ * a statement (a fresh one in READ COMMITTED, the transaction's own in
+ * REPEATABLE READ and SERIALIZABLE, after a command counter increment so
+ * that the transaction's own edits are seen).
+ *
+ * Nothing a role creates can change what is read: the tables are found by
+ * name in the athena_keys schema and by OID afterwards, the indexes must be
+ * valid btrees on exactly the expected columns with the types' default
+ * operator families and the columns' collations, and the scan keys call
+ * the built-in equality functions by OID.  Operators, functions and the
+ * search_path play no part.  Row-level security is not applied: these are
+ * the extension owner's tables, read in its owner-rights section
+ * (request_effects.c).  Where the tables are not what the install script
+ * made them (a column dropped or retyped, an index missing), the read
+ * raises an error that names the table and the column.
+ *
+ * Where each column and index is (the layout) is worked out once per
+ * backend and again whenever the key cache's generation moves
+ * (cache_invalidation.c): every ALTER TABLE, CREATE or DROP INDEX on these
+ * tables invalidates their relcache entries, which advances it.
+ *-------------------------------------------------------------------------
+ */
+#include "key_rows.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "cache_invalidation.h"
+#include "key_format.h"
+#include "rate_limit_rows.h"
+
+/* The tables read, in the order of the layout's arrays */
+typedef enum KeyTable
+{
+	TABLE_KEY,
+	TABLE_GRANT,
+	TABLE_RULE,
+	TABLE_LIMIT,
+	KEY_TABLE_COUNT
+} KeyTable;
+
+/* The columns read, each with its table and the type it must have */
+typedef enum KeyColumn
+{
+	COL_KEY_ID,
+	COL_KEY_PUBLIC_ID,
+	COL_KEY_SALT,
+	COL_KEY_HASH,
+	COL_KEY_PREVIOUS_SALT,
+	COL_KEY_PREVIOUS_HASH,
+	COL_KEY_PREVIOUS_VALID_UNTIL,
+	COL_KEY_IS_ACTIVE,
+	COL_KEY_EXPIRES_AT,
+	COL_KEY_CLIENT_NAME,
+	COL_KEY_VIRGIN_MODE,
+	COL_KEY_VIRGIN_RESOLVED,
+	COL_KEY_LAST_USED_AT,
+	COL_GRANT_KEY_ID,
+	COL_GRANT_RIGHT_NAME,
+	COL_RULE_KEY_ID,
+	COL_RULE_LIST,
+	COL_RULE_ADDR,
+	COL_LIMIT_ID,
+	COL_LIMIT_KEY_ID,
+	COL_LIMIT_REQUESTS,
+	COL_LIMIT_PER,
+	COL_LIMIT_BURST,
+	KEY_COLUMN_COUNT
+} KeyColumn;
+
+static const char *const table_names[KEY_TABLE_COUNT] = {
+	"api_key", "api_key_right_grant", "api_key_ip_rule", "api_key_rate_limit"
+};
+
+static const struct
+{
+	KeyTable	table;
+	const char *name;
+	Oid			type;
+}			columns[KEY_COLUMN_COUNT] =
+{
+	[COL_KEY_ID] = {TABLE_KEY, "id", UUIDOID},
+	[COL_KEY_PUBLIC_ID] = {TABLE_KEY, "public_id", TEXTOID},
+	[COL_KEY_SALT] = {TABLE_KEY, "key_salt", TEXTOID},
+	[COL_KEY_HASH] = {TABLE_KEY, "key_hash", TEXTOID},
+	[COL_KEY_PREVIOUS_SALT] = {TABLE_KEY, "previous_key_salt", TEXTOID},
+	[COL_KEY_PREVIOUS_HASH] = {TABLE_KEY, "previous_key_hash", TEXTOID},
+	[COL_KEY_PREVIOUS_VALID_UNTIL] = {TABLE_KEY, "previous_valid_until", TIMESTAMPTZOID},
+	[COL_KEY_IS_ACTIVE] = {TABLE_KEY, "is_active", BOOLOID},
+	[COL_KEY_EXPIRES_AT] = {TABLE_KEY, "expires_at", TIMESTAMPTZOID},
+	[COL_KEY_CLIENT_NAME] = {TABLE_KEY, "client_name", TEXTOID},
+	[COL_KEY_VIRGIN_MODE] = {TABLE_KEY, "virgin_mode", BOOLOID},
+	[COL_KEY_VIRGIN_RESOLVED] = {TABLE_KEY, "virgin_resolved", BOOLOID},
+	[COL_KEY_LAST_USED_AT] = {TABLE_KEY, "last_used_at", TIMESTAMPTZOID},
+	[COL_GRANT_KEY_ID] = {TABLE_GRANT, "api_key_id", UUIDOID},
+	[COL_GRANT_RIGHT_NAME] = {TABLE_GRANT, "right_name", TEXTOID},
+	[COL_RULE_KEY_ID] = {TABLE_RULE, "api_key_id", UUIDOID},
+	[COL_RULE_LIST] = {TABLE_RULE, "list", TEXTOID},
+	[COL_RULE_ADDR] = {TABLE_RULE, "addr", CIDROID},
+	[COL_LIMIT_ID] = {TABLE_LIMIT, "id", INT8OID},
+	[COL_LIMIT_KEY_ID] = {TABLE_LIMIT, "api_key_id", UUIDOID},
+	[COL_LIMIT_REQUESTS] = {TABLE_LIMIT, "requests", INT4OID},
+	[COL_LIMIT_PER] = {TABLE_LIMIT, "per", INTERVALOID},
+	[COL_LIMIT_BURST] = {TABLE_LIMIT, "burst", INT4OID},
+};
+
+/*
+ * The index each table is read through: its leading columns.  The grants'
+ * second column gives their order (ORDER BY right_name, in the column's
+ * collation); the others are looked up by key id alone.
+ */
+static const struct
+{
+	int			nkeys;			/* columns that must lead the index */
+	KeyColumn	keys[2];
+	int			nsearch;		/* of which the scan searches the first n */
+}			indexes[KEY_TABLE_COUNT] =
+{
+	[TABLE_KEY] = {1, {COL_KEY_PUBLIC_ID}, 1},
+	[TABLE_GRANT] = {2, {COL_GRANT_KEY_ID, COL_GRANT_RIGHT_NAME}, 1},
+	[TABLE_RULE] = {1, {COL_RULE_KEY_ID}, 1},
+	[TABLE_LIMIT] = {1, {COL_LIMIT_KEY_ID}, 1},
+};
+
+/* Where the columns and indexes are, for one generation of the key cache */
+typedef struct KeyLayout
+{
+	bool		known;
+	uint64		generation;
+	Oid			tables[KEY_TABLE_COUNT];	/* InvalidOid: no limit table */
+	Oid			indexes[KEY_TABLE_COUNT];
+	Oid			search_collation[KEY_TABLE_COUNT];
+	AttrNumber	attnums[KEY_COLUMN_COUNT];
+	AttrNumber	last_attnum[KEY_TABLE_COUNT];	/* deform this far */
+} KeyLayout;
+
+static KeyLayout layout;
+
+/* The relations of one read, opened as they are needed */
+typedef struct KeyRead
+{
+	Relation	tables[KEY_TABLE_COUNT];
+} KeyRead;
+
+/* The OID of one of the tables, InvalidOid when the schema lacks it */
+static Oid
+KeyTableOid(KeyTable table)
+{
+	return table == TABLE_LIMIT ? RateLimitTableOid() : WatchedTableOid(table_names[table]);
+}
+
+/* Open one table for this read (locks are kept to the end of the transaction) */
+static Relation
+OpenKeyTable(KeyRead *read, KeyTable table)
+{
+	Oid			relid;
+
+	if (read->tables[table] != NULL)
+		return read->tables[table];
+	relid = KeyTableOid(table);
+	if (!OidIsValid(relid))
+	{
+		if (table == TABLE_LIMIT)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("athena_keys.%s does not exist", table_names[table]),
+				 errdetail("Keys cannot be read without it."),
+				 errhint("Reinstall the extension.")));
+	}
+	read->tables[table] = table_open(relid, AccessShareLock);
+	return read->tables[table];
+}
+
+/* Close the tables one read opened, keeping their locks */
+static void
+CloseKeyTables(KeyRead *read)
+{
+	int			t;
+
+	for (t = 0; t < KEY_TABLE_COUNT; t++)
+		if (read->tables[t] != NULL)
+			table_close(read->tables[t], NoLock);
+}
+
+/* The attribute number of a column in rel, checking its type */
+static AttrNumber
+FindColumn(Relation rel, KeyColumn col)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || strcmp(NameStr(att->attname), columns[col].name) != 0)
+			continue;
+		if (att->atttypid != columns[col].type)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("athena_keys.%s column \"%s\" has type %s, not %s",
+							table_names[columns[col].table], columns[col].name,
+							format_type_be(att->atttypid), format_type_be(columns[col].type)),
+					 errdetail("Keys cannot be read while the column has another type."),
+					 errhint("Give the column back the type the extension's install script gives it.")));
+		return att->attnum;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("athena_keys.%s has no column \"%s\"",
+					table_names[columns[col].table], columns[col].name),
+			 errdetail("Keys cannot be read without it."),
+			 errhint("Add the column back with the type the extension's install script gives it.")));
+	return InvalidAttrNumber;	/* not reached */
+}
+
+/*
+ * Whether index is a valid, plain btree whose leading columns are the
+ * table's expected ones, with the types' default operator families and the
+ * columns' collations (so that its order and its equality are the ones the
+ * SQL statement used).
+ */
+static bool
+IndexFits(Relation heap, Relation index, KeyTable table)
+{
+	Form_pg_index form = index->rd_index;
+	int			i;
+
+	if (!form->indisvalid || !form->indisready || !form->indislive ||
+		index->rd_rel->relam != BTREE_AM_OID ||
+		form->indnkeyatts < indexes[table].nkeys ||
+		!heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, NULL) ||
+		!heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL))
+		return false;
+	for (i = 0; i < indexes[table].nkeys; i++)
+	{
+		KeyColumn	col = indexes[table].keys[i];
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(heap), layout.attnums[col] - 1);
+		Oid			opclass = GetDefaultOpClass(columns[col].type, BTREE_AM_OID);
+
+		if (form->indkey.values[i] != layout.attnums[col] ||
+			!OidIsValid(opclass) ||
+			index->rd_opfamily[i] != get_opclass_family(opclass) ||
+			index->rd_indcollation[i] != att->attcollation)
+			return false;
+	}
+	return true;
+}
+
+/* The index a table is read through */
+static Oid
+FindIndex(Relation heap, KeyTable table)
+{
+	List	   *list = RelationGetIndexList(heap);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, list)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		bool		fits = IndexFits(heap, index, table);
+
+		index_close(index, NoLock);
+		if (fits)
+		{
+			found = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(list);
+	if (!OidIsValid(found))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("athena_keys.%s has no btree index on (%s%s%s)", table_names[table],
+						columns[indexes[table].keys[0]].name,
+						indexes[table].nkeys > 1 ? ", " : "",
+						indexes[table].nkeys > 1 ? columns[indexes[table].keys[1]].name : ""),
+				 errdetail("Keys are read through that index."),
+				 errhint("Create the index, or reinstall the extension.")));
+	return found;
+}
+
+/*
+ * Work out the layout from the tables as they are now (every table opened
+ * and locked, so that none can change before the read ends).
+ */
+static void
+ResolveLayout(KeyRead *read, uint64 generation)
+{
+	int			t;
+	int			c;
+
+	layout.known = false;
+	for (t = 0; t < KEY_TABLE_COUNT; t++)
+	{
+		OpenKeyTable(read, (KeyTable) t);
+		layout.tables[t] = read->tables[t] ? RelationGetRelid(read->tables[t]) : InvalidOid;
+		layout.last_attnum[t] = 0;
+	}
+	for (c = 0; c < KEY_COLUMN_COUNT; c++)
+	{
+		Relation	rel = read->tables[columns[c].table];
+
+		layout.attnums[c] = rel ? FindColumn(rel, (KeyColumn) c) : InvalidAttrNumber;
+		layout.last_attnum[columns[c].table] = Max(layout.last_attnum[columns[c].table],
+												   layout.attnums[c]);
+	}
+	for (t = 0; t < KEY_TABLE_COUNT; t++)
+	{
+		Relation	rel = read->tables[t];
+
+		layout.indexes[t] = InvalidOid;
+		layout.search_collation[t] = InvalidOid;
+		if (rel == NULL)
+			continue;
+		layout.indexes[t] = FindIndex(rel, (KeyTable) t);
+		layout.search_collation[t] =
+			TupleDescAttr(RelationGetDescr(rel),
+						  layout.attnums[indexes[t].keys[0]] - 1)->attcollation;
+	}
+	layout.generation = generation;
+	layout.known = true;
+}
+
+/*
+ * Open and lock every table, then make sure the layout is current.  As in
+ * a SQL statement, the locks come before the snapshot: a table rewritten
+ * by a transaction this read waited for is then read with a snapshot that
+ * sees the rewrite.  Taking the locks applies the invalidations that had
+ * arrived, so the generation is compared after them.
+ */
+static void
+OpenKeyTables(KeyRead *read)
+{
+	uint64		generation;
+	int			t;
+	bool		current;
+
+	for (t = 0; t < KEY_TABLE_COUNT; t++)
+		OpenKeyTable(read, (KeyTable) t);
+	generation = KeyCacheGeneration();
+	current = layout.known && layout.generation == generation;
+	for (t = 0; t < KEY_TABLE_COUNT && current; t++)
+		current = layout.tables[t] == (read->tables[t] ? RelationGetRelid(read->tables[t]) : InvalidOid);
+	if (!current)
+		ResolveLayout(read, generation);
+}
+
+/*
+ * An index scan of table for rows whose search column equals value,
+ * under the active snapshot; slot receives the rows.
+ */
+static IndexScanDesc
+BeginKeyScan(Relation heap, Relation index, KeyTable table, Datum value,
+			 TupleTableSlot **slot)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+	Oid			type = columns[indexes[table].keys[0]].type;
+
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   layout.search_collation[table],
+						   type == TEXTOID ? F_TEXTEQ : F_UUID_EQ, value);
+#if PG_VERSION_NUM >= 190000
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0, SO_NONE);
+#elif PG_VERSION_NUM >= 180000
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0);
+#else
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+#endif
+	index_rescan(scan, &key, 1, NULL, 0);
+	*slot = table_slot_create(heap, NULL);
+	return scan;
+}
+
+/* End a scan BeginKeyScan began */
+static void
+EndKeyScan(IndexScanDesc scan, TupleTableSlot *slot)
+{
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/* A column of the slot's row (deformed far enough already) */
+static inline Datum
+ColumnValue(TupleTableSlot *slot, KeyColumn col, bool *isnull)
+{
+	AttrNumber	attnum = layout.attnums[col];
+
+	*isnull = slot->tts_isnull[attnum - 1];
+	return slot->tts_values[attnum - 1];
+}
+
+/* A text value as a NUL-terminated string in target */
+static char *
+TextToString(Datum d, MemoryContext target)
+{
+	text	   *t = DatumGetTextPP(d);
+	size_t		len = VARSIZE_ANY_EXHDR(t);
+	char	   *s = MemoryContextAlloc(target, len + 1);
+
+	memcpy(s, VARDATA_ANY(t), len);
+	s[len] = '\0';
+	return s;
+}
+
+/* Decode a stored digest; the table's CHECK guarantees 64 hex characters */
+static bool
+ReadDigest(Datum d, unsigned char *digest)
+{
+	text	   *t = DatumGetTextPP(d);
+
+	return DecodeHexDigest(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), digest, KEY_DIGEST_LEN);
+}
+
+/* The key row's own columns into entry */
+static void
+StoreKeyColumns(TupleTableSlot *slot, CachedKey *entry, MemoryContext target)
+{
+	KeyFacts   *facts = &entry->facts;
+	bool		isnull;
+	Datum		d;
+
+	slot_getsomeattrs(slot, layout.last_attnum[TABLE_KEY]);
+	memcpy(&entry->id, DatumGetUUIDP(ColumnValue(slot, COL_KEY_ID, &isnull)), sizeof(pg_uuid_t));
+	facts->salt = TextToString(ColumnValue(slot, COL_KEY_SALT, &isnull), target);
+	if (!ReadDigest(ColumnValue(slot, COL_KEY_HASH, &isnull), facts->digest))
+		memset(facts->digest, 0, KEY_DIGEST_LEN);
+	d = ColumnValue(slot, COL_KEY_PREVIOUS_SALT, &isnull);
+	facts->has_previous = !isnull;
+	if (facts->has_previous)
+	{
+		facts->previous_salt = TextToString(d, target);
+		d = ColumnValue(slot, COL_KEY_PREVIOUS_HASH, &isnull);
+		facts->has_previous = !isnull && ReadDigest(d, facts->previous_digest);
+		d = ColumnValue(slot, COL_KEY_PREVIOUS_VALID_UNTIL, &isnull);
+		facts->previous_valid_until = isnull ? 0 : DatumGetTimestampTz(d);
+	}
+	d = ColumnValue(slot, COL_KEY_IS_ACTIVE, &isnull);
+	facts->is_active = !isnull && DatumGetBool(d);
+	d = ColumnValue(slot, COL_KEY_EXPIRES_AT, &isnull);
+	facts->has_expiry = !isnull;
+	facts->expires_at = isnull ? 0 : DatumGetTimestampTz(d);
+	d = ColumnValue(slot, COL_KEY_CLIENT_NAME, &isnull);
+	facts->client_name = isnull ? NULL : TextToString(d, target);
+	facts->client_name_len = isnull ? 0 : strlen(facts->client_name);
+	d = ColumnValue(slot, COL_KEY_VIRGIN_MODE, &isnull);
+	facts->learning = !isnull && DatumGetBool(d);
+	d = ColumnValue(slot, COL_KEY_VIRGIN_RESOLVED, &isnull);
+	facts->learning = facts->learning && !isnull && !DatumGetBool(d);
+	d = ColumnValue(slot, COL_KEY_LAST_USED_AT, &isnull);
+	entry->last_used_at = isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/* Find the key row of entry->public_id; false when there is none */
+static bool
+ReadKeyRow(KeyRead *read, CachedKey *entry, MemoryContext target)
+{
+	Relation	heap = read->tables[TABLE_KEY];
+	Relation	index = index_open(layout.indexes[TABLE_KEY], AccessShareLock);
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	bool		found;
+
+	scan = BeginKeyScan(heap, index, TABLE_KEY, CStringGetTextDatum(entry->public_id), &slot);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+		StoreKeyColumns(slot, entry, target);
+	EndKeyScan(scan, slot);
+	index_close(index, NoLock);
+	return found;
+}
+
+/*
+ * The key's grants, in the order of right_name (the index's, which is the
+ * column's collation): as strings for the decision and as the text[] the
+ * result row shows.
+ */
+static void
+ReadGrants(KeyRead *read, CachedKey *entry, MemoryContext target)
+{
+	Relation	heap = read->tables[TABLE_GRANT];
+	Relation	index = index_open(layout.indexes[TABLE_GRANT], AccessShareLock);
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	int			capacity = 4;
+	int			n = 0;
+	char	  **names = MemoryContextAlloc(target, sizeof(char *) * capacity);
+	int		   *lens = MemoryContextAlloc(target, sizeof(int) * capacity);
+	Datum	   *texts = palloc(sizeof(Datum) * capacity);
+	MemoryContext old;
+
+	scan = BeginKeyScan(heap, index, TABLE_GRANT, UUIDPGetDatum(&entry->id), &slot);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		slot_getsomeattrs(slot, layout.last_attnum[TABLE_GRANT]);
+		d = ColumnValue(slot, COL_GRANT_RIGHT_NAME, &isnull);
+		if (isnull)
+			continue;
+		if (n == capacity)
+		{
+			capacity *= 2;
+			names = repalloc(names, sizeof(char *) * capacity);
+			lens = repalloc(lens, sizeof(int) * capacity);
+			texts = repalloc(texts, sizeof(Datum) * capacity);
+		}
+		names[n] = TextToString(d, target);
+		lens[n] = strlen(names[n]);
+		texts[n] = PointerGetDatum(cstring_to_text_with_len(names[n], lens[n]));
+		n++;
+	}
+	EndKeyScan(scan, slot);
+	index_close(index, NoLock);
+
+	old = MemoryContextSwitchTo(target);
+	entry->granted_array = construct_array(texts, n, TEXTOID, -1, false, TYPALIGN_INT);
+	MemoryContextSwitchTo(old);
+	entry->facts.ngranted = n;
+	entry->facts.granted = (const char *const *) names;
+	entry->facts.granted_len = lens;
+}
+
+/* Append one rule to a growing array in target */
+static void
+AppendRule(IpNet **rules, int *n, int *capacity, const IpNet *rule, MemoryContext target)
+{
+	if (*n == *capacity)
+	{
+		*capacity = *capacity == 0 ? 16 : *capacity * 2;
+		*rules = *rules == NULL ? MemoryContextAlloc(target, sizeof(IpNet) * *capacity) :
+			repalloc(*rules, sizeof(IpNet) * *capacity);
+	}
+	(*rules)[(*n)++] = *rule;
+}
+
+/* Whether a list column holds name (whitelist or blacklist) */
+static bool
+ListIs(Datum d, const char *name, size_t len)
+{
+	text	   *t = DatumGetTextPP(d);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), name, len) == 0;
+}
+
+/*
+ * The key's whitelist and blacklist in one scan, built into the rule sets
+ * the decision searches (which sorts them once, BuildOwnedRuleSet).
+ */
+static void
+ReadRules(KeyRead *read, CachedKey *entry, MemoryContext target)
+{
+	Relation	heap = read->tables[TABLE_RULE];
+	Relation	index = index_open(layout.indexes[TABLE_RULE], AccessShareLock);
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	IpNet	   *white = NULL;
+	IpNet	   *black = NULL;
+	int			nwhite = 0,
+				nblack = 0,
+				cwhite = 0,
+				cblack = 0;
+
+	scan = BeginKeyScan(heap, index, TABLE_RULE, UUIDPGetDatum(&entry->id), &slot);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		list_null;
+		bool		addr_null;
+		Datum		list;
+		Datum		addr;
+		IpNet		rule;
+
+		slot_getsomeattrs(slot, layout.last_attnum[TABLE_RULE]);
+		list = ColumnValue(slot, COL_RULE_LIST, &list_null);
+		addr = ColumnValue(slot, COL_RULE_ADDR, &addr_null);
+		if (list_null || addr_null || !IpNetFromInet(DatumGetInetPP(addr), false, &rule))
+			continue;
+		if (ListIs(list, "whitelist", 9))
+			AppendRule(&white, &nwhite, &cwhite, &rule, target);
+		else if (ListIs(list, "blacklist", 9))
+			AppendRule(&black, &nblack, &cblack, &rule, target);
+	}
+	EndKeyScan(scan, slot);
+	index_close(index, NoLock);
+
+	BuildOwnedRuleSet(&entry->whitelist, white, nwhite, target);
+	BuildOwnedRuleSet(&entry->blacklist, black, nblack, target);
+}
+
+/* round(extract(epoch FROM per) * 1000000)::bigint, as the SQL computed it */
+static int64
+PeriodMicroseconds(Datum per)
+{
+	Datum		epoch = DirectFunctionCall2(extract_interval,
+											CStringGetTextDatum("epoch"), per);
+	Datum		micros = DirectFunctionCall2(numeric_mul, epoch,
+											 NumericGetDatum(int64_to_numeric(1000000)));
+
+	micros = DirectFunctionCall2(numeric_round, micros, Int32GetDatum(0));
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, micros));
+}
+
+/* One rate limit row, appended to limits when it is possible */
+static void
+AppendLimit(TupleTableSlot *slot, RateLimit *limits, int *n)
+{
+	bool		nulls[4];
+	Datum		id = ColumnValue(slot, COL_LIMIT_ID, &nulls[0]);
+	Datum		requests = ColumnValue(slot, COL_LIMIT_REQUESTS, &nulls[1]);
+	Datum		per = ColumnValue(slot, COL_LIMIT_PER, &nulls[2]);
+	Datum		burst = ColumnValue(slot, COL_LIMIT_BURST, &nulls[3]);
+
+	if (nulls[0] || nulls[1] || nulls[2] || nulls[3])
+		return;
+	if (RateLimitFromValues(DatumGetInt64(id), DatumGetInt32(requests),
+							PeriodMicroseconds(per), DatumGetInt32(burst), &limits[*n]))
+		(*n)++;
+}
+
+/* The key's rate limits, in the order of their ids (as the SQL had them) */
+static void
+ReadLimits(KeyRead *read, CachedKey *entry, MemoryContext target)
+{
+	Relation	heap = read->tables[TABLE_LIMIT];
+	Relation	index;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	RateLimit  *limits = NULL;
+	int			capacity = 0;
+	int			n = 0;
+	int			i;
+
+	entry->rate_limits = NULL;
+	entry->facts.nrate_limits = 0;
+	if (heap == NULL)
+		return;
+	index = index_open(layout.indexes[TABLE_LIMIT], AccessShareLock);
+	scan = BeginKeyScan(heap, index, TABLE_LIMIT, UUIDPGetDatum(&entry->id), &slot);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		if (n == capacity)
+		{
+			capacity = capacity == 0 ? 4 : capacity * 2;
+			limits = limits == NULL ? MemoryContextAlloc(target, sizeof(RateLimit) * capacity) :
+				repalloc(limits, sizeof(RateLimit) * capacity);
+		}
+		slot_getsomeattrs(slot, layout.last_attnum[TABLE_LIMIT]);
+		AppendLimit(slot, limits, &n);
+	}
+	EndKeyScan(scan, slot);
+	index_close(index, NoLock);
+
+	/* A key has a handful of limits: insertion sort by id */
+	for (i = 1; i < n; i++)
+	{
+		RateLimit	limit = limits[i];
+		int			j = i - 1;
+
+		while (j >= 0 && limits[j].id > limit.id)
+		{
+			limits[j + 1] = limits[j];
+			j--;
+		}
+		limits[j + 1] = limit;
+	}
+	entry->rate_limits = limits;
+	entry->facts.nrate_limits = n;
+}
+
+/*
+ * Fill entry (whose public_id is set) from the tables, its parts allocated
+ * in target; entry->facts.exists tells whether a key has this public id.
+ * The caller holds the owner's rights.
+ */
+void
+ReadKeyRows(CachedKey *entry, MemoryContext target)
+{
+	KeyRead		read;
+
+	memset(&read, 0, sizeof(read));
+	OpenKeyTables(&read);
+
+	/* The snapshot a non-read-only SPI statement would run under */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	entry->facts.exists = ReadKeyRow(&read, entry, target);
+	if (entry->facts.exists)
+	{
+		ReadGrants(&read, entry, target);
+		ReadRules(&read, entry, target);
+		ReadLimits(&read, entry, target);
+	}
+	entry->facts.rate_limits = entry->rate_limits;
+
+	PopActiveSnapshot();
+	CloseKeyTables(&read);
+}
