@@ -46,6 +46,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -157,9 +158,17 @@ typedef struct KeyLayout
 	Oid			search_collation[KEY_TABLE_COUNT];
 	AttrNumber	attnums[KEY_COLUMN_COUNT];
 	AttrNumber	last_attnum[KEY_TABLE_COUNT];	/* deform this far */
+	TupleTableSlot *slots[KEY_TABLE_COUNT]; /* over copies of the row types */
 } KeyLayout;
 
 static KeyLayout layout;
+static MemoryContext layout_context = NULL;
+
+/*
+ * A read is under way; still true at the next read when one raised, whose
+ * slots may then name buffers the abort unpinned: they are made anew.
+ */
+static bool reading = false;
 
 /* The relations of one read, opened as they are needed */
 typedef struct KeyRead
@@ -315,8 +324,15 @@ ResolveLayout(KeyRead *read, uint64 generation)
 {
 	int			t;
 	int			c;
+	MemoryContext old;
 
 	layout.known = false;
+	if (layout_context == NULL)
+		layout_context = AllocSetContextCreate(TopMemoryContext, "athena_keys key rows",
+											   ALLOCSET_SMALL_SIZES);
+	/* The slots are empty (EndKeyScan), or their pins went with an abort */
+	MemoryContextReset(layout_context);
+	memset(layout.slots, 0, sizeof(layout.slots));
 	for (t = 0; t < KEY_TABLE_COUNT; t++)
 	{
 		OpenKeyTable(read, (KeyTable) t);
@@ -343,6 +359,10 @@ ResolveLayout(KeyRead *read, uint64 generation)
 		layout.search_collation[t] =
 			TupleDescAttr(RelationGetDescr(rel),
 						  layout.attnums[indexes[t].keys[0]] - 1)->attcollation;
+		old = MemoryContextSwitchTo(layout_context);
+		layout.slots[t] = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+												   table_slot_callbacks(rel));
+		MemoryContextSwitchTo(old);
 	}
 	layout.generation = generation;
 	layout.known = true;
@@ -353,28 +373,39 @@ ResolveLayout(KeyRead *read, uint64 generation)
  * a SQL statement, the locks come before the snapshot: a table rewritten
  * by a transaction this read waited for is then read with a snapshot that
  * sees the rewrite.  Taking the locks applies the invalidations that had
- * arrived, so the generation is compared after them.
+ * arrived, so the generation is compared after them; when it moved, the
+ * tables are opened again by the OIDs their names have now.
  */
 static void
 OpenKeyTables(KeyRead *read)
 {
-	uint64		generation;
+	uint64		generation = KeyCacheGeneration();
 	int			t;
-	bool		current;
 
+	if (layout.known && layout.generation == generation)
+	{
+		/*
+		 * A table dropped by a transaction that committed since the last
+		 * invalidations were applied raises here, as the SQL statement's
+		 * replanning did.
+		 */
+		for (t = 0; t < KEY_TABLE_COUNT; t++)
+			if (OidIsValid(layout.tables[t]))
+				read->tables[t] = table_open(layout.tables[t], AccessShareLock);
+		if (KeyCacheGeneration() == generation)
+			return;
+		CloseKeyTables(read);
+		memset(read, 0, sizeof(*read));
+	}
 	for (t = 0; t < KEY_TABLE_COUNT; t++)
 		OpenKeyTable(read, (KeyTable) t);
-	generation = KeyCacheGeneration();
-	current = layout.known && layout.generation == generation;
-	for (t = 0; t < KEY_TABLE_COUNT && current; t++)
-		current = layout.tables[t] == (read->tables[t] ? RelationGetRelid(read->tables[t]) : InvalidOid);
-	if (!current)
-		ResolveLayout(read, generation);
+	ResolveLayout(read, KeyCacheGeneration());
 }
 
 /*
  * An index scan of table for rows whose search column equals value,
- * under the active snapshot; slot receives the rows.
+ * under the active snapshot; slot receives the rows (the layout's, made
+ * once per layout over a copy of the row type).
  */
 static IndexScanDesc
 BeginKeyScan(Relation heap, Relation index, KeyTable table, Datum value,
@@ -395,16 +426,16 @@ BeginKeyScan(Relation heap, Relation index, KeyTable table, Datum value,
 	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
 #endif
 	index_rescan(scan, &key, 1, NULL, 0);
-	*slot = table_slot_create(heap, NULL);
+	*slot = layout.slots[table];
 	return scan;
 }
 
-/* End a scan BeginKeyScan began */
+/* End a scan BeginKeyScan began, releasing the buffer its slot holds */
 static void
 EndKeyScan(IndexScanDesc scan, TupleTableSlot *slot)
 {
+	ExecClearTuple(slot);
 	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
 }
 
 /* A column of the slot's row (deformed far enough already) */
@@ -706,6 +737,9 @@ ReadKeyRows(CachedKey *entry, MemoryContext target)
 	KeyRead		read;
 
 	memset(&read, 0, sizeof(read));
+	if (reading)
+		layout.known = false;
+	reading = true;
 	OpenKeyTables(&read);
 
 	/* The snapshot a non-read-only SPI statement would run under */
@@ -723,4 +757,5 @@ ReadKeyRows(CachedKey *entry, MemoryContext target)
 
 	PopActiveSnapshot();
 	CloseKeyTables(&read);
+	reading = false;
 }
