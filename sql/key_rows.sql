@@ -1,0 +1,113 @@
+-- A key cache miss reads the key row, its grants, its per-key IP rules and
+-- its rate limits straight from the tables (src/key_rows.c).  The verdict
+-- is the one the cached key gives; the read sees the transaction's own
+-- edits; tables that are not what the install script made raise an error
+-- that names the table and column; nothing on the search_path changes what
+-- is read.
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS athena_keys CASCADE;
+DROP SCHEMA IF EXISTS key_rows_evil CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION athena_keys;
+SET athena_keys.log_decisions = none;
+SET athena_keys.last_used_interval = 86400;
+
+SELECT athena_keys.athena_create_right(r) FROM unnest(ARRAY['zeta.read', 'alpha.write', 'mid.*']) r;
+-- Rights out of order, rules of mixed prefix lengths out of order (one
+-- IPv4-mapped), a blacklist inside the whitelist.  (Rate limits need the
+-- preloaded library: TAP test 010 reads them on misses.)
+SELECT api_key AS k, id AS k_id FROM athena_keys.athena_create_key('rows', client_name => 'web',
+	rights => ARRAY['zeta.read', 'alpha.write', 'mid.*'],
+	ip_whitelist => ARRAY['10.9.0.0/16', '10.1.2.0/24', '10.0.0.0/16', '::ffff:192.0.2.0/120',
+	                      '2001:db8::/32', '10.3.0.0/16']::cidr[],
+	ip_blacklist => ARRAY['10.9.9.0/24']::cidr[]) \gset
+
+CREATE TEMP TABLE requests (n int, client text, ip inet, rights text[]);
+INSERT INTO requests VALUES
+	(1, 'web', '10.1.2.3', '{zeta.read}'),
+	(2, 'web', '10.1.3.3', '{zeta.read}'),
+	(3, 'web', '192.0.2.7', '{mid.x, alpha.write}'),
+	(4, 'web', '::ffff:10.3.4.5', '{alpha.write}'),
+	(5, 'web', '10.9.9.9', '{zeta.read}'),
+	(6, 'web', '2001:db8:1::1', '{zeta.read, nope.read}'),
+	(7, 'app', '10.0.0.1', '{zeta.read}'),
+	(8, 'web', '10.0.255.255', NULL);
+
+-- The same verdicts and granted rights (in right_name order), cached and
+-- read on every call.
+CREATE TEMP TABLE verdicts AS
+SELECT r.n, a.allowed, a.status, a.reason, a.granted_rights, a.missing_rights, a.rate_limit
+  FROM requests r, athena_keys.athena_authenticate(:'k', r.client, r.ip, r.rights) a;
+SET athena_keys.key_cache_size = 0;
+SELECT r.n, a.allowed, a.status, a.reason, a.granted_rights, a.missing_rights, a.rate_limit,
+       (a.allowed, a.status, a.reason, a.granted_rights, a.missing_rights, a.rate_limit) IS NOT DISTINCT FROM
+       (v.allowed, v.status, v.reason, v.granted_rights, v.missing_rights, v.rate_limit) AS same_as_cached
+  FROM requests r JOIN verdicts v USING (n), athena_keys.athena_authenticate(:'k', r.client, r.ip, r.rights) a
+ ORDER BY r.n;
+
+-- Rotation: the previous secret works until its grace ends, read on a miss too.
+SELECT athena_keys.athena_rotate_key(:'k_id', '1 hour') AS k2 \gset
+SELECT allowed, status FROM athena_keys.athena_authenticate(:'k', 'web', '10.1.2.3', NULL);
+SELECT allowed, status FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+SELECT allowed, reason FROM athena_keys.athena_authenticate('ath_ffffffffffffffff.' || repeat('0', 64), 'web', '10.1.2.3', NULL);
+
+-- The transaction's own edits are read, uncommitted as they are.
+BEGIN;
+SELECT allowed, reason FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+SELECT athena_keys.athena_set_key_active(:'k_id', false);
+SELECT allowed, reason FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+SELECT athena_keys.athena_set_key_active(:'k_id', true);
+SELECT athena_keys.athena_add_ip_rule('blacklist', '10.1.2.0/24', :'k_id');
+SELECT allowed, reason FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+ROLLBACK;
+SELECT allowed, reason FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+
+-- A retyped column, a renamed column and a missing index raise an error
+-- naming them (not a crash, not a misread); each is rolled back, after
+-- which the tables are read again.
+BEGIN;
+DROP TRIGGER api_key_update_invalidate ON athena_keys.api_key;
+ALTER TABLE athena_keys.api_key DROP CONSTRAINT api_key_salt_format,
+	ALTER COLUMN key_salt TYPE bytea USING convert_to(key_salt, 'UTF8');
+SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+ROLLBACK;
+BEGIN;
+ALTER TABLE athena_keys.api_key_ip_rule RENAME COLUMN addr TO address;
+SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+ROLLBACK;
+BEGIN;
+ALTER TABLE athena_keys.api_key_right_grant DROP CONSTRAINT api_key_right_grant_pkey CASCADE;
+SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+ROLLBACK;
+BEGIN;
+-- An expression, partial or hash index does not stand in for the btree
+-- on public_id; one that leads with public_id does.
+ALTER TABLE athena_keys.api_key DROP CONSTRAINT api_key_public_id_key;
+CREATE INDEX ON athena_keys.api_key (lower(public_id));
+CREATE INDEX ON athena_keys.api_key (public_id) WHERE is_active;
+CREATE INDEX ON athena_keys.api_key USING hash (public_id);
+SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+ROLLBACK;
+BEGIN;
+ALTER TABLE athena_keys.api_key DROP CONSTRAINT api_key_public_id_key;
+CREATE UNIQUE INDEX ON athena_keys.api_key (public_id, name);
+SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+ROLLBACK;
+SELECT allowed, status FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+SELECT allowed, status FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', '{zeta.read}');
+
+-- Objects on the search_path play no part: an = on text and uuid that
+-- says every value matches, and a table named like the key table.
+CREATE SCHEMA key_rows_evil;
+CREATE FUNCTION key_rows_evil.always(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE FUNCTION key_rows_evil.always(uuid, uuid) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR key_rows_evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = key_rows_evil.always);
+CREATE OPERATOR key_rows_evil.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = key_rows_evil.always);
+CREATE TABLE key_rows_evil.api_key (LIKE athena_keys.api_key);
+SET search_path = key_rows_evil, pg_catalog, public;
+SELECT allowed, reason FROM athena_keys.athena_authenticate('ath_ffffffffffffffff.' || repeat('0', 64), 'web', '10.1.2.3', NULL);
+SELECT allowed, reason, granted_rights FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+RESET search_path;
+DROP SCHEMA key_rows_evil CASCADE;
+RESET athena_keys.key_cache_size;
