@@ -10,6 +10,10 @@
 
 #include <sys/socket.h>
 
+/* inet.h's macros need the varlena ones, in a header of their own from 16 */
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
 #include "utils/inet.h"
 
 #include "ip_rules.h"
