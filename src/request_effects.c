@@ -91,7 +91,6 @@ EnterOwnerSection(RequestEffects *fx, OwnerSection *section, const char *why)
 	SetUserIdAndSecContext(owner, section->caller_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	EnsureSpiConnected();
 }
 
 /* Back to the caller's rights */
@@ -182,7 +181,10 @@ StampLastUseForRequest(RequestEffects *fx, CachedKey *key, TimestampTz now)
 	LeaveOwnerSection(&section);
 }
 
-/* End a call's effects: close the SPI connection a section opened */
+/*
+ * End a call's effects: close the SPI connection a section opened (each
+ * statement connects when it first needs to; a key read needs none)
+ */
 void
 FinishRequestEffects(RequestEffects *fx)
 {
