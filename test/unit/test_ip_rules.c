@@ -372,6 +372,35 @@ TestIpRuleSetsRandom(void)
 		  mismatches, hits);
 }
 
+/*
+ * Rules that arrive in order (as a key's rules of one prefix length come
+ * from the rule table's index) are kept as they are; rules out of order,
+ * with duplicates, or put out of order by normalisation are sorted.
+ */
+static void
+TestIpRulesPrepareOrder(void)
+{
+	IpNet		sorted[3] = {RawNet("10.0.0.0/16"), RawNet("10.1.0.0/16"), RawNet("10.2.0.0/16")};
+	IpNet		unsorted[3] = {RawNet("10.2.0.0/16"), RawNet("10.0.0.0/16"), RawNet("10.1.0.0/16")};
+	IpNet		dupes[3] = {RawNet("10.0.0.0/16"), RawNet("10.0.0.0/16"), RawNet("10.1.0.0/16")};
+	IpNet		mapped[2] = {RawNet("10.0.0.0/8"), RawNet("::ffff:9.0.0.0/104")};
+	IpNet		want0 = RawNet("10.0.0.0/16");
+	IpNet		want1 = RawNet("10.1.0.0/16");
+	IpNet		want2 = RawNet("10.2.0.0/16");
+	IpNet		want_mapped = RawNet("9.0.0.0/8");
+
+	Check(IpRulesPrepare(sorted, 3) == 3 && NetEquals(&sorted[0], &want0) &&
+		  NetEquals(&sorted[1], &want1) && NetEquals(&sorted[2], &want2),
+		  "rules already in order stay as they are");
+	Check(IpRulesPrepare(unsorted, 3) == 3 && NetEquals(&unsorted[0], &want0) &&
+		  NetEquals(&unsorted[1], &want1) && NetEquals(&unsorted[2], &want2),
+		  "rules out of order are sorted");
+	Check(IpRulesPrepare(dupes, 3) == 2 && NetEquals(&dupes[0], &want0) &&
+		  NetEquals(&dupes[1], &want1),
+		  "rules in order with a duplicate are de-duplicated");
+	Check(IpRulesPrepare(mapped, 2) == 2 && NetEquals(&mapped[0], &want_mapped),
+		  "a rule that normalisation moves ahead is sorted");
+}
 
 /* Run every ip_rules check and summarise */
 int
@@ -380,5 +409,6 @@ main(void)
 	TestIpNetBasics();
 	TestIpRuleSets();
 	TestIpRuleSetsRandom();
+	TestIpRulesPrepareOrder();
 	return CheckSummary();
 }
