@@ -10,7 +10,8 @@
  * SetUserIdAndSecContext for exactly that section, as a SECURITY DEFINER
  * function would, and switches back.  The caller's search_path stays in
  * force, so every statement these sections run names its tables,
- * functions and operators with their schema (spi_plans.c).  The section
+ * functions and operators with their schema (spi_plans.c); a key read
+ * runs none (key_rows.c reads the tables by OID).  The section
  * is also a security-restricted operation: nothing run in it can change
  * the role or create temporary objects.  If it raises, the (sub)transaction
  * abort restores the caller's identity.

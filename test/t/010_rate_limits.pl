@@ -68,6 +68,22 @@ $node->restart;
 is(verdict($node, $key), 't,200', 'after a restart the count starts again');
 is(verdict($node, $key), 'f,429,Rate limit exceeded', 'and is enforced again');
 
+# A key read on every call (key_cache_size = 0: src/key_rows.c) brings
+# all its limits: the hour's burst of 3 runs out first, and the units the
+# day's limit lost meanwhile show once the hour's limit is lifted.
+my ($two, $two_id) = create_key($node, 'postgres', q{'two-limits'});
+$node->safe_psql('postgres', "SELECT athena_keys.athena_set_key_rate_limit('$two_id', 100, '1 day', 10);
+	SELECT athena_keys.athena_set_key_rate_limit('$two_id', 5, '1 hour', 3)");
+my $every_call = "SET athena_keys.key_cache_size = 0;
+	SELECT string_agg(concat_ws(',', a.allowed, a.status, a.rate_limit, a.rate_remaining), ';' ORDER BY g)
+	  FROM generate_series(1, %d) g,
+	       LATERAL athena_keys.athena_authenticate('$two', CASE WHEN g < 0 THEN 'never' END, NULL, NULL) a";
+is($node->safe_psql('postgres', sprintf($every_call, 4)), 't,200,5,2;t,200,5,1;t,200,5,0;f,429,5,0',
+	'a key read on every call enforces its tightest limit');
+$node->safe_psql('postgres', "SELECT athena_keys.athena_clear_key_rate_limit('$two_id', '1 hour')");
+is($node->safe_psql('postgres', sprintf($every_call, 1)), 't,200,100,6',
+	'and took its other limit\'s units too');
+
 # So does a crash: shared memory is made again after any backend's crash
 # (kill -9 of an unrelated one here).
 my ($sleep_out, $sleep_err) = ('', '');
