@@ -181,6 +181,19 @@ KeyCacheGeneration(void)
 	return key_generation;
 }
 
+/* The OID a watched table has now, InvalidOid when there is none */
+static Oid
+WatchedTableOid(const char *table)
+{
+	size_t		i;
+
+	EnsureWatchedTablesKnown();
+	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
+		if (strcmp(watched_tables[i].table, table) == 0)
+			return watched_table_oids[i];
+	return InvalidOid;
+}
+
 /*
  * The OID of athena_keys.api_key_rate_limit, InvalidOid where a database
  * not yet updated to 1.4 has none (the caches then read no limits).
@@ -190,13 +203,17 @@ KeyCacheGeneration(void)
 Oid
 RateLimitTableOid(void)
 {
-	size_t		i;
+	return WatchedTableOid("api_key_rate_limit");
+}
 
-	EnsureWatchedTablesKnown();
-	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
-		if (strcmp(watched_tables[i].table, "api_key_rate_limit") == 0)
-			return watched_table_oids[i];
-	return InvalidOid;
+/*
+ * The OID of athena_keys.api_key: a queued last_used_at stamp names the
+ * table its key id belongs to, so it never lands in a re-created one.
+ */
+Oid
+KeyTableOid(void)
+{
+	return WatchedTableOid("api_key");
 }
 
 /* Whether this transaction may fill the caches (see the file header) */

@@ -13,6 +13,7 @@ extern void RegisterCacheInvalidation(void);
 extern uint64 ConfigCacheGeneration(void);
 extern uint64 KeyCacheGeneration(void);
 extern Oid	RateLimitTableOid(void);
+extern Oid	KeyTableOid(void);
 extern bool CachingAllowed(void);
 extern bool CacheMayBeRebuilt(void);
 extern void EnterCacheUse(void);
