@@ -54,6 +54,7 @@ typedef struct LastUseEntry
 typedef struct LastUseShared
 {
 	LWLock	   *lock;
+	int			recorded;		/* entries with a use recorded, all databases */
 } LastUseShared;
 
 static LastUseShared *last_use_shared = NULL;
@@ -120,13 +121,23 @@ LastUseShmemStartup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	last_use_shared = ShmemInitStruct("athena_keys last_used_at", sizeof(LastUseShared), &found);
 	if (!found)
+	{
 		last_use_shared->lock = &(GetNamedLWLockTranche("athena_keys last_used_at"))->lock;
+		last_use_shared->recorded = 0;
+	}
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(LastUseKey);
 	info.entrysize = sizeof(LastUseEntry);
+#if PG_VERSION_NUM >= 190000
+	/* 19 sizes a shared hash once: its initial size is its size */
+	last_use_table = ShmemInitHash("athena_keys last_used_at stamps",
+								   LAST_USED_QUEUE_ENTRIES,
+								   &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+#else
 	last_use_table = ShmemInitHash("athena_keys last_used_at stamps",
 								   LAST_USED_QUEUE_ENTRIES, LAST_USED_QUEUE_ENTRIES,
 								   &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+#endif
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -264,6 +275,8 @@ LastUseXactCallback(XactEvent event, void *arg)
 
 			if (commit)
 			{
+				if (entry->used_at == 0)
+					last_use_shared->recorded++;
 				entry->used_at = Max(entry->used_at, pending_times[i]);
 				entry->holders--;
 			}
@@ -294,6 +307,12 @@ LastUseQueueTake(Oid dboid, LastUseStamp *out, int max)
 	if (last_use_table == NULL)
 		return 0;
 	LWLockAcquire(last_use_shared->lock, LW_SHARED);
+	/* A writer wakes every flush interval: no scan of the table for nothing */
+	if (last_use_shared->recorded == 0)
+	{
+		LWLockRelease(last_use_shared->lock);
+		return 0;
+	}
 	hash_seq_init(&scan, last_use_table);
 	while ((entry = hash_seq_search(&scan)) != NULL)
 	{
@@ -336,6 +355,7 @@ LastUseQueueApplied(Oid dboid, const LastUseStamp *done, int n)
 		entry = hash_search(last_use_table, &key, HASH_FIND, NULL);
 		if (entry == NULL || entry->used_at != done[i].used_at)
 			continue;
+		last_use_shared->recorded--;
 		if (entry->holders == 0)
 			hash_search(last_use_table, &key, HASH_REMOVE, NULL);
 		else
@@ -355,6 +375,11 @@ LastUseQueueBusy(Oid dboid)
 	if (last_use_table == NULL)
 		return false;
 	LWLockAcquire(last_use_shared->lock, LW_SHARED);
+	if (hash_get_num_entries(last_use_table) == 0)
+	{
+		LWLockRelease(last_use_shared->lock);
+		return false;
+	}
 	hash_seq_init(&scan, last_use_table);
 	while ((entry = hash_seq_search(&scan)) != NULL)
 	{
