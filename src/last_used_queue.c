@@ -16,8 +16,8 @@
  * The table's OID is part of an entry, so a stamp recorded before the
  * extension was dropped and created again (key ids of a new table) never
  * lands in the new one.  The table has a fixed size: a call that finds it
- * full, or whose database cannot get a writer, stamps in the call as it
- * would without preloading.  Pending stamps are lost if the server stops
+ * full (after freeing what dropped databases left), or whose database
+ * cannot get a writer, stamps in the call as it would without preloading.  Pending stamps are lost if the server stops
  * or crashes before the writer's next batch; last_used_at is informational.
  *
  * A reserved entry stays until its holders commit or abort, so the writer
@@ -34,6 +34,8 @@
 #include "storage/shmem.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "log_queue.h"
 
@@ -151,6 +153,51 @@ ReleaseReservation(LastUseEntry *entry)
 }
 
 /*
+ * Free the entries of databases that no longer exist (dropped while a
+ * stamp was pending, before their writer applied it), so that they cannot
+ * fill the table for good.  Called when the table is full; reads
+ * pg_database, so it runs in a transaction.
+ */
+static void
+PurgeStampsOfDroppedDatabases(void)
+{
+	HASH_SEQ_STATUS scan;
+	LastUseEntry *entry;
+	Oid			dboids[8];
+	int			ndb = 0;
+	int			i;
+
+	LWLockAcquire(last_use_shared->lock, LW_SHARED);
+	hash_seq_init(&scan, last_use_table);
+	while ((entry = hash_seq_search(&scan)) != NULL)
+	{
+		for (i = 0; i < ndb && dboids[i] != entry->key.dboid; i++)
+			;
+		if (i == ndb && ndb < (int) lengthof(dboids))
+			dboids[ndb++] = entry->key.dboid;
+	}
+	LWLockRelease(last_use_shared->lock);
+
+	for (i = 0; i < ndb; i++)
+	{
+		if (SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboids[i])))
+			continue;
+		LWLockAcquire(last_use_shared->lock, LW_EXCLUSIVE);
+		hash_seq_init(&scan, last_use_table);
+		while ((entry = hash_seq_search(&scan)) != NULL)
+		{
+			if (entry->key.dboid != dboids[i] || entry->holders > 0)
+				continue;
+			if (entry->used_at != 0)
+				last_use_shared->recorded--;
+			/* dynahash allows removing the entry a scan just returned */
+			hash_search(last_use_table, &entry->key, HASH_REMOVE, NULL);
+		}
+		LWLockRelease(last_use_shared->lock);
+	}
+}
+
+/*
  * Queue a due stamp of key id (of the api_key table relid) for the log
  * writer, recorded when the transaction commits.  False (nothing queued)
  * when athena_keys is not preloaded, the table is full or the database
@@ -208,8 +255,22 @@ QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 	entry = hash_search(last_use_table, &key, HASH_ENTER_NULL, &found);
 	if (entry == NULL)
 	{
+		static TimestampTz last_purge = 0;
+		TimestampTz now = GetCurrentTimestamp();
+
+		/* Full: free what dropped databases left (once a second at most), try again */
 		LWLockRelease(last_use_shared->lock);
-		return false;			/* full */
+		if (!TimestampDifferenceExceeds(last_purge, now, 1000))
+			return false;
+		last_purge = now;
+		PurgeStampsOfDroppedDatabases();
+		LWLockAcquire(last_use_shared->lock, LW_EXCLUSIVE);
+		entry = hash_search(last_use_table, &key, HASH_ENTER_NULL, &found);
+		if (entry == NULL)
+		{
+			LWLockRelease(last_use_shared->lock);
+			return false;
+		}
 	}
 	if (!found)
 	{
