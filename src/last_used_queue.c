@@ -279,6 +279,10 @@ QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 	}
 	entry->holders++;
 	LWLockRelease(last_use_shared->lock);
+	/* Counted at once, so that an abort gives the reservation back whatever follows */
+	pending_entries[npending] = entry;
+	pending_times[npending] = used_at;
+	npending++;
 
 	/*
 	 * Reserved first, then the writer: a writer leaving meanwhile either
@@ -286,15 +290,12 @@ QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 	 */
 	if (!LogQueueEnsureWriter())
 	{
+		npending--;
 		LWLockAcquire(last_use_shared->lock, LW_EXCLUSIVE);
 		ReleaseReservation(entry);
 		LWLockRelease(last_use_shared->lock);
 		return false;
 	}
-
-	pending_entries[npending] = entry;
-	pending_times[npending] = used_at;
-	npending++;
 	return true;
 }
 
