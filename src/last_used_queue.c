@@ -17,8 +17,10 @@
  * extension was dropped and created again (key ids of a new table) never
  * lands in the new one.  The table has a fixed size: a call that finds it
  * full (after freeing what dropped databases left), or whose database
- * cannot get a writer, stamps in the call as it would without preloading.  Pending stamps are lost if the server stops
- * or crashes before the writer's next batch; last_used_at is informational.
+ * cannot get a writer, stamps in the call as it would without preloading.
+ * Pending stamps are lost if the server crashes before the writer's next
+ * batch (on SIGTERM the writer applies them before it exits); last_used_at
+ * is informational.
  *
  * A reserved entry stays until its holders commit or abort, so the writer
  * of a database with reservations does not leave (LogQueueReleaseIfIdle)
