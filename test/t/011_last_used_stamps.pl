@@ -4,8 +4,9 @@
 # logged; a rolled-back call stamps nothing; a key deleted before the
 # writer applies is harmless, and so is an extension dropped and created
 # again (a stale stamp never lands in the new table); the interval still
-# throttles; and where the queue cannot take a stamp (the table full, no
-# worker for a writer) the call stamps itself, at once.
+# throttles; a clean shutdown applies what is pending; and where the queue
+# cannot take a stamp (the table full, no worker for a writer) the call
+# stamps itself, at once.
 use strict;
 use warnings;
 use FindBin;
@@ -149,6 +150,20 @@ ok( $node->poll_query_until('postgres', q{
 		SELECT count(*) = 8300 FROM athena_keys.api_key k JOIN bulk USING (id)
 		 WHERE k.last_used_at IS NOT NULL}),
 	'and the writer stamps the rest');
+
+########################################################################
+# A clean shutdown applies what is pending: with the writer waking once a
+# minute, only its drain on SIGTERM can have stamped the key.
+########################################################################
+$node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '60s'");
+$node->reload;
+sleep 2;
+my ($shut, $shut_id) = create_key($node, 'postgres', q{'clean-shutdown'});
+$node->safe_psql('postgres', sprintf($call, "'$shut'"));
+is($last_used->($shut_id), '', 'the stamp is pending');
+$node->stop('fast');
+$node->start;
+isnt($last_used->($shut_id), '', 'a clean shutdown applied it');
 
 ########################################################################
 # No worker for a writer (max_worker_processes taken by the logical
