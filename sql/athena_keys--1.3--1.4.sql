@@ -530,3 +530,18 @@ BEGIN
 	INSERT INTO pg_catalog.pg_init_privs SELECT * FROM unnest(before_grants);
 END
 $$;
+
+-- The key row's format CHECKs without bounded repetition ({64}, {8,64}),
+-- which PostgreSQL's regex engine matches ten times slower than a length
+-- and one negated class: every UPDATE of api_key evaluates them for each
+-- row, the log writer's batches of last_used_at stamps included.  The
+-- rules are the same.
+ALTER TABLE athena_keys.api_key
+	DROP CONSTRAINT api_key_public_id_format,
+	ADD CONSTRAINT api_key_public_id_format CHECK
+		(length(public_id) BETWEEN 8 AND 64 AND public_id !~ '[^0-9A-Za-z_-]'),
+	DROP CONSTRAINT api_key_hash_format,
+	ADD CONSTRAINT api_key_hash_format CHECK (length(key_hash) = 64 AND key_hash !~ '[^0-9a-f]'),
+	DROP CONSTRAINT api_key_previous_hash_format,
+	ADD CONSTRAINT api_key_previous_hash_format CHECK
+		(length(previous_key_hash) = 64 AND previous_key_hash !~ '[^0-9a-f]');

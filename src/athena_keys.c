@@ -9,6 +9,7 @@
 #include "fmgr.h"
 
 #include "cache_invalidation.h"
+#include "last_used_queue.h"
 #include "log_queue.h"
 #include "rate_limit.h"
 
@@ -18,7 +19,7 @@ void		_PG_init(void);
 
 /*
  * Define the settings (settings.c), ask for the shared memory of the log
- * queue and the rate limits when preloaded, and register the cache
+ * queue, the last_used_at stamps and the rate limits when preloaded, and register the cache
  * invalidation callback.
  */
 void
@@ -26,6 +27,7 @@ _PG_init(void)
 {
 	DefineSettings();
 	InitLogQueue();
+	InitLastUseQueue();
 	InitRateLimits();
 	RegisterCacheInvalidation();
 }

@@ -225,7 +225,8 @@ ReportDigestFailure(void)
  * of the caller's lets requests through unaudited; a refusal stays the
  * refusal it is, and shadow mode keeps its finding.  A transaction
  * snapshot's FOR UPDATE could fail to serialize, so such a transaction
- * leaves the stamp to a later call.
+ * leaves the stamp to a later call.  Where the log writer can take a due
+ * stamp (preloaded), the call only queues it (key_last_used.c).
  */
 static void
 RecordDecision(RequestEffects *fx, AuthCall *call, CachedKey *key,
@@ -251,7 +252,7 @@ RecordDecision(RequestEffects *fx, AuthCall *call, CachedKey *key,
 		else if (logged == LOG_DONE && record.stamp_last_used)
 			key->last_used_at = call->request.now;	/* the writer stamps it */
 	}
-	if (stamp_due && stamp_here)
+	if (stamp_due && stamp_here && !QueueKeyLastUsed(key, call->request.now))
 		StampLastUseForRequest(fx, key, call->request.now);
 }
 

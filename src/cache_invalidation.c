@@ -210,6 +210,16 @@ RateLimitTableOid(void)
 	return WatchedTableOid("api_key_rate_limit");
 }
 
+/*
+ * The OID of athena_keys.api_key: a queued last_used_at stamp names the
+ * table its key id belongs to, so it never lands in a re-created one.
+ */
+Oid
+KeyTableOid(void)
+{
+	return WatchedTableOid("api_key");
+}
+
 /* Whether this transaction may fill the caches (see the file header) */
 bool
 CachingAllowed(void)

@@ -14,6 +14,7 @@ extern uint64 ConfigCacheGeneration(void);
 extern uint64 KeyCacheGeneration(void);
 extern Oid	WatchedTableOid(const char *table);
 extern Oid	RateLimitTableOid(void);
+extern Oid	KeyTableOid(void);
 extern bool CachingAllowed(void);
 extern bool CacheMayBeRebuilt(void);
 extern void EnterCacheUse(void);

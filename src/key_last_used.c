@@ -3,15 +3,32 @@
  *		api_key.last_used_at kept within athena_keys.last_used_interval of
  *		the truth without writing the key row on every call.
  *
- * A call stamps only when the cached value says the stamp is due.  Where
- * the call cannot write, the log writer stamps it for the queued row.
+ * A call stamps only when the cached value says the stamp is due.  When
+ * athena_keys is preloaded the call hands the stamp to the log writer
+ * (last_used_queue.c), which applies the stamps of all keys due in one
+ * statement per batch: an UPDATE of api_key compiles the row's CHECK
+ * constraints at every execution, which cost a call many times its
+ * decision.  Where the queue cannot take it, the call stamps with an
+ * UPDATE of its own.  Where the call cannot write, the log writer stamps
+ * it for the queued row.
  *-------------------------------------------------------------------------
  */
 #include "key_last_used.h"
 
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "athena_keys.h"
+#include "cache_invalidation.h"
+#include "last_used_queue.h"
 #include "spi_plans.h"
 
 static SPIPlanPtr last_used_plan = NULL;
@@ -55,4 +72,114 @@ TouchKeyLastUsed(CachedKey *key, TimestampTz now)
 	if (ExecuteKeptPlan(last_used_plan, args, NULL, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "athena_keys: updating last_used_at failed");
 	key->last_used_at = now;
+}
+
+/*
+ * Hand a due stamp to the log writer instead of updating the key row in
+ * the call; false when the queue cannot take it and the call must stamp
+ * itself (TouchKeyLastUsed).
+ */
+bool
+QueueKeyLastUsed(CachedKey *key, TimestampTz now)
+{
+	if (!QueueLastUse(KeyTableOid(), &key->id, now))
+		return false;
+	key->last_used_at = now;
+	return true;
+}
+
+/*
+ * The writer's statement for a batch of queued stamps (distinct keys):
+ * never backwards, rows locked in key order and skipped when another
+ * transaction holds them (a later use stamps them), so the writer never
+ * waits for an admin's open transaction.  A deleted key matches no row.
+ */
+static void
+StampKeyBatch(Datum *ids, Datum *used_at, int n)
+{
+	static SPIPlanPtr batch_plan = NULL;
+	Datum		args[2];
+
+	if (batch_plan == NULL)
+	{
+		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+
+		batch_plan = PrepareKeptPlan(
+			"WITH due AS (SELECT k.id, u.t FROM athena_keys.api_key k, "
+			"                    ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(id, t) "
+			"              WHERE k.id OPERATOR(pg_catalog.=) u.id "
+			"                AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.t) "
+			"              ORDER BY k.id FOR UPDATE OF k SKIP LOCKED) "
+			"UPDATE athena_keys.api_key k SET last_used_at = due.t "
+			"  FROM due WHERE k.id OPERATOR(pg_catalog.=) due.id",
+			2, argtypes, 0);
+	}
+	args[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(construct_array(used_at, n, TIMESTAMPTZOID, sizeof(TimestampTz),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (ExecuteKeptPlan(batch_plan, args, NULL, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "athena_keys: stamping queued last_used_at failed");
+}
+
+/*
+ * The log writer's turn at the stamps queued for its database: apply them
+ * all in one statement, in a transaction of its own.  Stamps for another
+ * api_key table than today's (the extension was dropped, maybe created
+ * again) are discarded.  Returns whether there were any.
+ */
+bool
+ApplyQueuedLastUse(void)
+{
+	static LastUseStamp *stamps = NULL;
+	static Datum *ids = NULL;
+	static Datum *times = NULL;
+	int			n;
+	int			m = 0;
+	int			i;
+	Oid			schema;
+	Oid			relid;
+
+	if (stamps == NULL)
+	{
+		stamps = MemoryContextAlloc(TopMemoryContext,
+									LAST_USED_QUEUE_ENTRIES * sizeof(LastUseStamp));
+		ids = MemoryContextAlloc(TopMemoryContext, LAST_USED_QUEUE_ENTRIES * sizeof(Datum));
+		times = MemoryContextAlloc(TopMemoryContext, LAST_USED_QUEUE_ENTRIES * sizeof(Datum));
+	}
+	n = LastUseQueueTake(MyDatabaseId, stamps, LAST_USED_QUEUE_ENTRIES);
+	if (n == 0)
+		return false;
+	if (RecoveryInProgress())
+	{
+		/* Only a primary's calls queue stamps; nothing can apply them here */
+		LastUseQueueApplied(MyDatabaseId, stamps, n);
+		return true;
+	}
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "athena_keys: stamping last_used_at");
+	schema = get_namespace_oid("athena_keys", true);
+	relid = OidIsValid(schema) ? get_relname_relid("api_key", schema) : InvalidOid;
+	for (i = 0; i < n; i++)
+	{
+		if (stamps[i].relid != relid)
+			continue;
+		ids[m] = UUIDPGetDatum(&stamps[i].id);
+		times[m] = TimestampTzGetDatum(stamps[i].used_at);
+		m++;
+	}
+	if (m > 0)
+	{
+		EnsureSpiConnected();
+		StampKeyBatch(ids, times, m);
+	}
+	ResetSpiConnection();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	LastUseQueueApplied(MyDatabaseId, stamps, n);
+	return true;
 }

@@ -10,5 +10,7 @@
 
 extern bool KeyLastUsedStampDue(const CachedKey *key, TimestampTz now);
 extern void TouchKeyLastUsed(CachedKey *key, TimestampTz now);
+extern bool QueueKeyLastUsed(CachedKey *key, TimestampTz now);
+extern bool ApplyQueuedLastUse(void);
 
 #endif

@@ -24,10 +24,13 @@
  * empty (a slot whose database was dropped is reclaimed when slots run
  * out).  Each writer serves only the claim of the slot it was started for
  * (the slot's generation), so a freed and reclaimed slot never receives
- * another database's rows.
+ * another database's rows.  The writer also applies the database's due
+ * last_used_at stamps (last_used_queue.c), which claim the slot and start
+ * the writer as a queued row does, and keep it from leaving while pending.
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
+#include "last_used_queue.h"
 #include "log_row.h"
 #include "log_queue.h"
 #include "log_record.h"
@@ -392,6 +395,76 @@ QueueDecisionLog(const DecisionRecord *decision)
 }
 
 /*
+ * Make sure this database's slot has a writer, for work that is not a log
+ * row (the last_used_at stamps of last_used_queue.c): claim the slot and
+ * start its writer as queuing a row would.  False when no slot or no
+ * worker can be had, or a writer failed a moment ago.
+ */
+bool
+LogQueueEnsureWriter(void)
+{
+	int			i;
+	int			slot_index;
+	LogQueueSlot *slot;
+	uint64		generation;
+
+	if (!LogQueueAvailable())
+		return false;
+
+	/* The common case, a writer at work, under the shared lock */
+	LWLockAcquire(queue_shared->lock, LW_SHARED);
+	for (i = 0; i < LOG_QUEUE_SLOTS; i++)
+	{
+		if (queue_shared->slots[i].dboid == MyDatabaseId &&
+			queue_shared->slots[i].worker_registered)
+		{
+			LWLockRelease(queue_shared->lock);
+			return true;
+		}
+	}
+	LWLockRelease(queue_shared->lock);
+
+	LWLockAcquire(queue_shared->lock, LW_EXCLUSIVE);
+	slot_index = ClaimSlotForDatabase();
+	if (slot_index < 0)
+	{
+		LWLockRelease(queue_shared->lock);
+		ReclaimSlotsOfDroppedDatabases();
+		LWLockAcquire(queue_shared->lock, LW_EXCLUSIVE);
+		slot_index = ClaimSlotForDatabase();
+		if (slot_index < 0)
+		{
+			LWLockRelease(queue_shared->lock);
+			return false;
+		}
+	}
+	slot = &queue_shared->slots[slot_index];
+	if (slot->worker_registered)
+	{
+		LWLockRelease(queue_shared->lock);
+		return true;
+	}
+	if (slot->retry_after != 0 && GetCurrentTimestamp() < slot->retry_after)
+	{
+		LWLockRelease(queue_shared->lock);
+		return false;
+	}
+	slot->worker_registered = true;
+	generation = slot->generation;
+	LWLockRelease(queue_shared->lock);
+
+	if (!RegisterWriterForSlot(slot_index, generation))
+	{
+		LWLockAcquire(queue_shared->lock, LW_EXCLUSIVE);
+		if (slot->generation == generation)
+			slot->worker_registered = false;
+		LWLockRelease(queue_shared->lock);
+		return false;
+	}
+	return true;
+}
+
+/*
  * At commit (or prepare), move this transaction's records into the ring
  * (their space is reserved); at abort, give the reservation back.  Rows of
  * a rolled-back subtransaction are still logged: the decision was made.
@@ -509,7 +582,10 @@ LogQueueConsumed(int slot_index, uint64 end)
 	LWLockRelease(queue_shared->lock);
 }
 
-/* Whether rows are queued, or reserved by transactions still committing */
+/*
+ * Whether rows are queued, or reserved by transactions still committing,
+ * or last_used_at stamps are pending
+ */
 bool
 LogQueueBusy(int slot_index)
 {
@@ -517,16 +593,17 @@ LogQueueBusy(int slot_index)
 	bool		busy;
 
 	LWLockAcquire(queue_shared->lock, LW_SHARED);
-	busy = slot->reserved > 0 || slot->write_pos != slot->read_pos;
+	busy = slot->reserved > 0 || slot->write_pos != slot->read_pos ||
+		LastUseQueueBusy(slot->dboid);
 	LWLockRelease(queue_shared->lock);
 	return busy;
 }
 
 /*
  * An idle writer leaving: free the slot, under the lock and only if
- * nothing is queued or reserved, so that a backend that queues after this
- * sees no writer and starts a new one.  Returns whether the slot was
- * freed (the writer must then exit).
+ * nothing is queued or reserved (rows or last_used_at stamps), so that a
+ * backend that queues after this sees no writer and starts a new one.
+ * Returns whether the slot was freed (the writer must then exit).
  */
 bool
 LogQueueReleaseIfIdle(int slot_index)
@@ -535,7 +612,8 @@ LogQueueReleaseIfIdle(int slot_index)
 	bool		released = false;
 
 	LWLockAcquire(queue_shared->lock, LW_EXCLUSIVE);
-	if (slot->reserved == 0 && slot->write_pos == slot->read_pos)
+	if (slot->reserved == 0 && slot->write_pos == slot->read_pos &&
+		!LastUseQueueBusy(slot->dboid))
 	{
 		ForgetWriter(slot);
 		slot->dboid = InvalidOid;

@@ -16,6 +16,7 @@
 extern void InitLogQueue(void);
 extern bool LogQueueAvailable(void);
 extern bool QueueDecisionLog(const DecisionRecord *decision);
+extern bool LogQueueEnsureWriter(void);
 
 /* For the writer of a slot (log_writer.c) */
 extern bool LogQueueAttachWriter(int slot, uint64 generation, Oid *dboid);

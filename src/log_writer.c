@@ -5,7 +5,8 @@
  *
  * Every athena_keys.async_flush_interval (or when a backend finds the ring
  * half full) the writer inserts everything queued in one transaction and
- * stamps last_used_at where a record asks for it; on a hot standby it
+ * stamps last_used_at where a record asks for it, then applies the due
+ * last_used_at stamps calls queued (key_last_used.c); on a hot standby it
  * ships the batch to the primary instead (log_shipping.c), and after
  * promotion it inserts locally again.  It advances the ring only after its
  * batch committed, so a failed batch is retried.
@@ -23,6 +24,7 @@
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
+#include "key_last_used.h"
 #include "log_row.h"
 #include "log_insert.h"
 #include "log_queue.h"
@@ -259,9 +261,11 @@ DrainAndExit(int slot)
 		   (!RecoveryInProgress() || GetCurrentTimestamp() < deadline))
 	{
 		bool		busy = LogQueueBusy(slot);
+		bool		stamped;
 
 		CHECK_FOR_INTERRUPTS();
-		if (DrainSlot(slot) > 0 || busy)
+		stamped = ApplyQueuedLastUse();
+		if (DrainSlot(slot) > 0 || stamped || busy)
 			quiet_rounds = 0;
 		else
 			quiet_rounds++;
@@ -330,7 +334,7 @@ athena_log_writer_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		if (DrainSlot(slot) > 0)
+		if ((DrainSlot(slot) > 0) | ApplyQueuedLastUse())	/* both, every time */
 			idle_since = GetCurrentTimestamp();
 		else if (!worker_got_sigterm &&
 				 TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), 1000))

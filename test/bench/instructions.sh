@@ -14,7 +14,9 @@
 # and what is left, divided by N_LONG - N_SHORT, is one call.  For a
 # scenario that logs through the async writer, the writer's instructions
 # for the same runs (it exits after a second idle, which writes its file)
-# are subtracted the same way and shown per logged row.
+# are subtracted the same way and shown per call (for async logging, per
+# logged row; with a last_used_at stamp due every call, per stamp, which
+# the writer coalesces per key and applies once per batch).
 #
 # Autovacuum and JIT are off, and athena_keys.last_used_interval is a day,
 # so that no stamp of last_used_at lands in a run unless the scenario sets
@@ -92,6 +94,12 @@ instr_mark_seen() {
   return 0
 }
 
+# instr_has_writer NAME: whether scenario NAME puts work on the log
+# writer: async log rows, or last_used_at stamps (a stamp due every call)
+instr_has_writer() {
+  [[ ${PGOPT[$1]} == *log_durability=async* || ${PGOPT[$1]} == *last_used_interval=0* ]]
+}
+
 # instr_run NAME CALLS: one pgbench run of CALLS calls of scenario NAME on
 # a fresh backend; prints the backend's and the writer's instructions.
 instr_run() {
@@ -104,7 +112,7 @@ instr_run() {
   # pgbench's two backends: the one it checks the server with, then the
   # client's (the first costs the same in every run, so it cancels)
   for f in $(instr_wait PostgresMain 2); do backend=$(( backend + $(instr_totals "$f") )); done
-  if [[ ${PGOPT[$name]} == *log_durability=async* ]]; then
+  if instr_has_writer "$name"; then
     for f in $(instr_wait athena_log_writer_main 1); do writer=$(( writer + $(instr_totals "$f") )); done
   fi
   echo "$backend $writer"
@@ -124,7 +132,7 @@ instr_measure() {
     wper=$(awk -v a="$w_long" -v b="$w_short" -v n=$(( INSTR_LONG - INSTR_SHORT )) 'BEGIN { printf "%.0f", (a - b) / n }')
     INSTR_ALL[$name]+="$per "
     INSTR[$name]=$per
-    if [[ ${PGOPT[$name]} == *log_durability=async* ]]; then INSTR_WRITER[$name]=$wper; fi
+    if instr_has_writer "$name"; then INSTR_WRITER[$name]=$wper; fi
   done
 }
 
@@ -137,7 +145,7 @@ instr_phase() {
   for name in "$@"; do
     instr_measure "$name"
     printf '   %-44s %9s instr/call%s  (repeats: %s)\n' "${LABEL[$name]}" "${INSTR[$name]}" \
-      "${INSTR_WRITER[$name]:+, writer ${INSTR_WRITER[$name]}/row}" "${INSTR_ALL[$name]}"
+      "${INSTR_WRITER[$name]:+, writer ${INSTR_WRITER[$name]}/call}" "${INSTR_ALL[$name]}"
   done
   instr_stop
 }

@@ -590,6 +590,8 @@ if [ "$INSTR_MODE" = 1 ]; then
   instr_target "key not in the cache (100-CIDR whitelist)" "${INSTR[happy_none_miss]:-}" "${INSTR[happy_none]:-}" le 2
   instr_target "key not in the cache (no rules, $HK keys)" "${INSTR[random_key_none]:-}" "${INSTR[happy_none]:-}" le 2
   instr_target "a last_used_at stamp due" "${INSTR[happy_none_stamp]:-}" "${INSTR[happy_none]:-}" le 1.5
+  printf '   %-48s %9s   (info: applied in batches by the log writer when preloaded)\n' \
+    "  the writer's share, per stamp due" "$(human_instr "${INSTR_WRITER[happy_none_stamp]:-}")"
   for s in "${ORDER[@]}"; do
     case $s in
       f_*_none) instr_target "${LABEL[$s]}" "${INSTR[$s]:-}" "${INSTR[happy_none]:-}" le 1 ;;
