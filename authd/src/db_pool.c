@@ -677,6 +677,7 @@ RunBatch(DbPool *pool, PoolSlot *slot, DbCall **calls, int count)
 		}
 	}
 	started_ms = NowMs();
+	MetricsCountBatch(count);
 	if (!SendBatch(pool, slot->conn, calls, count))
 	{
 		SetErrorFromMessage(error, sizeof(error), "cannot send athena_gateway_verdict call",
