@@ -85,6 +85,8 @@ typedef struct PoolSlot
 	DbPool	   *pool;
 	PGconn	   *conn;			/* NULL when closed */
 	int64_t		retry_after_ms; /* no reconnect before this monotonic time */
+	bool		connected;		/* conn != NULL, as last seen under the pool's lock */
+	pthread_cond_t backoff;		/* its worker sleeps out a reconnect backoff */
 	pthread_t	thread;
 	bool		thread_started;
 } PoolSlot;
@@ -277,7 +279,10 @@ DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len)
 	InitMonotonicCond(&pool->work);
 	InitMonotonicCond(&pool->reaper_wake);
 	for (int i = 0; i < pool->size; i++)
+	{
 		pool->slots[i].pool = pool;
+		InitMonotonicCond(&pool->slots[i].backoff);
+	}
 	if (!BuildConnectionParameters(pool, dsn, error, error_len))
 	{
 		DbPoolDestroy(pool);
@@ -303,6 +308,8 @@ DbPoolDestroy(DbPool *pool)
 	free(pool->owned_strings);
 	free(pool->keywords);
 	free(pool->values);
+	for (int i = 0; i < pool->size; i++)
+		pthread_cond_destroy(&pool->slots[i].backoff);
 	free(pool->slots);
 	pthread_cond_destroy(&pool->work);
 	pthread_cond_destroy(&pool->reaper_wake);
@@ -736,10 +743,23 @@ CompleteCalls(DbPool *pool, DbCall **calls, int count)
 	pthread_mutex_unlock(&pool->lock);
 }
 
+/* True when a slot other than this one holds an open connection (lock held) */
+static bool
+AnotherSlotConnected(DbPool *pool, const PoolSlot *slot)
+{
+	for (int i = 0; i < pool->size; i++)
+		if (&pool->slots[i] != slot && pool->slots[i].connected)
+			return true;
+	return false;
+}
+
 /*
  * A worker: waits for queued calls, takes up to max_batch of them (the
  * ones already past their deadline fail at once) and runs them as one
- * pipelined batch on its own connection.
+ * pipelined batch on its own connection.  A worker whose reconnect failed
+ * sits its backoff out while another connection is open, so the calls go
+ * there; when none is, it takes calls and fails them fast (the database
+ * is down).
  */
 static void *
 WorkerMain(void *arg)
@@ -756,6 +776,17 @@ WorkerMain(void *arg)
 		int			expired_count = 0;
 		int64_t		now;
 
+		now = NowMs();
+		if (!pool->stopping && slot->conn == NULL && now < slot->retry_after_ms &&
+			AnotherSlotConnected(pool, slot))
+		{
+			struct timespec wake;
+
+			wake.tv_sec = (time_t) (slot->retry_after_ms / 1000);
+			wake.tv_nsec = (long) (slot->retry_after_ms % 1000) * 1000000;
+			pthread_cond_timedwait(&slot->backoff, &pool->lock, &wake);
+			continue;
+		}
 		while (!pool->stopping && pool->queue_head == NULL)
 		{
 			pool->idle_workers++;
@@ -792,6 +823,7 @@ WorkerMain(void *arg)
 			CompleteCalls(pool, calls, count);
 		}
 		pthread_mutex_lock(&pool->lock);
+		slot->connected = slot->conn != NULL;
 	}
 	pthread_mutex_unlock(&pool->lock);
 	return NULL;
@@ -850,6 +882,8 @@ StopThreads(DbPool *pool)
 	pthread_mutex_lock(&pool->lock);
 	pool->stopping = true;
 	pthread_cond_broadcast(&pool->work);
+	for (int i = 0; i < pool->size; i++)
+		pthread_cond_broadcast(&pool->slots[i].backoff);
 	pthread_cond_broadcast(&pool->reaper_wake);
 	pthread_mutex_unlock(&pool->lock);
 	for (int i = 0; i < pool->size; i++)
@@ -881,6 +915,7 @@ DbPoolStart(DbPool *pool, char *error, size_t error_len)
 		PoolSlot   *slot = &pool->slots[i];
 
 		slot->conn = OpenConnection(pool, NowMs() + pool->timeout_ms, slot_error, sizeof(slot_error));
+		slot->connected = slot->conn != NULL;
 		if (slot->conn != NULL)
 			opened++;
 		else if (error[0] == '\0')
