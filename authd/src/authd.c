@@ -4,7 +4,8 @@
  *		Traefik forwardAuth and Envoy ext_authz (HTTP mode).
  *
  * Each request is decided by one call of athena_keys.athena_gateway_verdict()
- * with the key (X-Athena-Key, or the configured key sources), the
+ * (queued for the pool while the request's connection is suspended, so
+ * no HTTP thread waits for the database; see db_pool.c) with the key (X-Athena-Key, or the configured key sources), the
  * X-Athena-Client and X-Athena-Rights headers and the caller IP (see
  * client_ip.c).  Every path of the authorization listener is such a
  * check, so no client path can reach anything else; /healthz and

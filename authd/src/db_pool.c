@@ -9,28 +9,27 @@
  * reads it).
  *
  * Concurrent decisions share connections in libpq pipeline mode.  A
- * request that finds a connection free runs on it; when every connection
- * is busy it joins the queue of the one with the fewest waiting, and the
- * request running there, when its round trip ends, hands the connection
- * to the first queued one, which sends the whole queue (up to
- * pipeline_batch calls) in one write and reads the answers back in order.
- * Each call keeps its own Sync, so it stays its own transaction exactly
- * as when sent alone: its log row commits with it, an error in one call
- * aborts only that call (the server answers the others), and every
- * request is answered from its own call's result, never another's.  When
- * the connection breaks or the batch's deadline passes, every call of the
- * batch not yet answered fails as "unavailable" (the fail mode applies);
- * the ones already answered keep their verdicts, which the database
- * committed.  This saves the database a wake-up and a read per call and
- * athena-authd a write per call: the cost the issue measured at 2.7 x
- * the calls per second of one call per round trip.
+ * submitted call is queued; each pooled connection has a worker thread,
+ * and a free worker takes the queue (up to pipeline_batch calls), sends
+ * it in one write and reads the answers back in order, then hands each
+ * call back through its done callback (athena-authd resumes the
+ * suspended request).  While every worker is busy, calls queue and leave
+ * together in the next round trip.  Each call keeps its own Sync, so it
+ * stays its own transaction exactly as when sent alone: its log row
+ * commits with it, an error in one call aborts only that call (the server
+ * answers the others), and every request is answered from its own call's
+ * result, never another's.  When the connection breaks or the batch's
+ * deadline passes, every call of the batch not yet answered fails as
+ * "unavailable" (the fail mode applies); the ones already answered keep
+ * their verdicts, which the database committed.  This saves the database
+ * a wake-up and a read per call and athena-authd a write per call.
  *
- * Nothing here can block past the caller's deadline: waiting in a queue,
- * connecting (non-blocking PQconnectStartParams/PQconnectPoll) and
- * running the batch (poll()) all share one budget; a batch runs under the
- * earliest deadline of its calls, so none waits past its own.  The server
- * also enforces a statement_timeout: through the connection's startup
- * options, or, for poolers that refuse those (PgBouncer), set for each
+ * No call waits past its deadline: waiting in the queue, connecting
+ * (non-blocking PQconnectStartParams/PQconnectPoll) and running the batch
+ * (poll()) all share one budget; a batch runs under the earliest deadline
+ * of its calls, and a reaper thread fails calls still queued at theirs.
+ * The server also enforces a statement_timeout: through the connection's
+ * startup options, or, for poolers that refuse those (PgBouncer), set for each
  * call's own transaction in the same pipeline.  Under transaction pooling
  * a named prepared statement lives on one server connection only, so the
  * call can instead be sent unnamed (parsed with every call).
@@ -44,8 +43,9 @@
  * (the server's shutdown notice, EOF) is closed and reopened on its next
  * use, so a restarted server is picked up without restarting the proxy.
  * A slot whose reconnect failed waits RECONNECT_BACKOFF_MS before trying
- * again; meanwhile requests fail fast instead of each waiting for a
- * connect attempt against a dead server.
+ * again; meanwhile its worker leaves the queue to open connections, and
+ * with none open, calls fail fast instead of each waiting for a connect
+ * attempt against a dead server.
  *-------------------------------------------------------------------------
  */
 #include "db_pool.h"
