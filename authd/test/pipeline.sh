@@ -29,7 +29,6 @@ StartAuthd main "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL
 MAIN_HEALTH=$HEALTH_PORT
 StartAuthd short "$SHORT_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
   ATHENA_AUTHD_TIMEOUT_MS=800 ATHENA_AUTHD_LOG=all || Abort "athena-authd (800 ms timeout) starts"
-SHORT_HEALTH=$HEALTH_PORT
 
 Sql >/dev/null <<'SQL' || Abort "test data and the failing trigger set up"
 SELECT athena_keys.athena_create_right('users.read');
@@ -204,6 +203,7 @@ CountVerdicts 25 fail_closed
 Check "connection lost mid-pipeline: no request got another's verdict [$OWN own, $UNAVAILABLE unavailable]" \
   test "$MIXUP" = 0
 Check "connection lost mid-pipeline: the call in flight failed closed (503)" test "$UNAVAILABLE" -ge 1
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "connection lost mid-pipeline: every request answered, none hung [${ELAPSED_MS} ms]" \
   eval 'test "$(cut -d" " -f1 "$E2E_TMP"/r.* | grep -vc "^000$")" = 25 && test "$ELAPSED_MS" -lt 8000'
 AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: ${KEYS[0]}" -H "X-Athena-Client: web"
@@ -251,9 +251,11 @@ for i in $(seq 0 $((N - 1))); do
   case $VERDICT in own) OWN=$((OWN + 1)) ;; unavailable) UNAVAILABLE=$((UNAVAILABLE + 1)) ;; *) MIXUP=$((MIXUP + 1)) ;; esac
 done
 Check "server restart under load: every request answered [$ANSWERED of $SENT]" test "$ANSWERED" = "$SENT"
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "server restart under load: own verdict or 503, never another's [$OWN own, $UNAVAILABLE unavailable]" \
   eval 'test "$MIXUP" = 0 && test "$OWN" -ge 1 && test "$UNAVAILABLE" -ge 1'
 AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: ${KEYS[1]}" -H "X-Athena-Client: web"
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "after the restart: decisions resume" eval 'StatusIs 200 && HasHeader X-Athena-Key-Id "${IDS[1]}"'
 Request "$MAIN_HEALTH" /healthz
 Check "after the restart: /healthz is 200" StatusIs 200
