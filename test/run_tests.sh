@@ -87,6 +87,8 @@ if [ -f "$SRC/authd/Makefile" ]; then
     as_user make -s -C "$SRC/authd" PG_CONFIG="$PG_CONFIG" all test
   if [ "$TEST_SET" = full ]; then
     run_suite "athena-authd end-to-end (nginx)" bash "$SRC/authd/test/e2e.sh"
+    run_suite "athena-authd pipelined batches (own verdicts, failures mid-pipeline)" \
+      bash "$SRC/authd/test/pipeline.sh"
     run_suite "athena-authd end-to-end (PgBouncer session and transaction pooling)" \
       bash "$SRC/authd/test/pgbouncer.sh"
     run_suite "athena-authd end-to-end (Caddy, HAProxy)" bash "$SRC/authd/test/proxies.sh"

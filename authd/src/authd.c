@@ -4,7 +4,8 @@
  *		Traefik forwardAuth and Envoy ext_authz (HTTP mode).
  *
  * Each request is decided by one call of athena_keys.athena_gateway_verdict()
- * with the key (X-Athena-Key, or the configured key sources), the
+ * (queued for the pool while the request's connection is suspended, so
+ * no HTTP thread waits for the database; see db_pool.c) with the key (X-Athena-Key, or the configured key sources), the
  * X-Athena-Client and X-Athena-Rights headers and the caller IP (see
  * client_ip.c).  Every path of the authorization listener is such a
  * check, so no client path can reach anything else; /healthz and
@@ -106,6 +107,9 @@ typedef struct RequestOutcome
 	const char *key_source;		/* where the key came from, or "none" */
 } RequestOutcome;
 
+typedef struct AuthRequest AuthRequest;
+static void FreeAuthRequest(AuthRequest *request);
+
 /* Milliseconds on the monotonic clock, with fractions */
 static double
 MonotonicMs(void)
@@ -191,8 +195,9 @@ ConnectionWatch(struct MHD_Connection *connection)
 }
 
 /*
- * MHD request-completed callback: the next request on this keep-alive
- * connection gets idle_timeout_s + header_timeout_s to deliver its headers.
+ * MHD request-completed callback: the request's state is freed, and the
+ * next request on this keep-alive connection gets idle_timeout_s +
+ * header_timeout_s to deliver its headers.
  */
 static void
 RequestCompleted(void *cls, struct MHD_Connection *connection, void **request_state,
@@ -200,8 +205,9 @@ RequestCompleted(void *cls, struct MHD_Connection *connection, void **request_st
 {
 	AuthdServer *server = cls;
 
-	(void) request_state;
 	(void) code;
+	FreeAuthRequest(*request_state);
+	*request_state = NULL;
 	SetHeaderDeadline(server, ConnectionWatch(connection),
 					  MonotonicWholeMs() +
 					  (int64_t) (server->config.idle_timeout_s + server->config.header_timeout_s) * 1000);
@@ -554,79 +560,135 @@ BuildKeyHint(const AuthdConfig *config, const KeyChoice *choice, char *hint, siz
 			 choice->ignored, accepted);
 }
 
-/* Decide one forward-auth request through the database */
-static enum MHD_Result
-AnswerAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const char *method)
+/*
+ * One authorization request from its headers to its answer.  It waits
+ * for the database with its connection suspended, so an HTTP thread
+ * never blocks on a decision: the thread serves other connections, and
+ * the pool sends the decisions waiting at the same time in one round
+ * trip.  Freed when libmicrohttpd reports the request completed.
+ */
+struct AuthRequest
 {
-	double		started_ms = MonotonicMs();
+	AuthdServer *server;
+	struct MHD_Connection *connection;
+	double		started_ms;
+	bool		submitted;		/* the call was queued (or refused) */
 	RequestHeaders headers;
-	RequestOutcome outcome;
 	KeyChoice	choice;
-	AuthQuery	query;
-	AuthVerdict verdict;
-	DbOutcome	db_outcome;
-	char		ip_text[IP_TEXT_MAX] = "";
-	char		db_error[512];
 	char		hint[160];
-	char	   *rights;
 	char	   *key;
 	char	   *client;
+	char	   *rights;
+	char		ip_text[IP_TEXT_MAX];
+	AuthQuery	query;
+	DbCall		call;
+	AuthVerdict verdict;
+	char		db_error[512];
+};
+
+/* Release an AuthRequest and what it owns */
+static void
+FreeAuthRequest(AuthRequest *request)
+{
+	if (request == NULL)
+		return;
+	FreeAuthVerdict(&request->verdict);
+	FreeRequestText(&request->headers, request->key, request->client, request->rights);
+	free(request);
+}
+
+/* The pool's done callback: the decision is in, let the request go on */
+static void
+ResumeAuthRequest(void *arg)
+{
+	AuthRequest *request = arg;
+
+	MHD_resume_connection(request->connection);
+}
+
+/*
+ * Read the request's key, client, rights and caller IP, then queue its
+ * call and suspend the connection until the pool has its outcome.
+ * MHD_NO (the connection is dropped) only when memory ran out.
+ */
+static enum MHD_Result
+StartAuthRequest(AuthdServer *server, struct MHD_Connection *connection, AuthRequest *request)
+{
+	RequestHeaders *headers = &request->headers;
 	bool		oom_rights = false;
 	bool		oom_key;
 	bool		oom_client;
-	enum MHD_Result result;
 
-	memset(&headers, 0, sizeof(headers));
-	memset(&outcome, 0, sizeof(outcome));
-	MHD_get_connection_values(connection, MHD_HEADER_KIND, CollectHeader, &headers);
-	ChooseKey(&server->config.key_sources, &headers.key_headers, &choice);
-	BuildKeyHint(&server->config, &choice, hint, sizeof(hint));
+	request->started_ms = MonotonicMs();
+	MHD_get_connection_values(connection, MHD_HEADER_KIND, CollectHeader, headers);
+	ChooseKey(&server->config.key_sources, &headers->key_headers, &request->choice);
+	BuildKeyHint(&server->config, &request->choice, request->hint, sizeof(request->hint));
 
 	/* bytes PostgreSQL would refuse as text become U+FFFD: still a verdict */
 	{
-		char	   *normalized = NormalizeRightsHeader(headers.rights);
+		char	   *normalized = NormalizeRightsHeader(headers->rights);
 
-		rights = normalized ? RepairUtf8(normalized, &oom_rights) : NULL;
+		request->rights = normalized ? RepairUtf8(normalized, &oom_rights) : NULL;
 		oom_rights = oom_rights || normalized == NULL;
 		free(normalized);
 	}
-	key = RepairUtf8(choice.key, &oom_key);
-	client = RepairUtf8((headers.client != NULL && headers.client[0] != '\0') ? headers.client : NULL,
-						&oom_client);
-	if (headers.out_of_memory || oom_rights || oom_key || oom_client)
-	{
-		FreeRequestText(&headers, key, client, rights);
+	request->key = RepairUtf8(request->choice.key, &oom_key);
+	request->client = RepairUtf8((headers->client != NULL && headers->client[0] != '\0') ?
+								 headers->client : NULL, &oom_client);
+	if (headers->out_of_memory || oom_rights || oom_key || oom_client)
 		return MHD_NO;
-	}
 
-	query.key = key;
-	query.client = client;
-	query.ip = ResolveRequestIp(server, connection, &headers, ip_text) ? ip_text : NULL;
-	query.rights = rights;
-	outcome.key_source = choice.ignored && !choice.key ? choice.ignored : choice.source;
+	request->query.key = request->key;
+	request->query.client = request->client;
+	request->query.ip = ResolveRequestIp(server, connection, headers, request->ip_text) ?
+		request->ip_text : NULL;
+	request->query.rights = request->rights;
 
-	db_outcome = DbPoolAuthenticate(server->pool, &query, &verdict, db_error, sizeof(db_error));
+	/* suspended first, so the pool can never resume it before that */
+	request->submitted = true;
+	MHD_suspend_connection(connection);
+	if (!DbPoolSubmit(server->pool, &request->call, &request->query, &request->verdict,
+					  request->db_error, sizeof(request->db_error), ResumeAuthRequest, request))
+		MHD_resume_connection(connection);	/* shutting down: answered as unavailable */
+	return MHD_YES;
+}
+
+/* Answer a request whose call has its outcome, and log it */
+static enum MHD_Result
+FinishAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const char *method,
+				  AuthRequest *request)
+{
+	RequestOutcome outcome;
+	AuthVerdict *verdict = &request->verdict;
+	DbOutcome	db_outcome = request->call.outcome;
+	const char *db_error = request->db_error;
+	enum MHD_Result result;
+
+	memset(&outcome, 0, sizeof(outcome));
+	outcome.key_source = request->choice.ignored && !request->choice.key ?
+		request->choice.ignored : request->choice.source;
 	if (db_outcome == DB_DECIDED)
 	{
 		FailMode	reported;
 
-		if (ParseFailMode(verdict.fail_mode, &reported))
+		if (ParseFailMode(verdict->fail_mode, &reported))
 			atomic_store(&server->fail_mode, (int) reported);
-		outcome.reason = verdict.reason;
-		outcome.public_id = verdict.public_id;
-		if (verdict.allowed)
+		outcome.reason = verdict->reason;
+		outcome.public_id = verdict->public_id;
+		if (verdict->allowed)
 		{
 			outcome.status = server->config.allow_status;
 			outcome.decision = "allow";
-			result = AnswerAllowed(server, connection, &headers, &verdict, false);
+			result = AnswerAllowed(server, connection, &request->headers, verdict, false);
 		}
 		else
 		{
-			outcome.status = (verdict.status >= 400 && verdict.status <= 599) ?
-				(unsigned int) verdict.status : MHD_HTTP_FORBIDDEN;
+			outcome.status = (verdict->status >= 400 && verdict->status <= 599) ?
+				(unsigned int) verdict->status : MHD_HTTP_FORBIDDEN;
 			outcome.decision = "deny";
 			result = AnswerDenied(connection, outcome.status,
-								  verdict.reason ? verdict.reason : "Access denied", hint, &verdict);
+								  verdict->reason ? verdict->reason : "Access denied", request->hint,
+								  verdict);
 		}
 	}
 	else if (db_outcome == DB_CONTENT_ERROR)
@@ -645,7 +707,7 @@ AnswerAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 		outcome.db_error = db_error;
 		outcome.status = server->config.allow_status;
 		outcome.decision = "fail_open";
-		result = AnswerAllowed(server, connection, &headers, NULL, true);
+		result = AnswerAllowed(server, connection, &request->headers, NULL, true);
 	}
 	else
 	{
@@ -657,9 +719,8 @@ AnswerAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 	}
 
 	MetricsCountRequest(outcome.status, outcome.reason);
-	LogRequest(server, method, ip_text, &headers, &outcome, MonotonicMs() - started_ms);
-	FreeAuthVerdict(&verdict);
-	FreeRequestText(&headers, key, client, rights);
+	LogRequest(server, method, request->ip_text, &request->headers, &outcome,
+			   MonotonicMs() - request->started_ms);
 	return result;
 }
 
@@ -739,7 +800,10 @@ RequestComplete(void **request_state, size_t *upload_data_size)
  * MHD access handler of the authorization listener: every path and
  * method is a forward-auth check.  Once the headers are in, the
  * connection's timeout goes from the short header deadline to the
- * keep-alive idle timeout.
+ * keep-alive idle timeout.  Called once with the headers, then for any
+ * body (ignored), then once the request is complete (the call is queued
+ * and the connection suspended), and once more after the pool resumed
+ * it (the answer).
  */
 static enum MHD_Result
 HandleAuthRequest(void *cls, struct MHD_Connection *connection, const char *url,
@@ -747,19 +811,31 @@ HandleAuthRequest(void *cls, struct MHD_Connection *connection, const char *url,
 				  size_t *upload_data_size, void **request_state)
 {
 	AuthdServer *server = cls;
+	AuthRequest *request = *request_state;
 
 	(void) url;
 	(void) version;
 	(void) upload_data;
-	if (*request_state == NULL)
+	if (request == NULL)
 	{
 		SetHeaderDeadline(server, ConnectionWatch(connection), 0);
 		MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
 								  (unsigned int) server->config.idle_timeout_s);
-	}
-	if (!RequestComplete(request_state, upload_data_size))
+		if ((request = calloc(1, sizeof(AuthRequest))) == NULL)
+			return MHD_NO;
+		request->server = server;
+		request->connection = connection;
+		*request_state = request;
 		return MHD_YES;
-	return AnswerAuthRequest(server, connection, method);
+	}
+	if (*upload_data_size != 0)
+	{
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (!request->submitted)
+		return StartAuthRequest(server, connection, request);
+	return FinishAuthRequest(server, connection, method, request);
 }
 
 /* MHD access handler of the health listener: /healthz and /metrics */
@@ -819,8 +895,8 @@ RaiseFileLimit(const AuthdConfig *config)
 
 /*
  * Start one listener: its address, handler, worker threads (1 = the
- * internal thread alone), connection limits and, when watch_headers,
- * the header deadlines.
+ * internal thread alone), connection limits and, when watch_headers (the
+ * authorization listener), the header deadlines and suspended requests.
  */
 static struct MHD_Daemon *
 StartListener(AuthdServer *server, unsigned int flags, const ListenAddress *listen,
@@ -829,6 +905,8 @@ StartListener(AuthdServer *server, unsigned int flags, const ListenAddress *list
 {
 	if (listen->addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (watch_headers)
+		flags |= MHD_ALLOW_SUSPEND_RESUME;	/* requests wait for the pool suspended */
 	return MHD_start_daemon(flags, 0, NULL, NULL, handler, server,
 							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &listen->addr,
 							MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) (threads > 1 ? threads : 0),
@@ -888,6 +966,7 @@ main(int argc, char **argv)
 	pool_options.timeout_ms = server.config.timeout_ms;
 	pool_options.timeout_mode = server.config.statement_timeout_mode;
 	pool_options.named_statement = server.config.named_statement;
+	pool_options.max_batch = server.config.pipeline_batch;
 	server.pool = DbPoolCreate(&pool_options, error, sizeof(error));
 	if (server.pool == NULL)
 	{
@@ -904,7 +983,14 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	RaiseFileLimit(&server.config);
 
-	opened = DbPoolWarmUp(server.pool, error, sizeof(error));
+	opened = DbPoolStart(server.pool, error, sizeof(error));
+	if (opened < 0)
+	{
+		fprintf(stderr, "athena-authd: %s\n", error);
+		DbPoolDestroy(server.pool);
+		FreeConfig(&server.config);
+		return 1;
+	}
 	if (opened == 0 && server.config.log_level != LOG_LEVEL_NONE)
 		fprintf(stderr, "athena-authd: database not reachable yet (will retry per request): %s\n", error);
 
@@ -951,6 +1037,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "athena-authd: signal %d, shutting down\n", received_signal);
 	if (health_daemon != NULL)
 		MHD_stop_daemon(health_daemon);
+	/* every suspended request resumed before the daemon stops */
+	DbPoolClose(server.pool);
 	MHD_stop_daemon(daemon);
 	StopHeaderDeadlines(&server);
 	DbPoolDestroy(server.pool);

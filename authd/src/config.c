@@ -8,7 +8,7 @@
  *	listen           ATHENA_AUTHD_LISTEN           host:port, [v6]:port (127.0.0.1:9099)
  *	dsn              ATHENA_AUTHD_DSN              libpq conninfo ("" = libpq defaults)
  *	pool             ATHENA_AUTHD_POOL             database connections (4)
- *	threads          ATHENA_AUTHD_THREADS          HTTP worker threads (= pool)
+ *	threads          ATHENA_AUTHD_THREADS          HTTP threads (1: they never wait for the database)
  *	trusted_proxies  ATHENA_AUTHD_TRUSTED_PROXIES  CIDR list (127.0.0.1/32,::1/128)
  *	timeout_ms       ATHENA_AUTHD_TIMEOUT_MS       per-decision budget (2000)
  *	log              ATHENA_AUTHD_LOG              none | errors | all (errors)
@@ -24,6 +24,8 @@
  *	idle_timeout_s   ATHENA_AUTHD_IDLE_TIMEOUT_S   keep-alive idle connections closed after (60)
  *	statement_timeout ATHENA_AUTHD_STATEMENT_TIMEOUT options | local | off (options)
  *	prepared_statement ATHENA_AUTHD_PREPARED_STATEMENT named | unnamed (named)
+ *	pipeline_batch   ATHENA_AUTHD_PIPELINE_BATCH   calls per round trip on one connection,
+ *	                                               1 = one at a time (32)
  *-------------------------------------------------------------------------
  */
 #include "config.h"
@@ -58,6 +60,7 @@ typedef struct RawSettings
 	char	   *idle_timeout_s;
 	char	   *statement_timeout;
 	char	   *prepared_statement;
+	char	   *pipeline_batch;
 } RawSettings;
 
 /* One known key: its file name and where its raw value lives */
@@ -87,12 +90,13 @@ static const SettingSlot setting_slots[] = {
 	{"idle_timeout_s", "ATHENA_AUTHD_IDLE_TIMEOUT_S", offsetof(RawSettings, idle_timeout_s)},
 	{"statement_timeout", "ATHENA_AUTHD_STATEMENT_TIMEOUT", offsetof(RawSettings, statement_timeout)},
 	{"prepared_statement", "ATHENA_AUTHD_PREPARED_STATEMENT", offsetof(RawSettings, prepared_statement)},
+	{"pipeline_batch", "ATHENA_AUTHD_PIPELINE_BATCH", offsetof(RawSettings, pipeline_batch)},
 };
 
 /* Defaults, in setting_slots order (NULL: no default) */
 static const char *const setting_defaults[] = {
 	"127.0.0.1:9099", "", "4", NULL, "127.0.0.1/32,::1/128", "2000", "errors", "fail_closed",
-	"127.0.0.1:9098", "off", "x-athena-key", "200", "1000", "128", "5", "60", "options", "named",
+	"127.0.0.1:9098", "off", "x-athena-key", "200", "1000", "128", "5", "60", "options", "named", "32",
 };
 
 #define SETTING_COUNT (sizeof(setting_slots) / sizeof(setting_slots[0]))
@@ -390,11 +394,14 @@ ApplyRawSettings(const RawSettings *raw, AuthdConfig *config, char *error, size_
 	}
 	if (!ParseBoundedInt("pool", raw->pool, 1, 256, &config->pool_size, error, error_len))
 		return false;
-	config->threads = config->pool_size;
+	config->threads = 1;		/* requests wait for the database suspended */
 	if (raw->threads != NULL &&
 		!ParseBoundedInt("threads", raw->threads, 1, 1024, &config->threads, error, error_len))
 		return false;
 	if (!ParseBoundedInt("timeout_ms", raw->timeout_ms, 10, 600000, &config->timeout_ms, error, error_len))
+		return false;
+	if (!ParseBoundedInt("pipeline_batch", raw->pipeline_batch, 1, 256, &config->pipeline_batch, error,
+						 error_len))
 		return false;
 	if (!ParseChoice("log", raw->log, log_levels, &choice, error, error_len))
 		return false;

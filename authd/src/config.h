@@ -60,6 +60,7 @@ typedef struct AuthdConfig
 	int			idle_timeout_s; /* keep-alive connections between requests */
 	StatementTimeoutMode statement_timeout_mode;
 	bool		named_statement;
+	int			pipeline_batch;	/* calls per round trip on one connection */
 } AuthdConfig;
 
 extern bool LoadConfig(int argc, char **argv, AuthdConfig *config, char *error, size_t error_len);

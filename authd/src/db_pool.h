@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * db_pool.h
- *		A small pool of persistent libpq connections that run the prepared
- *		athena_gateway_verdict() call, each step bounded by a deadline.
+ *		A small pool of persistent libpq connections, one worker thread
+ *		each, that run queued athena_gateway_verdict() calls in pipelined
+ *		batches, each call bounded by its deadline.
  *-------------------------------------------------------------------------
  */
 #ifndef AUTHD_DB_POOL_H
@@ -9,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sql_error.h"
 #include "verdict_text.h"
@@ -40,13 +42,47 @@ typedef struct DbPoolOptions
 	int			timeout_ms;
 	StatementTimeoutMode timeout_mode;
 	bool		named_statement;	/* false: unnamed, for transaction pooling */
+	int			max_batch;		/* calls per round trip (pipeline), 1 = one by one */
 } DbPoolOptions;
 
+/* Called once when a submitted call has its outcome (from a pool thread) */
+typedef void (*DbCallDone) (void *arg);
+
+/* What a call asks the database */
+typedef enum DbCallKind
+{
+	DB_CALL_VERDICT,			/* athena_gateway_verdict() for one request */
+	DB_CALL_HEALTH				/* SELECT 1, for /healthz */
+} DbCallKind;
+
+/*
+ * One call, owned by the submitter and left alone by it until done is
+ * called: a pool thread fills in outcome (and verdict or error) and then
+ * calls done, after which the pool no longer touches it.  The query's
+ * strings must live as long.
+ */
+typedef struct DbCall
+{
+	DbCallKind	kind;
+	const char *params[4];		/* key, client, ip, rights */
+	int64_t		deadline_ms;	/* monotonic */
+	int64_t		queued_ms;
+	bool		waited;			/* no worker was free when it was queued */
+	AuthVerdict *verdict;
+	char	   *error;
+	size_t		error_len;
+	DbOutcome	outcome;
+	DbCallDone	done;
+	void	   *done_arg;
+	struct DbCall *next;
+} DbCall;
+
 extern DbPool *DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len);
+extern int	DbPoolStart(DbPool *pool, char *error, size_t error_len);
+extern void DbPoolClose(DbPool *pool);
 extern void DbPoolDestroy(DbPool *pool);
-extern int	DbPoolWarmUp(DbPool *pool, char *error, size_t error_len);
-extern DbOutcome DbPoolAuthenticate(DbPool *pool, const AuthQuery *query, AuthVerdict *verdict,
-							   char *error, size_t error_len);
+extern bool DbPoolSubmit(DbPool *pool, DbCall *call, const AuthQuery *query, AuthVerdict *verdict,
+						 char *error, size_t error_len, DbCallDone done, void *done_arg);
 extern bool DbPoolHealthCheck(DbPool *pool, char *error, size_t error_len);
 
 #endif							/* AUTHD_DB_POOL_H */

@@ -59,6 +59,9 @@ static atomic_ulong connects_ok;
 static atomic_ulong connects_failed;
 static atomic_ulong fail_open_passes;
 static atomic_ulong content_errors;
+static atomic_ulong batches;
+static atomic_ulong batched_calls;
+static atomic_ulong largest_batch;
 
 /* Index of a reason among the labels ("other" when unknown) */
 static size_t
@@ -114,6 +117,22 @@ MetricsCountPoolWait(double seconds, bool timed_out)
 	atomic_fetch_add(&pool_wait_us, (unsigned long) (seconds * 1e6));
 	if (timed_out)
 		atomic_fetch_add(&pool_timeouts, 1);
+}
+
+/*
+ * Count one round trip to the database and the calls it carried (more
+ * than one when concurrent decisions shared it as a pipeline)
+ */
+void
+MetricsCountBatch(int calls)
+{
+	unsigned long seen = atomic_load(&largest_batch);
+
+	atomic_fetch_add(&batches, 1);
+	atomic_fetch_add(&batched_calls, (unsigned long) calls);
+	while ((unsigned long) calls > seen &&
+		   !atomic_compare_exchange_weak(&largest_batch, &seen, (unsigned long) calls))
+		;
 }
 
 /* Count one database connection attempt */
@@ -237,6 +256,14 @@ RenderMetrics(void)
 	Append(&buffer, "athena_authd_db_call_seconds_bucket{le=\"+Inf\"} %lu\n", cumulative);
 	Append(&buffer, "athena_authd_db_call_seconds_sum %.6f\n", (double) atomic_load(&latency_sum_us) / 1e6);
 	Append(&buffer, "athena_authd_db_call_seconds_count %lu\n", cumulative);
+	AppendCounter(&buffer, "athena_authd_db_batches_total",
+				  "Round trips to the database (each carries one or more pipelined calls).",
+				  atomic_load(&batches));
+	AppendCounter(&buffer, "athena_authd_db_batched_calls_total",
+				  "Calls sent in those round trips.", atomic_load(&batched_calls));
+	Append(&buffer, "# HELP athena_authd_db_largest_batch Most calls one round trip carried since start.\n"
+		   "# TYPE athena_authd_db_largest_batch gauge\n"
+		   "athena_authd_db_largest_batch %lu\n", atomic_load(&largest_batch));
 	AppendCounter(&buffer, "athena_authd_pool_waits_total",
 				  "Requests that waited for a free pooled database connection.", atomic_load(&pool_waits));
 	Append(&buffer, "# HELP athena_authd_pool_wait_seconds_total Time spent waiting for a pooled connection.\n"
@@ -280,4 +307,7 @@ ResetMetrics(void)
 	atomic_store(&connects_failed, 0);
 	atomic_store(&fail_open_passes, 0);
 	atomic_store(&content_errors, 0);
+	atomic_store(&batches, 0);
+	atomic_store(&batched_calls, 0);
+	atomic_store(&largest_batch, 0);
 }

@@ -16,6 +16,7 @@
 extern void MetricsCountRequest(unsigned int status, const char *reason);
 extern void MetricsObserveDbCall(double seconds);
 extern void MetricsCountPoolWait(double seconds, bool timed_out);
+extern void MetricsCountBatch(int calls);
 extern void MetricsCountConnect(bool ok);
 extern void MetricsCountFailOpen(void);
 extern void MetricsCountContentError(void);

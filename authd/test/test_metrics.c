@@ -34,6 +34,9 @@ TestMetrics(void)
 	MetricsCountConnect(true);
 	MetricsCountConnect(false);
 	MetricsCountFailOpen();
+	MetricsCountBatch(1);
+	MetricsCountBatch(7);
+	MetricsCountBatch(3);
 	text = RenderMetrics();
 	CHECK(text != NULL);
 	if (text == NULL)
@@ -52,6 +55,9 @@ TestMetrics(void)
 	CHECK(strstr(text, "athena_authd_pool_exhausted_total 1\n") != NULL);
 	CHECK(strstr(text, "athena_authd_db_connects_total{result=\"failed\"} 1\n") != NULL);
 	CHECK(strstr(text, "athena_authd_fail_open_total 1\n") != NULL);
+	CHECK(strstr(text, "athena_authd_db_batches_total 3\n") != NULL);
+	CHECK(strstr(text, "athena_authd_db_batched_calls_total 11\n") != NULL);
+	CHECK(strstr(text, "athena_authd_db_largest_batch 7\n") != NULL);
 	free(text);
 }
 

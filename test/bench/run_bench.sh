@@ -18,7 +18,9 @@
 # the recommended deployment; 0: loaded on first use), KEEP=1 (leave the server
 # and work directory behind), BENCH_INSTR (1: the instruction counts, see
 # instructions.sh; 0: tps only), BENCH_INSTR_REPEATS (1), BENCH_QUICK=1 (a
-# development run: short rounds, small tables, no standby, no HTTP).
+# development run: short rounds, small tables, no standby, no HTTP),
+# BENCH_HTTP (1: the HTTP table, see authd/test/load.sh; 0: skip it),
+# BENCH_HTTP_SECONDS (4 per wrk run), BENCH_HTTP_ROUNDS (8).
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BENCH_DIR/../lib.sh"
@@ -615,14 +617,14 @@ echo "   fresh idle backend for comparison: $IDLE"
 ATH_BYTES=$(sed -n 's/^athena_keys contexts: .*(\([0-9]*\) bytes)$/\1/p' <<<"$MEM")
 [ -n "$ATH_BYTES" ] && echo "   athena_keys cache target (<= 16 MB): $(awk -v b="$ATH_BYTES" 'BEGIN { print (b <= 16 * 1024 * 1024 ? "PASS" : "MISS") }')"
 
-# HTTP: wrk through nginx -> athena-authd -> PostgreSQL against nginx serving
-# the same upstream with no auth (the ratio is the cost of authentication).
+# HTTP (issue 17, target 5): wrk through nginx -> athena-authd -> PostgreSQL
+# against nginx proxying the same upstream with no auth, in interleaved
+# rounds, for every log setting; the median of the rounds' ratios.
 # authd/test/load.sh runs its own throwaway server; BENCH_HTTP=0 skips it.
 if [ "${BENCH_HTTP:-1}" = 1 ] && [ -f "$WORK_DIR/src/authd/test/load.sh" ]; then
   echo
-  echo "HTTP (wrk -t2 -c16, ${BENCH_HTTP_SECONDS:-10} s per run, loopback):"
-  LOAD_SECONDS=${BENCH_HTTP_SECONDS:-10} bash "$WORK_DIR/src/authd/test/load.sh" 2>&1 \
-    | grep -E '^(direct|proxied|authenticated|ratio)' | sed 's/^/   /' \
+  LOAD_SECONDS=${BENCH_HTTP_SECONDS:-4} LOAD_ROUNDS=${BENCH_HTTP_ROUNDS:-8} \
+    bash "$WORK_DIR/src/authd/test/load.sh" 2>&1 | grep -v '^== ' | sed 's/^/   /' \
     || echo "   (the HTTP load run failed)"
 fi
 exit 0

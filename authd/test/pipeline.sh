@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# athena-authd's pipelined batches: concurrent requests share one database
+# connection (pool = 1) and one round trip, and each request must still get
+# its own verdict, whatever happens to the others in the batch.
+#
+# A batch is forced by stopping athena-authd's backend (SIGSTOP) while the
+# requests arrive: the first call waits at the server, the rest queue, and
+# after SIGCONT the queue leaves as one pipeline (the metrics show how many
+# calls one round trip carried).  A trigger on the auth log makes chosen
+# requests' calls raise: class P0 (a server error: 503 whatever the fail
+# mode) and 57014 (statement cancelled: "unavailable", so the fail mode
+# applies).  Then the connection dies with a batch in flight, queued calls
+# outlive their deadline behind a hung backend, and the server restarts
+# under load.  Runs as root or as an unprivileged user; loopback only.
+set -uo pipefail
+. "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/check_lib.sh"
+
+[ -f "$EXTENSION_CONTROL" ] ||
+  Abort "athena_keys extension installed ($EXTENSION_CONTROL missing: run make install first)"
+SetupTempDir
+EnsureAuthdBuilt || Abort "athena-authd builds"
+StartPostgres || Abort "PostgreSQL starts with CREATE EXTENSION athena_keys"
+
+AUTHD_PORT=$(pick_port)
+SHORT_PORT=$(pick_port)
+StartAuthd main "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
+  ATHENA_AUTHD_TIMEOUT_MS=8000 ATHENA_AUTHD_LOG=all || Abort "athena-authd (pool 1) starts"
+MAIN_HEALTH=$HEALTH_PORT
+StartAuthd short "$SHORT_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
+  ATHENA_AUTHD_TIMEOUT_MS=800 ATHENA_AUTHD_LOG=all || Abort "athena-authd (800 ms timeout) starts"
+
+Sql >/dev/null <<'SQL' || Abort "test data and the failing trigger set up"
+SELECT athena_keys.athena_create_right('users.read');
+CREATE FUNCTION public.pipeline_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.client_name = 'boom' THEN
+    RAISE EXCEPTION 'boom';
+  ELSIF NEW.client_name = 'cancelled' THEN
+    RAISE EXCEPTION 'cancelled' USING ERRCODE = '57014';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER pipeline_boom BEFORE INSERT ON athena_keys.api_key_auth_log
+  FOR EACH ROW EXECUTE FUNCTION public.pipeline_boom();
+SQL
+KEYS=()
+IDS=()
+for i in 0 1 2 3 4 5; do
+  read -r key id < <(CreateKey "name => 'p$i', client_name => 'web', rights => ARRAY['users.read']")
+  KEYS+=("$key")
+  IDS+=("$id")
+done
+[ -n "${IDS[5]:-}" ] || Abort "six keys created"
+
+# The backend pids of an athena-authd instance (by its listener's port in
+# application_name is not possible: both use the same name, so by age)
+AuthdBackends() {
+  Sql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+          WHERE usename = 'athena_gateway' AND application_name = 'athena-authd'"
+}
+
+# Kind of request number i (of a batch): valid key, wrong secret, missing
+# right, a call that raises (P0001) and one cancelled (57014)
+Kind() {
+  case $(($1 % 5)) in
+    0|1) echo valid ;;
+    2) echo wrong ;;
+    3) echo boom ;;
+    4) echo cancelled ;;
+  esac
+}
+
+# SendOne PORT I: one request of Kind I in the background; its status and
+# seconds in $E2E_TMP/r.I, its headers in $E2E_TMP/h.I
+SendOne() {
+  local port=$1 i=$2 key=${KEYS[$(($2 % 6))]} args=()
+  case $(Kind "$i") in
+    valid) args=(-H "X-Athena-Key: $key" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read") ;;
+    wrong) args=(-H "X-Athena-Key: $(WrongSecret "$key")" -H "X-Athena-Client: web") ;;
+    boom) args=(-H "X-Athena-Client: boom") ;;
+    cancelled) args=(-H "X-Athena-Client: cancelled") ;;
+  esac
+  curl -s -o /dev/null -D "$E2E_TMP/h.$i" -w '%{http_code} %{time_total}\n' --max-time 20 "${args[@]}" \
+    "http://127.0.0.1:$port/auth" >"$E2E_TMP/r.$i" 2>/dev/null &
+  CURL_PIDS+=("$!")
+}
+
+# Wait for the requests SendOne started (not for the daemons: plain wait would)
+WaitForRequests() {
+  local pid
+  for pid in "${CURL_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  CURL_PIDS=()
+}
+CURL_PIDS=()
+
+# Header NAME of response I (trimmed, empty when absent)
+ResponseHeader() {
+  tr -d '\r' <"$E2E_TMP/h.$2" 2>/dev/null | sed -n "s/^$1: *//Ip" | sed 's/ *$//' | head -1
+}
+
+# Batch PORT COUNT [ACTION]: stop the instance's backend, send COUNT
+# concurrent requests, run ACTION (default nothing) and let the backend go
+Batch() {
+  local port=$1 count=$2 action=${3:-true} pids
+  rm -f "$E2E_TMP"/r.* "$E2E_TMP"/h.*
+  pids=$(AuthdBackends)
+  # shellcheck disable=SC2086
+  [ -n "$pids" ] && as_user kill -STOP $pids
+  for i in $(seq 0 $((count - 1))); do SendOne "$port" "$i"; done
+  sleep 0.5
+  $action "$pids"
+  # shellcheck disable=SC2086
+  [ -n "$pids" ] && as_user kill -CONT $pids
+  WaitForRequests
+}
+
+# The status of response I (000: none)
+Status() {
+  cut -d' ' -f1 "$E2E_TMP/r.$1" 2>/dev/null
+}
+
+# Judge one response of a batch under FAIL_MODE; "mixup" is any answer
+# that belongs to another request; sets VERDICT
+Judge() {
+  local i=$1 fail_mode=$2 status key_id degraded
+  status=$(Status "$i")
+  key_id=$(ResponseHeader X-Athena-Key-Id "$i")
+  degraded=$(ResponseHeader X-Athena-Degraded "$i")
+  case $(Kind "$i"):$status in
+    valid:200) [ "$key_id" = "${IDS[$((i % 6))]}" ] && [ -z "$degraded" ] && VERDICT=own || VERDICT=mixup ;;
+    wrong:401) VERDICT=own ;;
+    boom:503) VERDICT=own ;;
+    cancelled:503) [ "$fail_mode" = fail_closed ] && VERDICT=own || VERDICT=mixup ;;
+    cancelled:200) [ "$fail_mode" = fail_open ] && [ "$degraded" = fail_open ] && [ -z "$key_id" ] &&
+      VERDICT=own || VERDICT=mixup ;;
+    *:503) VERDICT=unavailable ;;
+    *) VERDICT=mixup ;;
+  esac
+}
+
+# Count the verdicts of responses 0..COUNT-1: sets OWN, UNAVAILABLE, MIXUP
+CountVerdicts() {
+  local count=$1 fail_mode=$2
+  OWN=0 UNAVAILABLE=0 MIXUP=0
+  for i in $(seq 0 $((count - 1))); do
+    Judge "$i" "$fail_mode"
+    case $VERDICT in
+      own) OWN=$((OWN + 1)) ;;
+      unavailable) UNAVAILABLE=$((UNAVAILABLE + 1)) ;;
+      *) MIXUP=$((MIXUP + 1)); echo "#   request $i ($(Kind "$i")): $(Status "$i")" ;;
+    esac
+  done
+}
+
+# Metric VALUE from an instance's health listener: Metric PORT NAME
+Metric() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
+}
+
+AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: ${KEYS[0]}" -H "X-Athena-Client: web" ||
+  Abort "athena-authd decides"
+
+# 1. one batch of 25 mixed requests under fail_closed
+Batch "$AUTHD_PORT" 25
+CountVerdicts 25 fail_closed
+Check "fail_closed batch: every request got its own verdict [$OWN of 25, $MIXUP mixed up]" \
+  test "$OWN" = 25
+LARGEST=$(Metric "$MAIN_HEALTH" athena_authd_db_largest_batch)
+Check "the queued requests went to the database as one pipeline [largest batch $LARGEST]" \
+  test "${LARGEST:-0}" -ge 10
+BATCHES=$(Metric "$MAIN_HEALTH" athena_authd_db_batches_total)
+CALLS=$(Metric "$MAIN_HEALTH" athena_authd_db_batched_calls_total)
+Check "fewer round trips than calls [$BATCHES for $CALLS]" test "${BATCHES:-0}" -lt "${CALLS:-0}"
+LOGGED=$(Sql -c "SELECT count(*) FROM athena_keys.api_key_auth_log WHERE client_name = 'web'")
+# 10 valid + 5 wrong secrets in the batch, and the warm-up request
+Check "each decided call of the batch committed its own log row [$LOGGED]" test "$LOGGED" = 16
+Check "the calls that raised left no log row" \
+  test "$(Sql -c "SELECT count(*) FROM athena_keys.api_key_auth_log WHERE client_name IN ('boom', 'cancelled')")" = 0
+
+# 2. the same under fail_open: the cancelled call passes degraded, the
+# failed one (class P0) still fails closed, the others are decided
+Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_open')" >/dev/null
+AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: ${KEYS[0]}" -H "X-Athena-Client: web"
+Batch "$AUTHD_PORT" 25
+CountVerdicts 25 fail_open
+Check "fail_open batch: every request got its own verdict [$OWN of 25, $MIXUP mixed up]" \
+  test "$OWN" = 25
+Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_closed')" >/dev/null
+AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: ${KEYS[0]}" -H "X-Athena-Client: web"
+
+# 3. the connection dies with a batch in flight: what it carried is
+# unavailable (fail_closed: 503), the queued rest is decided on a new
+# connection, nobody gets another's answer, nothing hangs
+TerminateBackends() {
+  # shellcheck disable=SC2086
+  Sql -c "SELECT count(pg_terminate_backend(p)) FROM unnest('{${1// /,}}'::int[]) p" >/dev/null
+}
+START_MS=$(NowMs)
+Batch "$AUTHD_PORT" 25 TerminateBackends
+ELAPSED_MS=$(($(NowMs) - START_MS))
+CountVerdicts 25 fail_closed
+Check "connection lost mid-pipeline: no request got another's verdict [$OWN own, $UNAVAILABLE unavailable]" \
+  test "$MIXUP" = 0
+Check "connection lost mid-pipeline: the call in flight failed closed (503)" test "$UNAVAILABLE" -ge 1
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "connection lost mid-pipeline: every request answered, none hung [${ELAPSED_MS} ms]" \
+  eval 'test "$(cut -d" " -f1 "$E2E_TMP"/r.* | grep -vc "^000$")" = 25 && test "$ELAPSED_MS" -lt 8000'
+AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: ${KEYS[0]}" -H "X-Athena-Client: web"
+Check "after the lost connection: decisions resume" StatusIs 200
+
+# 4. a hung backend: the call waiting at the server fails at its deadline
+# (800 ms), and every call queued behind it is answered by its own
+# deadline (503, or decided on a fresh connection), none later
+AwaitStatus 200 "$SHORT_PORT" /auth -H "X-Athena-Key: ${KEYS[0]}" -H "X-Athena-Client: web" ||
+  Abort "the short-timeout instance reconnects"
+HungFor() { sleep 2; }
+Batch "$SHORT_PORT" 5 HungFor
+CountVerdicts 5 fail_closed
+SLOWEST=$(cut -d' ' -f2 "$E2E_TMP"/r.* | sort -n | tail -1)
+Check "hung backend: the call at the server failed closed at its deadline [$(Status 0)]" test "$(Status 0)" = 503
+Check "hung backend: every request answered within its 800 ms (+slack) [slowest ${SLOWEST} s]" \
+  awk -v s="${SLOWEST:-99}" 'BEGIN { exit !(s < 1.6) }'
+Check "hung backend: own verdict or 503, never another's [$OWN own, $UNAVAILABLE unavailable]" test "$MIXUP" = 0
+AwaitStatus 200 "$SHORT_PORT" /auth -H "X-Athena-Key: ${KEYS[0]}" -H "X-Athena-Client: web"
+Check "after the hang: the short-timeout instance decides again" StatusIs 200
+
+# 5. the server restarts under concurrent load: every request answers
+# (its own verdict or 503), and decisions resume without a restart of ours
+rm -f "$E2E_TMP"/r.* "$E2E_TMP"/h.*
+N=0
+START_MS=$(NowMs)
+(sleep 0.4; StopPostgresServer; sleep 0.3; StartPostgresServer) &
+RESTART_PID=$!
+while [ $(($(NowMs) - START_MS)) -lt 2500 ]; do
+  for _ in 1 2 3 4 5; do
+    [ "$(Kind "$N")" = valid ] || [ "$(Kind "$N")" = wrong ] || { N=$((N + 1)); continue; }
+    SendOne "$AUTHD_PORT" "$N"
+    N=$((N + 1))
+  done
+  sleep 0.05
+done
+WaitForRequests
+wait "$RESTART_PID"
+OWN=0 UNAVAILABLE=0 MIXUP=0 ANSWERED=0 SENT=0
+for i in $(seq 0 $((N - 1))); do
+  [ -f "$E2E_TMP/r.$i" ] || continue
+  SENT=$((SENT + 1))
+  [ -n "$(Status "$i")" ] && [ "$(Status "$i")" != 000 ] && ANSWERED=$((ANSWERED + 1))
+  Judge "$i" fail_closed
+  case $VERDICT in own) OWN=$((OWN + 1)) ;; unavailable) UNAVAILABLE=$((UNAVAILABLE + 1)) ;; *) MIXUP=$((MIXUP + 1)) ;; esac
+done
+Check "server restart under load: every request answered [$ANSWERED of $SENT]" test "$ANSWERED" = "$SENT"
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "server restart under load: own verdict or 503, never another's [$OWN own, $UNAVAILABLE unavailable]" \
+  eval 'test "$MIXUP" = 0 && test "$OWN" -ge 1 && test "$UNAVAILABLE" -ge 1'
+AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: ${KEYS[1]}" -H "X-Athena-Client: web"
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "after the restart: decisions resume" eval 'StatusIs 200 && HasHeader X-Athena-Key-Id "${IDS[1]}"'
+Request "$MAIN_HEALTH" /healthz
+Check "after the restart: /healthz is 200" StatusIs 200
+
+Finish
