@@ -156,14 +156,19 @@ unlike(slurp_file($node->logfile, $log_offset), qr/terminated by signal/,
 $node->safe_psql('postgres',
 	'ALTER TABLE athena_keys.api_key_auth_log ALTER COLUMN locked_in TYPE boolean USING locked_in::boolean');
 # Each probe's row is queued for a writer, which starts after its back-off.
+# The probes are counted (a sequence is not rolled back), so that the test
+# can wait for every one of their rows before it changes the log again.
+$node->safe_psql('postgres', 'CREATE SEQUENCE retyped_back_probes');
 ok($node->poll_query_until('postgres', q{
-		SELECT (SELECT count(*) FROM athena_keys.athena_authenticate(NULL, 'retyped-back', NULL, NULL)) > 0
+		SELECT (SELECT count(*) FROM athena_keys.athena_authenticate(NULL, 'retyped-back', NULL, NULL),
+		                            nextval('retyped_back_probes')) > 0
 		   AND EXISTS (SELECT FROM pg_stat_activity
 		                WHERE backend_type = 'athena_keys log writer' AND datname = current_database())}),
 	'with the type restored, a writer runs again');
-ok($node->poll_query_until('postgres',
-		"SELECT count(*) > 0 FROM athena_keys.api_key_auth_log WHERE client_name = 'retyped-back'"),
-	'and logs again');
+ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = (SELECT last_value FROM retyped_back_probes)
+		  FROM athena_keys.api_key_auth_log WHERE client_name = 'retyped-back'}),
+	'and logs again: every probe is logged, none is left in the queue');
 
 # A log table that lost a logged column stops the writer with an error
 # that names the column, rather than rows written into the wrong columns.
