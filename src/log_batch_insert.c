@@ -7,11 +7,11 @@
  * array) forms every row twice, into the array and again in the executor,
  * scans and projects it, and inserts it alone.  Here each row is formed
  * once, routed by the executor's own partition routing, given the defaults
- * of the columns the queue does not carry (the log's id: the nextval of its
- * sequence, whatever the catalog says it is) by evaluating the same default
- * expressions the statement would, checked with ExecConstraints, inserted
- * per partition with table_multi_insert and indexed with
- * ExecInsertIndexTuples.
+ * of the columns the queue does not carry (the log's id: nextval of the
+ * sequence its default names in the catalog, called directly; any other
+ * default expression evaluated as the statement would), checked with
+ * ExecConstraints, inserted per partition with table_multi_insert and
+ * indexed with ExecInsertIndexTuples.
  *
  * This is taken only where the rows come out as the statement's would.
  * The writer is a superuser, so no privilege check can fail.  A trigger on
@@ -40,6 +40,7 @@
 #include "executor/execPartition.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/datum.h"
@@ -48,7 +49,6 @@
 #include "utils/partcache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "miscadmin.h"
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
