@@ -70,7 +70,7 @@ LearnColumnStorage(void)
  * column ended at offset (counted from the record's start), and, for a
  * varlena, where its length goes (*length_at)
  */
-static inline Size
+static pg_attribute_always_inline Size
 ColumnStart(int col, Size offset, Size *length_at)
 {
 	*length_at = offset;
@@ -82,7 +82,7 @@ ColumnStart(int col, Size offset, Size *length_at)
 }
 
 /* The bytes a non-NULL column's value itself takes in a record */
-static Size
+static pg_attribute_always_inline Size
 ColumnSize(int col, Datum value)
 {
 	if (column_typlen[col] > 0)
@@ -102,7 +102,8 @@ LogRecordSize(Datum *values, const bool *nulls)
 	Size		length_at;
 	int			col;
 
-	LearnColumnStorage();
+	if (!column_storage_known)
+		LearnColumnStorage();
 	for (col = 0; col < LOG_COLUMNS; col++)
 	{
 		if (nulls[col])
@@ -152,22 +153,27 @@ EncodeLogRecord(const Datum *values, const bool *nulls, uint16 flags,
 				int64		i64;
 			}			v;
 
+			/* Fixed-size copies, which the compiler turns into plain stores */
 			switch (typlen)
 			{
 				case 1:
 					v.c = DatumGetChar(values[col]);
+					memcpy(record + start, &v.c, 1);
 					break;
 				case 2:
 					v.i16 = DatumGetInt16(values[col]);
+					memcpy(record + start, &v.i16, 2);
 					break;
 				case 4:
 					v.i32 = DatumGetInt32(values[col]);
+					memcpy(record + start, &v.i32, 4);
 					break;
 				default:
 					v.i64 = DatumGetInt64(values[col]);
+					memcpy(record + start, &v.i64, 8);
 					break;
 			}
-			memcpy(record + start, &v, typlen);
+			offset = start + typlen;
 		}
 		else
 		{
@@ -176,8 +182,8 @@ EncodeLogRecord(const Datum *values, const bool *nulls, uint16 flags,
 			if (typlen == -1)
 				memcpy(record + length_at, &len, sizeof(uint32));
 			memcpy(record + start, DatumGetPointer(values[col]), len);
+			offset = start + len;
 		}
-		offset = start + ColumnSize(col, values[col]);
 	}
 	Assert(offset <= size);
 	memcpy(record, &header, sizeof(header));
