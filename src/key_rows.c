@@ -178,7 +178,7 @@ typedef struct KeyRead
 
 /* The OID of one of the tables, InvalidOid when the schema lacks it */
 static Oid
-KeyTableOid(KeyTable table)
+ReadTableOid(KeyTable table)
 {
 	return table == TABLE_LIMIT ? RateLimitTableOid() : WatchedTableOid(table_names[table]);
 }
@@ -191,7 +191,7 @@ OpenKeyTable(KeyRead *read, KeyTable table)
 
 	if (read->tables[table] != NULL)
 		return read->tables[table];
-	relid = KeyTableOid(table);
+	relid = ReadTableOid(table);
 	if (!OidIsValid(relid))
 	{
 		if (table == TABLE_LIMIT)

@@ -102,37 +102,30 @@ LogRowType(void)
 }
 
 /*
- * (Re)build the saved plan inserting every element of a log-row array
- * parameter, and where each logged column sits in row
+ * Where each logged column sits in a row of desc, by name, into attnums;
+ * refused with the column's name when one is missing or of another type.
+ * Both ways of inserting a batch (this statement and log_batch_insert.c)
+ * place columns this way, so they refuse the same tables alike.
  */
-static void
-BatchInsertPlan(TypeCacheEntry *row)
+void
+LogColumnAttnums(TupleDesc desc, int *attnums)
 {
-	TupleDesc	desc = row->tupDesc;
-	StringInfoData sql;
-	Oid			argtype;
 	int			col;
-
-	if (batch_plan != NULL)
-	{
-		FreeKeptPlan(batch_plan);
-		batch_plan = NULL;
-	}
 
 	for (col = 0; col < LOG_COLUMNS; col++)
 	{
 		int			attno;
 
-		batch_attnums[col] = 0;
+		attnums[col] = 0;
 		for (attno = 1; attno <= desc->natts; attno++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
 
 			if (!att->attisdropped &&
 				strcmp(NameStr(att->attname), log_columns[col].name) == 0)
-				batch_attnums[col] = attno;
+				attnums[col] = attno;
 		}
-		if (batch_attnums[col] == 0)
+		if (attnums[col] == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("athena_keys.api_key_auth_log has no column \"%s\"",
@@ -144,16 +137,34 @@ BatchInsertPlan(TypeCacheEntry *row)
 		 * The rows are formed from the library's values as they are, with no
 		 * cast: a column of another type would read them as something else.
 		 */
-		if (TupleDescAttr(desc, batch_attnums[col] - 1)->atttypid != log_columns[col].type)
+		if (TupleDescAttr(desc, attnums[col] - 1)->atttypid != log_columns[col].type)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("athena_keys.api_key_auth_log column \"%s\" has type %s, not %s",
 							log_columns[col].name,
-							format_type_be(TupleDescAttr(desc, batch_attnums[col] - 1)->atttypid),
+							format_type_be(TupleDescAttr(desc, attnums[col] - 1)->atttypid),
 							format_type_be(log_columns[col].type)),
 					 errdetail("Queued decisions cannot be written to the log while the column has another type."),
 					 errhint("Give the column back the type the extension's install script gives it.")));
 	}
+}
+
+/*
+ * (Re)build the saved plan inserting every element of a log-row array
+ * parameter, and where each logged column sits in row
+ */
+static void
+BatchInsertPlan(TypeCacheEntry *row)
+{
+	StringInfoData sql;
+	Oid			argtype;
+
+	if (batch_plan != NULL)
+	{
+		FreeKeptPlan(batch_plan);
+		batch_plan = NULL;
+	}
+	LogColumnAttnums(row->tupDesc, batch_attnums);
 
 	argtype = get_array_type(row->type_id);
 	StartLogInsert(&sql);

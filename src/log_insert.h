@@ -11,6 +11,9 @@
 /* Most rows one log INSERT statement takes (the batched writer's chunk) */
 #define LOG_INSERT_MAX_ROWS 512
 
+#include "access/tupdesc.h"
+
+extern void LogColumnAttnums(TupleDesc desc, int *attnums);
 extern void InsertLogRows(const Datum *values, const bool *nulls, int nrows);
 extern void InsertDecisionLog(const DecisionRecord *decision);
 

@@ -27,6 +27,7 @@
 #include "key_last_used.h"
 #include "log_row.h"
 #include "log_insert.h"
+#include "log_batch_insert.h"
 #include "log_queue.h"
 #include "log_record.h"
 #include "log_shipping.h"
@@ -119,8 +120,9 @@ StampQueuedLastUse(Datum *ids, Datum *used_at, int n)
 
 /*
  * Insert the queued records of buffer[0, len) as log rows,
- * LOG_INSERT_MAX_ROWS per statement, in the current transaction, and stamp
- * last use where a record asks for it
+ * LOG_INSERT_MAX_ROWS at a time (straight into the partitions, or through
+ * the statement where the log needs it), in the current transaction, and
+ * stamp last use where a record asks for it
  */
 static void
 InsertRecords(const char *buffer, uint64 len)
@@ -159,7 +161,8 @@ InsertRecords(const char *buffer, uint64 len)
 		pos += LogRecordLength(buffer + pos);
 		if (nrows == LOG_INSERT_MAX_ROWS || pos >= len)
 		{
-			InsertLogRows(values, nulls, nrows);
+			if (!InsertLogBatch(values, nulls, nrows))
+				InsertLogRows(values, nulls, nrows);
 			StampQueuedLastUse(stamp_ids, stamp_times, nstamps);
 			nrows = 0;
 			nstamps = 0;

@@ -1,0 +1,617 @@
+/*-------------------------------------------------------------------------
+ * log_batch_insert.c
+ *		The log writer's batches inserted straight into the log's
+ *		partitions, as COPY FROM does, instead of through a SQL statement.
+ *
+ * The statement (log_insert.c: INSERT ... SELECT FROM unnest of a row
+ * array) forms every row twice, into the array and again in the executor,
+ * scans and projects it, and inserts it alone.  Here each row is formed
+ * once, routed by the executor's own partition routing, given the defaults
+ * of the columns the queue does not carry (the log's id: nextval of the
+ * sequence its default names in the catalog, called directly; any other
+ * default expression evaluated as the statement would), checked with
+ * ExecConstraints, inserted per partition with table_multi_insert and
+ * indexed with ExecInsertIndexTuples.
+ *
+ * This is taken only where the rows come out as the statement's would.
+ * The writer is a superuser, so no privilege check can fail.  A trigger on
+ * the log or on a partition a row goes to, row-level security, a generated
+ * column, a foreign or sub-partitioned partition, a partition key that is
+ * an expression or a column the queue does not carry, a logged column with
+ * a type modifier (the statement would coerce to it), or a domain-typed
+ * column without a default (the statement would check a NULL against the
+ * domain) sends the batch to the statement instead, decided before any
+ * default is evaluated, so a batch that falls back has consumed no id.
+ *-------------------------------------------------------------------------
+ */
+#include "athena_keys.h"
+#include "log_row.h"
+#include "log_insert.h"
+#include "log_batch_insert.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/tupconvert.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "executor/execPartition.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/partcache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
+
+/*
+ * The rows of one batch bound for one partition.  Each row is a virtual
+ * slot of its values (what constraints and index entries read, with no
+ * deforming) and a heap slot of the tuple formed once from them (what the
+ * table AM inserts, with no copying), both of a copy of the partition's
+ * descriptor: a copy is not reference-counted, so a slot per row costs no
+ * resource owner entry.
+ */
+typedef struct PartitionRows
+{
+	ResultRelInfo *rri;
+	TupleDesc	desc;
+	TupleTableSlot **value_slots;
+	TupleTableSlot **tuple_slots;
+	int			nrows;
+} PartitionRows;
+
+/*
+ * A column the queue does not carry, given its default: the nextval of a
+ * sequence called directly when the default is just that (the log's id),
+ * else the default expression evaluated as the statement would.
+ */
+typedef struct ColumnDefault
+{
+	AttrNumber	attno;
+	Oid			sequence;
+	Expr	   *expr;
+	ExprState  *state;
+} ColumnDefault;
+
+/* The executor state of one batch, as COPY FROM sets it up */
+typedef struct BatchState
+{
+	EState	   *estate;
+	ModifyTableState *mtstate;
+	ResultRelInfo *root;
+	PartitionTupleRouting *proute;
+	TupleTableSlot *root_slot;
+} BatchState;
+
+/* A generated column of either kind, which the statement computes */
+static bool
+HasGeneratedColumns(TupleDesc desc)
+{
+	if (desc->constr == NULL)
+		return false;
+#if PG_VERSION_NUM >= 180000
+	if (desc->constr->has_generated_virtual)
+		return true;
+#endif
+	return desc->constr->has_generated_stored;
+}
+
+/* The sequence when expr is exactly nextval('sequence'), else InvalidOid */
+static Oid
+PlainNextvalSequence(Expr *expr)
+{
+	FuncExpr   *func = (FuncExpr *) expr;
+	Const	   *arg;
+
+	if (!IsA(expr, FuncExpr) || func->funcid != F_NEXTVAL || list_length(func->args) != 1)
+		return InvalidOid;
+	arg = (Const *) linitial(func->args);
+	if (!IsA(arg, Const) || arg->consttype != REGCLASSOID || arg->constisnull)
+		return InvalidOid;
+	return DatumGetObjectId(arg->constvalue);
+}
+
+/*
+ * Why the log itself keeps a batch from bypassing the statement (see the
+ * file comment), or NULL.  Fills in, for the routing, which logged columns form the
+ * partition key (key_cols, *nkey), and the defaults of the columns the
+ * queue does not carry (defaults, *ndefaults); a column without one stays
+ * NULL, as in the statement.
+ */
+static const char *
+LogRefusesDirectInsert(Relation rel, const int *attnums, int *key_cols, int *nkey,
+					   ColumnDefault *defaults, int *ndefaults)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			logged_col[MaxHeapAttributeNumber + 1];
+	PartitionKey key;
+	int			col;
+	int			attno;
+	int			i;
+
+	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		return "the log is not partitioned";
+	if (rel->rd_rel->relrowsecurity)
+		return "the log has row-level security";
+	if (rel->trigdesc != NULL)
+		return "the log has triggers";
+	if (HasGeneratedColumns(desc))
+		return "the log has generated columns";
+
+	for (attno = 0; attno <= desc->natts; attno++)
+		logged_col[attno] = -1;
+	for (col = 0; col < LOG_COLUMNS; col++)
+	{
+		if (TupleDescAttr(desc, attnums[col] - 1)->atttypmod != -1)
+			return "a logged column has a type modifier";
+		logged_col[attnums[col]] = col;
+	}
+
+	key = RelationGetPartitionKey(rel);
+	*nkey = 0;
+	for (i = 0; i < key->partnatts; i++)
+	{
+		if (key->partattrs[i] == 0 || logged_col[key->partattrs[i]] < 0)
+			return "the partition key is not made of logged columns";
+		key_cols[(*nkey)++] = logged_col[key->partattrs[i]];
+	}
+
+	*ndefaults = 0;
+	for (attno = 1; attno <= desc->natts; attno++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
+		Expr	   *expr;
+
+		if (att->attisdropped || logged_col[attno] >= 0)
+			continue;
+		expr = (Expr *) build_column_default(rel, attno);
+		if (expr == NULL)
+		{
+			if (get_typtype(att->atttypid) == TYPTYPE_DOMAIN)
+				return "a column of a domain type has no default";
+			continue;
+		}
+		defaults[*ndefaults].attno = attno;
+		defaults[*ndefaults].expr = expr;
+		defaults[*ndefaults].sequence = PlainNextvalSequence(expr);
+		defaults[*ndefaults].state = NULL;
+		(*ndefaults)++;
+	}
+	return NULL;
+}
+
+/* Why a partition a row is routed to cannot take rows directly, or NULL */
+static const char *
+PartitionRefusesDirectInsert(ResultRelInfo *rri)
+{
+	Relation	rel = rri->ri_RelationDesc;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rri->ri_FdwRoutine != NULL)
+		return "a partition is not a plain table";
+	if (rri->ri_TrigDesc != NULL)
+		return "a partition has triggers";
+	if (HasGeneratedColumns(RelationGetDescr(rel)))
+		return "a partition has generated columns";
+	return NULL;
+}
+
+/*
+ * The executor state for inserting into the log rel: a one-entry range
+ * table (error reports read the target's entry), the log as the root
+ * result relation, and partition routing from it.
+ */
+static void
+StartBatch(BatchState *batch, Relation rel)
+{
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	ModifyTableState *mtstate;
+#if PG_VERSION_NUM >= 160000
+	List	   *perminfos = NIL;
+#endif
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+#if PG_VERSION_NUM >= 180000
+	addRTEPermissionInfo(&perminfos, rte);
+	ExecInitRangeTable(estate, list_make1(rte), perminfos, bms_make_singleton(1));
+#elif PG_VERSION_NUM >= 160000
+	addRTEPermissionInfo(&perminfos, rte);
+	ExecInitRangeTable(estate, list_make1(rte), perminfos);
+#else
+	ExecInitRangeTable(estate, list_make1(rte));
+#endif
+	estate->es_snapshot = GetActiveSnapshot();
+	estate->es_output_cid = GetCurrentCommandId(true);
+
+	batch->root = makeNode(ResultRelInfo);
+	InitResultRelInfo(batch->root, rel, 1, NULL, 0);
+
+	mtstate = makeNode(ModifyTableState);
+	mtstate->ps.plan = NULL;
+	mtstate->ps.state = estate;
+	mtstate->operation = CMD_INSERT;
+	mtstate->mt_nrels = 1;
+	mtstate->resultRelInfo = batch->root;
+	mtstate->rootResultRelInfo = batch->root;
+
+	batch->estate = estate;
+	batch->mtstate = mtstate;
+	batch->proute = ExecSetupPartitionTupleRouting(estate, rel);
+	batch->root_slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
+}
+
+/* Close what StartBatch and the routing opened */
+static void
+EndBatch(BatchState *batch)
+{
+	ExecCleanupTupleRouting(batch->mtstate, batch->proute);
+	ExecResetTupleTable(batch->estate->es_tupleTable, false);
+	FreeExecutorState(batch->estate);
+}
+
+/*
+ * Store a row of the log's layout in slot: the logged columns of one
+ * queued row from values and nulls, the columns with a default from it,
+ * every other column NULL.  By-reference defaults are copied into the
+ * batch's memory (the current context), which outlives the slot's use.
+ */
+static void
+StoreLogRow(TupleTableSlot *slot, const int *attnums, const Datum *values, const bool *nulls,
+			ColumnDefault *defaults, int ndefaults, bool check_permissions, EState *estate)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+	int			col;
+	int			d;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
+	for (col = 0; col < LOG_COLUMNS; col++)
+	{
+		slot->tts_values[attnums[col] - 1] = values[col];
+		slot->tts_isnull[attnums[col] - 1] = nulls[col];
+	}
+	for (d = 0; d < ndefaults; d++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, defaults[d].attno - 1);
+		Datum		value;
+		bool		isnull = false;
+
+		if (OidIsValid(defaults[d].sequence))
+			value = Int64GetDatum(nextval_internal(defaults[d].sequence, check_permissions));
+		else
+		{
+			MemoryContext batch_context = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+
+			value = ExecEvalExpr(defaults[d].state, econtext, &isnull);
+			MemoryContextSwitchTo(batch_context);
+			if (!isnull && !att->attbyval)
+				value = datumCopy(value, false, att->attlen);
+		}
+		slot->tts_values[defaults[d].attno - 1] = value;
+		slot->tts_isnull[defaults[d].attno - 1] = isnull;
+	}
+	ExecStoreVirtualTuple(slot);
+	ResetPerTupleExprContext(estate);
+}
+
+/* The map from the log's row layout to a partition's, NULL when the same */
+static TupleConversionMap *
+RootToPartitionMap(ResultRelInfo *rri, EState *estate)
+{
+#if PG_VERSION_NUM >= 160000
+	return ExecGetRootToChildMap(rri, estate);
+#else
+	(void) estate;
+	return rri->ri_RootToPartitionMap;
+#endif
+}
+
+/* The index entries of one inserted row, as INSERT makes them */
+static void
+InsertIndexEntries(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+	List	   *recheck;
+
+#if PG_VERSION_NUM >= 190000
+	recheck = ExecInsertIndexTuples(rri, estate, 0, slot, NIL, NULL);
+#elif PG_VERSION_NUM >= 160000
+	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
+#else
+	recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+#endif
+	/* Only deferrable constraints recheck, and they are triggers: refused */
+	Assert(recheck == NIL);
+	list_free(recheck);
+}
+
+/*
+ * The partition of the root slot's row, as the statement routes it (a row
+ * no partition takes raises what the statement raises), as an entry of
+ * parts: new partitions are added, or the reason the statement must write
+ * to one is returned in *refusal.  Rows go only to direct partitions of the
+ * log: routing reads only the logged columns of the log's own key.
+ */
+static int
+PartitionOfRow(BatchState *batch, Oid log_oid, PartitionRows *parts, int *nparts, int nrows,
+			   const char **refusal)
+{
+	ResultRelInfo *rri = ExecFindPartition(batch->mtstate, batch->root, batch->proute,
+										   batch->root_slot, batch->estate);
+	int			p;
+
+	ResetPerTupleExprContext(batch->estate);
+	for (p = 0; p < *nparts && parts[p].rri != rri; p++)
+		;
+	if (p < *nparts)
+		return p;
+	*refusal = PartitionRefusesDirectInsert(rri);
+	if (*refusal == NULL &&
+		get_partition_parent(RelationGetRelid(rri->ri_RelationDesc), false) != log_oid)
+		*refusal = "a partition of the log is partitioned";
+	if (*refusal != NULL)
+		return -1;
+	parts[p].rri = rri;
+	parts[p].desc = CreateTupleDescCopy(RelationGetDescr(rri->ri_RelationDesc));
+	parts[p].value_slots = palloc(sizeof(TupleTableSlot *) * nrows);
+	parts[p].tuple_slots = palloc(sizeof(TupleTableSlot *) * nrows);
+	parts[p].nrows = 0;
+	(*nparts)++;
+	return p;
+}
+
+/* Store row i's partition key, alone, in the root slot */
+static void
+StoreKeyOfRow(TupleTableSlot *slot, const int *attnums, const int *key_cols, int nkey,
+			  const Datum *values, const bool *nulls, int i)
+{
+	int			k;
+
+	ExecClearTuple(slot);
+	for (k = 0; k < nkey; k++)
+	{
+		int			col = key_cols[k];
+
+		slot->tts_values[attnums[col] - 1] = values[i * LOG_COLUMNS + col];
+		slot->tts_isnull[attnums[col] - 1] = nulls[i * LOG_COLUMNS + col];
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * The rows with the lowest and highest key under the key's own ordering,
+ * when the log is range-partitioned on one column and no key is NULL:
+ * every row between them goes where they both go, unless that is the
+ * default partition (the one partition whose rows are not an interval).
+ */
+static bool
+KeyRange(Relation rel, const int *key_cols, int nkey, const Datum *values, const bool *nulls,
+		 int nrows, int *lowest, int *highest)
+{
+	PartitionKey key = RelationGetPartitionKey(rel);
+	int			col = key_cols[0];
+	int			i;
+
+	if (key->strategy != PARTITION_STRATEGY_RANGE || nkey != 1)
+		return false;
+	*lowest = *highest = 0;
+	for (i = 0; i < nrows; i++)
+	{
+		Datum		value = values[i * LOG_COLUMNS + col];
+
+		if (nulls[i * LOG_COLUMNS + col])
+			return false;
+		if (DatumGetInt32(FunctionCall2Coll(&key->partsupfunc[0], key->partcollation[0],
+											value, values[*lowest * LOG_COLUMNS + col])) < 0)
+			*lowest = i;
+		if (DatumGetInt32(FunctionCall2Coll(&key->partsupfunc[0], key->partcollation[0],
+											value, values[*highest * LOG_COLUMNS + col])) > 0)
+			*highest = i;
+	}
+	return true;
+}
+
+/*
+ * Route every row of the batch to its partition, from its partition key
+ * alone, into parts (*nparts of them) and part_of_row.  Returns why a
+ * partition must be written by the statement, else NULL; nothing is
+ * evaluated or inserted before this is known.  When the lowest and the
+ * highest key of the batch go to the same range partition, so does every
+ * row (the usual batch: a few seconds of one day), and only those two are
+ * routed.
+ */
+static const char *
+RouteRows(BatchState *batch, Relation rel, const int *attnums, const int *key_cols, int nkey,
+		  const Datum *values, const bool *nulls, int nrows,
+		  PartitionRows *parts, int *nparts, int *part_of_row)
+{
+	TupleTableSlot *slot = batch->root_slot;
+	Oid			log_oid = RelationGetRelid(rel);
+	const char *refusal = NULL;
+	int			lowest;
+	int			highest;
+	int			i;
+	int			p;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	if (KeyRange(rel, key_cols, nkey, values, nulls, nrows, &lowest, &highest))
+	{
+		int			high_part;
+
+		StoreKeyOfRow(slot, attnums, key_cols, nkey, values, nulls, lowest);
+		p = PartitionOfRow(batch, log_oid, parts, nparts, nrows, &refusal);
+		if (refusal != NULL)
+			return refusal;
+		StoreKeyOfRow(slot, attnums, key_cols, nkey, values, nulls, highest);
+		high_part = PartitionOfRow(batch, log_oid, parts, nparts, nrows, &refusal);
+		if (refusal != NULL)
+			return refusal;
+		if (p == high_part &&
+			RelationGetRelid(parts[p].rri->ri_RelationDesc) != get_default_partition_oid(log_oid))
+		{
+			for (i = 0; i < nrows; i++)
+				part_of_row[i] = p;
+			return NULL;
+		}
+	}
+	for (i = 0; i < nrows; i++)
+	{
+		StoreKeyOfRow(slot, attnums, key_cols, nkey, values, nulls, i);
+		part_of_row[i] = PartitionOfRow(batch, log_oid, parts, nparts, nrows, &refusal);
+		if (refusal != NULL)
+			return refusal;
+	}
+	return NULL;
+}
+
+/*
+ * Insert one partition's rows together, then each row's index entries,
+ * which need the row's place in the table
+ */
+static void
+InsertPartitionRows(PartitionRows *part, EState *estate)
+{
+	int			i;
+
+	table_multi_insert(part->rri->ri_RelationDesc, part->tuple_slots, part->nrows,
+					   GetCurrentCommandId(true), 0, NULL);
+	if (part->rri->ri_NumIndices == 0)
+		return;
+	for (i = 0; i < part->nrows; i++)
+	{
+		part->value_slots[i]->tts_tid = part->tuple_slots[i]->tts_tid;
+		part->value_slots[i]->tts_tableOid = part->tuple_slots[i]->tts_tableOid;
+		InsertIndexEntries(part->rri, part->value_slots[i], estate);
+		ResetPerTupleExprContext(estate);
+	}
+}
+
+/*
+ * Say, at DEBUG1, why a batch goes through the statement: an operator who
+ * added a trigger can see what it costs, and the tests which path ran.
+ */
+static void
+ReportStatementInsert(const char *refusal)
+{
+	elog(DEBUG1, "athena_keys: log writer inserts this batch through the INSERT statement: %s",
+		 refusal);
+}
+
+/*
+ * Insert nrows queued rows (values and nulls hold LOG_COLUMNS entries per
+ * row, row after row) straight into the log's partitions.  Returns false,
+ * having inserted nothing and evaluated no default, when the log is one
+ * the statement must write (see the file comment); raises what the
+ * statement would raise for a log without a logged column or with one of
+ * another type, and for a row no partition takes.
+ */
+bool
+InsertLogBatch(const Datum *values, const bool *nulls, int nrows)
+{
+	Oid			relid;
+	Relation	rel;
+	TupleDesc	desc;
+	int			attnums[LOG_COLUMNS];
+	int			key_cols[PARTITION_MAX_KEYS];
+	int			nkey;
+	ColumnDefault *defaults;
+	int			ndefaults;
+	const char *refusal;
+	bool		check_permissions = !superuser();
+	BatchState	batch;
+	PartitionRows *parts;
+	int		   *part_of_row;
+	int			nparts = 0;
+	MemoryContext old;
+	int			i;
+	int			d;
+
+	if (nrows <= 0)
+		return true;
+	relid = get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", false));
+	if (!OidIsValid(relid))
+		elog(ERROR, "athena_keys: table athena_keys.api_key_auth_log does not exist");
+	rel = table_open(relid, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	LogColumnAttnums(desc, attnums);
+	defaults = palloc(sizeof(ColumnDefault) * desc->natts);
+	refusal = LogRefusesDirectInsert(rel, attnums, key_cols, &nkey, defaults, &ndefaults);
+	if (refusal != NULL)
+	{
+		table_close(rel, NoLock);
+		ReportStatementInsert(refusal);
+		return false;
+	}
+
+	StartBatch(&batch, rel);
+	old = MemoryContextSwitchTo(batch.estate->es_query_cxt);
+	parts = palloc(sizeof(PartitionRows) * nrows);
+	part_of_row = palloc(sizeof(int) * nrows);
+	refusal = RouteRows(&batch, rel, attnums, key_cols, nkey, values, nulls, nrows,
+						parts, &nparts, part_of_row);
+	if (refusal != NULL)
+	{
+		MemoryContextSwitchTo(old);
+		EndBatch(&batch);
+		table_close(rel, NoLock);
+		ReportStatementInsert(refusal);
+		return false;
+	}
+
+	for (d = 0; d < ndefaults; d++)
+		if (!OidIsValid(defaults[d].sequence))
+			defaults[d].state = ExecPrepareExpr(defaults[d].expr, batch.estate);
+
+	/*
+	 * Each row in its partition's layout, defaults and all, checked as the
+	 * statement checks it, and formed once.  The value slots point at the
+	 * decoded values and at defaults kept in this batch's memory.
+	 */
+	for (i = 0; i < nrows; i++)
+	{
+		PartitionRows *part = &parts[part_of_row[i]];
+		TupleConversionMap *map = RootToPartitionMap(part->rri, batch.estate);
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(part->desc, &TTSOpsVirtual);
+		TupleTableSlot *tuple_slot = MakeSingleTupleTableSlot(part->desc, &TTSOpsHeapTuple);
+
+		if (map != NULL)
+		{
+			StoreLogRow(batch.root_slot, attnums, &values[i * LOG_COLUMNS], &nulls[i * LOG_COLUMNS],
+						defaults, ndefaults, check_permissions, batch.estate);
+			execute_attr_map_slot(map->attrMap, batch.root_slot, slot);
+		}
+		else
+			StoreLogRow(slot, attnums, &values[i * LOG_COLUMNS], &nulls[i * LOG_COLUMNS],
+						defaults, ndefaults, check_permissions, batch.estate);
+		if (part->rri->ri_RelationDesc->rd_att->constr != NULL)
+			ExecConstraints(part->rri, slot, batch.estate);
+		ExecStoreHeapTuple(heap_form_tuple(part->desc, slot->tts_values, slot->tts_isnull),
+						   tuple_slot, true);
+		part->value_slots[part->nrows] = slot;
+		part->tuple_slots[part->nrows] = tuple_slot;
+		part->nrows++;
+		ResetPerTupleExprContext(batch.estate);
+	}
+
+	for (i = 0; i < nparts; i++)
+		InsertPartitionRows(&parts[i], batch.estate);
+
+	MemoryContextSwitchTo(old);
+	EndBatch(&batch);
+	table_close(rel, NoLock);
+	return true;
+}

@@ -1,0 +1,212 @@
+# The async log writer inserts its batches straight into the log's
+# partitions (log_batch_insert.c), and through the INSERT statement where
+# the log needs it.  Rows routed to two partitions in one batch, one of
+# another row layout, land where the statement would put them; a trigger
+# on a partition or on the log, a generated column or a domain column
+# without a default sends the batch to the statement (the trigger fires);
+# a CHECK constraint is enforced and a row no partition takes is refused
+# as the statement refuses it, and both are written once the log is fixed.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use AthenaTest;
+
+my $node = athena_node('batch_insert', preload => 1, conf => qq{
+athena_keys.log_durability = 'async'
+athena_keys.async_flush_interval = '100ms'
+log_min_messages = debug1
+});
+my ($key) = create_key($node, 'postgres', q{'batch'});
+my $statement_path = qr/log writer inserts this batch through the INSERT statement: ([^\n]*)/;
+
+my $calls = sub {
+	my ($n, $client) = @_;
+	$node->safe_psql('postgres',
+		"SELECT count(a) FROM (SELECT athena_keys.athena_authenticate('$key', '$client', '10.0.0.1', NULL) AS a"
+		  . " FROM generate_series(1, $n)) AS calls");
+};
+my $set_flush = sub {
+	$node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '$_[0]'\n");
+	$node->reload;
+	sleep 1;
+};
+# A probe call (queued for a writer, which starts after a failed one's
+# back-off) until the client's rows are there.
+my $probe_until_logged = sub {
+	my ($client, $n) = @_;
+	return $node->poll_query_until('postgres', qq{
+		SELECT (SELECT count(*) FROM athena_keys.athena_authenticate(NULL, 'probe', NULL, NULL)) > 0
+		   AND (SELECT count(*) FROM athena_keys.api_key_auth_log WHERE client_name = '$client') = $n});
+};
+
+########################################################################
+# The direct path: rows arrive with an id each and a default of an added
+# column evaluated per row, and no batch goes through the statement.
+########################################################################
+$node->safe_psql('postgres',
+	'ALTER TABLE athena_keys.api_key_auth_log ADD COLUMN writer_pid integer DEFAULT pg_backend_pid()');
+my $offset = -s $node->logfile;
+$calls->(50, 'direct');
+ok(wait_for_logged($node, 'direct', 50), 'queued rows arrive through the direct path');
+is( $node->safe_psql('postgres', q{
+		SELECT count(DISTINCT id) = 50 AND bool_and(writer_pid IS NOT NULL AND writer_pid <> pg_backend_pid())
+		   AND bool_and(status = 200 AND allowed AND remote_addr = '10.0.0.1')
+		  FROM athena_keys.api_key_auth_log WHERE client_name = 'direct'}),
+	't', 'each row has its own id and the writer evaluated the added column\'s default');
+unlike(slurp_file($node->logfile, $offset), $statement_path, 'no batch went through the statement');
+$node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN writer_pid');
+
+########################################################################
+# One batch, two partitions: today's partition split at a time between
+# two queued calls, the later half a table whose columns sit elsewhere
+# (a dropped column first), so its rows are converted.
+########################################################################
+my ($today, $today_bound) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT c.oid::regclass, pg_get_expr(c.relpartbound, c.oid)
+	  FROM pg_class c
+	 WHERE c.oid = (SELECT tableoid FROM athena_keys.api_key_auth_log WHERE client_name = 'direct' LIMIT 1)});
+$set_flush->('60s');
+$calls->(1, 'split-a');
+my $split_at = $node->safe_psql('postgres', 'SELECT now()');
+$calls->(1, 'split-b');
+$node->safe_psql('postgres', qq{
+	ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION $today;
+	CREATE TABLE athena_keys.split_early PARTITION OF athena_keys.api_key_auth_log
+	  FOR VALUES FROM (date_trunc('day', '$split_at'::timestamptz, 'UTC')) TO ('$split_at');
+	CREATE TABLE athena_keys.split_late (junk integer, LIKE athena_keys.api_key_auth_log INCLUDING DEFAULTS);
+	ALTER TABLE athena_keys.split_late DROP COLUMN junk;
+	ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION athena_keys.split_late
+	  FOR VALUES FROM ('$split_at') TO (date_trunc('day', '$split_at'::timestamptz, 'UTC') + interval '1 day');});
+$offset = -s $node->logfile;
+$set_flush->('100ms');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 2 FROM athena_keys.api_key_auth_log WHERE client_name IN ('split-a', 'split-b')"),
+	'both rows of the batch arrive');
+is( $node->safe_psql('postgres', q{
+		SELECT string_agg(client_name || ':' || tableoid::regclass::text, ',' ORDER BY id)
+		  FROM athena_keys.api_key_auth_log WHERE client_name IN ('split-a', 'split-b')}),
+	'split-a:athena_keys.split_early,split-b:athena_keys.split_late',
+	'each row is in the partition its time belongs to, in queue order');
+is( $node->safe_psql('postgres', q{
+		SELECT count(*) FROM athena_keys.split_late
+		 WHERE client_name = 'split-b' AND status = 200 AND allowed AND authenticated
+		   AND remote_addr = '10.0.0.1' AND api_key_public_id IS NOT NULL AND id IS NOT NULL
+		   AND NOT locked_in AND failure_reason IS NULL}),
+	'1', 'the row converted to the other layout keeps every column');
+unlike(slurp_file($node->logfile, $offset), $statement_path, 'the two-partition batch took the direct path');
+$node->safe_psql('postgres', qq{
+	DROP TABLE athena_keys.split_early, athena_keys.split_late;
+	ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION $today $today_bound;});
+
+########################################################################
+# Triggers: on a partition, and a statement trigger on the log.  The
+# batch goes through the statement, so both fire.
+########################################################################
+$node->safe_psql('postgres', qq{
+	CREATE TABLE public.fired (what text, client text);
+	CREATE FUNCTION public.note_row() RETURNS trigger LANGUAGE plpgsql AS
+	  \$\$BEGIN INSERT INTO public.fired VALUES ('row', NEW.client_name); RETURN NULL; END\$\$;
+	CREATE FUNCTION public.note_statement() RETURNS trigger LANGUAGE plpgsql AS
+	  \$\$BEGIN INSERT INTO public.fired VALUES ('statement', NULL); RETURN NULL; END\$\$;
+	CREATE TRIGGER note_row AFTER INSERT ON $today FOR EACH ROW EXECUTE FUNCTION public.note_row();});
+$offset = -s $node->logfile;
+$calls->(5, 'partition-trigger');
+ok(wait_for_logged($node, 'partition-trigger', 5), 'with a trigger on a partition every row is logged');
+is($node->safe_psql('postgres', "SELECT count(*) FROM public.fired WHERE client = 'partition-trigger'"),
+	'5', 'and the partition\'s row trigger fired for each');
+like(slurp_file($node->logfile, $offset), qr/through the INSERT statement: a partition has triggers/,
+	'the batch went through the statement, saying why');
+$node->safe_psql('postgres', qq{
+	DROP TRIGGER note_row ON $today;
+	CREATE TRIGGER note_statement AFTER INSERT ON athena_keys.api_key_auth_log
+	  FOR EACH STATEMENT EXECUTE FUNCTION public.note_statement();});
+$offset = -s $node->logfile;
+$calls->(3, 'log-trigger');
+ok(wait_for_logged($node, 'log-trigger', 3), 'with a statement trigger on the log every row is logged');
+cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM public.fired WHERE what = 'statement'"),
+	'>=', 1, 'and the statement trigger fired');
+like(slurp_file($node->logfile, $offset), qr/through the INSERT statement: the log has triggers/,
+	'the batch went through the statement, saying why');
+$node->safe_psql('postgres',
+	'DROP TRIGGER note_statement ON athena_keys.api_key_auth_log');
+
+########################################################################
+# Columns the direct path leaves to the statement: a generated column
+# (computed by it) and a domain column without a default (the statement
+# checks its NULL against the domain).
+########################################################################
+$node->safe_psql('postgres', q{
+	ALTER TABLE athena_keys.api_key_auth_log
+	  ADD COLUMN shouted text GENERATED ALWAYS AS (upper(client_name)) STORED});
+$offset = -s $node->logfile;
+$calls->(2, 'generated');
+ok(wait_for_logged($node, 'generated', 2), 'with a generated column every row is logged');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(shouted, ',') FROM athena_keys.api_key_auth_log WHERE client_name = 'generated'"),
+	'GENERATED,GENERATED', 'with the column computed');
+like(slurp_file($node->logfile, $offset), qr/through the INSERT statement: the log has generated columns/,
+	'the batch went through the statement, saying why');
+$node->safe_psql('postgres', q{
+	ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN shouted;
+	CREATE DOMAIN public.label AS text CHECK (VALUE <> '');
+	ALTER TABLE athena_keys.api_key_auth_log ADD COLUMN label public.label});
+$offset = -s $node->logfile;
+$calls->(2, 'domain');
+ok(wait_for_logged($node, 'domain', 2), 'with a domain column without a default every row is logged');
+like(slurp_file($node->logfile, $offset),
+	qr/through the INSERT statement: a column of a domain type has no default/,
+	'the batch went through the statement, saying why');
+$node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN label');
+
+########################################################################
+# A CHECK constraint the row breaks: the writer stops with the
+# statement's error and retries; once it is dropped the row is written.
+########################################################################
+$node->safe_psql('postgres', q{
+	ALTER TABLE athena_keys.api_key_auth_log
+	  ADD CONSTRAINT no_forbidden CHECK (client_name IS DISTINCT FROM 'forbidden')});
+$offset = -s $node->logfile;
+$calls->(1, 'forbidden');
+ok( $node->wait_for_log(
+		qr/new row for relation "api_key_auth_log[^"]*" violates check constraint "no_forbidden"/, $offset),
+	'a row breaking a CHECK constraint is refused with the statement\'s error');
+is(logged_count($node, 'forbidden'), '0', 'and not written');
+$node->safe_psql('postgres',
+	'ALTER TABLE athena_keys.api_key_auth_log DROP CONSTRAINT no_forbidden');
+ok($probe_until_logged->('forbidden', 1), 'with the constraint dropped, the queued row is written');
+
+########################################################################
+# A row no partition takes (today's and the default partition detached):
+# refused as the statement refuses it, written once today's is back.
+########################################################################
+# The row is queued first (a failed writer's back-off would have the call
+# insert it itself), then the partitions go.
+$set_flush->('60s');
+$calls->(1, 'homeless');
+$node->safe_psql('postgres', qq{
+	ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION $today;
+	ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION athena_keys.api_key_auth_log_default;});
+my ($rc, $out, $statement_error) = $node->psql('postgres', q{
+	INSERT INTO athena_keys.api_key_auth_log (authenticated, authorized, enforced, allowed, status)
+	VALUES (false, false, true, false, 401)});
+like($statement_error, qr/no partition of relation "api_key_auth_log" found for row/,
+	'the statement refuses a row for a day without a partition');
+$offset = -s $node->logfile;
+$set_flush->('100ms');
+ok($node->wait_for_log(qr/no partition of relation "api_key_auth_log" found for row/, $offset),
+	'the writer refuses it with the same error');
+unlike(slurp_file($node->logfile, $offset), qr/terminated by signal/, 'no process crashed');
+$node->safe_psql('postgres', qq{
+	ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION $today $today_bound;
+	ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION athena_keys.api_key_auth_log_default DEFAULT;});
+ok($probe_until_logged->('homeless', 1), 'with the partitions back, the queued row is written');
+is( $node->safe_psql('postgres',
+		"SELECT tableoid::regclass::text FROM athena_keys.api_key_auth_log WHERE client_name = 'homeless'"),
+	$today, 'into today\'s partition');
+
+$node->stop;
+done_testing();
