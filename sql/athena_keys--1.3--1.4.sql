@@ -545,10 +545,3 @@ ALTER TABLE athena_keys.api_key
 	DROP CONSTRAINT api_key_previous_hash_format,
 	ADD CONSTRAINT api_key_previous_hash_format CHECK
 		(length(previous_key_hash) = 64 AND previous_key_hash !~ '[^0-9a-f]');
-
--- Log ids handed out 32 at a time per process: with CACHE 1 every logged
--- row read, locked and dirtied the sequence's page (the async writer's
--- batches and every durable insert).  Ids stay unique and increase within
--- one session or writer; across sessions they no longer follow the order
--- of insertion, and a session that ends leaves its unused ids as a gap.
-ALTER SEQUENCE athena_keys.api_key_auth_log_id_seq CACHE 32;

@@ -156,11 +156,8 @@ COMMENT ON TABLE athena_keys.api_key_rate_limit IS
 
 -- One row per decision.  No foreign key: log rows outlive deleted keys.
 -- Partitioned by day (UTC) so that retention drops whole partitions; rows
--- for days without a partition land in the default partition.  Ids are
--- handed out 32 at a time per process (CACHE 1 read, locked and dirtied the
--- sequence's page for every row): unique, increasing within one session or
--- writer, not in insertion order across sessions.
-CREATE SEQUENCE athena_keys.api_key_auth_log_id_seq CACHE 32;
+-- for days without a partition land in the default partition.
+CREATE SEQUENCE athena_keys.api_key_auth_log_id_seq;
 CREATE TABLE athena_keys.api_key_auth_log (
 	id bigint NOT NULL DEFAULT nextval('athena_keys.api_key_auth_log_id_seq'),
 	created_at timestamptz NOT NULL DEFAULT now(),
