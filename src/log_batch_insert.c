@@ -15,7 +15,8 @@
  *
  * This is taken only where the rows come out as the statement's would.
  * The writer is a superuser, so no privilege check can fail.  A trigger on
- * the log or on a partition a row goes to, row-level security, a generated
+ * the log or on a partition a row goes to, a rule on the log (the
+ * statement's rewrite applies it), row-level security, a generated
  * column, a foreign or sub-partitioned partition, a partition key that is
  * an expression or a column the queue does not carry, a logged column with
  * a type modifier (the statement would coerce to it), or a domain-typed
@@ -145,6 +146,9 @@ LogRefusesDirectInsert(Relation rel, const int *attnums, int *key_cols, int *nke
 		return "the log has row-level security";
 	if (rel->trigdesc != NULL)
 		return "the log has triggers";
+	/* relhasrules stays set after the last rule is dropped: the rules themselves */
+	if (rel->rd_rules != NULL)
+		return "the log has rules";
 	if (HasGeneratedColumns(desc))
 		return "the log has generated columns";
 

@@ -2,7 +2,7 @@
 # partitions (log_batch_insert.c), and through the INSERT statement where
 # the log needs it.  Rows routed to two partitions in one batch, one of
 # another row layout, land where the statement would put them; a trigger
-# on a partition or on the log, a generated column or a domain column
+# on a partition or on the log, a rule on the log, a generated column or a domain column
 # without a default sends the batch to the statement (the trigger fires);
 # a CHECK constraint is enforced and a row no partition takes is refused
 # as the statement refuses it, and both are written once the log is fixed.
@@ -133,6 +133,22 @@ like(slurp_file($node->logfile, $offset), qr/through the INSERT statement: the l
 	'the batch went through the statement, saying why');
 $node->safe_psql('postgres',
 	'DROP TRIGGER note_statement ON athena_keys.api_key_auth_log');
+
+########################################################################
+# A rule on the log (an operator's audit copy): the statement's rewrite
+# applies it, so the batch goes through the statement and the rule runs.
+########################################################################
+$node->safe_psql('postgres', q{
+	CREATE RULE note_rule AS ON INSERT TO athena_keys.api_key_auth_log
+	  DO ALSO INSERT INTO public.fired VALUES ('rule', NEW.client_name);});
+$offset = -s $node->logfile;
+$calls->(3, 'log-rule');
+ok(wait_for_logged($node, 'log-rule', 3), 'with a rule on the log every row is logged');
+is($node->safe_psql('postgres', "SELECT count(*) FROM public.fired WHERE what = 'rule' AND client = 'log-rule'"),
+	'3', 'and the rule ran for each row');
+like(slurp_file($node->logfile, $offset), qr/through the INSERT statement: the log has rules/,
+	'the batch went through the statement, saying why');
+$node->safe_psql('postgres', 'DROP RULE note_rule ON athena_keys.api_key_auth_log');
 
 ########################################################################
 # Columns the direct path leaves to the statement: a generated column
