@@ -22,6 +22,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -122,8 +123,56 @@ StampKeyBatch(Datum *ids, Datum *used_at, int n)
 }
 
 /*
+ * Stamp ids[0, n) in a subtransaction; false when the UPDATE raised (a
+ * WARNING says why when one key was stamped alone).  A key row whose
+ * UPDATE fails (a CHECK added NOT VALID that the row breaks, an
+ * operator's trigger) would otherwise fail the writer's every batch: the
+ * writer exits, the stamps stay queued, and no key of the database is
+ * stamped again.
+ */
+static bool
+TryStampKeyBatch(Datum *ids, Datum *used_at, int n)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool stamped = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		StampKeyBatch(ids, used_at, n);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		if (n == 1)
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("athena_keys could not stamp last_used_at of key %s: %s",
+							DatumGetCString(DirectFunctionCall1(uuid_out, ids[0])),
+							edata->message),
+					 errdetail("The stamp was discarded; the other keys' stamps were applied."),
+					 errhint("Fix the cause above; the key's next due use queues a stamp again.")));
+		FreeErrorData(edata);
+		stamped = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	CurrentResourceOwner = owner;
+	return stamped;
+}
+
+/*
  * The log writer's turn at the stamps queued for its database: apply them
- * all in one statement, in a transaction of its own.  Stamps for another
+ * all in one statement, in a transaction of its own; when that statement
+ * fails, each key alone, so that only the stamps that fail are lost.  Stamps for another
  * api_key table than today's (the extension was dropped, maybe created
  * again) are discarded.  Returns whether there were any.
  */
@@ -172,8 +221,11 @@ ApplyQueuedLastUse(void)
 	}
 	if (m > 0)
 	{
+		/* Connected outside the subtransactions, so that their aborts keep SPI */
 		EnsureSpiConnected();
-		StampKeyBatch(ids, times, m);
+		if (!TryStampKeyBatch(ids, times, m) && m > 1)
+			for (i = 0; i < m; i++)
+				(void) TryStampKeyBatch(&ids[i], &times[i], 1);
 	}
 	ResetSpiConnection();
 	PopActiveSnapshot();
