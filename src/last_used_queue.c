@@ -302,10 +302,12 @@ QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 }
 
 /*
- * When the transaction has committed (or is prepared: its decisions were
- * made, as its queued log rows say), record its stamps; when it aborts,
- * give the reservations back.  A rolled-back subtransaction's stamp stays,
- * like its log row.
+ * When the transaction has committed, record its stamps; when it aborts
+ * or is prepared, give the reservations back.  A prepared transaction may
+ * still be rolled back, and then the in-call UPDATE this replaces would
+ * have left no stamp; what it records is lost when it commits instead
+ * (last_used_at is informational, and a later due use stamps the key).
+ * A rolled-back subtransaction's stamp stays, like its log row.
  */
 static void
 LastUseXactCallback(XactEvent event, void *arg)
@@ -319,9 +321,9 @@ LastUseXactCallback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
 			commit = true;
 			break;
+		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			commit = false;
