@@ -1060,7 +1060,7 @@ LowerToDaemonTimeout(struct MHD_Daemon *daemon, int *timeout)
 		*timeout = (int) daemon_timeout;
 }
 
-/* The first loop's stop signal arrived: tell the other loops, stop health */
+/* The first loop's stop signal arrived: tell the other loops */
 static void
 BeginShutdown(EventLoop *loop)
 {
@@ -1073,11 +1073,6 @@ BeginShutdown(EventLoop *loop)
 		fprintf(stderr, "athena-authd: signal %u, shutting down\n", signal_info.ssi_signo);
 	for (int i = 0; i < loop->other_count; i++)
 		(void) !write(loop->others[i].stop_fd, &one, sizeof(one));
-	if (loop->health_daemon != NULL)
-	{
-		MHD_stop_daemon(loop->health_daemon);
-		loop->health_daemon = NULL;
-	}
 }
 
 /*
@@ -1086,7 +1081,8 @@ BeginShutdown(EventLoop *loop)
  * read requests and send answers, and send the calls those requests
  * queued.  On stop, new calls are refused and the loop goes on until
  * every queued call has its answer, plus a moment for the answers to
- * leave, so a graceful shutdown answers every waiting request.
+ * leave, so a graceful shutdown answers every waiting request.  The
+ * health listener stops only then: no /healthz is suspended any more.
  */
 static void *
 RunEventLoop(void *arg)
@@ -1139,6 +1135,11 @@ RunEventLoop(void *arg)
 		} while (DbPoolRun(loop->pool));
 		if (stopping && DbPoolIdle(loop->pool))
 		{
+			if (loop->health_daemon != NULL)
+			{
+				MHD_stop_daemon(loop->health_daemon);
+				loop->health_daemon = NULL;
+			}
 			if (drain_until_ms == 0)
 				drain_until_ms = MonotonicMs() + 100;
 			else if (MonotonicMs() >= drain_until_ms)
