@@ -4,8 +4,8 @@
  *		Traefik forwardAuth and Envoy ext_authz (HTTP mode).
  *
  * Each request is decided by one call of athena_keys.athena_gateway_verdict()
- * (queued for the pool while the request's connection is suspended, so
- * no HTTP thread waits for the database; see db_pool.c) with the key (X-Athena-Key, or the configured key sources), the
+ * (queued for the pool while the request's connection is suspended; see
+ * db_pool.c) with the key (X-Athena-Key, or the configured key sources), the
  * X-Athena-Client and X-Athena-Rights headers and the caller IP (see
  * client_ip.c).  Every path of the authorization listener is such a
  * check, so no client path can reach anything else; /healthz and
@@ -25,6 +25,14 @@
  * reported on its last successful call applies: 503 "API key validation
  * unavailable" (fail_closed) or allowed with X-Athena-Degraded
  * (fail_open).  Other errors always fail closed.
+ *
+ * One event loop per HTTP thread runs everything on the request's path:
+ * libmicrohttpd in external epoll mode and the loop's own pool of
+ * non-blocking libpq connections share one epoll set, so a decision goes
+ * from the request to the database and back without waking another
+ * thread (a wake-up between threads cost more than the rest of athena-authd's
+ * work per request).  Deadlines come from the loop's timeout: the
+ * pool's, and libmicrohttpd's for idle connections.
  *-------------------------------------------------------------------------
  */
 #include <microhttpd.h>
@@ -36,8 +44,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "client_ip.h"
@@ -79,7 +91,6 @@ typedef struct HeaderDeadlines
 typedef struct AuthdServer
 {
 	AuthdConfig config;
-	DbPool	   *pool;
 	atomic_int	fail_mode;		/* FailMode last reported by the database */
 	HeaderDeadlines deadlines;
 } AuthdServer;
@@ -106,6 +117,29 @@ typedef struct RequestOutcome
 	const char *db_error;
 	const char *key_source;		/* where the key came from, or "none" */
 } RequestOutcome;
+
+/*
+ * One event loop: its thread's epoll set, the authorization listener it
+ * runs (every loop listens on the same address, SO_REUSEPORT spreads the
+ * connections), its own pool, and for the first loop the health
+ * listener and the stop signals.
+ */
+typedef struct EventLoop
+{
+	AuthdServer *server;
+	DbPool	   *pool;
+	struct MHD_Daemon *daemon;
+	struct MHD_Daemon *health_daemon;	/* NULL but in the first loop */
+	int			epoll_fd;
+	int			stop_fd;		/* signalfd (first loop) or eventfd (the others) */
+	bool		first;			/* the loop of the main thread */
+	struct EventLoop *others;	/* first loop: the loops it stops */
+	int			other_count;
+	pthread_t	thread;
+	bool		thread_started;
+	int			opened;			/* connections opened at start */
+	char		error[512];		/* why the first connection did not open */
+} EventLoop;
 
 typedef struct AuthRequest AuthRequest;
 static void FreeAuthRequest(AuthRequest *request);
@@ -612,7 +646,8 @@ ResumeAuthRequest(void *arg)
  * MHD_NO (the connection is dropped) only when memory ran out.
  */
 static enum MHD_Result
-StartAuthRequest(AuthdServer *server, struct MHD_Connection *connection, AuthRequest *request)
+StartAuthRequest(AuthdServer *server, DbPool *pool, struct MHD_Connection *connection,
+				 AuthRequest *request)
 {
 	RequestHeaders *headers = &request->headers;
 	bool		oom_rights = false;
@@ -647,7 +682,7 @@ StartAuthRequest(AuthdServer *server, struct MHD_Connection *connection, AuthReq
 	/* suspended first, so the pool can never resume it before that */
 	request->submitted = true;
 	MHD_suspend_connection(connection);
-	if (!DbPoolSubmit(server->pool, &request->call, &request->query, &request->verdict,
+	if (!DbPoolSubmit(pool, &request->call, &request->query, &request->verdict,
 					  request->db_error, sizeof(request->db_error), ResumeAuthRequest, request))
 		MHD_resume_connection(connection);	/* shutting down: answered as unavailable */
 	return MHD_YES;
@@ -724,12 +759,30 @@ FinishAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 	return result;
 }
 
+/*
+ * A request on the health listener.  /healthz waits for its SELECT 1
+ * suspended, like a decision, so the loop never blocks on it.
+ */
+typedef struct HealthRequest
+{
+	bool		submitted;
+	DbCall		call;
+	char		error[512];
+} HealthRequest;
+
+/* The pool's done callback of a health check: answer it */
+static void
+ResumeHealthRequest(void *arg)
+{
+	MHD_resume_connection(arg);
+}
+
 /* GET /healthz: 200 "ok" when a database connection works, else 503 */
 static enum MHD_Result
-AnswerHealthCheck(AuthdServer *server, struct MHD_Connection *connection)
+AnswerHealthCheck(AuthdServer *server, struct MHD_Connection *connection, const HealthRequest *health)
 {
-	char		error[512];
-	bool		healthy = DbPoolHealthCheck(server->pool, error, sizeof(error));
+	const char *error = health->error;
+	bool		healthy = health->call.outcome == DB_DECIDED;
 	static char ok_body[] = "ok\n";
 	static char unavailable_body[] = "unavailable\n";
 	char	   *body = healthy ? ok_body : unavailable_body;
@@ -776,16 +829,18 @@ AnswerText(struct MHD_Connection *connection, unsigned int status, const char *t
 
 /*
  * True once MHD has delivered the whole request (headers, then any body,
- * which we ignore); the first call of a request sets *request_state.
+ * which we ignore); the first call of a request allocates its
+ * HealthRequest (freed by HealthRequestCompleted).  False with
+ * *out_of_memory when that failed.
  */
 static bool
-RequestComplete(void **request_state, size_t *upload_data_size)
+RequestComplete(void **request_state, size_t *upload_data_size, bool *out_of_memory)
 {
-	static int	headers_seen;
-
+	*out_of_memory = false;
 	if (*request_state == NULL)
 	{
-		*request_state = &headers_seen;
+		*request_state = calloc(1, sizeof(HealthRequest));
+		*out_of_memory = *request_state == NULL;
 		return false;
 	}
 	if (*upload_data_size != 0)
@@ -794,6 +849,18 @@ RequestComplete(void **request_state, size_t *upload_data_size)
 		return false;
 	}
 	return true;
+}
+
+/* MHD request-completed callback of the health listener */
+static void
+HealthRequestCompleted(void *cls, struct MHD_Connection *connection, void **request_state,
+					   enum MHD_RequestTerminationCode code)
+{
+	(void) cls;
+	(void) connection;
+	(void) code;
+	free(*request_state);
+	*request_state = NULL;
 }
 
 /*
@@ -810,7 +877,8 @@ HandleAuthRequest(void *cls, struct MHD_Connection *connection, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **request_state)
 {
-	AuthdServer *server = cls;
+	EventLoop  *loop = cls;
+	AuthdServer *server = loop->server;
 	AuthRequest *request = *request_state;
 
 	(void) url;
@@ -834,7 +902,7 @@ HandleAuthRequest(void *cls, struct MHD_Connection *connection, const char *url,
 		return MHD_YES;
 	}
 	if (!request->submitted)
-		return StartAuthRequest(server, connection, request);
+		return StartAuthRequest(server, loop->pool, connection, request);
 	return FinishAuthRequest(server, connection, method, request);
 }
 
@@ -844,14 +912,29 @@ HandleHealthRequest(void *cls, struct MHD_Connection *connection, const char *ur
 					const char *method, const char *version, const char *upload_data,
 					size_t *upload_data_size, void **request_state)
 {
+	EventLoop  *loop = cls;
+	AuthdServer *server = loop->server;
+	HealthRequest *health;
+	bool		out_of_memory;
+
 	(void) version;
 	(void) upload_data;
-	if (!RequestComplete(request_state, upload_data_size))
-		return MHD_YES;
+	if (!RequestComplete(request_state, upload_data_size, &out_of_memory))
+		return out_of_memory ? MHD_NO : MHD_YES;
+	health = *request_state;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return AnswerText(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (strcmp(url, "/healthz") == 0)
-		return AnswerHealthCheck(cls, connection);
+	{
+		if (health->submitted)
+			return AnswerHealthCheck(server, connection, health);
+		health->submitted = true;
+		MHD_suspend_connection(connection);
+		if (!DbPoolSubmitHealthCheck(loop->pool, &health->call, health->error, sizeof(health->error),
+									 ResumeHealthRequest, connection))
+			MHD_resume_connection(connection);	/* shutting down: 503 */
+		return MHD_YES;
+	}
 	if (strcmp(url, "/metrics") == 0)
 		return AnswerMetrics(connection);
 	return AnswerText(connection, MHD_HTTP_NOT_FOUND, "not found\n");
@@ -894,28 +977,29 @@ RaiseFileLimit(const AuthdConfig *config)
 }
 
 /*
- * Start one listener: its address, handler, worker threads (1 = the
- * internal thread alone), connection limits and, when watch_headers (the
- * authorization listener), the header deadlines and suspended requests.
+ * Start one listener of a loop in external epoll mode (the loop polls
+ * it): its address, handler, connection limits and, when watch_headers
+ * (the authorization listener), the header deadlines.  Both listeners
+ * suspend requests while the pool works on them.
  */
 static struct MHD_Daemon *
-StartListener(AuthdServer *server, unsigned int flags, const ListenAddress *listen,
-			  MHD_AccessHandlerCallback handler, int threads, int max_connections, int per_ip,
-			  bool watch_headers)
+StartListener(EventLoop *loop, unsigned int flags, const ListenAddress *listen,
+			  MHD_AccessHandlerCallback handler, int max_connections, int per_ip, bool watch_headers)
 {
+	AuthdServer *server = loop->server;
+
 	if (listen->addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	if (watch_headers)
-		flags |= MHD_ALLOW_SUSPEND_RESUME;	/* requests wait for the pool suspended */
-	return MHD_start_daemon(flags, 0, NULL, NULL, handler, server,
+	flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+	return MHD_start_daemon(flags, 0, NULL, NULL, handler, loop,
 							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &listen->addr,
-							MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) (threads > 1 ? threads : 0),
 							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) max_connections,
 							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) per_ip,
 							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) server->config.header_timeout_s,
 							MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
 							MHD_OPTION_NOTIFY_CONNECTION, watch_headers ? NotifyConnection : NULL, server,
-							MHD_OPTION_NOTIFY_COMPLETED, watch_headers ? RequestCompleted : NULL, server,
+							MHD_OPTION_NOTIFY_COMPLETED,
+							watch_headers ? RequestCompleted : HealthRequestCompleted, server,
 							MHD_OPTION_END);
 }
 
@@ -941,18 +1025,213 @@ StopHeaderDeadlines(AuthdServer *server)
 	server->deadlines.thread_started = false;
 }
 
-/* Load the configuration, serve until SIGINT or SIGTERM, shut down cleanly */
+/* Add fd to the loop's epoll set for input, tagged with tag */
+static bool
+WatchFd(EventLoop *loop, int fd, void *tag)
+{
+	struct epoll_event event;
+
+	memset(&event, 0, sizeof(event));
+	event.events = EPOLLIN;
+	event.data.ptr = tag;
+	return epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, fd, &event) == 0;
+}
+
+/* Add a daemon's own epoll descriptor to the loop's set */
+static bool
+WatchDaemon(EventLoop *loop, struct MHD_Daemon *daemon, void *tag)
+{
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
+
+	return info != NULL && WatchFd(loop, info->epoll_fd, tag);
+}
+
+/* Lower *timeout (-1: none) to a daemon's next timeout */
+static void
+LowerToDaemonTimeout(struct MHD_Daemon *daemon, int *timeout)
+{
+	MHD_UNSIGNED_LONG_LONG daemon_timeout;
+
+	if (daemon == NULL || MHD_get_timeout(daemon, &daemon_timeout) != MHD_YES)
+		return;
+	if (daemon_timeout > INT32_MAX)
+		daemon_timeout = INT32_MAX;
+	if (*timeout < 0 || (int) daemon_timeout < *timeout)
+		*timeout = (int) daemon_timeout;
+}
+
+/* The first loop's stop signal arrived: tell the other loops */
+static void
+BeginShutdown(EventLoop *loop)
+{
+	AuthdServer *server = loop->server;
+	struct signalfd_siginfo signal_info;
+	uint64_t	one = 1;
+
+	if (read(loop->stop_fd, &signal_info, sizeof(signal_info)) == (ssize_t) sizeof(signal_info) &&
+		server->config.log_level != LOG_LEVEL_NONE)
+		fprintf(stderr, "athena-authd: signal %u, shutting down\n", signal_info.ssi_signo);
+	for (int i = 0; i < loop->other_count; i++)
+		(void) !write(loop->others[i].stop_fd, &one, sizeof(one));
+}
+
+/*
+ * Run a loop until it is told to stop: wait for any of its sockets (or
+ * the next deadline), hand pool sockets their events, let libmicrohttpd
+ * read requests and send answers, and send the calls those requests
+ * queued.  On stop, new calls are refused and the loop goes on until
+ * every queued call has its answer, plus a moment for the answers to
+ * leave, so a graceful shutdown answers every waiting request.  The
+ * health listener stops only then: no /healthz is suspended any more.
+ */
+static void *
+RunEventLoop(void *arg)
+{
+	EventLoop  *loop = arg;
+	bool		stopping = false;
+	double		drain_until_ms = 0;
+
+	for (;;)
+	{
+		struct epoll_event events[64];
+		int			timeout = DbPoolTimeoutMs(loop->pool);
+		int			count;
+
+		LowerToDaemonTimeout(loop->daemon, &timeout);
+		LowerToDaemonTimeout(loop->health_daemon, &timeout);
+		if (stopping && (timeout < 0 || timeout > 10))
+			timeout = 10;
+		count = epoll_wait(loop->epoll_fd, events, 64, timeout);
+		for (int i = 0; i < count; i++)
+		{
+			void	   *tag = events[i].data.ptr;
+
+			if (tag == &loop->stop_fd)
+			{
+				if (!stopping)
+				{
+					if (loop->first)
+						BeginShutdown(loop);
+					else
+					{
+						uint64_t	value;
+
+						(void) !read(loop->stop_fd, &value, sizeof(value));
+					}
+					DbPoolClose(loop->pool);
+					stopping = true;
+				}
+			}
+			else if (tag != &loop->daemon && tag != &loop->health_daemon)
+				DbPoolSocketEvent(loop->pool, tag, events[i].events);
+		}
+		DbPoolRun(loop->pool);
+		do
+		{
+			/* calls handed back by DbPoolRun resume requests MHD must run */
+			MHD_run(loop->daemon);
+			if (loop->health_daemon != NULL)
+				MHD_run(loop->health_daemon);
+		} while (DbPoolRun(loop->pool));
+		if (stopping && DbPoolIdle(loop->pool))
+		{
+			if (loop->health_daemon != NULL)
+			{
+				MHD_stop_daemon(loop->health_daemon);
+				loop->health_daemon = NULL;
+			}
+			if (drain_until_ms == 0)
+				drain_until_ms = MonotonicMs() + 100;
+			else if (MonotonicMs() >= drain_until_ms)
+				break;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Set a loop up: its epoll set, its pool (connections opened now), its
+ * listener(s).  False with loop->error set when something failed.
+ */
+static bool
+StartEventLoop(EventLoop *loop, const DbPoolOptions *pool_options, unsigned int flags, int max_connections)
+{
+	AuthdServer *server = loop->server;
+
+	loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop->epoll_fd < 0)
+	{
+		snprintf(loop->error, sizeof(loop->error), "cannot create an epoll set");
+		return false;
+	}
+	loop->pool = DbPoolCreate(pool_options, loop->error, sizeof(loop->error));
+	if (loop->pool == NULL)
+		return false;
+	loop->opened = DbPoolStart(loop->pool, loop->epoll_fd, loop->error, sizeof(loop->error));
+	if (!WatchFd(loop, loop->stop_fd, &loop->stop_fd))
+	{
+		snprintf(loop->error, sizeof(loop->error), "cannot watch the stop signal");
+		return false;
+	}
+	loop->daemon = StartListener(loop, flags, &server->config.listen, HandleAuthRequest, max_connections,
+								 server->config.max_connections_per_ip, true);
+	if (loop->daemon == NULL || !WatchDaemon(loop, loop->daemon, &loop->daemon))
+	{
+		snprintf(loop->error, sizeof(loop->error), "cannot listen on %s", server->config.listen.text);
+		return false;
+	}
+	if (loop->first && server->config.health_enabled)
+	{
+		/* small limits: monitoring only */
+		loop->health_daemon = StartListener(loop, flags, &server->config.health_listen, HandleHealthRequest,
+											64, 16, false);
+		if (loop->health_daemon == NULL || !WatchDaemon(loop, loop->health_daemon, &loop->health_daemon))
+		{
+			snprintf(loop->error, sizeof(loop->error), "cannot listen on %s (health_listen)",
+					 server->config.health_listen.text);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Tear a loop down (after RunEventLoop returned, or when it never ran) */
+static void
+StopEventLoop(EventLoop *loop)
+{
+	if (loop->health_daemon != NULL)
+		MHD_stop_daemon(loop->health_daemon);
+	if (loop->daemon != NULL)
+		MHD_stop_daemon(loop->daemon);
+	DbPoolDestroy(loop->pool);
+	if (loop->epoll_fd >= 0)
+		close(loop->epoll_fd);
+	if (loop->stop_fd >= 0)
+		close(loop->stop_fd);
+	loop->health_daemon = NULL;
+	loop->daemon = NULL;
+	loop->pool = NULL;
+	loop->epoll_fd = -1;
+	loop->stop_fd = -1;
+}
+
+/*
+ * Load the configuration, serve until SIGINT or SIGTERM, shut down
+ * cleanly.  threads = N runs N loops, each with its share of the pool
+ * and of max_connections; the main thread runs the first.
+ */
 int
 main(int argc, char **argv)
 {
 	static AuthdServer server;
 	char		error[512];
+	EventLoop  *loops;
+	int			loop_count;
+	int			opened = 0;
+	int			status = 0;
+	bool		started = true;
 	sigset_t	stop_signals;
-	int			received_signal;
-	int			opened;
-	unsigned int flags;
-	struct MHD_Daemon *daemon;
-	struct MHD_Daemon *health_daemon = NULL;
+	unsigned int flags = 0;
 	DbPoolOptions pool_options;
 
 	if (!LoadConfig(argc, argv, &server.config, error, sizeof(error)))
@@ -961,87 +1240,81 @@ main(int argc, char **argv)
 		return 2;
 	}
 	atomic_init(&server.fail_mode, (int) server.config.initial_fail_mode);
+	loop_count = server.config.threads;
+	if (loop_count > server.config.pool_size)
+		loop_count = server.config.pool_size;	/* every loop needs a connection */
 	pool_options.dsn = server.config.dsn;
-	pool_options.size = server.config.pool_size;
+	pool_options.size = (server.config.pool_size + loop_count - 1) / loop_count;
 	pool_options.timeout_ms = server.config.timeout_ms;
 	pool_options.timeout_mode = server.config.statement_timeout_mode;
 	pool_options.named_statement = server.config.named_statement;
 	pool_options.max_batch = server.config.pipeline_batch;
-	server.pool = DbPoolCreate(&pool_options, error, sizeof(error));
-	if (server.pool == NULL)
+	loops = calloc((size_t) loop_count, sizeof(EventLoop));
+	if (loops == NULL)
 	{
-		fprintf(stderr, "athena-authd: %s\n", error);
+		fprintf(stderr, "athena-authd: out of memory\n");
 		FreeConfig(&server.config);
-		return 2;
+		return 1;
 	}
 
-	/* worker threads inherit this mask, so only sigwait() below sees them */
+	/* threads inherit this mask, so only the first loop's signalfd sees them */
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGINT);
 	sigaddset(&stop_signals, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	RaiseFileLimit(&server.config);
-
-	opened = DbPoolStart(server.pool, error, sizeof(error));
-	if (opened < 0)
-	{
-		fprintf(stderr, "athena-authd: %s\n", error);
-		DbPoolDestroy(server.pool);
-		FreeConfig(&server.config);
-		return 1;
-	}
-	if (opened == 0 && server.config.log_level != LOG_LEVEL_NONE)
-		fprintf(stderr, "athena-authd: database not reachable yet (will retry per request): %s\n", error);
-
-	flags = MHD_USE_AUTO_INTERNAL_THREAD;
 	if (server.config.log_level != LOG_LEVEL_NONE)
 		flags |= MHD_USE_ERROR_LOG;
 	if (!StartHeaderDeadlines(&server))
 	{
 		fprintf(stderr, "athena-authd: cannot start the header deadline thread\n");
-		DbPoolDestroy(server.pool);
+		free(loops);
 		FreeConfig(&server.config);
 		return 1;
 	}
-	daemon = StartListener(&server, flags, &server.config.listen, HandleAuthRequest, server.config.threads,
-						   server.config.max_connections, server.config.max_connections_per_ip, true);
-	if (daemon != NULL && server.config.health_enabled)
+	for (int i = 0; i < loop_count; i++)
+		loops[i].epoll_fd = loops[i].stop_fd = -1;
+	for (int i = 0; i < loop_count; i++)
 	{
-		/* one thread, small limits: monitoring only */
-		health_daemon = StartListener(&server, flags, &server.config.health_listen, HandleHealthRequest,
-									  1, 64, 16, false);
-		if (health_daemon == NULL)
-		{
-			fprintf(stderr, "athena-authd: cannot listen on %s (health_listen)\n",
-					server.config.health_listen.text);
-			MHD_stop_daemon(daemon);
-			StopHeaderDeadlines(&server);
-			DbPoolDestroy(server.pool);
-			FreeConfig(&server.config);
-			return 1;
-		}
-	}
-	if (daemon == NULL)
-	{
-		fprintf(stderr, "athena-authd: cannot listen on %s\n", server.config.listen.text);
-		StopHeaderDeadlines(&server);
-		DbPoolDestroy(server.pool);
-		FreeConfig(&server.config);
-		return 1;
-	}
-	LogStartup(&server, opened);
+		EventLoop  *loop = &loops[i];
 
-	sigwait(&stop_signals, &received_signal);
-	if (server.config.log_level != LOG_LEVEL_NONE)
-		fprintf(stderr, "athena-authd: signal %d, shutting down\n", received_signal);
-	if (health_daemon != NULL)
-		MHD_stop_daemon(health_daemon);
-	/* every suspended request resumed before the daemon stops */
-	DbPoolClose(server.pool);
-	MHD_stop_daemon(daemon);
+		loop->server = &server;
+		loop->first = i == 0;
+		loop->stop_fd = i == 0 ? signalfd(-1, &stop_signals, SFD_CLOEXEC) : eventfd(0, EFD_CLOEXEC);
+		if (i == 0)
+		{
+			loop->others = loops + 1;
+			loop->other_count = loop_count - 1;
+		}
+		if (!StartEventLoop(loop, &pool_options, flags,
+							(server.config.max_connections + loop_count - 1) / loop_count))
+		{
+			fprintf(stderr, "athena-authd: %s\n", loop->error);
+			started = false;
+			break;
+		}
+		opened += loop->opened;
+	}
+	if (started)
+	{
+		if (opened == 0 && server.config.log_level != LOG_LEVEL_NONE)
+			fprintf(stderr, "athena-authd: database not reachable yet (will retry per request): %s\n",
+					loops[0].error);
+		LogStartup(&server, opened);
+		for (int i = 1; i < loop_count; i++)
+			loops[i].thread_started = pthread_create(&loops[i].thread, NULL, RunEventLoop, &loops[i]) == 0;
+		RunEventLoop(&loops[0]);
+		for (int i = 1; i < loop_count; i++)
+			if (loops[i].thread_started)
+				pthread_join(loops[i].thread, NULL);
+	}
+	else
+		status = 1;
+	for (int i = 0; i < loop_count; i++)
+		StopEventLoop(&loops[i]);
 	StopHeaderDeadlines(&server);
-	DbPoolDestroy(server.pool);
+	free(loops);
 	FreeConfig(&server.config);
-	return 0;
+	return status;
 }

@@ -8,7 +8,7 @@
  *	listen           ATHENA_AUTHD_LISTEN           host:port, [v6]:port (127.0.0.1:9099)
  *	dsn              ATHENA_AUTHD_DSN              libpq conninfo ("" = libpq defaults)
  *	pool             ATHENA_AUTHD_POOL             database connections (4)
- *	threads          ATHENA_AUTHD_THREADS          HTTP threads (1: they never wait for the database)
+ *	threads          ATHENA_AUTHD_THREADS          event loops, each its own share of the pool (1)
  *	trusted_proxies  ATHENA_AUTHD_TRUSTED_PROXIES  CIDR list (127.0.0.1/32,::1/128)
  *	timeout_ms       ATHENA_AUTHD_TIMEOUT_MS       per-decision budget (2000)
  *	log              ATHENA_AUTHD_LOG              none | errors | all (errors)

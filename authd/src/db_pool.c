@@ -8,31 +8,39 @@
  * far more cheaply than a row from a function in FROM (verdict_text.c
  * reads it).
  *
+ * The pool has no threads: its connections are non-blocking and their
+ * sockets sit in the epoll set of the event loop that also runs the HTTP
+ * side (authd.c), so a decision travels from the request to the database
+ * and back without waking another thread.  The loop hands socket events
+ * to DbPoolSocketEvent, calls DbPoolRun after every round of events (it
+ * fails what passed its deadline and sends what is queued) and sleeps no
+ * longer than DbPoolTimeoutMs.
+ *
  * Concurrent decisions share connections in libpq pipeline mode.  A
- * submitted call is queued; each pooled connection has a worker thread,
- * and a free worker takes the queue (up to pipeline_batch calls), sends
- * it in one write and reads the answers back in order, then hands each
- * call back through its done callback (athena-authd resumes the
- * suspended request).  While every worker is busy, calls queue and leave
- * together in the next round trip.  Each call keeps its own Sync, so it
- * stays its own transaction exactly as when sent alone: its log row
- * commits with it, an error in one call aborts only that call (the server
- * answers the others), and every request is answered from its own call's
- * result, never another's.  When the connection breaks or the batch's
- * deadline passes, every call of the batch not yet answered fails as
- * "unavailable" (the fail mode applies); the ones already answered keep
- * their verdicts, which the database committed.  This saves the database
- * a wake-up and a read per call and athena-authd a write per call.
+ * submitted call is queued; a free (idle) connection takes the queue (up
+ * to pipeline_batch calls), sends it in one write and reads the answers
+ * back in order as they arrive, handing each call back through its done
+ * callback (athena-authd resumes the suspended request).  While every
+ * connection is busy, calls queue and leave together in the next round
+ * trip.  Each call keeps its own Sync, so it stays its own transaction
+ * exactly as when sent alone: its log row commits with it, an error in
+ * one call aborts only that call (the server answers the others), and
+ * every request is answered from its own call's result, never another's.
+ * When the connection breaks or the batch's deadline passes, every call of
+ * the batch not yet answered fails as "unavailable" (the fail mode
+ * applies); the ones already answered keep their verdicts, which the
+ * database committed.  This saves the database a wake-up and a read per
+ * call and athena-authd a write per call.
  *
  * No call waits past its deadline: waiting in the queue, connecting
- * (non-blocking PQconnectStartParams/PQconnectPoll) and running the batch
- * (poll()) all share one budget; a batch runs under the earliest deadline
- * of its calls, and a reaper thread fails calls still queued at theirs.
- * The server also enforces a statement_timeout: through the connection's
- * startup options, or, for poolers that refuse those (PgBouncer), set for each
- * call's own transaction in the same pipeline.  Under transaction pooling
- * a named prepared statement lives on one server connection only, so the
- * call can instead be sent unnamed (parsed with every call).
+ * (PQconnectStartParams/PQconnectPoll) and running the batch all share
+ * one budget; a batch runs under the earliest deadline of its calls, and
+ * calls still queued at theirs fail.  The server also enforces a
+ * statement_timeout: through the connection's startup options, or, for
+ * poolers that refuse those (PgBouncer), set for each call's own
+ * transaction in the same pipeline.  Under transaction pooling a named
+ * prepared statement lives on one server connection only, so the call
+ * can instead be sent unnamed (parsed with every call).
  *
  * A failed call is classified by its SQLSTATE: only connection failures,
  * timeouts, lack of resources and the like count as "unavailable" (where
@@ -40,12 +48,13 @@
  * 22, data exception) never does.
  *
  * A connection that failed, timed out, or received anything while idle
- * (the server's shutdown notice, EOF) is closed and reopened on its next
- * use, so a restarted server is picked up without restarting the proxy.
- * A slot whose reconnect failed waits RECONNECT_BACKOFF_MS before trying
- * again; meanwhile its worker leaves the queue to open connections, and
- * with none open, calls fail fast instead of each waiting for a connect
- * attempt against a dead server.
+ * (the server's shutdown notice, EOF) is closed and reopened when calls
+ * wait and no connection is free, so a restarted server is picked up
+ * without restarting the proxy.  Queued calls go to whichever connection
+ * is free first, an open one before one still connecting.  A slot whose
+ * reconnect failed waits RECONNECT_BACKOFF_MS before trying again; with
+ * no connection open or opening, queued calls fail fast instead of each
+ * waiting for a connect attempt against a dead server.
  *-------------------------------------------------------------------------
  */
 #include "db_pool.h"
@@ -55,12 +64,11 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -79,31 +87,43 @@ static const char auth_statement_sql[] =
 	"SELECT athena_keys.athena_gateway_verdict($1::text, $2::text, $3::inet, "
 	"string_to_array($4::text, ','))";
 
-/* One pooled connection, driven by its own worker thread */
+/* Where a pooled connection is in its life */
+typedef enum SlotState
+{
+	SLOT_CLOSED,				/* no connection */
+	SLOT_CONNECTING,			/* PQconnectPoll in progress */
+	SLOT_PREPARING,				/* the statement is being prepared */
+	SLOT_IDLE,					/* open, free for a batch */
+	SLOT_BUSY					/* a batch is in flight */
+} SlotState;
+
+/* One pooled connection and the batch it runs */
 typedef struct PoolSlot
 {
 	DbPool	   *pool;
 	PGconn	   *conn;			/* NULL when closed */
+	SlotState	state;
+	int			registered_fd;	/* socket in the epoll set, or -1 */
+	uint32_t	registered_events;
+	int64_t		deadline_ms;	/* of the connect or the batch */
 	int64_t		retry_after_ms; /* no reconnect before this monotonic time */
-	bool		connected;		/* conn != NULL, as last seen under the pool's lock */
-	pthread_cond_t backoff;		/* its worker sleeps out a reconnect backoff */
-	pthread_t	thread;
-	bool		thread_started;
+	int64_t		started_ms;		/* when the batch was sent */
+	DbCall	   *calls[MAX_BATCH];	/* the batch, in pipeline order */
+	int			count;
+	int			next;			/* first call without its answer */
+	PGresult   *kept;			/* the answered call's result so far */
+	bool		after_null;		/* the last result was a query's end */
+	bool		prepared_ok;	/* PREPARING: the prepare succeeded */
 } PoolSlot;
 
 struct DbPool
 {
-	pthread_mutex_t lock;
-	pthread_cond_t work;		/* calls queued, or stopping (workers) */
-	pthread_cond_t reaper_wake; /* stopping (reaper) */
 	DbCall	   *queue_head;		/* calls not yet taken, oldest first */
 	DbCall	   *queue_tail;
-	int			idle_workers;	/* workers waiting for work */
 	int			outstanding;	/* submitted, done not yet called */
+	int64_t		completed;		/* done callbacks run, ever */
 	bool		closing;		/* no new calls */
-	bool		stopping;		/* threads exit */
-	pthread_t	reaper;
-	bool		reaper_started;
+	int			epoll_fd;
 	PoolSlot   *slots;
 	int			size;
 	int			timeout_ms;
@@ -111,13 +131,13 @@ struct DbPool
 	StatementTimeoutMode timeout_mode;
 	bool		named_statement;	/* prepare once per connection */
 	char		local_timeout_sql[96];	/* for STATEMENT_TIMEOUT_LOCAL */
+	char		last_connect_error[512];
+	bool		connect_error_fresh;	/* no queued call was failed with it yet */
 	const char **keywords;		/* connection parameters, NULL-terminated */
 	const char **values;
 	char	  **owned_strings;	/* what keywords/values point into */
 	int			owned_count;
 };
-
-static void StopThreads(DbPool *pool);
 
 /* Milliseconds on the monotonic clock */
 static int64_t
@@ -242,17 +262,6 @@ oom:
 	return false;
 }
 
-/* A condition variable whose timed waits use the monotonic clock */
-static void
-InitMonotonicCond(pthread_cond_t *cond)
-{
-	pthread_condattr_t cond_attr;
-
-	pthread_condattr_init(&cond_attr);
-	pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
-	pthread_cond_init(cond, &cond_attr);
-	pthread_condattr_destroy(&cond_attr);
-}
 
 /* Create a pool of closed connections; DbPoolStart opens them */
 DbPool *
@@ -268,6 +277,7 @@ DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len)
 		return NULL;
 	}
 	pool->size = options->size;
+	pool->epoll_fd = -1;
 	pool->timeout_ms = options->timeout_ms;
 	pool->max_batch = options->max_batch < 1 ? 1 : options->max_batch > MAX_BATCH ? MAX_BATCH : options->max_batch;
 	pool->timeout_mode = options->timeout_mode;
@@ -275,13 +285,10 @@ DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len)
 	/* a number from our own configuration, never a caller's value */
 	snprintf(pool->local_timeout_sql, sizeof(pool->local_timeout_sql),
 			 "SELECT pg_catalog.set_config('statement_timeout', '%d', true)", options->timeout_ms);
-	pthread_mutex_init(&pool->lock, NULL);
-	InitMonotonicCond(&pool->work);
-	InitMonotonicCond(&pool->reaper_wake);
 	for (int i = 0; i < pool->size; i++)
 	{
 		pool->slots[i].pool = pool;
-		InitMonotonicCond(&pool->slots[i].backoff);
+		pool->slots[i].registered_fd = -1;
 	}
 	if (!BuildConnectionParameters(pool, dsn, error, error_len))
 	{
@@ -291,246 +298,67 @@ DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len)
 	return pool;
 }
 
+/*
+ * Put the slot's socket in the epoll set for events, or take it out
+ * (events 0).  libpq may switch sockets while connecting (another
+ * address), so a changed descriptor is registered anew.
+ */
+static void
+WatchSlot(PoolSlot *slot, uint32_t events)
+{
+	DbPool	   *pool = slot->pool;
+	int			fd = (slot->conn != NULL && events != 0) ? PQsocket(slot->conn) : -1;
+	struct epoll_event event;
+
+	if (pool->epoll_fd < 0)
+		return;
+	if (slot->registered_fd >= 0 && slot->registered_fd != fd)
+	{
+		(void) epoll_ctl(pool->epoll_fd, EPOLL_CTL_DEL, slot->registered_fd, NULL);
+		slot->registered_fd = -1;
+	}
+	if (fd < 0)
+		return;
+	if (slot->registered_fd == fd && slot->registered_events == events)
+		return;
+	memset(&event, 0, sizeof(event));
+	event.events = events;
+	event.data.ptr = slot;
+	if (epoll_ctl(pool->epoll_fd, slot->registered_fd == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event) == 0)
+	{
+		slot->registered_fd = fd;
+		slot->registered_events = events;
+	}
+}
+
+/* Close a slot's connection; it reopens when calls need it */
+static void
+CloseSlotConnection(PoolSlot *slot)
+{
+	WatchSlot(slot, 0);
+	PQclear(slot->kept);
+	slot->kept = NULL;
+	if (slot->conn != NULL)
+		PQfinish(slot->conn);
+	slot->conn = NULL;
+	slot->state = SLOT_CLOSED;
+}
+
 /* Close every connection and free the pool */
 void
 DbPoolDestroy(DbPool *pool)
 {
 	if (pool == NULL)
 		return;
-	StopThreads(pool);
 	for (int i = 0; i < pool->size; i++)
-	{
-		if (pool->slots[i].conn != NULL)
-			PQfinish(pool->slots[i].conn);
-	}
+		CloseSlotConnection(&pool->slots[i]);
 	for (int i = 0; i < pool->owned_count; i++)
 		free(pool->owned_strings[i]);
 	free(pool->owned_strings);
 	free(pool->keywords);
 	free(pool->values);
-	for (int i = 0; i < pool->size; i++)
-		pthread_cond_destroy(&pool->slots[i].backoff);
 	free(pool->slots);
-	pthread_cond_destroy(&pool->work);
-	pthread_cond_destroy(&pool->reaper_wake);
-	pthread_mutex_destroy(&pool->lock);
 	free(pool);
-}
-
-/*
- * Wait until the connection's socket is ready for events or the deadline
- * passes: 1 ready, 0 timed out, -1 error.
- */
-static int
-WaitForSocket(PGconn *conn, short events, int64_t deadline_ms)
-{
-	struct pollfd poll_fd;
-
-	poll_fd.fd = PQsocket(conn);
-	poll_fd.events = events;
-	if (poll_fd.fd < 0)
-		return -1;
-	for (;;)
-	{
-		int64_t		remaining = deadline_ms - NowMs();
-		int			rc;
-
-		if (remaining <= 0)
-			return 0;
-		rc = poll(&poll_fd, 1, (int) remaining);
-		if (rc > 0)
-			return 1;
-		if (rc == 0)
-			return 0;
-		if (errno != EINTR)
-			return -1;
-	}
-}
-
-/*
- * Push the queued command(s) out and collect the results, all before the
- * deadline.  In pipeline mode results run up to the pipeline's sync, with
- * a NULL after each query.  Returns the last query's result, except that
- * the first error wins, or NULL with error set when the connection failed
- * or timed out.
- */
-static PGresult *
-RunToCompletion(PGconn *conn, int64_t deadline_ms, char *error, size_t error_len)
-{
-	bool		pipeline = PQpipelineStatus(conn) != PQ_PIPELINE_OFF;
-
-	PGresult   *kept = NULL;
-	bool		after_null = false;	/* the last result was a query's end */
-	int			flush_rc;
-
-	while ((flush_rc = PQflush(conn)) != 0)
-	{
-		int			wait_rc;
-
-		if (flush_rc < 0)
-			goto connection_failed;
-		wait_rc = WaitForSocket(conn, POLLIN | POLLOUT, deadline_ms);
-		if (wait_rc == 0)
-			goto timed_out;
-		if (wait_rc < 0 || !PQconsumeInput(conn))
-			goto connection_failed;
-	}
-	for (;;)
-	{
-		PGresult   *result;
-
-		while (PQisBusy(conn))
-		{
-			int			wait_rc = WaitForSocket(conn, POLLIN, deadline_ms);
-
-			if (wait_rc == 0)
-				goto timed_out;
-			if (wait_rc < 0 || !PQconsumeInput(conn))
-				goto connection_failed;
-		}
-		result = PQgetResult(conn);
-		if (result == NULL)
-		{
-			/*
-			 * The end of one query's results; a second NULL in a row means
-			 * libpq has nothing more coming (the connection broke) and
-			 * waiting for the sync would spin forever.
-			 */
-			if (pipeline && !after_null && PQstatus(conn) == CONNECTION_OK)
-			{
-				after_null = true;
-				continue;
-			}
-			if (pipeline)
-				goto connection_failed;
-			break;
-		}
-		after_null = false;
-		if (PQresultStatus(result) == PGRES_PIPELINE_SYNC)
-		{
-			PQclear(result);
-			break;
-		}
-		if (kept == NULL ||
-			(PQresultStatus(kept) != PGRES_FATAL_ERROR && PQresultStatus(result) != PGRES_PIPELINE_ABORTED))
-		{
-			PQclear(kept);
-			kept = result;
-		}
-		else
-			PQclear(result);
-	}
-	if (kept == NULL)
-		snprintf(error, error_len, "database returned no result");
-	return kept;
-
-timed_out:
-	PQclear(kept);
-	snprintf(error, error_len, "database call timed out");
-	return NULL;
-
-connection_failed:
-	PQclear(kept);
-	SetErrorFromMessage(error, error_len, "database connection failed", PQerrorMessage(conn));
-	return NULL;
-}
-
-/* Open a connection and prepare the statement, before the deadline */
-static PGconn *
-OpenConnection(DbPool *pool, int64_t deadline_ms, char *error, size_t error_len)
-{
-	PGconn	   *conn = PQconnectStartParams(pool->keywords, pool->values, 0);
-	PostgresPollingStatusType poll_status = PGRES_POLLING_WRITING;
-	PGresult   *result;
-
-	if (conn == NULL)
-	{
-		snprintf(error, error_len, "out of memory");
-		return NULL;
-	}
-	if (PQstatus(conn) == CONNECTION_BAD)
-		goto failed;
-	while (poll_status != PGRES_POLLING_OK)
-	{
-		int			wait_rc;
-
-		if (poll_status == PGRES_POLLING_FAILED)
-			goto failed;
-		wait_rc = WaitForSocket(conn, poll_status == PGRES_POLLING_READING ? POLLIN : POLLOUT,
-								deadline_ms);
-		if (wait_rc == 0)
-		{
-			snprintf(error, error_len, "database connect timed out");
-			MetricsCountConnect(false);
-			PQfinish(conn);
-			return NULL;
-		}
-		if (wait_rc < 0)
-			goto failed;
-		poll_status = PQconnectPoll(conn);
-	}
-	if (PQsetnonblocking(conn, 1) != 0)
-		goto failed;
-	if (!pool->named_statement)
-	{
-		MetricsCountConnect(true);
-		return conn;
-	}
-	if (!PQsendPrepare(conn, AUTH_STATEMENT_NAME, auth_statement_sql, 4, NULL))
-		goto failed;
-	result = RunToCompletion(conn, deadline_ms, error, error_len);
-	if (result == NULL)
-	{
-		MetricsCountConnect(false);
-		PQfinish(conn);
-		return NULL;
-	}
-	if (PQresultStatus(result) != PGRES_COMMAND_OK)
-	{
-		SetErrorFromMessage(error, error_len, "cannot prepare athena_gateway_verdict call",
-							PQresultErrorMessage(result));
-		PQclear(result);
-		MetricsCountConnect(false);
-		PQfinish(conn);
-		return NULL;
-	}
-	PQclear(result);
-	MetricsCountConnect(true);
-	return conn;
-
-failed:
-	SetErrorFromMessage(error, error_len, "cannot connect to database", PQerrorMessage(conn));
-	MetricsCountConnect(false);
-	PQfinish(conn);
-	return NULL;
-}
-
-/*
- * True when an idle pooled connection can take a command: open, outside
- * a transaction, and silent.  An idle connection the server wrote to has
- * been told it is going away (shutdown, admin termination) or was closed.
- */
-static bool
-IdleConnectionUsable(PGconn *conn)
-{
-	struct pollfd poll_fd;
-
-	if (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE)
-		return false;
-	poll_fd.fd = PQsocket(conn);
-	poll_fd.events = POLLIN;
-	if (poll_fd.fd < 0)
-		return false;
-	return poll(&poll_fd, 1, 0) == 0;
-}
-
-/* Close a slot's connection; it reopens on next use */
-static void
-CloseSlotConnection(PoolSlot *slot)
-{
-	if (slot->conn != NULL)
-		PQfinish(slot->conn);
-	slot->conn = NULL;
 }
 
 /* Read the single value athena_gateway_verdict() returned into verdict */
@@ -652,67 +480,301 @@ FinishCall(DbCall *call, const PGresult *result)
 }
 
 /*
- * Run one batch on a worker's slot: connect if needed, send every call,
- * read each call's results up to its own sync.  Runs without the pool's
- * lock, under the batch's earliest deadline.
+ * Hand finished calls back: each done callback runs once, and nothing of
+ * a call is touched after it.
  */
 static void
-RunBatch(DbPool *pool, PoolSlot *slot, DbCall **calls, int count)
+CompleteCalls(DbPool *pool, DbCall **calls, int count)
 {
-	int64_t		deadline_ms = calls[0]->deadline_ms;
-	int64_t		started_ms;
+	for (int i = 0; i < count; i++)
+		calls[i]->done(calls[i]->done_arg);
+	pool->outstanding -= count;
+	pool->completed += count;
+}
+
+/* A connect attempt failed: back off, and remember why for fast failures */
+static void
+ConnectFailed(PoolSlot *slot, const char *error)
+{
+	snprintf(slot->pool->last_connect_error, sizeof(slot->pool->last_connect_error), "%s", error);
+	slot->pool->connect_error_fresh = true;
+	MetricsCountConnect(false);
+	CloseSlotConnection(slot);
+	slot->retry_after_ms = NowMs() + RECONNECT_BACKOFF_MS;
+}
+
+/* A connect attempt failed with libpq's message */
+static void
+ConnectFailedWithMessage(PoolSlot *slot, const char *prefix)
+{
 	char		error[512];
 
-	for (int i = 1; i < count; i++)
-		if (calls[i]->deadline_ms < deadline_ms)
-			deadline_ms = calls[i]->deadline_ms;
-	if (slot->conn != NULL && !IdleConnectionUsable(slot->conn))
-		CloseSlotConnection(slot);
-	if (slot->conn == NULL)
+	SetErrorFromMessage(error, sizeof(error), prefix, PQerrorMessage(slot->conn));
+	ConnectFailed(slot, error);
+}
+
+/* The connection is open: prepare the statement, or be idle at once */
+static void
+ConnectionOpened(PoolSlot *slot)
+{
+	DbPool	   *pool = slot->pool;
+	int			flush_rc;
+
+	if (PQsetnonblocking(slot->conn, 1) != 0)
 	{
-		if (NowMs() < slot->retry_after_ms)
-		{
-			FailRestOfBatch(calls, 0, count, "database unreachable (reconnect backing off)");
-			return;
-		}
-		slot->conn = OpenConnection(pool, deadline_ms, error, sizeof(error));
-		if (slot->conn == NULL)
-		{
-			slot->retry_after_ms = NowMs() + RECONNECT_BACKOFF_MS;
-			FailRestOfBatch(calls, 0, count, error);
-			return;
-		}
-	}
-	started_ms = NowMs();
-	MetricsCountBatch(count);
-	if (!SendBatch(pool, slot->conn, calls, count))
-	{
-		SetErrorFromMessage(error, sizeof(error), "cannot send athena_gateway_verdict call",
-							PQerrorMessage(slot->conn));
-		CloseSlotConnection(slot);
-		FailRestOfBatch(calls, 0, count, error);
+		ConnectFailedWithMessage(slot, "cannot connect to database");
 		return;
 	}
-	for (int i = 0; i < count; i++)
+	if (!pool->named_statement)
 	{
-		PGresult   *result = RunToCompletion(slot->conn, deadline_ms, error, sizeof(error));
+		MetricsCountConnect(true);
+		slot->state = SLOT_IDLE;
+		WatchSlot(slot, EPOLLIN);
+		return;
+	}
+	if (!PQsendPrepare(slot->conn, AUTH_STATEMENT_NAME, auth_statement_sql, 4, NULL) ||
+		(flush_rc = PQflush(slot->conn)) < 0)
+	{
+		ConnectFailedWithMessage(slot, "cannot prepare athena_gateway_verdict call");
+		return;
+	}
+	slot->state = SLOT_PREPARING;
+	slot->prepared_ok = false;
+	WatchSlot(slot, flush_rc ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+/* Go on connecting after a socket event (or at the start) */
+static void
+AdvanceConnect(PoolSlot *slot)
+{
+	switch (PQconnectPoll(slot->conn))
+	{
+		case PGRES_POLLING_OK:
+			ConnectionOpened(slot);
+			break;
+		case PGRES_POLLING_READING:
+			WatchSlot(slot, EPOLLIN);
+			break;
+		case PGRES_POLLING_WRITING:
+			WatchSlot(slot, EPOLLOUT);
+			break;
+		default:
+			ConnectFailedWithMessage(slot, "cannot connect to database");
+			break;
+	}
+}
+
+/* Start opening a closed slot's connection, bounded by the pool's timeout */
+static void
+StartConnect(PoolSlot *slot)
+{
+	DbPool	   *pool = slot->pool;
+
+	slot->conn = PQconnectStartParams(pool->keywords, pool->values, 0);
+	if (slot->conn == NULL)
+	{
+		ConnectFailed(slot, "out of memory");
+		return;
+	}
+	slot->state = SLOT_CONNECTING;
+	slot->deadline_ms = NowMs() + pool->timeout_ms;
+	if (PQstatus(slot->conn) == CONNECTION_BAD)
+	{
+		ConnectFailedWithMessage(slot, "cannot connect to database");
+		return;
+	}
+	/* the first PQconnectPoll waits for the socket to be writable */
+	WatchSlot(slot, EPOLLOUT);
+}
+
+/* Read the prepare's result, once it is all in */
+static void
+AdvancePrepare(PoolSlot *slot)
+{
+	PGresult   *result;
+
+	if (!PQconsumeInput(slot->conn) || PQflush(slot->conn) < 0)
+	{
+		ConnectFailedWithMessage(slot, "cannot prepare athena_gateway_verdict call");
+		return;
+	}
+	while (!PQisBusy(slot->conn))
+	{
+		result = PQgetResult(slot->conn);
+		if (result == NULL)
+		{
+			if (!slot->prepared_ok)
+			{
+				ConnectFailed(slot, "cannot prepare athena_gateway_verdict call");
+				return;
+			}
+			MetricsCountConnect(true);
+			slot->state = SLOT_IDLE;
+			WatchSlot(slot, EPOLLIN);
+			return;
+		}
+		if (PQresultStatus(result) == PGRES_COMMAND_OK)
+			slot->prepared_ok = true;
+		else
+		{
+			char		error[512];
+
+			SetErrorFromMessage(error, sizeof(error), "cannot prepare athena_gateway_verdict call",
+								PQresultErrorMessage(result));
+			PQclear(result);
+			ConnectFailed(slot, error);
+			return;
+		}
+		PQclear(result);
+	}
+	WatchSlot(slot, EPOLLIN);
+}
+
+/* End the slot's batch: fail the unanswered calls, hand all back */
+static void
+EndBatch(PoolSlot *slot, const char *failure)
+{
+	DbPool	   *pool = slot->pool;
+
+	if (failure != NULL)
+	{
+		CloseSlotConnection(slot);
+		FailRestOfBatch(slot->calls, slot->next, slot->count, failure);
+	}
+	else
+	{
+		PQclear(slot->kept);
+		slot->kept = NULL;
+		if (!PQexitPipelineMode(slot->conn) || PQstatus(slot->conn) != CONNECTION_OK)
+			CloseSlotConnection(slot);
+		else
+		{
+			slot->state = SLOT_IDLE;
+			WatchSlot(slot, EPOLLIN);
+		}
+	}
+	CompleteCalls(pool, slot->calls, slot->count);
+	slot->count = 0;
+	slot->next = 0;
+}
+
+/* End the batch because the connection failed, with libpq's reason */
+static void
+BatchConnectionFailed(PoolSlot *slot)
+{
+	char		error[512];
+
+	SetErrorFromMessage(error, sizeof(error), "database connection failed", PQerrorMessage(slot->conn));
+	EndBatch(slot, error);
+}
+
+/*
+ * Take every result that has arrived.  Each call's results run up to its
+ * own sync, with a NULL after each query; a call's answer is its last
+ * query's result, except that the first error wins.  A second NULL in a
+ * row means libpq has nothing more coming (the connection broke).
+ */
+static void
+ReadBatchResults(PoolSlot *slot)
+{
+	while (slot->next < slot->count && !PQisBusy(slot->conn))
+	{
+		PGresult   *result = PQgetResult(slot->conn);
+		DbCall	   *call = slot->calls[slot->next];
 
 		if (result == NULL)
 		{
-			CloseSlotConnection(slot);
-			FailRestOfBatch(calls, i, count, error);
+			if (!slot->after_null && PQstatus(slot->conn) == CONNECTION_OK)
+			{
+				slot->after_null = true;
+				continue;
+			}
+			BatchConnectionFailed(slot);
 			return;
 		}
-		if (calls[i]->kind == DB_CALL_VERDICT)
-			MetricsObserveDbCall((double) (NowMs() - started_ms) / 1000.0);
-		FinishCall(calls[i], result);
-		PQclear(result);
+		slot->after_null = false;
+		if (PQresultStatus(result) == PGRES_PIPELINE_SYNC)
+		{
+			PQclear(result);
+			if (slot->kept == NULL)
+			{
+				EndBatch(slot, "database returned no result");
+				return;
+			}
+			if (call->kind == DB_CALL_VERDICT)
+				MetricsObserveDbCall((double) (NowMs() - slot->started_ms) / 1000.0);
+			FinishCall(call, slot->kept);
+			PQclear(slot->kept);
+			slot->kept = NULL;
+			slot->next++;
+			continue;
+		}
+		if (slot->kept == NULL ||
+			(PQresultStatus(slot->kept) != PGRES_FATAL_ERROR &&
+			 PQresultStatus(result) != PGRES_PIPELINE_ABORTED))
+		{
+			PQclear(slot->kept);
+			slot->kept = result;
+		}
+		else
+			PQclear(result);
 	}
-	if (!PQexitPipelineMode(slot->conn) || PQstatus(slot->conn) != CONNECTION_OK)
-		CloseSlotConnection(slot);
+	if (slot->next == slot->count)
+		EndBatch(slot, NULL);
 }
 
-/* Take the oldest queued call (pool lock held), or NULL */
+/* A busy slot's socket is ready: send the rest, read what came */
+static void
+AdvanceBatch(PoolSlot *slot, uint32_t events)
+{
+	int			flush_rc = 0;
+
+	if ((events & EPOLLOUT) && (flush_rc = PQflush(slot->conn)) < 0)
+	{
+		BatchConnectionFailed(slot);
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !PQconsumeInput(slot->conn))
+	{
+		BatchConnectionFailed(slot);
+		return;
+	}
+	ReadBatchResults(slot);
+	if (slot->state == SLOT_BUSY)
+		WatchSlot(slot, flush_rc ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+/*
+ * The loop saw events on one of the pool's sockets (tag is the slot).
+ * An idle connection must be silent: anything it receives (the server's
+ * shutdown notice, EOF) closes it.
+ */
+void
+DbPoolSocketEvent(DbPool *pool, void *tag, uint32_t events)
+{
+	PoolSlot   *slot = tag;
+
+	(void) pool;
+	switch (slot->state)
+	{
+		case SLOT_CONNECTING:
+			AdvanceConnect(slot);
+			break;
+		case SLOT_PREPARING:
+			AdvancePrepare(slot);
+			break;
+		case SLOT_BUSY:
+			AdvanceBatch(slot, events);
+			break;
+		case SLOT_IDLE:
+			CloseSlotConnection(slot);
+			break;
+		case SLOT_CLOSED:
+			break;
+	}
+}
+
+/* Take the oldest queued call, or NULL */
 static DbCall *
 PopQueued(DbPool *pool)
 {
@@ -727,232 +789,223 @@ PopQueued(DbPool *pool)
 	return call;
 }
 
-/*
- * Hand finished calls back (pool lock not held): each done callback runs
- * once, and nothing of a call is touched after it.
- */
+/* Fail every queued call with message (nothing can run them now) */
 static void
-CompleteCalls(DbPool *pool, DbCall **calls, int count)
+FailQueue(DbPool *pool, const char *message)
 {
-	for (int i = 0; i < count; i++)
-		calls[i]->done(calls[i]->done_arg);
-	pthread_mutex_lock(&pool->lock);
-	pool->outstanding -= count;
-	if (pool->outstanding == 0 && pool->closing)
-		pthread_cond_broadcast(&pool->reaper_wake);
-	pthread_mutex_unlock(&pool->lock);
-}
-
-/* True when a slot other than this one holds an open connection (lock held) */
-static bool
-AnotherSlotConnected(DbPool *pool, const PoolSlot *slot)
-{
-	for (int i = 0; i < pool->size; i++)
-		if (&pool->slots[i] != slot && pool->slots[i].connected)
-			return true;
-	return false;
-}
-
-/*
- * A worker: waits for queued calls, takes up to max_batch of them (the
- * ones already past their deadline fail at once) and runs them as one
- * pipelined batch on its own connection.  A worker whose reconnect failed
- * sits its backoff out while another connection is open, so the calls go
- * there; when none is, it takes calls and fails them fast (the database
- * is down).
- */
-static void *
-WorkerMain(void *arg)
-{
-	PoolSlot   *slot = arg;
-	DbPool	   *pool = slot->pool;
 	DbCall	   *calls[MAX_BATCH];
-	DbCall	   *expired[MAX_BATCH];
+	int			count = 0;
 
-	pthread_mutex_lock(&pool->lock);
-	for (;;)
+	while (pool->queue_head != NULL)
 	{
-		int			count = 0;
-		int			expired_count = 0;
-		int64_t		now;
-
-		now = NowMs();
-		if (!pool->stopping && slot->conn == NULL && now < slot->retry_after_ms &&
-			AnotherSlotConnected(pool, slot))
+		calls[count] = PopQueued(pool);
+		FailCall(calls[count], message);
+		if (++count == MAX_BATCH || pool->queue_head == NULL)
 		{
-			struct timespec wake;
-
-			wake.tv_sec = (time_t) (slot->retry_after_ms / 1000);
-			wake.tv_nsec = (long) (slot->retry_after_ms % 1000) * 1000000;
-			pthread_cond_timedwait(&slot->backoff, &pool->lock, &wake);
-			continue;
-		}
-		while (!pool->stopping && pool->queue_head == NULL)
-		{
-			pool->idle_workers++;
-			pthread_cond_wait(&pool->work, &pool->lock);
-			pool->idle_workers--;
-		}
-		if (pool->stopping)
-			break;
-		now = NowMs();
-		while (count < pool->max_batch && expired_count < MAX_BATCH && pool->queue_head != NULL)
-		{
-			DbCall	   *call = PopQueued(pool);
-
-			if (call->deadline_ms <= now)
-				expired[expired_count++] = call;
-			else
-				calls[count++] = call;
-		}
-		pthread_mutex_unlock(&pool->lock);
-
-		for (int i = 0; i < expired_count; i++)
-		{
-			MetricsCountPoolWait((double) (now - expired[i]->queued_ms) / 1000.0, true);
-			FailCall(expired[i], "no free database connection before the timeout");
-		}
-		for (int i = 0; i < count; i++)
-			if (calls[i]->waited)
-				MetricsCountPoolWait((double) (now - calls[i]->queued_ms) / 1000.0, false);
-		if (expired_count > 0)
-			CompleteCalls(pool, expired, expired_count);
-		if (count > 0)
-		{
-			RunBatch(pool, slot, calls, count);
 			CompleteCalls(pool, calls, count);
+			count = 0;
 		}
-		pthread_mutex_lock(&pool->lock);
-		slot->connected = slot->conn != NULL;
 	}
-	pthread_mutex_unlock(&pool->lock);
-	return NULL;
 }
 
 /*
- * The reaper: fails queued calls whose deadline passed while every
- * worker was busy (a hung database), so none waits past its budget.  The
- * queue is oldest first and every deadline is the same budget after
- * queueing, so it only ever sleeps until the head's deadline, or a whole
- * budget when the queue is empty: no submitter has to wake it.
+ * Send up to max_batch queued calls on an idle slot as one pipeline.
+ * Calls that waited for a free connection are counted with their wait.
  */
-static void *
-ReaperMain(void *arg)
+static void
+SendQueuedBatch(PoolSlot *slot)
 {
-	DbPool	   *pool = arg;
+	DbPool	   *pool = slot->pool;
+	int64_t		now = NowMs();
+	int			flush_rc;
 
-	pthread_mutex_lock(&pool->lock);
-	while (!pool->stopping)
+	slot->count = 0;
+	slot->next = 0;
+	slot->after_null = false;
+	slot->deadline_ms = INT64_MAX;
+	while (slot->count < pool->max_batch && pool->queue_head != NULL)
 	{
-		int64_t		now = NowMs();
-		int64_t		wake_ms = now + pool->timeout_ms;
-		DbCall	   *expired[MAX_BATCH];
-		int			expired_count = 0;
-		struct timespec wake;
+		DbCall	   *call = PopQueued(pool);
 
-		while (expired_count < MAX_BATCH && pool->queue_head != NULL &&
-			   pool->queue_head->deadline_ms <= now)
-			expired[expired_count++] = PopQueued(pool);
-		if (expired_count > 0)
-		{
-			pthread_mutex_unlock(&pool->lock);
-			for (int i = 0; i < expired_count; i++)
-			{
-				MetricsCountPoolWait((double) (now - expired[i]->queued_ms) / 1000.0, true);
-				FailCall(expired[i], "no free database connection before the timeout");
-			}
-			CompleteCalls(pool, expired, expired_count);
-			pthread_mutex_lock(&pool->lock);
-			continue;
-		}
-		if (pool->queue_head != NULL)
-			wake_ms = pool->queue_head->deadline_ms;
-		wake.tv_sec = (time_t) (wake_ms / 1000);
-		wake.tv_nsec = (long) (wake_ms % 1000) * 1000000;
-		pthread_cond_timedwait(&pool->reaper_wake, &pool->lock, &wake);
+		if (call->waited)
+			MetricsCountPoolWait((double) (now - call->queued_ms) / 1000.0, false);
+		if (call->deadline_ms < slot->deadline_ms)
+			slot->deadline_ms = call->deadline_ms;
+		slot->calls[slot->count++] = call;
 	}
-	pthread_mutex_unlock(&pool->lock);
-	return NULL;
+	slot->state = SLOT_BUSY;
+	slot->started_ms = now;
+	MetricsCountBatch(slot->count);
+	if (!SendBatch(pool, slot->conn, slot->calls, slot->count) || (flush_rc = PQflush(slot->conn)) < 0)
+	{
+		char		error[512];
+
+		SetErrorFromMessage(error, sizeof(error), "cannot send athena_gateway_verdict call",
+							PQerrorMessage(slot->conn));
+		EndBatch(slot, error);
+		return;
+	}
+	WatchSlot(slot, flush_rc ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
-/* Stop and join the pool's threads (idempotent) */
+/* Fail what passed its deadline: batches, connect attempts, queued calls */
 static void
-StopThreads(DbPool *pool)
+EnforceDeadlines(DbPool *pool, int64_t now)
 {
-	pthread_mutex_lock(&pool->lock);
-	pool->stopping = true;
-	pthread_cond_broadcast(&pool->work);
-	for (int i = 0; i < pool->size; i++)
-		pthread_cond_broadcast(&pool->slots[i].backoff);
-	pthread_cond_broadcast(&pool->reaper_wake);
-	pthread_mutex_unlock(&pool->lock);
 	for (int i = 0; i < pool->size; i++)
 	{
-		if (pool->slots[i].thread_started)
-			pthread_join(pool->slots[i].thread, NULL);
-		pool->slots[i].thread_started = false;
+		PoolSlot   *slot = &pool->slots[i];
+
+		if (now < slot->deadline_ms)
+			continue;
+		if (slot->state == SLOT_BUSY)
+			EndBatch(slot, "database call timed out");
+		else if (slot->state == SLOT_CONNECTING || slot->state == SLOT_PREPARING)
+			ConnectFailed(slot, "database connect timed out");
 	}
-	if (pool->reaper_started)
-		pthread_join(pool->reaper, NULL);
-	pool->reaper_started = false;
+	/* oldest first, and every call's deadline is the same budget after queueing */
+	while (pool->queue_head != NULL && pool->queue_head->deadline_ms <= now)
+	{
+		DbCall	   *call = PopQueued(pool);
+
+		MetricsCountPoolWait((double) (now - call->queued_ms) / 1000.0, true);
+		FailCall(call, "no free database connection before the timeout");
+		CompleteCalls(pool, &call, 1);
+	}
+}
+
+/*
+ * After each round of events: fail what is past its deadline, then give
+ * queued calls to idle connections.  With calls left over and no idle
+ * connection, a closed slot starts reconnecting (unless backing off);
+ * with no connection open or opening, the calls fail fast.  True when
+ * some call was handed back (its request must be run again).
+ */
+bool
+DbPoolRun(DbPool *pool)
+{
+	int64_t		completed_before = pool->completed;
+	int64_t		now = NowMs();
+	bool		connecting = false;
+	bool		in_use = false;
+
+	EnforceDeadlines(pool, now);
+	for (int i = 0; i < pool->size && pool->queue_head != NULL; i++)
+		if (pool->slots[i].state == SLOT_IDLE)
+			SendQueuedBatch(&pool->slots[i]);
+	if (pool->queue_head == NULL)
+		return pool->completed != completed_before;
+	for (int i = 0; i < pool->size; i++)
+		if (pool->slots[i].state == SLOT_CONNECTING || pool->slots[i].state == SLOT_PREPARING)
+			connecting = true;
+	/* one connect at a time: an open connection may free up first */
+	for (int i = 0; i < pool->size && !connecting; i++)
+	{
+		PoolSlot   *slot = &pool->slots[i];
+
+		if (slot->state == SLOT_CLOSED && now >= slot->retry_after_ms)
+		{
+			StartConnect(slot);
+			connecting = slot->state != SLOT_CLOSED;
+		}
+	}
+	for (int i = 0; i < pool->size; i++)
+		if (pool->slots[i].state != SLOT_CLOSED)
+			in_use = true;
+	if (!in_use)
+	{
+		const char *message = pool->connect_error_fresh ? pool->last_connect_error :
+			"database unreachable (reconnect backing off)";
+		char		copy[512];
+
+		snprintf(copy, sizeof(copy), "%s", message);
+		pool->connect_error_fresh = false;
+		FailQueue(pool, copy);
+	}
+	return pool->completed != completed_before;
+}
+
+/* Milliseconds until DbPoolRun has a deadline to enforce, -1 for none */
+int
+DbPoolTimeoutMs(const DbPool *pool)
+{
+	int64_t		wake = INT64_MAX;
+	int64_t		now;
+
+	if (pool->queue_head != NULL)
+		wake = pool->queue_head->deadline_ms;
+	for (int i = 0; i < pool->size; i++)
+	{
+		const PoolSlot *slot = &pool->slots[i];
+
+		if (slot->state != SLOT_CLOSED && slot->state != SLOT_IDLE && slot->deadline_ms < wake)
+			wake = slot->deadline_ms;
+	}
+	if (wake == INT64_MAX)
+		return -1;
+	now = NowMs();
+	return wake <= now ? 0 : (int) (wake - now);
 }
 
 /*
  * Open every connection once so the first requests do not pay for it,
- * then start one worker per connection and the reaper.  Returns how many
- * connections opened (the first failure goes into error), or -1 when a
- * thread could not start.
+ * waiting for them in epoll_fd (the loop's set, which the pool's sockets
+ * then stay in).  Returns how many connections opened (the first failure
+ * goes into error).
  */
 int
-DbPoolStart(DbPool *pool, char *error, size_t error_len)
+DbPoolStart(DbPool *pool, int epoll_fd, char *error, size_t error_len)
 {
 	int			opened = 0;
+	bool		opening = true;
 
-	error[0] = '\0';
+	pool->epoll_fd = epoll_fd;
+	for (int i = 0; i < pool->size; i++)
+		StartConnect(&pool->slots[i]);
+	while (opening)
+	{
+		struct epoll_event events[16];
+		int			timeout = DbPoolTimeoutMs(pool);
+		int			n = epoll_wait(epoll_fd, events, 16, timeout);
+
+		for (int i = 0; i < n; i++)
+			DbPoolSocketEvent(pool, events[i].data.ptr, events[i].events);
+		EnforceDeadlines(pool, NowMs());
+		opening = false;
+		for (int i = 0; i < pool->size; i++)
+			if (pool->slots[i].state == SLOT_CONNECTING || pool->slots[i].state == SLOT_PREPARING)
+				opening = true;
+		if (n < 0 && errno != EINTR)
+			break;
+	}
 	for (int i = 0; i < pool->size; i++)
 	{
-		char		slot_error[512];
 		PoolSlot   *slot = &pool->slots[i];
 
-		slot->conn = OpenConnection(pool, NowMs() + pool->timeout_ms, slot_error, sizeof(slot_error));
-		slot->connected = slot->conn != NULL;
-		if (slot->conn != NULL)
+		if (slot->state == SLOT_IDLE)
 			opened++;
-		else if (error[0] == '\0')
-			snprintf(error, error_len, "%s", slot_error);
-	}
-	for (int i = 0; i < pool->size; i++)
-	{
-		pool->slots[i].thread_started =
-			pthread_create(&pool->slots[i].thread, NULL, WorkerMain, &pool->slots[i]) == 0;
-		if (!pool->slots[i].thread_started)
+		else
 		{
-			snprintf(error, error_len, "cannot start a database worker thread");
-			return -1;
+			CloseSlotConnection(slot);
+			slot->retry_after_ms = 0;	/* the first requests try again at once */
 		}
 	}
-	pool->reaper_started = pthread_create(&pool->reaper, NULL, ReaperMain, pool) == 0;
-	if (!pool->reaper_started)
-	{
-		snprintf(error, error_len, "cannot start the database deadline thread");
-		return -1;
-	}
+	snprintf(error, error_len, "%s", opened < pool->size ? pool->last_connect_error : "");
 	return opened;
 }
 
-/*
- * Refuse new calls and wait until every submitted one has been handed
- * back (each ends by its deadline), so that no done callback runs after
- * the caller tears down what the callbacks use.
- */
+/* Refuse new calls; the loop runs until DbPoolIdle (each ends by its deadline) */
 void
 DbPoolClose(DbPool *pool)
 {
-	pthread_mutex_lock(&pool->lock);
 	pool->closing = true;
-	while (pool->outstanding > 0)
-		pthread_cond_wait(&pool->reaper_wake, &pool->lock);
-	pthread_mutex_unlock(&pool->lock);
+}
+
+/* True when every submitted call has been handed back */
+bool
+DbPoolIdle(const DbPool *pool)
+{
+	return pool->outstanding == 0;
 }
 
 /* Fill in a call of the given kind with the pool's deadline from now */
@@ -972,38 +1025,39 @@ InitCall(DbPool *pool, DbCall *call, DbCallKind kind, char *error, size_t error_
 	error[0] = '\0';
 }
 
-/* Queue a call for the workers; false (nothing queued) once closing */
+/*
+ * Queue a call for the next DbPoolRun (never sent here: done must not
+ * run inside the submitter); false (nothing queued) once closing.
+ */
 static bool
 QueueCall(DbPool *pool, DbCall *call)
 {
-	pthread_mutex_lock(&pool->lock);
 	if (pool->closing)
 	{
-		pthread_mutex_unlock(&pool->lock);
 		FailCall(call, "athena-authd is shutting down");
 		return false;
 	}
-	call->waited = pool->idle_workers == 0;
+	call->waited = true;
+	for (int i = 0; i < pool->size; i++)
+		if (pool->slots[i].state == SLOT_IDLE)
+			call->waited = false;
 	if (pool->queue_tail != NULL)
 		pool->queue_tail->next = call;
 	else
 		pool->queue_head = call;
 	pool->queue_tail = call;
 	pool->outstanding++;
-	/* a busy worker takes the queue when its batch ends: no wake-up */
-	if (pool->idle_workers > 0)
-		pthread_cond_signal(&pool->work);
-	pthread_mutex_unlock(&pool->lock);
 	return true;
 }
 
 /*
  * Submit athena_gateway_verdict() for query.  When it returns true, done
- * is called later, from a pool thread, with call->outcome set:
- * DB_DECIDED with verdict filled in when the database decided; otherwise
- * error is set and the outcome says what kind of failure it was (see
- * ClassifySqlState).  False: the pool is closing, nothing was queued,
- * done is not called, and the outcome is DB_UNAVAILABLE.
+ * is called later, from DbPoolRun or DbPoolSocketEvent, with
+ * call->outcome set: DB_DECIDED with verdict filled in when the database
+ * decided; otherwise error is set and the outcome says what kind of
+ * failure it was (see ClassifySqlState).  False: the pool is closing,
+ * nothing was queued, done is not called, and the outcome is
+ * DB_UNAVAILABLE.
  */
 bool
 DbPoolSubmit(DbPool *pool, DbCall *call, const AuthQuery *query, AuthVerdict *verdict,
@@ -1019,45 +1073,14 @@ DbPoolSubmit(DbPool *pool, DbCall *call, const AuthQuery *query, AuthVerdict *ve
 	return QueueCall(pool, call);
 }
 
-/* A waiter for a call made synchronously (the health check) */
-typedef struct CallWaiter
-{
-	pthread_mutex_t lock;
-	pthread_cond_t done_cond;
-	bool		done;
-} CallWaiter;
-
-/* done callback of a synchronous call: wake its waiter */
-static void
-WakeWaiter(void *arg)
-{
-	CallWaiter *waiter = arg;
-
-	pthread_mutex_lock(&waiter->lock);
-	waiter->done = true;
-	pthread_cond_signal(&waiter->done_cond);
-	pthread_mutex_unlock(&waiter->lock);
-}
-
-/* True when a pooled connection answers SELECT 1 within the timeout */
+/*
+ * Submit SELECT 1 (for /healthz) like a decision: done is called once a
+ * pooled connection answered (outcome DB_DECIDED) or could not.
+ */
 bool
-DbPoolHealthCheck(DbPool *pool, char *error, size_t error_len)
+DbPoolSubmitHealthCheck(DbPool *pool, DbCall *call, char *error, size_t error_len,
+						DbCallDone done, void *done_arg)
 {
-	DbCall		call;
-	CallWaiter	waiter;
-
-	pthread_mutex_init(&waiter.lock, NULL);
-	pthread_cond_init(&waiter.done_cond, NULL);
-	waiter.done = false;
-	InitCall(pool, &call, DB_CALL_HEALTH, error, error_len, WakeWaiter, &waiter);
-	if (QueueCall(pool, &call))
-	{
-		pthread_mutex_lock(&waiter.lock);
-		while (!waiter.done)
-			pthread_cond_wait(&waiter.done_cond, &waiter.lock);
-		pthread_mutex_unlock(&waiter.lock);
-	}
-	pthread_cond_destroy(&waiter.done_cond);
-	pthread_mutex_destroy(&waiter.lock);
-	return call.outcome == DB_DECIDED;
+	InitCall(pool, call, DB_CALL_HEALTH, error, error_len, done, done_arg);
+	return QueueCall(pool, call);
 }

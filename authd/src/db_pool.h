@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  * db_pool.h
- *		A small pool of persistent libpq connections, one worker thread
- *		each, that run queued athena_gateway_verdict() calls in pipelined
- *		batches, each call bounded by its deadline.
+ *		A small pool of persistent non-blocking libpq connections that
+ *		run queued athena_gateway_verdict() calls in pipelined batches,
+ *		each call bounded by its deadline, driven by the event loop of
+ *		the thread that owns the pool (no threads of its own).
  *-------------------------------------------------------------------------
  */
 #ifndef AUTHD_DB_POOL_H
@@ -45,7 +46,7 @@ typedef struct DbPoolOptions
 	int			max_batch;		/* calls per round trip (pipeline), 1 = one by one */
 } DbPoolOptions;
 
-/* Called once when a submitted call has its outcome (from a pool thread) */
+/* Called once when a submitted call has its outcome (from DbPoolRun or DbPoolSocketEvent) */
 typedef void (*DbCallDone) (void *arg);
 
 /* What a call asks the database */
@@ -57,7 +58,7 @@ typedef enum DbCallKind
 
 /*
  * One call, owned by the submitter and left alone by it until done is
- * called: a pool thread fills in outcome (and verdict or error) and then
+ * called: the pool fills in outcome (and verdict or error) and then
  * calls done, after which the pool no longer touches it.  The query's
  * strings must live as long.
  */
@@ -67,7 +68,7 @@ typedef struct DbCall
 	const char *params[4];		/* key, client, ip, rights */
 	int64_t		deadline_ms;	/* monotonic */
 	int64_t		queued_ms;
-	bool		waited;			/* no worker was free when it was queued */
+	bool		waited;			/* no connection was free when it was queued */
 	AuthVerdict *verdict;
 	char	   *error;
 	size_t		error_len;
@@ -78,11 +79,16 @@ typedef struct DbCall
 } DbCall;
 
 extern DbPool *DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len);
-extern int	DbPoolStart(DbPool *pool, char *error, size_t error_len);
+extern int	DbPoolStart(DbPool *pool, int epoll_fd, char *error, size_t error_len);
 extern void DbPoolClose(DbPool *pool);
+extern bool DbPoolIdle(const DbPool *pool);
 extern void DbPoolDestroy(DbPool *pool);
 extern bool DbPoolSubmit(DbPool *pool, DbCall *call, const AuthQuery *query, AuthVerdict *verdict,
 						 char *error, size_t error_len, DbCallDone done, void *done_arg);
-extern bool DbPoolHealthCheck(DbPool *pool, char *error, size_t error_len);
+extern bool DbPoolSubmitHealthCheck(DbPool *pool, DbCall *call, char *error, size_t error_len,
+									DbCallDone done, void *done_arg);
+extern void DbPoolSocketEvent(DbPool *pool, void *tag, uint32_t events);
+extern bool DbPoolRun(DbPool *pool);
+extern int	DbPoolTimeoutMs(const DbPool *pool);
 
 #endif							/* AUTHD_DB_POOL_H */

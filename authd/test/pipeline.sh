@@ -29,6 +29,7 @@ StartAuthd main "$AUTHD_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL
 MAIN_HEALTH=$HEALTH_PORT
 StartAuthd short "$SHORT_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
   ATHENA_AUTHD_TIMEOUT_MS=800 ATHENA_AUTHD_LOG=all || Abort "athena-authd (800 ms timeout) starts"
+SHORT_PID=$LAST_AUTHD_PID
 
 Sql >/dev/null <<'SQL' || Abort "test data and the failing trigger set up"
 SELECT athena_keys.athena_create_right('users.read');
@@ -259,5 +260,29 @@ AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: ${KEYS[1]}" -H "X-Athena-C
 Check "after the restart: decisions resume" eval 'StatusIs 200 && HasHeader X-Athena-Key-Id "${IDS[1]}"'
 Request "$MAIN_HEALTH" /healthz
 Check "after the restart: /healthz is 200" StatusIs 200
+
+# graceful shutdown: SIGTERM while calls wait behind a hung backend; every
+# waiting request is still answered (503 once its 800 ms pass, or its
+# verdict when a fresh connection answers in time), then athena-authd exits
+AwaitStatus 200 "$SHORT_PORT" /auth -H "X-Athena-Key: ${KEYS[1]}" -H "X-Athena-Client: web"
+Check "graceful shutdown: the instance has its connection open" StatusIs 200
+rm -f "$E2E_TMP"/r.* "$E2E_TMP"/h.*
+HUNG=$(AuthdBackends)
+# shellcheck disable=SC2086
+[ -n "$HUNG" ] && as_user kill -STOP $HUNG
+for i in 0 1 2 3 4 5; do SendOne "$SHORT_PORT" "$i"; done
+sleep 0.3
+kill -TERM "$SHORT_PID"
+WaitForRequests
+# shellcheck disable=SC2086
+[ -n "$HUNG" ] && as_user kill -CONT $HUNG
+ANSWERED=0
+for i in 0 1 2 3 4 5; do
+  case $(Status "$i") in 200|401|403|503) ANSWERED=$((ANSWERED + 1)) ;; esac
+done
+Check "graceful shutdown: every waiting request answered [$ANSWERED of 6]" test "$ANSWERED" = 6
+for _ in $(seq 1 50); do kill -0 "$SHORT_PID" 2>/dev/null || break; sleep 0.1; done
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "graceful shutdown: athena-authd exited after answering" eval '! kill -0 "$SHORT_PID" 2>/dev/null'
 
 Finish
