@@ -382,8 +382,14 @@ scenario limit1_none "happy path, one rate limit, none" gateway pgopt="$NONE" \
   vars="$(request_vars "$RL1_KEY" web "$CALLER_IP" users.read)" expect=200 base=happy_none target=0.95 show=1
 scenario limit2_none "happy path, two rate limits, none" gateway pgopt="$NONE" \
   vars="$(request_vars "$RL2_KEY" web "$CALLER_IP" users.read)" expect=200 base=happy_none target=0.9
-failure f_rate_limited "over its rate limit" "$(request_vars "$RLX_KEY" web "$CALLER_IP" users.read)" \
-  "429|Rate limit exceeded"
+# A refused key over its limit has a limit to check, so under none it is
+# judged against the happy path with one limit (its durable row against
+# the durable happy path, which has none: the limit's check is in it).
+RLX_VARS="$(request_vars "$RLX_KEY" web "$CALLER_IP" users.read)"
+scenario f_rate_limited "fail: over its rate limit" gateway vars="$RLX_VARS" \
+  expect="429|Rate limit exceeded" base=happy target=1.0 show=1
+scenario f_rate_limited_none "fail, none: over its rate limit" gateway pgopt="$NONE" vars="$RLX_VARS" \
+  expect="429|Rate limit exceeded" base=limit1_none target=1.0
 
 echo "== verdicts (one call per scenario, before measuring)"
 check_phase
