@@ -30,6 +30,7 @@
 #include "athena_keys.h"
 #include "cache_invalidation.h"
 #include "last_used_queue.h"
+#include "log_queue.h"
 #include "spi_plans.h"
 
 static SPIPlanPtr last_used_plan = NULL;
@@ -83,8 +84,26 @@ TouchKeyLastUsed(CachedKey *key, TimestampTz now)
 bool
 QueueKeyLastUsed(CachedKey *key, TimestampTz now)
 {
-	if (!QueueLastUse(KeyTableOid(), &key->id, now))
-		return false;
+	switch (QueueLastUse(KeyTableOid(), &key->id, now))
+	{
+		case LAST_USE_NOT_QUEUED:
+			return false;
+		case LAST_USE_RESERVED:
+
+			/*
+			 * Reserved first, then the writer: a writer leaving meanwhile
+			 * either saw the reservation and stayed, or is gone and a new
+			 * one starts.
+			 */
+			if (!LogQueueEnsureWriter())
+			{
+				ReleaseLatestLastUse();
+				return false;
+			}
+			break;
+		case LAST_USE_HELD:
+			break;
+	}
 	key->last_used_at = now;
 	return true;
 }

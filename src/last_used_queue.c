@@ -39,7 +39,6 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "log_queue.h"
 
 typedef struct LastUseKey
 {
@@ -201,11 +200,14 @@ PurgeStampsOfDroppedDatabases(void)
 
 /*
  * Queue a due stamp of key id (of the api_key table relid) for the log
- * writer, recorded when the transaction commits.  False (nothing queued)
- * when athena_keys is not preloaded, the table is full or the database
- * cannot get a writer: the caller then stamps in the call.
+ * writer, recorded when the transaction commits.  LAST_USE_NOT_QUEUED
+ * when athena_keys is not preloaded or the table is full: the caller then
+ * stamps in the call.  After LAST_USE_RESERVED the caller makes sure the
+ * database has a writer (log_queue.c, which asks this file whether stamps
+ * are pending, so this file does not call it) and gives the reservation
+ * back with ReleaseLatestLastUse when it cannot have one.
  */
-bool
+LastUseQueued
 QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 {
 	LastUseKey	key;
@@ -213,7 +215,7 @@ QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 	bool		found;
 
 	if (last_use_table == NULL || !OidIsValid(MyDatabaseId) || !OidIsValid(relid))
-		return false;
+		return LAST_USE_NOT_QUEUED;
 
 	memset(&key, 0, sizeof(key));
 	key.dboid = MyDatabaseId;
@@ -225,7 +227,7 @@ QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 		memcmp(&pending_entries[npending - 1]->key, &key, sizeof(key)) == 0)
 	{
 		pending_times[npending - 1] = Max(pending_times[npending - 1], used_at);
-		return true;
+		return LAST_USE_HELD;
 	}
 
 	/* Everything that can fail comes before the reservation */
@@ -263,7 +265,7 @@ QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 		/* Full: free what dropped databases left (once a second at most), try again */
 		LWLockRelease(last_use_shared->lock);
 		if (!TimestampDifferenceExceeds(last_purge, now, 1000))
-			return false;
+			return LAST_USE_NOT_QUEUED;
 		last_purge = now;
 		PurgeStampsOfDroppedDatabases();
 		LWLockAcquire(last_use_shared->lock, LW_EXCLUSIVE);
@@ -271,7 +273,7 @@ QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 		if (entry == NULL)
 		{
 			LWLockRelease(last_use_shared->lock);
-			return false;
+			return LAST_USE_NOT_QUEUED;
 		}
 	}
 	if (!found)
@@ -285,20 +287,21 @@ QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at)
 	pending_entries[npending] = entry;
 	pending_times[npending] = used_at;
 	npending++;
+	return LAST_USE_RESERVED;
+}
 
-	/*
-	 * Reserved first, then the writer: a writer leaving meanwhile either
-	 * saw the reservation and stayed, or is gone and a new one starts.
-	 */
-	if (!LogQueueEnsureWriter())
-	{
-		npending--;
-		LWLockAcquire(last_use_shared->lock, LW_EXCLUSIVE);
-		ReleaseReservation(entry);
-		LWLockRelease(last_use_shared->lock);
-		return false;
-	}
-	return true;
+/*
+ * Give back the reservation QueueLastUse just made (LAST_USE_RESERVED),
+ * when its database cannot have a writer: the caller stamps in the call.
+ */
+void
+ReleaseLatestLastUse(void)
+{
+	Assert(npending > 0);
+	npending--;
+	LWLockAcquire(last_use_shared->lock, LW_EXCLUSIVE);
+	ReleaseReservation(pending_entries[npending]);
+	LWLockRelease(last_use_shared->lock);
 }
 
 /*

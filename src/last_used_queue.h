@@ -23,9 +23,18 @@ typedef struct LastUseStamp
 	TimestampTz used_at;
 } LastUseStamp;
 
+/* What QueueLastUse did with a stamp */
+typedef enum LastUseQueued
+{
+	LAST_USE_NOT_QUEUED,		/* not preloaded, or the table is full */
+	LAST_USE_HELD,				/* under an entry this transaction already holds */
+	LAST_USE_RESERVED			/* a new reservation: the database needs a writer */
+} LastUseQueued;
+
 /* For backends */
 extern void InitLastUseQueue(void);
-extern bool QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at);
+extern LastUseQueued QueueLastUse(Oid relid, const pg_uuid_t *id, TimestampTz used_at);
+extern void ReleaseLatestLastUse(void);
 
 /* For the log writer */
 extern int	LastUseQueueTake(Oid dboid, LastUseStamp *out, int max);
