@@ -379,7 +379,8 @@ failure f_ip_blocked "IP blocked" "$(request_vars "$HAPPY_KEY" web 203.0.113.9 u
 # over its limit, a refusal like the others.  (No name may start with
 # another's name and "_r": measure removes pgbench logs by that prefix.)
 scenario limit1_none "happy path, one rate limit, none" gateway pgopt="$NONE" \
-  vars="$(request_vars "$RL1_KEY" web "$CALLER_IP" users.read)" expect=200 base=happy_none target=0.95 show=1
+  vars="$(request_vars "$RL1_KEY" web "$CALLER_IP" users.read)" expect=200 base=happy_none target=0.95 \
+  short="happy, 1 limit" show=1
 scenario limit2_none "happy path, two rate limits, none" gateway pgopt="$NONE" \
   vars="$(request_vars "$RL2_KEY" web "$CALLER_IP" users.read)" expect=200 base=happy_none target=0.9
 # A refused key over its limit has a limit to check, so under none it is
@@ -602,8 +603,7 @@ if [ "$INSTR_MODE" = 1 ]; then
     "  the writer's share, per stamp due" "$(human_instr "${INSTR_WRITER[happy_none_stamp]:-}")"
   for s in "${ORDER[@]}"; do
     case $s in
-      f_*_none) instr_target "${LABEL[$s]}" "${INSTR[$s]:-}" "${INSTR[happy_none]:-}" le 1 ;;
-      f_*) instr_target "${LABEL[$s]}" "${INSTR[$s]:-}" "${INSTR[happy]:-}" le 1 ;;
+      f_*) instr_target "${LABEL[$s]}" "${INSTR[$s]:-}" "${INSTR[${BASE[$s]}]:-}" le 1 ;;
     esac
   done
   instr_target "unknown public id vs wrong secret (none)" "${INSTR[f_unknown_none]:-}" "${INSTR[f_wrong_secret_none]:-}" within 0.1
