@@ -109,28 +109,33 @@ QueueKeyLastUsed(CachedKey *key, TimestampTz now)
 }
 
 /*
- * The writer's statement for a batch of queued stamps (distinct keys):
+ * The writer's statement for a batch of stamps, those of the stamp queue
+ * and those carried by queued log rows alike: the latest use per key,
  * never backwards, rows locked in key order and skipped when another
  * transaction holds them (a later use stamps them), so the writer never
  * waits for an admin's open transaction.  A deleted key matches no row.
  */
-static void
-StampKeyBatch(Datum *ids, Datum *used_at, int n)
+void
+StampLastUseBatch(Datum *ids, Datum *used_at, int n)
 {
 	static SPIPlanPtr batch_plan = NULL;
 	Datum		args[2];
 
+	if (n == 0)
+		return;
 	if (batch_plan == NULL)
 	{
 		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
 
 		batch_plan = PrepareKeptPlan(
-			"WITH due AS (SELECT k.id, u.t FROM athena_keys.api_key k, "
-			"                    ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(id, t) "
+			"WITH u AS (SELECT x.id, pg_catalog.max(x.t) AS used_at "
+			"             FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS x(id, t) "
+			"            GROUP BY x.id), "
+			"     due AS (SELECT k.id, u.used_at FROM athena_keys.api_key k, u "
 			"              WHERE k.id OPERATOR(pg_catalog.=) u.id "
-			"                AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.t) "
+			"                AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.used_at) "
 			"              ORDER BY k.id FOR UPDATE OF k SKIP LOCKED) "
-			"UPDATE athena_keys.api_key k SET last_used_at = due.t "
+			"UPDATE athena_keys.api_key k SET last_used_at = due.used_at "
 			"  FROM due WHERE k.id OPERATOR(pg_catalog.=) due.id",
 			2, argtypes, 0);
 	}
@@ -150,7 +155,7 @@ StampKeyBatch(Datum *ids, Datum *used_at, int n)
  * stamped again.
  */
 static bool
-TryStampKeyBatch(Datum *ids, Datum *used_at, int n)
+TryStampLastUseBatch(Datum *ids, Datum *used_at, int n)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -160,7 +165,7 @@ TryStampKeyBatch(Datum *ids, Datum *used_at, int n)
 	MemoryContextSwitchTo(caller);
 	PG_TRY();
 	{
-		StampKeyBatch(ids, used_at, n);
+		StampLastUseBatch(ids, used_at, n);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -242,9 +247,9 @@ ApplyQueuedLastUse(void)
 	{
 		/* Connected outside the subtransactions, so that their aborts keep SPI */
 		EnsureSpiConnected();
-		if (!TryStampKeyBatch(ids, times, m) && m > 1)
+		if (!TryStampLastUseBatch(ids, times, m) && m > 1)
 			for (i = 0; i < m; i++)
-				(void) TryStampKeyBatch(&ids[i], &times[i], 1);
+				(void) TryStampLastUseBatch(&ids[i], &times[i], 1);
 	}
 	ResetSpiConnection();
 	PopActiveSnapshot();

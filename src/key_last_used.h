@@ -12,5 +12,6 @@ extern bool KeyLastUsedStampDue(const CachedKey *key, TimestampTz now);
 extern void TouchKeyLastUsed(CachedKey *key, TimestampTz now);
 extern bool QueueKeyLastUsed(CachedKey *key, TimestampTz now);
 extern bool ApplyQueuedLastUse(void);
+extern void StampLastUseBatch(Datum *ids, Datum *used_at, int n);
 
 #endif

@@ -82,43 +82,6 @@ WriterSigterm(SIGNAL_ARGS)
 }
 
 /*
- * Stamp last_used_at for the keys of queued decisions made where the call
- * could not write (a read-only transaction): the latest use per key, and
- * never backwards.  A key row another transaction holds is skipped (a
- * later use stamps it), so no open transaction can stall the queue.
- */
-static void
-StampQueuedLastUse(Datum *ids, Datum *used_at, int n)
-{
-	static SPIPlanPtr stamp_plan = NULL;
-	Datum		args[2];
-
-	if (n == 0)
-		return;
-	if (stamp_plan == NULL)
-	{
-		Oid			argtypes[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
-
-		stamp_plan = PrepareKeptPlan(
-			"WITH u AS (SELECT x.id, pg_catalog.max(x.t) AS used_at "
-			"             FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS x(id, t) "
-			"            GROUP BY x.id), "
-			"     due AS (SELECT k.id, u.used_at FROM athena_keys.api_key k, u "
-			"              WHERE k.id OPERATOR(pg_catalog.=) u.id "
-			"                AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.used_at) "
-			"                FOR UPDATE OF k SKIP LOCKED) "
-			"UPDATE athena_keys.api_key k SET last_used_at = due.used_at "
-			"  FROM due WHERE k.id OPERATOR(pg_catalog.=) due.id",
-			2, argtypes, 0);
-	}
-	args[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	args[1] = PointerGetDatum(construct_array(used_at, n, TIMESTAMPTZOID, sizeof(TimestampTz),
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (ExecuteKeptPlan(stamp_plan, args, NULL, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "athena_keys: stamping last_used_at of queued decisions failed");
-}
-
-/*
  * Insert the queued records of buffer[0, len) as log rows,
  * LOG_INSERT_MAX_ROWS at a time (straight into the partitions, or through
  * the statement where the log needs it), in the current transaction, and
@@ -163,7 +126,7 @@ InsertRecords(const char *buffer, uint64 len)
 		{
 			if (!InsertLogBatch(values, nulls, nrows))
 				InsertLogRows(values, nulls, nrows);
-			StampQueuedLastUse(stamp_ids, stamp_times, nstamps);
+			StampLastUseBatch(stamp_ids, stamp_times, nstamps);
 			nrows = 0;
 			nstamps = 0;
 			MemoryContextReset(chunk_context);
