@@ -545,3 +545,10 @@ ALTER TABLE athena_keys.api_key
 	DROP CONSTRAINT api_key_previous_hash_format,
 	ADD CONSTRAINT api_key_previous_hash_format CHECK
 		(length(previous_key_hash) = 64 AND previous_key_hash !~ '[^0-9a-f]');
+
+-- The log's time index becomes a BRIN: rows arrive in created_at order and
+-- the log is searched by time ranges only (the views use the failures
+-- index), and a btree entry cost the log writer more than the row itself.
+-- Building it reads the log once; decisions that log wait meanwhile.
+DROP INDEX athena_keys.api_key_auth_log_created_at_idx;
+CREATE INDEX api_key_auth_log_created_at_idx ON athena_keys.api_key_auth_log USING brin (created_at);

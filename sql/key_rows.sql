@@ -111,3 +111,22 @@ SELECT allowed, reason, granted_rights FROM athena_keys.athena_authenticate(:'k2
 RESET search_path;
 DROP SCHEMA key_rows_evil CASCADE;
 RESET athena_keys.key_cache_size;
+
+-- A miss leaves alone a table that holds no key's rows (many deployments
+-- have no per-key IP rules or rate limits): the first rule added to it, in
+-- this transaction or committed, is read by the next call, and so is its
+-- removal.
+SET athena_keys.key_cache_size = 0;
+DELETE FROM athena_keys.api_key_ip_rule;
+SELECT api_key AS k3, id AS k3_id FROM athena_keys.athena_create_key('no-rules-yet') \gset
+SELECT status, reason FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+BEGIN;
+SELECT athena_keys.athena_add_ip_rule('blacklist', '203.0.113.0/24', :'k3_id');
+SELECT status, reason FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+ROLLBACK;
+SELECT status, reason FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+SELECT athena_keys.athena_add_ip_rule('blacklist', '203.0.113.0/24', :'k3_id');
+SELECT status, reason FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+SELECT athena_keys.athena_remove_ip_rule('blacklist', '203.0.113.0/24', :'k3_id');
+SELECT status, reason FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+RESET athena_keys.key_cache_size;

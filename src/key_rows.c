@@ -148,6 +148,19 @@ static const struct
 	[TABLE_LIMIT] = {1, {COL_LIMIT_KEY_ID}, 1},
 };
 
+/*
+ * Whether a table holds rows of any key, as far as this generation of the
+ * key cache knows.  Many deployments have no per-key IP rules or no per-key
+ * rate limits at all; a miss then need not lock, open and search those
+ * tables.
+ */
+typedef enum KeyRowsPresence
+{
+	ROWS_UNKNOWN = 0,
+	ROWS_NONE,
+	ROWS_SOME
+} KeyRowsPresence;
+
 /* Where the columns and indexes are, for one generation of the key cache */
 typedef struct KeyLayout
 {
@@ -159,6 +172,7 @@ typedef struct KeyLayout
 	AttrNumber	attnums[KEY_COLUMN_COUNT];
 	AttrNumber	last_attnum[KEY_TABLE_COUNT];	/* deform this far */
 	TupleTableSlot *slots[KEY_TABLE_COUNT]; /* over copies of the row types */
+	KeyRowsPresence presence[KEY_TABLE_COUNT];	/* rules and limits only */
 } KeyLayout;
 
 static KeyLayout layout;
@@ -338,6 +352,7 @@ ResolveLayout(KeyRead *read, uint64 generation)
 		OpenKeyTable(read, (KeyTable) t);
 		layout.tables[t] = read->tables[t] ? RelationGetRelid(read->tables[t]) : InvalidOid;
 		layout.last_attnum[t] = 0;
+		layout.presence[t] = ROWS_UNKNOWN;
 	}
 	for (c = 0; c < KEY_COLUMN_COUNT; c++)
 	{
@@ -369,7 +384,20 @@ ResolveLayout(KeyRead *read, uint64 generation)
 }
 
 /*
- * Open and lock every table, then make sure the layout is current.  As in
+ * Whether this generation knows that table holds no key's rows, so a read
+ * may leave it alone.  Only what a READ COMMITTED read found is kept
+ * (ReadKeyRows): a transaction snapshot may predate a change whose
+ * invalidation has already been consumed.
+ */
+static bool
+KnownWithoutKeyRows(KeyTable table)
+{
+	return layout.presence[table] == ROWS_NONE && CachingAllowed();
+}
+
+/*
+ * Open and lock every table (but those known to hold no key's rows), then
+ * make sure the layout is current.  As in
  * a SQL statement, the locks come before the snapshot: a table rewritten
  * by a transaction this read waited for is then read with a snapshot that
  * sees the rewrite.  Taking the locks applies the invalidations that had
@@ -390,7 +418,7 @@ OpenKeyTables(KeyRead *read)
 		 * replanning did.
 		 */
 		for (t = 0; t < KEY_TABLE_COUNT; t++)
-			if (OidIsValid(layout.tables[t]))
+			if (OidIsValid(layout.tables[t]) && !KnownWithoutKeyRows((KeyTable) t))
 				read->tables[t] = table_open(layout.tables[t], AccessShareLock);
 		if (KeyCacheGeneration() == generation)
 			return;
@@ -400,6 +428,25 @@ OpenKeyTables(KeyRead *read)
 	for (t = 0; t < KEY_TABLE_COUNT; t++)
 		OpenKeyTable(read, (KeyTable) t);
 	ResolveLayout(read, KeyCacheGeneration());
+}
+
+/* An index scan of table with one scan key, under the active snapshot */
+static IndexScanDesc
+BeginIndexScan(Relation heap, Relation index, KeyTable table, ScanKey key,
+			   TupleTableSlot **slot)
+{
+	IndexScanDesc scan;
+
+#if PG_VERSION_NUM >= 190000
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0, SO_NONE);
+#elif PG_VERSION_NUM >= 180000
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0);
+#else
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+#endif
+	index_rescan(scan, key, 1, NULL, 0);
+	*slot = layout.slots[table];
+	return scan;
 }
 
 /*
@@ -412,22 +459,12 @@ BeginKeyScan(Relation heap, Relation index, KeyTable table, Datum value,
 			 TupleTableSlot **slot)
 {
 	ScanKeyData key;
-	IndexScanDesc scan;
 	Oid			type = columns[indexes[table].keys[0]].type;
 
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   layout.search_collation[table],
 						   type == TEXTOID ? F_TEXTEQ : F_UUID_EQ, value);
-#if PG_VERSION_NUM >= 190000
-	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0, SO_NONE);
-#elif PG_VERSION_NUM >= 180000
-	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0);
-#else
-	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
-#endif
-	index_rescan(scan, &key, 1, NULL, 0);
-	*slot = layout.slots[table];
-	return scan;
+	return BeginIndexScan(heap, index, table, &key, slot);
 }
 
 /* End a scan BeginKeyScan began, releasing the buffer its slot holds */
@@ -507,6 +544,45 @@ StoreKeyColumns(TupleTableSlot *slot, CachedKey *entry, MemoryContext target)
 	facts->learning = facts->learning && !isnull && !DatumGetBool(d);
 	d = ColumnValue(slot, COL_KEY_LAST_USED_AT, &isnull);
 	entry->last_used_at = isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * Whether table holds a row of some key (its key id column not NULL: the
+ * rate limits of clients do not count) that the active snapshot sees.
+ */
+static bool
+TableHoldsKeyRows(KeyRead *read, KeyTable table)
+{
+	Relation	heap = read->tables[table];
+	Relation	index = index_open(layout.indexes[table], AccessShareLock);
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+
+	ScanKeyEntryInitialize(&key, SK_ISNULL | SK_SEARCHNOTNULL, 1, InvalidStrategy,
+						   InvalidOid, InvalidOid, InvalidOid, (Datum) 0);
+	scan = BeginIndexScan(heap, index, table, &key, &slot);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	EndKeyScan(scan, slot);
+	index_close(index, NoLock);
+	return found;
+}
+
+/*
+ * Whether a read must search table for the key's rows: not when this
+ * generation knows it holds none (it was then not opened).  The first READ
+ * COMMITTED read of a generation finds out, under the snapshot it reads
+ * with; a change since then advances the generation, which forgets it.
+ */
+static bool
+MustSearchTable(KeyRead *read, KeyTable table)
+{
+	if (read->tables[table] == NULL)
+		return false;
+	if (layout.presence[table] == ROWS_UNKNOWN && CachingAllowed())
+		layout.presence[table] = TableHoldsKeyRows(read, table) ? ROWS_SOME : ROWS_NONE;
+	return layout.presence[table] != ROWS_NONE || !CachingAllowed();
 }
 
 /* Find the key row of entry->public_id; false when there is none */
@@ -610,7 +686,7 @@ static void
 ReadRules(KeyRead *read, CachedKey *entry, MemoryContext target)
 {
 	Relation	heap = read->tables[TABLE_RULE];
-	Relation	index = index_open(layout.indexes[TABLE_RULE], AccessShareLock);
+	Relation	index;
 	TupleTableSlot *slot;
 	IndexScanDesc scan;
 	IpNet	   *white = NULL;
@@ -620,6 +696,13 @@ ReadRules(KeyRead *read, CachedKey *entry, MemoryContext target)
 				cwhite = 0,
 				cblack = 0;
 
+	if (!MustSearchTable(read, TABLE_RULE))
+	{
+		BuildOwnedRuleSet(&entry->whitelist, NULL, 0, target);
+		BuildOwnedRuleSet(&entry->blacklist, NULL, 0, target);
+		return;
+	}
+	index = index_open(layout.indexes[TABLE_RULE], AccessShareLock);
 	scan = BeginKeyScan(heap, index, TABLE_RULE, UUIDPGetDatum(&entry->id), &slot);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
@@ -691,7 +774,7 @@ ReadLimits(KeyRead *read, CachedKey *entry, MemoryContext target)
 
 	entry->rate_limits = NULL;
 	entry->facts.nrate_limits = 0;
-	if (heap == NULL)
+	if (!MustSearchTable(read, TABLE_LIMIT))
 		return;
 	index = index_open(layout.indexes[TABLE_LIMIT], AccessShareLock);
 	scan = BeginKeyScan(heap, index, TABLE_LIMIT, UUIDPGetDatum(&entry->id), &slot);
