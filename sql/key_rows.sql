@@ -130,3 +130,35 @@ SELECT status, reason FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.1
 SELECT athena_keys.athena_remove_ip_rule('blacklist', '203.0.113.0/24', :'k3_id');
 SELECT status, reason FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
 RESET athena_keys.key_cache_size;
+
+-- A rule this transaction writes is read even before its invalidation is
+-- queued (the row triggers fire at the end of the statement): inserted by a
+-- data-modifying WITH or by a SQL function in the statement that calls.
+SET athena_keys.key_cache_size = 0;
+SET athena_keys.log_decisions = none;
+DELETE FROM athena_keys.api_key_ip_rule;
+SELECT status FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+WITH r AS (INSERT INTO athena_keys.api_key_ip_rule (api_key_id, list, addr)
+		   VALUES (:'k3_id', 'blacklist', '203.0.113.0/24') RETURNING 1)
+SELECT (athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL)).status FROM r;
+DELETE FROM athena_keys.api_key_ip_rule;
+SELECT status FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+CREATE FUNCTION key_rows_block(uuid) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO athena_keys.api_key_ip_rule (api_key_id, list, addr)
+	VALUES ($1, 'blacklist', '203.0.113.0/24')
+$$;
+SELECT key_rows_block(:'k3_id'), (athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL)).status;
+-- What a call saw of this statement's own delete is not kept when the
+-- statement raises before its triggers queue the invalidation: the rule is
+-- back, and the next call reads it.  (A new key advances the generation,
+-- so the call in the failing statement is the first to look.)
+SELECT 1 FROM athena_keys.athena_create_key('generation bump');
+WITH d AS (DELETE FROM athena_keys.api_key_ip_rule WHERE api_key_id = :'k3_id' RETURNING 1)
+SELECT (athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL)).status,
+	   1 / (random() * 0)::int FROM d;
+SELECT count(*) FROM athena_keys.api_key_ip_rule;
+SELECT status FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+DELETE FROM athena_keys.api_key_ip_rule;
+DROP FUNCTION key_rows_block(uuid);
+RESET athena_keys.log_decisions;
+RESET athena_keys.key_cache_size;

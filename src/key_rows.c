@@ -43,6 +43,7 @@
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "executor/tuptable.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -384,6 +385,22 @@ ResolveLayout(KeyRead *read, uint64 generation)
 }
 
 /*
+ * Whether what a READ COMMITTED read finds in table may be kept for this
+ * generation, and what was kept may be gone by.  Not while this transaction
+ * may have written the table (it holds RowExclusiveLock or stronger on it):
+ * the invalidation of its own change is queued only when the row triggers
+ * fire at the end of the statement that made it (a data-modifying WITH, a
+ * SQL function), and a statement that raises before then leaves none at
+ * all, while what the read saw of the change is undone.
+ */
+static bool
+PresenceMayBeKept(KeyTable table)
+{
+	return CachingAllowed() &&
+		!CheckRelationOidLockedByMe(layout.tables[table], RowExclusiveLock, true);
+}
+
+/*
  * Whether this generation knows that table holds no key's rows, so a read
  * may leave it alone.  Only what a READ COMMITTED read found is kept
  * (ReadKeyRows): a transaction snapshot may predate a change whose
@@ -392,7 +409,7 @@ ResolveLayout(KeyRead *read, uint64 generation)
 static bool
 KnownWithoutKeyRows(KeyTable table)
 {
-	return layout.presence[table] == ROWS_NONE && CachingAllowed();
+	return layout.presence[table] == ROWS_NONE && PresenceMayBeKept(table);
 }
 
 /*
@@ -573,16 +590,20 @@ TableHoldsKeyRows(KeyRead *read, KeyTable table)
  * Whether a read must search table for the key's rows: not when this
  * generation knows it holds none (it was then not opened).  The first READ
  * COMMITTED read of a generation finds out, under the snapshot it reads
- * with; a change since then advances the generation, which forgets it.
+ * with; a change since then advances the generation, which forgets it.  A
+ * transaction that may have written the table always searches it
+ * (PresenceMayBeKept).
  */
 static bool
 MustSearchTable(KeyRead *read, KeyTable table)
 {
 	if (read->tables[table] == NULL)
 		return false;
-	if (layout.presence[table] == ROWS_UNKNOWN && CachingAllowed())
+	if (!PresenceMayBeKept(table))
+		return true;
+	if (layout.presence[table] == ROWS_UNKNOWN)
 		layout.presence[table] = TableHoldsKeyRows(read, table) ? ROWS_SOME : ROWS_NONE;
-	return layout.presence[table] != ROWS_NONE || !CachingAllowed();
+	return layout.presence[table] != ROWS_NONE;
 }
 
 /* Find the key row of entry->public_id; false when there is none */
