@@ -145,5 +145,28 @@ SELECT pg_current_xact_id_if_assigned() IS NULL AS no_transaction_id;
 COMMIT;
 RESET athena_keys.log_decisions;
 
+------------------------------------------------------------------------
+-- A key read on every call (src/key_rows.c): a client's limits are no
+-- key's limits; a key limit the calling statement writes itself (a
+-- data-modifying WITH, whose triggers fire only at its end) is enforced by
+-- that very call; and what a call saw of its statement's own delete does
+-- not outlive the statement when it raises
+------------------------------------------------------------------------
+DELETE FROM athena_keys.api_key_rate_limit;
+SELECT athena_keys.athena_set_client_rate_limit('elsewhere', 1000, '1 day');
+SET athena_keys.key_cache_size = 0;
+SELECT api_key AS kd, id AS kd_id FROM athena_keys.athena_create_key('own writes') \gset
+SELECT status, rate_limit FROM athena_keys.athena_authenticate(:'kd', NULL, NULL, NULL);
+WITH l AS (INSERT INTO athena_keys.api_key_rate_limit (api_key_id, requests, per, burst)
+		   VALUES (:'kd_id', 1, '1 day', 1) RETURNING 1)
+SELECT (athena_keys.athena_authenticate(:'kd', NULL, NULL, NULL)).rate_limit FROM l;
+SELECT status, rate_limit FROM athena_keys.athena_authenticate(:'kd', NULL, NULL, NULL);
+SELECT 1 FROM athena_keys.athena_create_key('generation bump');
+WITH d AS (DELETE FROM athena_keys.api_key_rate_limit WHERE api_key_id = :'kd_id' RETURNING 1)
+SELECT (athena_keys.athena_authenticate(:'kd', NULL, NULL, NULL)).rate_limit,
+	   1 / (random() * 0)::int FROM d;
+SELECT status, rate_limit FROM athena_keys.athena_authenticate(:'kd', NULL, NULL, NULL);
+RESET athena_keys.key_cache_size;
+
 SET client_min_messages = warning;
 DROP EXTENSION athena_keys;
