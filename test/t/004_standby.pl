@@ -89,11 +89,37 @@ is($standby->safe_psql('postgres', "SELECT state FROM athena_keys.athena_key_sta
 like($standby->safe_psql('postgres', 'SELECT count(*) FROM athena_keys.athena_recent_failures'),
 	qr/^\d+$/, 'athena_recent_failures reads on the standby');
 
+# A standby session that reads keys on every call (key_cache_size = 0)
+# leaves alone the per-key rule and rate limit tables while they hold no
+# key's rows (src/key_rows.c, known per key cache generation): the first
+# per-key rule and the first per-key limit made on the primary apply there
+# right after replay.
+my $cold = $standby->background_psql('postgres');
+$cold->query_safe('SET athena_keys.key_cache_size = 0');
+my $cold_auth = sub {
+	my ($ip) = @_;
+	return $cold->query_safe(
+		"SELECT concat(allowed, ',', status, ',', reason) FROM athena_keys.athena_authenticate('$key', NULL, '$ip', ARRAY['gateway.query'])");
+};
+is($cold_auth->('10.5.0.1'), 't,200,', 'a standby session reading keys on every call: no per-key rule or limit yet');
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_add_ip_rule('blacklist', '10.5.0.0/24', '$key_id')");
+$primary->wait_for_catchup($standby);
+is($cold_auth->('10.5.0.1'), 'f,403,IP blocked', 'the first per-key rule made on the primary applies there after replay');
+is($cold_auth->('10.6.0.1'), 't,200,', 'other addresses pass');
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_set_key_rate_limit('$key_id', 1, '1 day')");
+$primary->wait_for_catchup($standby);
+is($cold_auth->('10.6.0.1'), 't,200,', 'the first per-key limit made on the primary: one unit');
+is($cold_auth->('10.6.0.1'), 'f,429,Rate limit exceeded', 'and no more, right after replay');
+
 # The primary locks the learner in; the standby session sees it after replay.
 $primary->safe_psql('postgres', "SELECT athena_keys.athena_authenticate('$learner', NULL, ('10.2.0.' || g)::inet, NULL) FROM generate_series(1, 2) g");
 $primary->wait_for_catchup($standby);
 is($auth->($learner, '10.2.0.1'), 't,200,', 'a lock-in made on the primary: learned address allowed on the standby');
 is($auth->($learner, '10.2.0.99'), 'f,403,IP not allowed', 'other addresses refused on the standby');
+is( $cold->query_safe(
+		"SELECT concat(allowed, ',', status, ',', reason) FROM athena_keys.athena_authenticate('$learner', NULL, '10.2.0.99', NULL)"),
+	'f,403,IP not allowed', 'and by the session that reads keys on every call');
+$cold->quit;
 $session->quit;
 
 # Failover.
