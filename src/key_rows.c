@@ -37,6 +37,7 @@
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
@@ -391,13 +392,17 @@ ResolveLayout(KeyRead *read, uint64 generation)
  * the invalidation of its own change is queued only when the row triggers
  * fire at the end of the statement that made it (a data-modifying WITH, a
  * SQL function), and a statement that raises before then leaves none at
- * all, while what the read saw of the change is undone.
+ * all, while what the read saw of the change is undone.  A transaction
+ * without a transaction id has written nothing, which saves the lock
+ * table lookups (a gateway call is usually the first thing its transaction
+ * does).
  */
 static bool
 PresenceMayBeKept(KeyTable table)
 {
 	return CachingAllowed() &&
-		!CheckRelationOidLockedByMe(layout.tables[table], RowExclusiveLock, true);
+		(!TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
+		 !CheckRelationOidLockedByMe(layout.tables[table], RowExclusiveLock, true));
 }
 
 /*
