@@ -549,6 +549,13 @@ ALTER TABLE athena_keys.api_key
 -- The log's time index becomes a BRIN: rows arrive in created_at order and
 -- the log is searched by time ranges only (the views use the failures
 -- index), and a btree entry cost the log writer more than the row itself.
--- Building it reads the log once; decisions that log wait meanwhile.
+-- The failures index is built again after it: a partition made later
+-- copies the log's indexes in the order they were made, and names them
+-- after that order, so a fresh install's order gives a fresh install's
+-- names.  Building them reads the log twice; decisions that log wait
+-- meanwhile.
 DROP INDEX athena_keys.api_key_auth_log_created_at_idx;
+DROP INDEX athena_keys.api_key_auth_log_failures_idx;
 CREATE INDEX api_key_auth_log_created_at_idx ON athena_keys.api_key_auth_log USING brin (created_at);
+CREATE INDEX api_key_auth_log_failures_idx ON athena_keys.api_key_auth_log (created_at)
+	WHERE failure_reason IS NOT NULL;

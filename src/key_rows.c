@@ -44,7 +44,6 @@
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "executor/tuptable.h"
-#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -387,22 +386,21 @@ ResolveLayout(KeyRead *read, uint64 generation)
 
 /*
  * Whether what a READ COMMITTED read finds in table may be kept for this
- * generation, and what was kept may be gone by.  Not while this transaction
- * may have written the table (it holds RowExclusiveLock or stronger on it):
- * the invalidation of its own change is queued only when the row triggers
- * fire at the end of the statement that made it (a data-modifying WITH, a
- * SQL function), and a statement that raises before then leaves none at
- * all, while what the read saw of the change is undone.  A transaction
- * without a transaction id has written nothing, which saves the lock
- * table lookups (a gateway call is usually the first thing its transaction
- * does).
+ * generation, and what was kept may be gone by.  Not once this transaction
+ * has written anything (it has a transaction id): the invalidation of its
+ * own change to the table is queued only when the row triggers fire at the
+ * end of the statement that made it (a data-modifying WITH, a SQL
+ * function), and a statement that raises before then leaves none at all,
+ * while what the read saw of the change is undone.  A gateway call is
+ * usually the first thing its transaction does, so it keeps the shortcut.
+ * (Asking the lock table whether the transaction holds RowExclusiveLock on
+ * the table would be finer, but CheckRelationOidLockedByMe exists only in
+ * later minor releases.)
  */
 static bool
-PresenceMayBeKept(KeyTable table)
+PresenceMayBeKept(void)
 {
-	return CachingAllowed() &&
-		(!TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
-		 !CheckRelationOidLockedByMe(layout.tables[table], RowExclusiveLock, true));
+	return CachingAllowed() && !TransactionIdIsValid(GetTopTransactionIdIfAny());
 }
 
 /*
@@ -414,7 +412,7 @@ PresenceMayBeKept(KeyTable table)
 static bool
 KnownWithoutKeyRows(KeyTable table)
 {
-	return layout.presence[table] == ROWS_NONE && PresenceMayBeKept(table);
+	return layout.presence[table] == ROWS_NONE && PresenceMayBeKept();
 }
 
 /*
@@ -596,7 +594,7 @@ TableHoldsKeyRows(KeyRead *read, KeyTable table)
  * generation knows it holds none (it was then not opened).  The first READ
  * COMMITTED read of a generation finds out, under the snapshot it reads
  * with; a change since then advances the generation, which forgets it.  A
- * transaction that may have written the table always searches it
+ * transaction that has written anything always searches it
  * (PresenceMayBeKept).
  */
 static bool
@@ -604,7 +602,7 @@ MustSearchTable(KeyRead *read, KeyTable table)
 {
 	if (read->tables[table] == NULL)
 		return false;
-	if (!PresenceMayBeKept(table))
+	if (!PresenceMayBeKept())
 		return true;
 	if (layout.presence[table] == ROWS_UNKNOWN)
 		layout.presence[table] = TableHoldsKeyRows(read, table) ? ROWS_SOME : ROWS_NONE;

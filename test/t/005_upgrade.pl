@@ -480,6 +480,18 @@ like(schema_dump('fresh', '--binary-upgrade', @no_statistics), qr/^ALTER EXTENSI
 ########################################################################
 my %compared = (upgraded => 'the filled database made at 1.0', from12 => 'the filled database made at 1.2',
 	map { $_ => "the database made at $made_at{$_}" } @pristine);
+# Partitions made after the update get the log's indexes as a fresh
+# install's do, names included (a new partition copies them in the order
+# they were made).
+for my $db ('fresh', sort keys %compared) {
+	$node->safe_psql($db, 'SELECT athena_keys.athena_maintain_auth_log(10)');
+}
+$catalog{'daily partition indexes'} = q{
+	SELECT string_agg(concat_ws(' ', b.lower_bound - f.first,
+	                            regexp_replace(pg_get_indexdef(i.indexrelid), 'api_key_auth_log_p[0-9]{8}', 'P', 'g')),
+	                  E'\n' ORDER BY b.lower_bound, pg_get_indexdef(i.indexrelid) COLLATE "C")
+	  FROM athena_keys._auth_log_partition_bounds() b JOIN pg_index i ON i.indrelid = b.part,
+	       (SELECT min(lower_bound) AS first FROM athena_keys._auth_log_partition_bounds()) f};
 for my $what (sort keys %catalog) {
 	my $fresh = $node->safe_psql('fresh', $catalog{$what});
 	isnt($fresh, '', "catalog: $what is not empty");
