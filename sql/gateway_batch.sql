@@ -78,6 +78,31 @@ BEGIN READ ONLY;
 SELECT n, label, same FROM pg_temp.compare() WHERE n IN (1, 2);
 ROLLBACK;
 
+-- Learning: two fresh learning keys (locked after 3 requests), one asked
+-- by single calls, the other by one batch, with the same callers in the
+-- same order; each element learns as its single call did.
+SELECT api_key AS ls, id AS ls_id FROM athena_keys.athena_create_key('learn single', virgin_mode => true,
+       virgin_until_n_requests => 3) \gset
+SELECT api_key AS lb, id AS lb_id FROM athena_keys.athena_create_key('learn batch', virgin_mode => true,
+       virgin_until_n_requests => 3) \gset
+CREATE TEMP TABLE caller (n int, ip inet);
+INSERT INTO caller VALUES (1, '198.51.100.1'), (2, '198.51.100.2'), (3, '198.51.100.1'),
+	(4, '198.51.100.3'), (5, '198.51.100.2');
+CREATE TEMP TABLE learned_single AS
+	SELECT c.n, athena_keys.athena_gateway_verdict(:'ls', NULL, c.ip, NULL) AS v
+	  FROM (SELECT * FROM caller ORDER BY n) c;
+SELECT t.n, split_part(l.v, '|', 2) AS single_status, split_part(l.v, '|', 6) AS single_reason,
+       split_part(t.v, '|', 2) AS batch_status,
+       split_part(l.v, '|', 1) || split_part(l.v, '|', 2) || split_part(l.v, '|', 6)
+       = split_part(t.v, '|', 1) || split_part(t.v, '|', 2) || split_part(t.v, '|', 6) AS same
+  FROM unnest(athena_keys.athena_gateway_verdicts(
+         (SELECT array_agg(:'lb'::text) FROM caller), array_fill(NULL::text, ARRAY[5]),
+         (SELECT array_agg(ip ORDER BY n) FROM caller), array_fill(NULL::text, ARRAY[5])))
+       WITH ORDINALITY AS t(v, n)
+  JOIN learned_single l USING (n) ORDER BY t.n;
+SELECT name, state, whitelist_size FROM athena_keys.athena_key_status
+ WHERE id IN (:'ls_id', :'lb_id') ORDER BY name;
+
 -- Empty arrays: no requests, no verdicts.
 SELECT athena_keys.athena_gateway_verdicts('{}', '{}', '{}', '{}') AS none;
 
