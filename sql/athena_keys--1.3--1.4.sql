@@ -221,7 +221,8 @@ COMMENT ON FUNCTION athena_keys.athena_clear_client_rate_limit(text, interval) I
 	'Lift a client''s limit of one period, or all of them; returns how many were lifted.';
 
 --------------------------------------------------------------------------
--- 1.4 adds athena_gateway_verdict (issue 17), and the gateway role may call it.
+-- 1.4 adds athena_gateway_verdict and athena_gateway_verdicts (issue 17),
+-- and the gateway role may call them.
 --------------------------------------------------------------------------
 -- The compact verdict for gateways: the same decision and effects as
 -- athena_authenticate, answered as one text value (src/gateway_verdict_fields.h:
@@ -239,12 +240,29 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION athena_keys.athena_gateway_verdict(text, text, inet, text[]) IS
 	'Decide one gateway request as athena_authenticate does; the verdict a gateway acts on, as one text value.';
 REVOKE ALL ON FUNCTION athena_keys.athena_gateway_verdict(text, text, inet, text[]) FROM PUBLIC;
+-- A batch of gateway requests in one statement (src/gateway_batch.c):
+-- element i of each array is request i's argument (rights[i] its required
+-- rights as one comma-separated list), and element i of the answer is
+-- athena_gateway_verdict's verdict for it, the same decision and effects;
+-- a request whose decision raised is answered E|sqlstate|message (its
+-- subtransaction rolled back), the others are decided.  A statement costs
+-- PostgreSQL about as much as a decision, so athena-authd sends the
+-- requests it holds at once as one call.
+CREATE FUNCTION athena_keys.athena_gateway_verdicts(
+	keys text[], clients text[], ips inet[], rights text[])
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'athena_gateway_verdicts'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION athena_keys.athena_gateway_verdicts(text[], text[], inet[], text[]) IS
+	'Decide a batch of gateway requests, each as athena_gateway_verdict does; one verdict per request, in order.';
+REVOKE ALL ON FUNCTION athena_keys.athena_gateway_verdicts(text[], text[], inet[], text[]) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION athena_keys.athena_grant_gateway_role(role_name name) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- Let role_name call athena_authenticate (both forms) and
--- athena_gateway_verdict (the same decision, the compact answer), and
--- nothing else.
+-- athena_gateway_verdict (the same decision, the compact answer) and
+-- athena_gateway_verdicts (a batch of them), and nothing else.
 BEGIN
 	PERFORM athena_keys._require_not_null(role_name, 'role_name');
 	EXECUTE format('GRANT USAGE ON SCHEMA athena_keys TO %I', role_name);
@@ -252,6 +270,7 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[]) TO %I', role_name);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[], integer) TO %I', role_name);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_gateway_verdict(text, text, inet, text[]) TO %I', role_name);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_gateway_verdicts(text[], text[], inet[], text[]) TO %I', role_name);
 END
 $$;
 
@@ -467,7 +486,7 @@ REVOKE ALL ON FUNCTION athena_keys.athena_clear_client_rate_limit(text, interval
 --------------------------------------------------------------------------
 -- Existing roles, as in 1.0 -> 1.1: a role that may call the 4-argument
 -- athena_authenticate (a gateway or admin role) may call the form with a
--- cost and athena_gateway_verdict; an admin role (EXECUTE on athena_create_key) may call the new
+-- cost, athena_gateway_verdict and athena_gateway_verdicts; an admin role (EXECUTE on athena_create_key) may call the new
 -- admin functions and read the new view.  The initial privileges of the
 -- new objects are put back to what this script left, so that the grants
 -- count as the operator's and are dumped.  On a fresh install nobody holds
@@ -478,6 +497,7 @@ DO $$
 DECLARE
 	auth5 regprocedure := 'athena_keys.athena_authenticate(text, text, inet, text[], integer)';
 	verdict regprocedure := 'athena_keys.athena_gateway_verdict(text, text, inet, text[])';
+	verdicts regprocedure := 'athena_keys.athena_gateway_verdicts(text[], text[], inet[], text[])';
 	admin_functions regprocedure[] := ARRAY[
 		'athena_keys.athena_set_key_rate_limit(uuid, integer, interval, integer)'::regprocedure,
 		'athena_keys.athena_clear_key_rate_limit(uuid, interval)'::regprocedure,
@@ -491,7 +511,7 @@ DECLARE
 BEGIN
 	SELECT array_agg(i) INTO before_grants
 	  FROM pg_catalog.pg_init_privs i
-	 WHERE (i.classoid = 'pg_catalog.pg_proc'::regclass AND i.objoid = ANY (admin_functions || auth5 || verdict))
+	 WHERE (i.classoid = 'pg_catalog.pg_proc'::regclass AND i.objoid = ANY (admin_functions || auth5 || verdict || verdicts))
 	    OR (i.classoid = 'pg_catalog.pg_class'::regclass AND i.objoid = view_oid);
 	FOR g IN
 		SELECT a.grantee::regrole AS role_name, bool_or(a.is_grantable) AS grantable
@@ -503,6 +523,8 @@ BEGIN
 		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', auth5, g.role_name,
 		               CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
 		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', verdict, g.role_name,
+		               CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', verdicts, g.role_name,
 		               CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
 		granted := true;
 	END LOOP;
@@ -525,7 +547,7 @@ BEGIN
 		RETURN;
 	END IF;
 	DELETE FROM pg_catalog.pg_init_privs i
-	 WHERE (i.classoid = 'pg_catalog.pg_proc'::regclass AND i.objoid = ANY (admin_functions || auth5 || verdict))
+	 WHERE (i.classoid = 'pg_catalog.pg_proc'::regclass AND i.objoid = ANY (admin_functions || auth5 || verdict || verdicts))
 	    OR (i.classoid = 'pg_catalog.pg_class'::regclass AND i.objoid = view_oid);
 	INSERT INTO pg_catalog.pg_init_privs SELECT * FROM unnest(before_grants);
 END

@@ -2,7 +2,8 @@
  * authenticate.c
  *		athena_authenticate(key, client, ip, rights [, cost]) and
  *		athena_gateway_verdict(key, client, ip, rights): the SQL entry
- *		points, SECURITY INVOKER, one call per request.
+ *		points, SECURITY INVOKER, one call per request (a batch of
+ *		them: gateway_batch.c).
  *
  * A call reads its arguments into a DecisionRequest, takes the config and
  * the key from this backend's caches (request_effects.c fills what is
@@ -417,6 +418,17 @@ Datum
 athena_gateway_verdict(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_DATUM(AuthenticateCall(fcinfo, ANSWER_GATEWAY_VERDICT));
+}
+
+/*
+ * One request decided as athena_gateway_verdict decides it, for a caller
+ * that builds the call itself (gateway_batch.c: an element of a batch);
+ * fcinfo holds the four arguments and the called function's flinfo
+ */
+Datum
+GatewayVerdictCall(FunctionCallInfo fcinfo)
+{
+	return AuthenticateCall(fcinfo, ANSWER_GATEWAY_VERDICT);
 }
 
 /*

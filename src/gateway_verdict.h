@@ -14,5 +14,6 @@
 
 extern Datum GatewayVerdictText(const CachedKey *key, const DecisionOutcome *outcome,
 								bool fail_open, const RateLimitReport *rate);
+extern Datum GatewayVerdictCall(FunctionCallInfo fcinfo);
 
 #endif

@@ -12,12 +12,18 @@
  * athena_auth_result: retry_after_ms only on a 429 that may be retried,
  * the other three when a limit applied.  New fields go before
  * client_name.
+ *
+ * In athena_gateway_verdicts' answer (gateway_batch.c), the element of a
+ * request whose decision raised is instead GATEWAY_VERDICT_ERROR, the
+ * SQLSTATE and the message, joined by the separator (the message the rest
+ * of the value); a verdict's first field is t or f, never that mark.
  *-------------------------------------------------------------------------
  */
 #ifndef ATHENA_GATEWAY_VERDICT_FIELDS_H
 #define ATHENA_GATEWAY_VERDICT_FIELDS_H
 
 #define GATEWAY_VERDICT_SEPARATOR '|'
+#define GATEWAY_VERDICT_ERROR 'E'
 
 #define GATEWAY_VERDICT_FIELD_LIST(X) \
 	X(allowed) \

@@ -2,11 +2,12 @@
  * db_pool.c
  *		Persistent libpq connections for athena-authd.
  *
- * Every decision runs the prepared athena_gateway_verdict() call exactly
- * once on one pooled connection: the same decision as athena_authenticate(),
+ * Every decision runs exactly once on one pooled connection: the prepared
+ * athena_gateway_verdict() call, the same decision as athena_authenticate(),
  * answered as one text value in the target list, which PostgreSQL executes
  * far more cheaply than a row from a function in FROM (verdict_text.c
- * reads it).
+ * reads it); or, for a batch of more than one call, one call of
+ * athena_gateway_verdicts(), which decides each of them in the same way.
  *
  * The pool has no threads: its connections are non-blocking and their
  * sockets sit in the epoll set of the event loop that also runs the HTTP
@@ -22,10 +23,16 @@
  * back in order as they arrive, handing each call back through its done
  * callback (athena-authd resumes the suspended request).  While every
  * connection is busy, calls queue and leave together in the next round
- * trip.  Each call keeps its own Sync, so it stays its own transaction
- * exactly as when sent alone: its log row commits with it, an error in
- * one call aborts only that call (the server answers the others), and
- * every request is answered from its own call's result, never another's.
+ * trip.  A batch of more than one decision goes as one statement,
+ * athena_gateway_verdicts() with an array element per call (a statement
+ * costs PostgreSQL about as much as a decision), and one Sync: one
+ * transaction, in which each call's decision runs in a subtransaction of
+ * its own, so an error in one call aborts only that call's effects and
+ * answers only that call with its error (the server decides the others),
+ * and every request is answered from its own element, never another's.
+ * An error of the statement as a whole (a cancel, a statement_timeout)
+ * is every call's error.  A single call, or a batch holding a health
+ * check, keeps one statement and one Sync per call.
  * When the connection breaks or the batch's deadline passes, every call of
  * the batch not yet answered fails as "unavailable" (the fail mode
  * applies); the ones already answered keep their verdicts, which the
@@ -59,6 +66,7 @@
  */
 #include "db_pool.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -72,10 +80,12 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "gateway_verdict_fields.h"
 #include "metrics.h"
 #include "sql_error.h"
 
 #define AUTH_STATEMENT_NAME "athena_authd_authenticate"
+#define BATCH_STATEMENT_NAME "athena_authd_batch"
 #define RECONNECT_BACKOFF_MS 250
 #define MAX_BATCH 256
 
@@ -86,6 +96,29 @@
 static const char auth_statement_sql[] =
 	"SELECT athena_keys.athena_gateway_verdict($1::text, $2::text, $3::inet, "
 	"string_to_array($4::text, ','))";
+/*
+ * A batch of more than one call goes as one call of the batch function,
+ * each argument an array with an element per call (binary, see
+ * BuildBatchArray), the answer a text[] of their verdicts in order.
+ */
+static const char batch_statement_sql[] =
+	"SELECT athena_keys.athena_gateway_verdicts($1::text[], $2::text[], $3::inet[], $4::text[])";
+
+/* Both statements prepared at once, as one simple query */
+static const char prepare_statements_sql[] =
+	"PREPARE " AUTH_STATEMENT_NAME "(text, text, inet, text) AS "
+	"SELECT athena_keys.athena_gateway_verdict($1, $2, $3, string_to_array($4, ','));"
+	"PREPARE " BATCH_STATEMENT_NAME "(text[], text[], inet[], text[]) AS "
+	"SELECT athena_keys.athena_gateway_verdicts($1, $2, $3, $4)";
+
+/* Type OIDs of the batch's arrays (pg_type.dat; stable across releases) */
+#define TEXTARRAY_OID 1009
+#define INETARRAY_OID 1041
+#define TEXTARRAY_ELEMENT_OID 25
+#define INETARRAY_ELEMENT_OID 869
+/* inet's address families in its binary format (utils/inet.h) */
+#define PGSQL_AF_INET (AF_INET + 0)
+#define PGSQL_AF_INET6 (AF_INET + 1)
 
 /* Where a pooled connection is in its life */
 typedef enum SlotState
@@ -96,6 +129,13 @@ typedef enum SlotState
 	SLOT_IDLE,					/* open, free for a batch */
 	SLOT_BUSY					/* a batch is in flight */
 } SlotState;
+
+/* One parameter of a combined batch: a binary array */
+typedef struct BatchArray
+{
+	unsigned char *data;		/* malloc'd, NULL when not built */
+	int			length;
+} BatchArray;
 
 /* One pooled connection and the batch it runs */
 typedef struct PoolSlot
@@ -114,6 +154,8 @@ typedef struct PoolSlot
 	PGresult   *kept;			/* the answered call's result so far */
 	bool		after_null;		/* the last result was a query's end */
 	bool		prepared_ok;	/* PREPARING: the prepare succeeded */
+	bool		combined;		/* the batch went as one statement */
+	BatchArray	arrays[4];		/* its parameters (SendCombined) */
 } PoolSlot;
 
 struct DbPool
@@ -440,12 +482,174 @@ SendCall(DbPool *pool, PGconn *conn, const DbCall *call)
 	return SendSync(conn);
 }
 
-/* Queue every call of a batch in one pipeline, each with its own sync */
-static bool
-SendBatch(DbPool *pool, PGconn *conn, DbCall **calls, int count)
+/* Append a big-endian int32 at p; returns the byte after it */
+static unsigned char *
+PutInt32(unsigned char *p, int32_t value)
 {
+	uint32_t	u = (uint32_t) value;
+
+	p[0] = (unsigned char) (u >> 24);
+	p[1] = (unsigned char) (u >> 16);
+	p[2] = (unsigned char) (u >> 8);
+	p[3] = (unsigned char) u;
+	return p + 4;
+}
+
+/*
+ * The value of an inet in PostgreSQL's binary format (family, bits, is
+ * cidr, length, address) into out[20]; its length, or -1 when text is not
+ * an address (the caller's IP is checked before it gets here, so this
+ * does not happen).
+ */
+static int
+InetBinary(const char *text, unsigned char *out)
+{
+	unsigned char address[16];
+
+	if (inet_pton(AF_INET, text, address) == 1)
+	{
+		out[0] = PGSQL_AF_INET;
+		out[1] = 32;
+		out[2] = 0;
+		out[3] = 4;
+		memcpy(out + 4, address, 4);
+		return 8;
+	}
+	if (inet_pton(AF_INET6, text, address) == 1)
+	{
+		out[0] = PGSQL_AF_INET6;
+		out[1] = 128;
+		out[2] = 0;
+		out[3] = 16;
+		memcpy(out + 4, address, 16);
+		return 20;
+	}
+	return -1;
+}
+
+/*
+ * Parameter index of every call of a batch as a one-dimensional array in
+ * PostgreSQL's binary format (array_recv: dimensions, then each element's
+ * length and bytes, -1 for NULL), of text or (index 2) inet elements.
+ * Binary arrays cost the server far less than parsing array literals.
+ * False when memory ran out.
+ */
+static bool
+BuildBatchArray(BatchArray *array, DbCall **calls, int count, int index)
+{
+	bool		inet = index == 2;
+	size_t		size = 20;
+	bool		has_null = false;
+	unsigned char *p;
+
+	for (int i = 0; i < count; i++)
+	{
+		const char *value = calls[i]->params[index];
+
+		has_null = has_null || value == NULL;
+		size += 4 + (value == NULL ? 0 : inet ? 20 : strlen(value));
+	}
+	if (size > INT32_MAX || (array->data = malloc(size)) == NULL)
+		return false;
+	p = array->data;
+	p = PutInt32(p, 1);			/* dimensions */
+	p = PutInt32(p, has_null ? 1 : 0);
+	p = PutInt32(p, inet ? INETARRAY_ELEMENT_OID : TEXTARRAY_ELEMENT_OID);
+	p = PutInt32(p, count);
+	p = PutInt32(p, 1);			/* lower bound */
+	for (int i = 0; i < count; i++)
+	{
+		const char *value = calls[i]->params[index];
+		int			len;
+
+		if (value == NULL)
+		{
+			p = PutInt32(p, -1);
+			continue;
+		}
+		if (inet)
+		{
+			if ((len = InetBinary(value, p + 4)) < 0)
+			{
+				p = PutInt32(p, -1);
+				continue;
+			}
+		}
+		else
+		{
+			len = (int) strlen(value);
+			memcpy(p + 4, value, (size_t) len);
+		}
+		p = PutInt32(p, len) + len;
+	}
+	array->length = (int) (p - array->data);
+	return true;
+}
+
+/* Free a batch's parameter arrays */
+static void
+FreeBatchArrays(PoolSlot *slot)
+{
+	for (int j = 0; j < 4; j++)
+	{
+		free(slot->arrays[j].data);
+		slot->arrays[j].data = NULL;
+	}
+}
+
+/*
+ * Queue the slot's batch of verdict calls as one call of
+ * athena_gateway_verdicts (binary arrays in, the binary text[] out), with
+ * one sync: one statement for the whole batch instead of one per call.
+ */
+static bool
+SendCombined(DbPool *pool, PoolSlot *slot)
+{
+	static const int formats[4] = {1, 1, 1, 1};
+	static const Oid types[4] = {TEXTARRAY_OID, TEXTARRAY_OID, INETARRAY_OID, TEXTARRAY_OID};
+	const char *values[4];
+	int			lengths[4];
+
+	for (int j = 0; j < 4; j++)
+	{
+		if (!BuildBatchArray(&slot->arrays[j], slot->calls, slot->count, j))
+			return false;
+		values[j] = (const char *) slot->arrays[j].data;
+		lengths[j] = slot->arrays[j].length;
+	}
+	/* set_config(..., true) lasts until the batch's sync */
+	if (pool->timeout_mode == STATEMENT_TIMEOUT_LOCAL &&
+		!PQsendQueryParams(slot->conn, pool->local_timeout_sql, 0, NULL, NULL, NULL, NULL, 0))
+		return false;
+	if (pool->named_statement)
+	{
+		if (!PQsendQueryPrepared(slot->conn, BATCH_STATEMENT_NAME, 4, values, lengths, formats, 1))
+			return false;
+	}
+	else if (!PQsendQueryParams(slot->conn, batch_statement_sql, 4, types, values, lengths, formats, 1))
+		return false;
+	return SendSync(slot->conn);
+}
+
+/*
+ * Queue the slot's batch in one pipeline: more than one verdict call as
+ * one athena_gateway_verdicts call (SendCombined); otherwise (one call, or
+ * a health check among them) each call with its own sync.
+ */
+static bool
+SendBatch(DbPool *pool, PoolSlot *slot)
+{
+	PGconn	   *conn = slot->conn;
+	DbCall	  **calls = slot->calls;
+	int			count = slot->count;
 	bool		ok = PQenterPipelineMode(conn) == 1;
 
+	slot->combined = count > 1;
+	for (int i = 0; i < count; i++)
+		if (calls[i]->kind != DB_CALL_VERDICT)
+			slot->combined = false;
+	if (ok && slot->combined)
+		return SendCombined(pool, slot);
 	if (ok && count > 1)
 		CorkSocket(conn, true);
 	for (int i = 0; ok && i < count; i++)
@@ -532,7 +736,7 @@ ConnectionOpened(PoolSlot *slot)
 		WatchSlot(slot, EPOLLIN);
 		return;
 	}
-	if (!PQsendPrepare(slot->conn, AUTH_STATEMENT_NAME, auth_statement_sql, 4, NULL) ||
+	if (!PQsendQuery(slot->conn, prepare_statements_sql) ||
 		(flush_rc = PQflush(slot->conn)) < 0)
 	{
 		ConnectFailedWithMessage(slot, "cannot prepare athena_gateway_verdict call");
@@ -636,6 +840,7 @@ EndBatch(PoolSlot *slot, const char *failure)
 {
 	DbPool	   *pool = slot->pool;
 
+	FreeBatchArrays(slot);
 	if (failure != NULL)
 	{
 		CloseSlotConnection(slot);
@@ -666,6 +871,100 @@ BatchConnectionFailed(PoolSlot *slot)
 
 	SetErrorFromMessage(error, sizeof(error), "database connection failed", PQerrorMessage(slot->conn));
 	EndBatch(slot, error);
+}
+
+/* A big-endian int32 at p */
+static int32_t
+ReadInt32(const char *p)
+{
+	const unsigned char *u = (const unsigned char *) p;
+
+	return (int32_t) (((uint32_t) u[0] << 24) | ((uint32_t) u[1] << 16) | ((uint32_t) u[2] << 8) | u[3]);
+}
+
+/*
+ * One element of a combined batch's answer (len bytes at value, not
+ * terminated) into call: a verdict, or the error the call's own decision
+ * raised (E|sqlstate|message, gateway_verdict_fields.h), which counts as
+ * that call's error just as a call of its own would have raised it.
+ */
+static void
+FinishElement(DbCall *call, const char *value, int len)
+{
+	char	   *copy = malloc((size_t) len + 1);
+
+	if (copy == NULL)
+	{
+		FailCall(call, "out of memory");
+		return;
+	}
+	memcpy(copy, value, (size_t) len);
+	copy[len] = '\0';
+	if (len >= 8 && copy[0] == GATEWAY_VERDICT_ERROR && copy[1] == GATEWAY_VERDICT_SEPARATOR &&
+		copy[7] == GATEWAY_VERDICT_SEPARATOR)
+	{
+		copy[7] = '\0';
+		call->outcome = ClassifySqlState(copy + 2);
+		SetErrorFromMessage(call->error, call->error_len, "athena_gateway_verdicts failed", copy + 8);
+	}
+	else if (ParseVerdictText(copy, call->verdict))
+		call->outcome = DB_DECIDED;
+	else
+	{
+		FreeAuthVerdict(call->verdict);
+		call->outcome = DB_SERVER_ERROR;
+		snprintf(call->error, call->error_len, "athena_gateway_verdicts returned an unexpected result shape");
+	}
+	free(copy);
+}
+
+/*
+ * Hand each call of a combined batch its element of the binary text[]
+ * the batch function returned: one dimension, as many elements as calls.
+ * An error of the statement itself is every call's error; a malformed
+ * answer fails the calls it does not answer.
+ */
+static void
+FinishCombined(PoolSlot *slot, const PGresult *result)
+{
+	const char *p;
+	const char *end;
+	int			i = 0;
+
+	FreeBatchArrays(slot);
+	for (int c = 0; c < slot->count; c++)
+		MetricsObserveDbCall((double) (NowMs() - slot->started_ms) / 1000.0);
+	if (PQresultStatus(result) != PGRES_TUPLES_OK)
+	{
+		for (int c = 0; c < slot->count; c++)
+			FinishCall(slot->calls[c], result);
+		return;
+	}
+	if (PQntuples(result) == 1 && PQnfields(result) == 1 && PQfformat(result, 0) == 1 &&
+		!PQgetisnull(result, 0, 0) && PQgetlength(result, 0, 0) >= 20)
+	{
+		p = PQgetvalue(result, 0, 0);
+		end = p + PQgetlength(result, 0, 0);
+		if (ReadInt32(p) == 1 && ReadInt32(p + 12) == slot->count)
+		{
+			for (p += 20; i < slot->count && end - p >= 4; i++)
+			{
+				int32_t		len = ReadInt32(p);
+
+				p += 4;
+				if (len < 0 || len > end - p)
+					break;
+				FinishElement(slot->calls[i], p, len);
+				p += len;
+			}
+		}
+	}
+	for (; i < slot->count; i++)
+	{
+		slot->calls[i]->outcome = DB_SERVER_ERROR;
+		snprintf(slot->calls[i]->error, slot->calls[i]->error_len,
+				 "athena_gateway_verdicts returned an unexpected result shape");
+	}
 }
 
 /*
@@ -700,6 +999,14 @@ ReadBatchResults(PoolSlot *slot)
 			{
 				EndBatch(slot, "database returned no result");
 				return;
+			}
+			if (slot->combined)
+			{
+				FinishCombined(slot, slot->kept);
+				PQclear(slot->kept);
+				slot->kept = NULL;
+				slot->next = slot->count;
+				break;
 			}
 			if (call->kind == DB_CALL_VERDICT)
 				MetricsObserveDbCall((double) (NowMs() - slot->started_ms) / 1000.0);
@@ -836,7 +1143,7 @@ SendQueuedBatch(PoolSlot *slot)
 	slot->state = SLOT_BUSY;
 	slot->started_ms = now;
 	MetricsCountBatch(slot->count);
-	if (!SendBatch(pool, slot->conn, slot->calls, slot->count) || (flush_rc = PQflush(slot->conn)) < 0)
+	if (!SendBatch(pool, slot) || (flush_rc = PQflush(slot->conn)) < 0)
 	{
 		char		error[512];
 

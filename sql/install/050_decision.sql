@@ -76,3 +76,20 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION athena_keys.athena_gateway_verdict(text, text, inet, text[]) IS
 	'Decide one gateway request as athena_authenticate does; the verdict a gateway acts on, as one text value.';
+
+-- A batch of gateway requests in one statement (src/gateway_batch.c):
+-- element i of each array is request i's argument (rights[i] its required
+-- rights as one comma-separated list), and element i of the answer is
+-- athena_gateway_verdict's verdict for it, the same decision and effects;
+-- a request whose decision raised is answered E|sqlstate|message (its
+-- subtransaction rolled back), the others are decided.  A statement costs
+-- PostgreSQL about as much as a decision, so athena-authd sends the
+-- requests it holds at once as one call.
+CREATE FUNCTION athena_keys.athena_gateway_verdicts(
+	keys text[], clients text[], ips inet[], rights text[])
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'athena_gateway_verdicts'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION athena_keys.athena_gateway_verdicts(text[], text[], inet[], text[]) IS
+	'Decide a batch of gateway requests, each as athena_gateway_verdict does; one verdict per request, in order.';

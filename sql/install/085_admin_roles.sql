@@ -9,8 +9,8 @@
 CREATE FUNCTION athena_keys.athena_grant_gateway_role(role_name name) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- Let role_name call athena_authenticate (both forms) and
--- athena_gateway_verdict (the same decision, the compact answer), and
--- nothing else.
+-- athena_gateway_verdict (the same decision, the compact answer) and
+-- athena_gateway_verdicts (a batch of them), and nothing else.
 BEGIN
 	PERFORM athena_keys._require_not_null(role_name, 'role_name');
 	EXECUTE format('GRANT USAGE ON SCHEMA athena_keys TO %I', role_name);
@@ -18,6 +18,7 @@ BEGIN
 	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[]) TO %I', role_name);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[], integer) TO %I', role_name);
 	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_gateway_verdict(text, text, inet, text[]) TO %I', role_name);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_gateway_verdicts(text[], text[], inet[], text[]) TO %I', role_name);
 END
 $$;
 

@@ -131,6 +131,23 @@ SELECT pg_temp.call(:'kr') AS exceeded_under_fail_open;
 SELECT athena_keys.athena_set_fail_mode('fail_closed');
 
 ------------------------------------------------------------------------
+-- A batch (athena_gateway_verdicts): every element takes its own units,
+-- in order, as separate calls would: 3 an hour admits the first three of
+-- five, with the tightest limit's figures, and refuses the last two
+------------------------------------------------------------------------
+SELECT api_key AS kb, id AS kb_id FROM athena_keys.athena_create_key('batched') \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'kb_id', 3, '1 hour');
+SELECT n, split_part(v, '|', 1) AS allowed, split_part(v, '|', 2) AS status,
+       split_part(v, '|', 6) AS reason, split_part(v, '|', 8) AS rate_limit,
+       split_part(v, '|', 9) AS rate_remaining,
+       ceil(nullif(split_part(v, '|', 7), '')::bigint / 1000.0) AS retry_s
+  FROM unnest(athena_keys.athena_gateway_verdicts(array_fill(:'kb'::text, ARRAY[5]),
+         array_fill(NULL::text, ARRAY[5]), array_fill(NULL::inet, ARRAY[5]),
+         array_fill(NULL::text, ARRAY[5]))) WITH ORDINALITY AS t(v, n);
+-- and the next call, on its own, finds the bucket the batch left empty.
+SELECT pg_temp.call(:'kb') ~ '^f 429 ' AS still_limited;
+
+------------------------------------------------------------------------
 -- No write per request: a limited call with logging off assigns no
 -- transaction id, and works in a read-only transaction
 ------------------------------------------------------------------------
