@@ -142,16 +142,17 @@ DROP TRIGGER refuse_boom ON athena_keys.api_key_auth_log;
 DROP FUNCTION public.refuse_boom();
 
 -- Bad arrays are errors: NULL, several dimensions, lengths that differ,
--- more than 1000 requests.  A NULL element is a NULL argument.
+-- more than 64 requests (each request's subtransaction may take one of the
+-- 64 subtransaction ids a backend keeps in shared memory).  A NULL element is a NULL argument.
 SELECT athena_keys.athena_gateway_verdicts(NULL, '{}', '{}', '{}');
 SELECT athena_keys.athena_gateway_verdicts('{}', '{}', NULL, '{}');
 SELECT athena_keys.athena_gateway_verdicts(ARRAY[['a']], ARRAY[['b']], ARRAY[[NULL]]::inet[], ARRAY[['c']]);
 SELECT athena_keys.athena_gateway_verdicts(ARRAY['a', 'b'], ARRAY['c'], ARRAY[NULL, NULL]::inet[], ARRAY['d', 'e']);
-SELECT athena_keys.athena_gateway_verdicts(array_fill(NULL::text, ARRAY[1001]), array_fill(NULL::text, ARRAY[1001]),
-       array_fill(NULL::inet, ARRAY[1001]), array_fill(NULL::text, ARRAY[1001]));
-SELECT cardinality(athena_keys.athena_gateway_verdicts(array_fill(NULL::text, ARRAY[1000]),
-       array_fill(NULL::text, ARRAY[1000]), array_fill(NULL::inet, ARRAY[1000]),
-       array_fill(NULL::text, ARRAY[1000]))) AS answered;
+SELECT athena_keys.athena_gateway_verdicts(array_fill(NULL::text, ARRAY[65]), array_fill(NULL::text, ARRAY[65]),
+       array_fill(NULL::inet, ARRAY[65]), array_fill(NULL::text, ARRAY[65]));
+SELECT cardinality(athena_keys.athena_gateway_verdicts(array_fill(NULL::text, ARRAY[64]),
+       array_fill(NULL::text, ARRAY[64]), array_fill(NULL::inet, ARRAY[64]),
+       array_fill(NULL::text, ARRAY[64]))) AS answered;
 SELECT athena_keys.athena_gateway_verdicts(ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY[NULL]::inet[],
        ARRAY[NULL]::text[]) AS null_elements;
 

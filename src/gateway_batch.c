@@ -44,8 +44,14 @@
 
 PG_FUNCTION_INFO_V1(athena_gateway_verdicts);
 
-/* The most requests one call decides */
-#define GATEWAY_BATCH_MAX 1000
+/*
+ * The most requests one call decides: with durable logging each request's
+ * subtransaction gets an id, and a transaction with more than the 64 that
+ * PostgreSQL keeps in shared memory per backend (PGPROC_MAX_CACHED_SUBXIDS)
+ * makes every other session's snapshots look up subtransactions on disk
+ * while it runs.
+ */
+#define GATEWAY_BATCH_MAX 64
 
 /* The arguments of athena_gateway_verdicts, in order */
 static const char *const batch_argument_names[] = {"keys", "clients", "ips", "rights"};

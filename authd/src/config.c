@@ -25,7 +25,8 @@
  *	statement_timeout ATHENA_AUTHD_STATEMENT_TIMEOUT options | local | off (options)
  *	prepared_statement ATHENA_AUTHD_PREPARED_STATEMENT named | unnamed (named)
  *	pipeline_batch   ATHENA_AUTHD_PIPELINE_BATCH   calls per round trip on one connection,
- *	                                               1 = one at a time (32)
+ *	                                               1 = one at a time, at most 64 (one
+ *	                                               athena_gateway_verdicts call) (32)
  *-------------------------------------------------------------------------
  */
 #include "config.h"
@@ -400,7 +401,7 @@ ApplyRawSettings(const RawSettings *raw, AuthdConfig *config, char *error, size_
 		return false;
 	if (!ParseBoundedInt("timeout_ms", raw->timeout_ms, 10, 600000, &config->timeout_ms, error, error_len))
 		return false;
-	if (!ParseBoundedInt("pipeline_batch", raw->pipeline_batch, 1, 256, &config->pipeline_batch, error,
+	if (!ParseBoundedInt("pipeline_batch", raw->pipeline_batch, 1, 64, &config->pipeline_batch, error,
 						 error_len))
 		return false;
 	if (!ParseChoice("log", raw->log, log_levels, &choice, error, error_len))

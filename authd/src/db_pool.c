@@ -87,7 +87,7 @@
 #define AUTH_STATEMENT_NAME "athena_authd_authenticate"
 #define BATCH_STATEMENT_NAME "athena_authd_batch"
 #define RECONNECT_BACKOFF_MS 250
-#define MAX_BATCH 256
+#define MAX_BATCH 64			/* athena_gateway_verdicts takes at most 64 */
 
 /*
  * Rights travel as one text parameter split on the server, so no value is
