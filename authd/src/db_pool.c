@@ -505,26 +505,27 @@ static int
 InetBinary(const char *text, unsigned char *out)
 {
 	unsigned char address[16];
+	int			family;
+	int			length;
 
 	if (inet_pton(AF_INET, text, address) == 1)
 	{
-		out[0] = PGSQL_AF_INET;
-		out[1] = 32;
-		out[2] = 0;
-		out[3] = 4;
-		memcpy(out + 4, address, 4);
-		return 8;
+		family = PGSQL_AF_INET;
+		length = 4;
 	}
-	if (inet_pton(AF_INET6, text, address) == 1)
+	else if (inet_pton(AF_INET6, text, address) == 1)
 	{
-		out[0] = PGSQL_AF_INET6;
-		out[1] = 128;
-		out[2] = 0;
-		out[3] = 16;
-		memcpy(out + 4, address, 16);
-		return 20;
+		family = PGSQL_AF_INET6;
+		length = 16;
 	}
-	return -1;
+	else
+		return -1;
+	out[0] = (unsigned char) family;
+	out[1] = (unsigned char) (length * 8);	/* a host address: every bit */
+	out[2] = 0;					/* not a cidr */
+	out[3] = (unsigned char) length;
+	memcpy(out + 4, address, length);
+	return 4 + length;
 }
 
 /*
