@@ -41,7 +41,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_SECONDS=$(( SECONDS_PER / ROUNDS )); [ "$ROUND_SECONDS" -ge 1 ] || ROUND_SECONDS=1
 
 # Checkpoints and WAL recycling should not land in the middle of a short
-# scenario; everything else is a stock server (fsync on, synchronous_commit on).
+# scenario; fsync and synchronous_commit are on as in a stock server.
 # shared_buffers holds the 1M-key table with its indexes (321 MB) and the
 # log's newest partitions, so that a key miss measures athena_keys' reads
 # and not buffer replacement, whose cost depends on what loading the large
