@@ -12,7 +12,7 @@ BACKEND_SRCS = src/athena_keys.c src/settings.c src/authenticate.c src/request_e
 	src/log_row.c src/log_record.c src/log_insert.c src/log_batch_insert.c src/log_queue.c src/log_shipping.c \
 	src/log_writer.c src/log_routing.c src/key_material.c src/listings.c \
 	src/rate_limit.c src/rate_limit_rows.c \
-	src/gateway_verdict.c src/gateway_batch.c
+	src/gateway_verdict.c src/gateway_batch.c src/subtransaction.c
 OBJS = $(addprefix src/,$(PURE_SRCS:.c=.o)) $(BACKEND_SRCS:.c=.o)
 
 # The install script of the current version is built from the pieces in

@@ -30,17 +30,16 @@
  */
 #include "athena_keys.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 
 #include "gateway_verdict.h"
 #include "gateway_verdict_fields.h"
+#include "subtransaction.h"
 
 PG_FUNCTION_INFO_V1(athena_gateway_verdicts);
 
@@ -157,43 +156,44 @@ IsStatementCancel(const ErrorData *edata)
 		strcmp(edata->funcname, "ProcessInterrupts") == 0;
 }
 
+/* One request of the batch, as CallInSubtransaction hands it to DecideBody */
+typedef struct BatchElement
+{
+	FunctionCallInfo call;
+	MemoryContext scratch;
+} BatchElement;
+
 /*
- * Decide one request (the arguments in element) in a subtransaction of
- * its own; its verdict, copied into the caller's memory context, or its
- * error element when the decision raised.  The request's own allocations
- * go into scratch, reset afterwards.  The statement's cancel is raised
- * again: it ends the statement.
+ * The request's decision, run in its subtransaction: its allocations go
+ * into scratch, the verdict is copied into the caller's memory context.
  */
 static Datum
-DecideElement(FunctionCallInfo element, int index, MemoryContext scratch)
+DecideBody(void *arg)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
-	volatile Datum answer = (Datum) 0;
+	const BatchElement *element = arg;
+	MemoryContext caller_context = MemoryContextSwitchTo(element->scratch);
+	Datum		verdict = GatewayVerdictCall(element->call);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(scratch);
-	PG_TRY();
+	MemoryContextSwitchTo(caller_context);
+	return datumCopy(verdict, false, -1);
+}
+
+/*
+ * Decide one request (the arguments in call) in a subtransaction of its
+ * own; its verdict, in the caller's memory context, or its error element
+ * when the decision raised.  The request's own allocations go into
+ * scratch, reset afterwards.  The statement's cancel is raised again: it
+ * ends the statement.
+ */
+static Datum
+DecideElement(FunctionCallInfo call, int index, MemoryContext scratch)
+{
+	BatchElement element = {call, scratch};
+	Datum		answer;
+	ErrorData  *edata;
+
+	if (!CallInSubtransaction(DecideBody, &element, &answer, &edata))
 	{
-		Datum		verdict = GatewayVerdictCall(element);
-
-		MemoryContextSwitchTo(caller_context);
-		answer = datumCopy(verdict, false, -1);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		/* rolled back first also for a cancel: the caller's abort then ends the transaction */
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_context);
-		CurrentResourceOwner = caller_owner;
 		if (IsStatementCancel(edata))
 			ReThrowError(edata);
 		ereport(LOG,
@@ -204,7 +204,6 @@ DecideElement(FunctionCallInfo element, int index, MemoryContext scratch)
 		answer = ErrorElement(edata);
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
 	MemoryContextReset(scratch);
 	return answer;
 }

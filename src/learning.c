@@ -16,11 +16,10 @@
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
-#include "utils/memutils.h"
-#include "utils/resowner.h"
 
 #include "ip_datums.h"
 #include "spi_plans.h"
+#include "subtransaction.h"
 #include "write_access.h"
 
 static SPIPlanPtr learn_plan = NULL;
@@ -61,6 +60,22 @@ RunLearningCall(const pg_uuid_t *key_id, const IpNet *host)
 	return LEARNING_NOT_LEARNING;
 }
 
+/* One observation, as CallInSubtransaction hands it to LearningCallBody */
+typedef struct LearningObservation
+{
+	const pg_uuid_t *key_id;
+	const IpNet *host;
+} LearningObservation;
+
+/* The learning write, run in its subtransaction */
+static Datum
+LearningCallBody(void *arg)
+{
+	const LearningObservation *observation = arg;
+
+	return Int32GetDatum((int32) RunLearningCall(observation->key_id, observation->host));
+}
+
 /*
  * Whether an error raised while learning is the caller's own limit (a
  * cancel, statement_timeout or lock_timeout), which ends the statement as
@@ -86,45 +101,25 @@ IsCallersOwnLimit(int sqlerrcode)
 LearningOutcome
 RecordLearningObservation(const pg_uuid_t *key_id, const IpNet *host)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile LearningOutcome outcome = LEARNING_UNAVAILABLE;
+	LearningObservation observation = {key_id, host};
+	Datum		outcome;
+	ErrorData  *edata;
 
 	if (!CanWrite())
 		return LEARNING_UNAVAILABLE;
 
 	/* Connected outside the subtransaction, so that its abort keeps SPI */
 	EnsureSpiConnected();
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller);
-	PG_TRY();
-	{
-		outcome = RunLearningCall(key_id, host);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-		if (IsCallersOwnLimit(edata->sqlerrcode))
-			ReThrowError(edata);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("athena_keys could not record a learning observation: %s",
-						edata->message),
-				 errdetail("The request was answered as \"API key policy unavailable\" under the fail mode."),
-				 errhint("Fix the cause above; the key learns again from its next request.")));
-		FreeErrorData(edata);
-		outcome = LEARNING_UNAVAILABLE;
-	}
-	PG_END_TRY();
-	return outcome;
+	if (CallInSubtransaction(LearningCallBody, &observation, &outcome, &edata))
+		return (LearningOutcome) DatumGetInt32(outcome);
+	if (IsCallersOwnLimit(edata->sqlerrcode))
+		ReThrowError(edata);
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("athena_keys could not record a learning observation: %s",
+					edata->message),
+			 errdetail("The request was answered as \"API key policy unavailable\" under the fail mode."),
+			 errhint("Fix the cause above; the key learns again from its next request.")));
+	FreeErrorData(edata);
+	return LEARNING_UNAVAILABLE;
 }
