@@ -11,7 +11,9 @@
 # mode) and 57014 (statement cancelled: "unavailable", so the fail mode
 # applies).  Then the connection dies with a batch in flight, queued calls
 # outlive their deadline behind a hung backend, and the server restarts
-# under load.  Runs as root or as an unprivileged user; loopback only.
+# under load, and a pipeline_batch larger than one athena_gateway_verdicts
+# call takes (64) is refused at start.  Runs as root or as an unprivileged
+# user; loopback only.
 set -uo pipefail
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/check_lib.sh"
@@ -284,5 +286,14 @@ Check "graceful shutdown: every waiting request answered [$ANSWERED of 6]" test 
 for _ in $(seq 1 50); do kill -0 "$SHORT_PID" 2>/dev/null || break; sleep 0.1; done
 # shellcheck disable=SC2016  # expanded by eval inside Check
 Check "graceful shutdown: athena-authd exited after answering" eval '! kill -0 "$SHORT_PID" 2>/dev/null'
+
+# 7. a batch goes as one athena_gateway_verdicts call, which takes at most
+# 64 requests: a larger pipeline_batch is refused at start, by name
+BATCH_OUT=$(env ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_LISTEN="127.0.0.1:$(pick_port)" \
+  ATHENA_AUTHD_PIPELINE_BATCH=65 timeout 10 "$AUTHD_BIN" 2>&1)
+BATCH_RC=$?
+Check "pipeline_batch 65: athena-authd refuses to start [exit $BATCH_RC]" \
+  test "$BATCH_RC" -ne 0 -a "$BATCH_RC" -ne 124
+Check "pipeline_batch 65: the message names the setting" grep -q pipeline_batch <<<"$BATCH_OUT"
 
 Finish
