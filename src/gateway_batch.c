@@ -30,6 +30,7 @@
  */
 #include "athena_keys.h"
 
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/array.h"
@@ -98,32 +99,15 @@ ReadBatchColumn(FunctionCallInfo fcinfo, int arg, Oid element_type, BatchColumn 
 }
 
 /*
- * A comma-separated list of rights as the text[] string_to_array(joined,
- * ',') makes of it: empty for an empty list, an empty name between two
- * commas kept as such (the decision refuses it as athena_gateway_verdict
- * would).
+ * A comma-separated list of rights as the text[] that athena-authd's single
+ * call makes of it: PostgreSQL's own string_to_array(joined, ','), in the
+ * database's collation as the call's SQL has it.
  */
 static Datum
-RightsArrayOf(text *joined)
+RightsArrayOf(Datum joined)
 {
-	const char *s = VARDATA_ANY(joined);
-	int			len = VARSIZE_ANY_EXHDR(joined);
-	Datum	   *names;
-	int			count = 0;
-	int			start = 0;
-	int			i;
-
-	if (len == 0)
-		return PointerGetDatum(construct_empty_array(TEXTOID));
-	names = palloc(sizeof(Datum) * (len / 2 + 1));
-	for (i = 0; i <= len; i++)
-	{
-		if (i < len && s[i] != ',')
-			continue;
-		names[count++] = PointerGetDatum(cstring_to_text_with_len(s + start, i - start));
-		start = i + 1;
-	}
-	return PointerGetDatum(construct_array(names, count, TEXTOID, -1, false, TYPALIGN_INT));
+	return DirectFunctionCall2Coll(text_to_array, DEFAULT_COLLATION_OID, joined,
+								   CStringGetTextDatum(","));
 }
 
 /*
@@ -255,7 +239,7 @@ athena_gateway_verdicts(PG_FUNCTION_ARGS)
 		}
 		element->args[3].isnull = columns[3].nulls[i];
 		element->args[3].value = columns[3].nulls[i] ? (Datum) 0 :
-			RightsArrayOf(DatumGetTextPP(columns[3].values[i]));
+			RightsArrayOf(columns[3].values[i]);
 		MemoryContextSwitchTo(caller_context);
 		answers[i] = DecideElement(element, i, scratch);
 	}
