@@ -158,6 +158,15 @@ SELECT (athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL)).statu
 	   1 / (random() * 0)::int FROM d;
 SELECT count(*) FROM athena_keys.api_key_ip_rule;
 SELECT status FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+-- Nor does the key cache keep what such a call read: with the cache on,
+-- the same failing statement leaves no entry of the key without its rule.
+RESET athena_keys.key_cache_size;
+SELECT 1 FROM athena_keys.athena_create_key('generation bump, cache on');
+WITH d AS (DELETE FROM athena_keys.api_key_ip_rule WHERE api_key_id = :'k3_id' RETURNING 1)
+SELECT (athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL)).status,
+	   1 / (random() * 0)::int FROM d;
+SELECT status FROM athena_keys.athena_authenticate(:'k3', NULL, '203.0.113.7', NULL);
+SET athena_keys.key_cache_size = 0;
 DELETE FROM athena_keys.api_key_ip_rule;
 DROP FUNCTION key_rows_block(uuid);
 RESET athena_keys.log_decisions;

@@ -15,7 +15,9 @@
  * Caches are filled only in READ COMMITTED transactions, where each SPI
  * query takes a fresh snapshot: a transaction-level snapshot may predate an
  * invalidation already consumed, and caching what it sees could outlive
- * the change.
+ * the change.  Nor while the transaction may have written a table that
+ * feeds them: its own changes are announced only at the end of the
+ * statement that made them (CacheFillAllowed).
  *
  * A call nested in another (athena_authenticate run by a trigger that the
  * outer call's log insert fired) must not free cache entries the outer
@@ -25,10 +27,13 @@
  */
 #include "cache_invalidation.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -225,6 +230,57 @@ bool
 CachingAllowed(void)
 {
 	return !IsolationUsesXactSnapshot();
+}
+
+/*
+ * Whether this transaction holds a lock on relid that writing it takes
+ * (RowExclusiveLock or stronger), asked of the local lock table mode by
+ * mode as CheckRelationLockedByMe does (which needs an open relation, and
+ * whose OID twin only later minor releases have).
+ */
+static bool
+MayHaveWritten(Oid relid)
+{
+	LOCKTAG		tag;
+	LOCKMODE	mode;
+
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, relid);
+	for (mode = RowExclusiveLock; mode <= MaxLockMode; mode++)
+#if PG_VERSION_NUM >= 170000
+		if (LockHeldByMe(&tag, mode, false))
+#else
+		if (LockHeldByMe(&tag, mode))
+#endif
+			return true;
+	return false;
+}
+
+/*
+ * Whether what this transaction reads may be kept in the caches (and what
+ * key_rows.c learns of the per-key tables go by): READ COMMITTED, and no
+ * table that feeds a cache possibly written by this transaction.  Its own
+ * change to such a table is announced only when the row triggers fire at
+ * the end of the statement that made it (a data-modifying WITH, a SQL
+ * function calling athena_authenticate after its write), and not at all
+ * when that statement raises, while what a read saw of it is undone: kept,
+ * it would outlive the change, a deleted rule missing for good.  A
+ * transaction without a transaction id has written nothing, which spares
+ * the lock table lookups on the gateway's path.
+ */
+bool
+CacheFillAllowed(void)
+{
+	size_t		i;
+
+	if (!CachingAllowed())
+		return false;
+	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return true;
+	EnsureWatchedTablesKnown();
+	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
+		if (OidIsValid(watched_table_oids[i]) && MayHaveWritten(watched_table_oids[i]))
+			return false;
+	return true;
 }
 
 /* Whether a stale cache may be freed and rebuilt now: no outer call reads it */

@@ -16,6 +16,7 @@ extern Oid	WatchedTableOid(const char *table);
 extern Oid	RateLimitTableOid(void);
 extern Oid	KeyTableOid(void);
 extern bool CachingAllowed(void);
+extern bool CacheFillAllowed(void);
 extern bool CacheMayBeRebuilt(void);
 extern void EnterCacheUse(void);
 extern void LeaveCacheUse(void);

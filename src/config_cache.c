@@ -305,7 +305,7 @@ ReadEnforcementConfig(void)
 	uint64		before = ConfigCacheGeneration();
 	EnforcementConfig *config;
 
-	if (!CachingAllowed() || !CacheMayBeRebuilt())
+	if (!CacheFillAllowed() || !CacheMayBeRebuilt())
 		return LoadEnforcementConfig(CurrentMemoryContext);
 
 	cached_config = NULL;

@@ -120,7 +120,7 @@ ReadKey(const char *public_id, size_t len)
 	entry = palloc0(sizeof(CachedKey));
 	memcpy(entry->public_id, public_id, len);
 
-	cacheable = athena_key_cache_size > 0 && CachingAllowed() && CacheMayBeRebuilt();
+	cacheable = athena_key_cache_size > 0 && CacheFillAllowed() && CacheMayBeRebuilt();
 	if (cacheable && (key_cache == NULL || key_cache_generation != KeyCacheGeneration()))
 	{
 		FlushKeyCache();

@@ -37,7 +37,6 @@
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
@@ -385,25 +384,6 @@ ResolveLayout(KeyRead *read, uint64 generation)
 }
 
 /*
- * Whether what a READ COMMITTED read finds in table may be kept for this
- * generation, and what was kept may be gone by.  Not once this transaction
- * has written anything (it has a transaction id): the invalidation of its
- * own change to the table is queued only when the row triggers fire at the
- * end of the statement that made it (a data-modifying WITH, a SQL
- * function), and a statement that raises before then leaves none at all,
- * while what the read saw of the change is undone.  A gateway call is
- * usually the first thing its transaction does, so it keeps the shortcut.
- * (Asking the lock table whether the transaction holds RowExclusiveLock on
- * the table would be finer, but CheckRelationOidLockedByMe exists only in
- * later minor releases.)
- */
-static bool
-PresenceMayBeKept(void)
-{
-	return CachingAllowed() && !TransactionIdIsValid(GetTopTransactionIdIfAny());
-}
-
-/*
  * Whether this generation knows that table holds no key's rows, so a read
  * may leave it alone.  Only what a READ COMMITTED read found is kept
  * (ReadKeyRows): a transaction snapshot may predate a change whose
@@ -412,7 +392,7 @@ PresenceMayBeKept(void)
 static bool
 KnownWithoutKeyRows(KeyTable table)
 {
-	return layout.presence[table] == ROWS_NONE && PresenceMayBeKept();
+	return layout.presence[table] == ROWS_NONE && CacheFillAllowed();
 }
 
 /*
@@ -594,15 +574,15 @@ TableHoldsKeyRows(KeyRead *read, KeyTable table)
  * generation knows it holds none (it was then not opened).  The first READ
  * COMMITTED read of a generation finds out, under the snapshot it reads
  * with; a change since then advances the generation, which forgets it.  A
- * transaction that has written anything always searches it
- * (PresenceMayBeKept).
+ * transaction that may have written a table feeding the caches always
+ * searches it (CacheFillAllowed).
  */
 static bool
 MustSearchTable(KeyRead *read, KeyTable table)
 {
 	if (read->tables[table] == NULL)
 		return false;
-	if (!PresenceMayBeKept())
+	if (!CacheFillAllowed())
 		return true;
 	if (layout.presence[table] == ROWS_UNKNOWN)
 		layout.presence[table] = TableHoldsKeyRows(read, table) ? ROWS_SOME : ROWS_NONE;
