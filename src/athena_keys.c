@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * athena_keys.c
- *		Module entry: settings, the shared memory of the log queue and the
- *		rate limits, cache invalidation.
+ *		Module entry: settings, the shared memory of the log queue, the
+ *		rate limits and the shared key cache, cache invalidation.
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
@@ -12,6 +12,7 @@
 #include "last_used_queue.h"
 #include "log_queue.h"
 #include "rate_limit.h"
+#include "shared_key_cache.h"
 
 PG_MODULE_MAGIC;
 
@@ -19,8 +20,8 @@ void		_PG_init(void);
 
 /*
  * Define the settings (settings.c), ask for the shared memory of the log
- * queue, the last_used_at stamps and the rate limits when preloaded, and register the cache
- * invalidation callback.
+ * queue, the last_used_at stamps, the rate limits and the shared key cache
+ * when preloaded, and register the cache invalidation callback.
  */
 void
 _PG_init(void)
@@ -29,5 +30,6 @@ _PG_init(void)
 	InitLogQueue();
 	InitLastUseQueue();
 	InitRateLimits();
+	InitSharedKeyCache();
 	RegisterCacheInvalidation();
 }

@@ -19,6 +19,10 @@
  * feeds them: its own changes are announced only at the end of the
  * statement that made them (CacheFillAllowed).
  *
+ * The cache all backends share (shared_key_cache.c) has an epoch instead,
+ * advanced when a transaction that the triggers (or its own DDL) marked
+ * commits.
+ *
  * A call nested in another (athena_authenticate run by a trigger that the
  * outer call's log insert fired) must not free cache entries the outer
  * call is still reading: while one is running, stale caches are bypassed,
@@ -37,6 +41,8 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+
+#include "shared_key_cache.h"
 
 PG_FUNCTION_INFO_V1(athena_invalidate_caches);
 
@@ -90,6 +96,7 @@ athena_invalidate_caches(PG_FUNCTION_ARGS)
 				 errhint("Attach it to a table with CREATE TRIGGER.")));
 
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	NoteKeyTablesChanged();
 	return PointerGetDatum(NULL);
 }
 
@@ -119,7 +126,16 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 		if (watched_tables[i].feeds != FEEDS_KEYS)
 			config_generation++;
 		if (watched_tables[i].feeds != FEEDS_CONFIG)
+		{
 			key_generation++;
+
+			/*
+			 * This transaction's own DDL (a dropped index or table): the
+			 * shared cache's epoch advances when it commits.
+			 */
+			if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+				NoteKeyTablesChanged();
+		}
 
 		/*
 		 * The table may have been dropped (DROP EXTENSION): resolve the

@@ -10,7 +10,8 @@
  * context of their own, freed in one step on eviction.  Read with the
  * extension owner's rights (request_effects.c) by key_rows.c, peeked at
  * with the caller's; cache_invalidation.c says when the whole cache is
- * stale.
+ * stale.  Keys it lacks may come from the cache all backends share
+ * (shared_key_cache.c) before they are read from the tables.
  *-------------------------------------------------------------------------
  */
 #include "key_cache.h"
@@ -21,6 +22,7 @@
 #include "cache_invalidation.h"
 #include "athena_keys.h"
 #include "key_rows.h"
+#include "shared_key_cache.h"
 
 static MemoryContext key_cache_context = NULL;
 static HTAB *key_cache = NULL;
@@ -103,35 +105,15 @@ PeekCachedKey(const char *public_id, size_t len)
 }
 
 /*
- * What is known about a public id, read from the tables (the caller holds
- * the rights to) and cached when allowed; otherwise it lives until the end
- * of the call.  A key that changed while it was read serves this call
- * only.
+ * Keep entry, whose parts are under the call's memory, in the cache when
+ * cacheable and the generation is still the one before it was found;
+ * the entry to use from now on.
  */
-CachedKey *
-ReadKey(const char *public_id, size_t len)
+static CachedKey *
+KeepKey(CachedKey *entry, bool cacheable, uint64 before)
 {
-	CachedKey  *entry;
 	CachedKey  *cached;
-	uint64		before;
-	bool		cacheable;
 
-	Assert(len <= PUBLIC_ID_MAX_LEN);
-	entry = palloc0(sizeof(CachedKey));
-	memcpy(entry->public_id, public_id, len);
-
-	cacheable = athena_key_cache_size > 0 && CacheFillAllowed() && CacheMayBeRebuilt();
-	if (cacheable && (key_cache == NULL || key_cache_generation != KeyCacheGeneration()))
-	{
-		FlushKeyCache();
-		CreateKeyCache();
-	}
-
-	/* The parts start under the call's memory and move to the cache */
-	before = KeyCacheGeneration();
-	entry->parts = AllocSetContextCreate(CurrentMemoryContext, "athena_keys key",
-										 ALLOCSET_SMALL_SIZES);
-	ReadKeyRows(entry, entry->parts);
 	LinkFacts(entry);
 	if (!cacheable || before != KeyCacheGeneration() || key_cache == NULL)
 		return entry;
@@ -152,4 +134,100 @@ ReadKey(const char *public_id, size_t len)
 	key_cache_entries++;
 	pfree(entry);
 	return cached;
+}
+
+/*
+ * Whether this backend's cache may be filled now (flushed first when its
+ * generation passed), and whether the shared cache may be used
+ */
+static bool
+PrepareFill(bool *shared)
+{
+	bool		fill_allowed = CacheFillAllowed() && CacheMayBeRebuilt();
+	bool		cacheable = athena_key_cache_size > 0 && fill_allowed;
+
+	*shared = fill_allowed && SharedKeyCacheUsable();
+	if (cacheable && (key_cache == NULL || key_cache_generation != KeyCacheGeneration()))
+	{
+		FlushKeyCache();
+		CreateKeyCache();
+	}
+	return cacheable;
+}
+
+/* A new entry for public_id, its parts context under the call's memory */
+static CachedKey *
+NewEntry(const char *public_id, size_t len)
+{
+	CachedKey  *entry = palloc0(sizeof(CachedKey));
+
+	memcpy(entry->public_id, public_id, len);
+	entry->parts = AllocSetContextCreate(CurrentMemoryContext, "athena_keys key",
+										 ALLOCSET_SMALL_SIZES);
+	return entry;
+}
+
+/*
+ * A key the backend's cache lacks, from the cache all backends share
+ * (shared_key_cache.c) when it holds it and may be used, kept in the
+ * backend's cache as a read would be; NULL otherwise.  Reads no table, so
+ * needs no rights.
+ */
+CachedKey *
+SharedCachedKey(const char *public_id, size_t len)
+{
+	CachedKey  *entry;
+	uint64		before;
+	Oid			key_table;
+	bool		shared;
+	bool		cacheable;
+
+	Assert(len <= PUBLIC_ID_MAX_LEN);
+	cacheable = PrepareFill(&shared);
+	if (!shared)
+		return NULL;
+	key_table = KeyTableOid();
+	if (!OidIsValid(key_table))
+		return NULL;
+	before = KeyCacheGeneration();
+	entry = NewEntry(public_id, len);
+	if (!SharedKeyCacheFind(entry, key_table, entry->parts))
+	{
+		MemoryContextDelete(entry->parts);
+		pfree(entry);
+		return NULL;
+	}
+	return KeepKey(entry, cacheable, before);
+}
+
+/*
+ * What is known about a public id, read from the tables (the caller holds
+ * the rights to), offered to the shared cache and kept in this backend's
+ * when allowed; otherwise it lives until the end of the call.  A key that
+ * changed while it was read serves this call only.
+ */
+CachedKey *
+ReadKey(const char *public_id, size_t len)
+{
+	CachedKey  *entry;
+	uint64		before;
+	uint64		epoch = 0;
+	Oid			key_table = InvalidOid;
+	bool		shared;
+	bool		cacheable;
+
+	Assert(len <= PUBLIC_ID_MAX_LEN);
+	cacheable = PrepareFill(&shared);
+	before = KeyCacheGeneration();
+	entry = NewEntry(public_id, len);
+	if (shared)
+	{
+		/* Read before the snapshot the rows are read with (see there) */
+		key_table = KeyTableOid();
+		epoch = SharedKeyCacheEpoch();
+	}
+	ReadKeyRows(entry, entry->parts);
+	if (shared && OidIsValid(key_table) && before == KeyCacheGeneration())
+		SharedKeyCachePublish(entry, key_table, epoch);
+	return KeepKey(entry, cacheable, before);
 }

@@ -33,6 +33,7 @@ typedef struct CachedKey
 } CachedKey;
 
 extern CachedKey *PeekCachedKey(const char *public_id, size_t len);
+extern CachedKey *SharedCachedKey(const char *public_id, size_t len);
 extern CachedKey *ReadKey(const char *public_id, size_t len);
 
 #endif

@@ -31,6 +31,7 @@
 #include "cache_invalidation.h"
 #include "last_used_queue.h"
 #include "log_queue.h"
+#include "shared_key_cache.h"
 #include "spi_plans.h"
 
 static SPIPlanPtr last_used_plan = NULL;
@@ -74,6 +75,7 @@ TouchKeyLastUsed(CachedKey *key, TimestampTz now)
 	if (ExecuteKeptPlan(last_used_plan, args, NULL, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "athena_keys: updating last_used_at failed");
 	key->last_used_at = now;
+	SharedKeyCacheNoteUse(key, KeyTableOid());
 }
 
 /*
@@ -105,6 +107,7 @@ QueueKeyLastUsed(CachedKey *key, TimestampTz now)
 			break;
 	}
 	key->last_used_at = now;
+	SharedKeyCacheNoteUse(key, KeyTableOid());
 	return true;
 }
 

@@ -124,13 +124,19 @@ ConfigForRequest(RequestEffects *fx)
 	return config;
 }
 
-/* What is known about a public id: cached, else read with the owner's rights */
+/*
+ * What is known about a public id: cached in this backend or in the cache
+ * all backends share, else read with the owner's rights
+ */
 CachedKey *
 KeyForRequest(RequestEffects *fx, const char *public_id, size_t len)
 {
 	CachedKey  *key = PeekCachedKey(public_id, len);
 	OwnerSection section;
 
+	if (key != NULL)
+		return key;
+	key = SharedCachedKey(public_id, len);
 	if (key != NULL)
 		return key;
 	EnterOwnerSection(fx, &section, "the key is not cached");

@@ -24,6 +24,8 @@ int			athena_async_log_buffer_kb = 8192;
 int			athena_async_flush_interval_ms = 200;
 char	   *athena_primary_conninfo = NULL;
 int			athena_rate_limit_entries = 65536;
+int			athena_shared_key_cache_kb = 32768;
+bool		athena_shared_key_cache = true;
 
 static const struct config_enum_entry log_decisions_options[] = {
 	{"all", LOG_DECISIONS_ALL, false},
@@ -79,6 +81,14 @@ DefineLogQueueSettings(void)
 							65536, 64, 16 * 1024 * 1024,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("athena_keys.shared_key_cache_size",
+							"Shared memory for the key cache every backend shares (0 disables it).",
+							"4 kB per key; a key whose rules and grants need more is not "
+							"shared.  Needs athena_keys in shared_preload_libraries.",
+							&athena_shared_key_cache_kb,
+							32768, 0, 4 * 1024 * 1024,
+							PGC_POSTMASTER, GUC_UNIT_KB,
+							NULL, NULL, NULL);
 }
 
 /*
@@ -123,6 +133,15 @@ DefineSettings(void)
 							10000, 0, 1000000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("athena_keys.shared_key_cache",
+							 "Whether this session's calls use the key cache every backend shares.",
+							 "Off: a key the backend's own cache lacks is read from the tables. "
+							 "The shared cache exists only where athena_keys is preloaded.",
+							 &athena_shared_key_cache,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("athena_keys.report_handovers",
 							 "Report the first section of each athena_authenticate call that needs table access (with the extension owner's rights), with its reason, as a NOTICE.",

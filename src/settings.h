@@ -36,6 +36,8 @@ extern char *athena_primary_conninfo;
 
 /* Defined only when athena_keys is preloaded: it sizes the rate limit table */
 extern int	athena_rate_limit_entries;
+extern int	athena_shared_key_cache_kb;
+extern bool athena_shared_key_cache;
 
 extern void DefineSettings(void);
 

@@ -354,8 +354,11 @@ scenario happy_none_from "  same, the row from FROM athena_authenticate (info)" 
   vars="$HAPPY_VARS" expect=200 base=select1
 scenario happy_none_all "  same, all 17 columns (info)" gateway_all_columns pgopt="$NONE" vars="$HAPPY_VARS" \
   expect=200 base=select1
-scenario happy_none_miss "  same, key cache off: every call a miss" gateway \
+scenario happy_none_miss "  same, backend's key cache off: shared cache hit" gateway \
   pgopt="$NONE -c athena_keys.key_cache_size=0" vars="$HAPPY_VARS" expect=200 base=happy_none
+scenario happy_none_cold "  same, shared cache off too: read (info)" gateway \
+  pgopt="$NONE -c athena_keys.key_cache_size=0 -c athena_keys.shared_key_cache=off" vars="$HAPPY_VARS" \
+  expect=200 base=happy_none
 scenario happy_none_stamp "  same, a last_used_at stamp due every call" gateway \
   pgopt="$NONE -c athena_keys.last_used_interval=0" vars="$HAPPY_VARS" expect=200 base=happy_none
 scenario no_key_none "  no key at all, none (call floor, info)" gateway_no_key pgopt="$NONE" vars="$HAPPY_VARS" \
@@ -602,7 +605,9 @@ if [ "$INSTR_MODE" = 1 ]; then
   echo "instruction targets (issue 17; instructions per call, this run):"
   instr_target "the proxy's call: happy path, none" "${INSTR[happy_none]:-}" "" le 50000
   instr_target "async writer, per logged row" "${INSTR_WRITER[happy_async]:-}" "" le 13000
-  instr_target "key not in the cache (100-CIDR whitelist)" "${INSTR[happy_none_miss]:-}" "${INSTR[happy_none]:-}" le 2
+  instr_target "key not in the backend's cache (100-CIDR whitelist)" "${INSTR[happy_none_miss]:-}" "${INSTR[happy_none]:-}" le 2
+  printf '   %-48s %9s   (info: in neither cache, read from the tables)\n' \
+    "  the same key in no cache" "$(human_instr "${INSTR[happy_none_cold]:-}")"
   instr_target "key not in the cache (no rules, $HK keys)" "${INSTR[random_key_none]:-}" "${INSTR[happy_none]:-}" le 2
   instr_target "a last_used_at stamp due" "${INSTR[happy_none_stamp]:-}" "${INSTR[happy_none]:-}" le 1.5
   printf '   %-48s %9s   (info: applied in batches by the log writer when preloaded)\n' \

@@ -1,0 +1,125 @@
+# The key cache all backends share (src/shared_key_cache.c), on a preloaded
+# primary and its streaming standby.  Sessions keep no key cache of their
+# own (key_cache_size = 0) and report the first table access of each call
+# (report_handovers), so a call served by the shared cache reports none:
+# a key read once serves every later call of any session; a key too big
+# for a slot, a session with shared_key_cache = off and a standby in
+# recovery read the tables on every call, and still decide right; after
+# kill -9 the cache starts empty and works again; a dropped and re-created
+# extension never meets its predecessor's entries; after promotion the
+# former standby shares keys too; with shared_key_cache_size = 0 there is
+# no shared cache and nothing else changes.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use AthenaTest;
+
+my $primary = athena_node('shared', init => { allows_streaming => 1 }, preload => 1,
+	conf => "max_prepared_transactions = 2\n");
+my ($key, $key_id) = create_key($primary, 'postgres', q{'shared'});
+my ($big, $big_id) = create_key($primary, 'postgres', q{'three hundred rules'});
+$primary->safe_psql('postgres', qq{
+	SELECT athena_keys.athena_add_ip_rule('whitelist', ('172.' || 16 + g / 250 || '.' || g % 250 || '.0/24')::cidr, '$big_id')
+	  FROM generate_series(0, 299) g});
+
+my $session_setup = "SET athena_keys.key_cache_size = 0; SET athena_keys.log_decisions = none;
+	SET athena_keys.last_used_interval = 86400; SET athena_keys.report_handovers = on;";
+
+# calls($node, $key, $n[, $more_setup]): in one new session, a first call
+# (which reports the config read, a call reports only its first), then $n
+# calls; returns "verdicts|reads": the verdicts of the $n calls and how
+# many of them read the key from the tables.
+sub calls
+{
+	my ($node, $k, $n, $more) = @_;
+	my $sql = $session_setup . ($more // '') .
+	  "SELECT status FROM athena_keys.athena_authenticate('$k', NULL, '10.0.0.9', NULL);\n";
+	$sql .= "SELECT status || ' ' || coalesce(reason, '-') FROM athena_keys.athena_authenticate('$k', NULL, '10.0.0.9', NULL);\n"
+	  for 1 .. $n;
+	my ($stdout, $stderr);
+	$node->psql('postgres', $sql, stdout => \$stdout, stderr => \$stderr, on_error_die => 1);
+	my @lines = split /\n/, $stdout;
+	shift @lines;
+	my $reads = () = $stderr =~ /the key is not cached/g;
+	return join(',', @lines) . "|$reads";
+}
+
+# calls() in a first session reads the key once: warm it, then count.
+calls($primary, $key, 1);
+is(calls($primary, $key, 3), '200 -,200 -,200 -|0',
+	'a key read by one session is served to later sessions from shared memory');
+is(calls($primary, $key, 3, 'SET athena_keys.shared_key_cache = off;'), '200 -,200 -,200 -|3',
+	'with shared_key_cache = off every call reads the key');
+calls($primary, $big, 1);
+is(calls($primary, $big, 3), '403 IP not allowed,403 IP not allowed,403 IP not allowed|3',
+	'a key with 300 rules does not fit a slot: read on every call, decided the same');
+$primary->safe_psql('postgres',
+	"SELECT athena_keys.athena_add_ip_rule('whitelist', '10.0.0.0/24', '$big_id')");
+is(calls($primary, $big, 2), '200 -,200 -|2', 'and sees its new rule at once');
+
+# A change committed by one session is seen by the next call of another.
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_set_key_active('$key_id', false)");
+is(calls($primary, $key, 2), '401 Inactive API key,401 Inactive API key|0',
+	'a revocation is seen by the next call of a new session (the first call shared it again)');
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_set_key_active('$key_id', true)");
+is(calls($primary, $key, 1), '200 -|0', 'and so is its return');
+
+# kill -9: the server starts with its shared memory made again, empty.
+$primary->kill9;
+ok(restart_after_crash($primary), 'the server starts again after kill -9');
+is(calls($primary, $key, 2), '200 -,200 -|0', 'and the shared cache serves keys again');
+
+# PREPARE TRANSACTION of a change is refused while the cache exists: its
+# COMMIT PREPARED would not advance the epoch.
+my ($rc, $out, $err) = $primary->psql('postgres',
+	"BEGIN; SELECT athena_keys.athena_set_key_active('$key_id', false); PREPARE TRANSACTION 'revoke'");
+like($err, qr/cannot prepare a transaction that changed athena_keys keys, rules or limits/,
+	'a prepared change is refused');
+is($primary->safe_psql('postgres', "SELECT count(*) FROM pg_prepared_xacts"), '0', 'nothing is left prepared');
+is(calls($primary, $key, 1), '200 -|0', 'and the key is unchanged');
+
+# DROP EXTENSION and CREATE EXTENSION, the same key imported again with a
+# blacklist: never decided from the old extension's entry.
+my ($salt, $hash, $public_id) = split /\|/, $primary->safe_psql('postgres',
+	"SELECT key_salt || '|' || key_hash || '|' || public_id FROM athena_keys.api_key WHERE id = '$key_id'");
+calls($primary, $key, 1);
+$primary->safe_psql('postgres', qq{
+	DROP EXTENSION athena_keys CASCADE;
+	CREATE EXTENSION athena_keys;
+	SELECT athena_keys.athena_add_ip_rule('blacklist', '10.0.0.0/8',
+	       athena_keys.athena_import_key('$public_id', '$salt', '$hash', 'imported again'))});
+is(calls($primary, $key, 2), '403 IP blocked,403 IP blocked|0',
+	'a re-created extension decides with its own rows');
+
+# The standby never uses the shared cache in recovery: its changes arrive
+# through the WAL, without the epoch.
+$primary->backup('base');
+my $standby = PostgreSQL::Test::Cluster->new('shared_standby');
+$standby->init_from_backup($primary, 'base', has_streaming => 1);
+$standby->start;
+$primary->wait_for_catchup($standby);
+is(calls($standby, $key, 3), '403 IP blocked,403 IP blocked,403 IP blocked|3',
+	'a standby reads the key on every call');
+$primary->safe_psql('postgres', "SELECT athena_keys.athena_remove_ip_rule('blacklist', '10.0.0.0/8',
+	(SELECT id FROM athena_keys.api_key WHERE public_id = '$public_id'))");
+$primary->wait_for_catchup($standby);
+is(calls($standby, $key, 1), '200 -|1', 'and sees a change replayed from the primary');
+$standby->promote;
+$standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()');
+calls($standby, $key, 1);
+is(calls($standby, $key, 2), '200 -,200 -|0', 'once promoted it shares keys');
+$standby->stop;
+
+# shared_key_cache_size = 0: no shared cache; calls read, decide the same.
+$primary->append_conf('postgresql.conf', "athena_keys.shared_key_cache_size = 0\n");
+$primary->restart;
+is(calls($primary, $key, 2), '200 -,200 -|2', 'shared_key_cache_size = 0: every call reads the key');
+is($primary->psql('postgres', "BEGIN; SELECT athena_keys.athena_set_key_active(id, false) FROM athena_keys.api_key;
+	PREPARE TRANSACTION 'p'; ROLLBACK PREPARED 'p'"),
+	0, 'and a change may be prepared');
+
+done_testing();
