@@ -238,7 +238,14 @@ RateLimitTableOid(void)
 Oid
 KeyTableOid(void)
 {
-	return WatchedTableOid("api_key");
+	static int	api_key = -1;
+	size_t		i;
+
+	EnsureWatchedTablesKnown();
+	for (i = 0; api_key < 0 && i < WATCHED_TABLE_COUNT; i++)
+		if (strcmp(watched_tables[i].table, "api_key") == 0)
+			api_key = (int) i;
+	return watched_table_oids[api_key];
 }
 
 /* Whether this transaction may fill the caches (see the file header) */

@@ -137,97 +137,67 @@ KeepKey(CachedKey *entry, bool cacheable, uint64 before)
 }
 
 /*
- * Whether this backend's cache may be filled now (flushed first when its
- * generation passed), and whether the shared cache may be used
+ * Begin looking up a key the backend's cache lacks: whether the entry may
+ * be kept in the backend's cache (flushed first when its generation
+ * passed) and whether the shared cache may be used, a new entry with its
+ * parts context under the call's memory, and the generation before.
  */
-static bool
-PrepareFill(bool *shared)
+static void
+BeginKeyLookup(KeyLookup *lookup, const char *public_id, size_t len)
 {
 	bool		fill_allowed = CacheFillAllowed() && CacheMayBeRebuilt();
-	bool		cacheable = athena_key_cache_size > 0 && fill_allowed;
+	CachedKey  *entry;
 
-	*shared = fill_allowed && SharedKeyCacheUsable();
-	if (cacheable && (key_cache == NULL || key_cache_generation != KeyCacheGeneration()))
+	Assert(len <= PUBLIC_ID_MAX_LEN);
+	lookup->cacheable = athena_key_cache_size > 0 && fill_allowed;
+	lookup->key_table = InvalidOid;
+	if (fill_allowed && SharedKeyCacheUsable())
+		lookup->key_table = KeyTableOid();
+	if (lookup->cacheable && (key_cache == NULL || key_cache_generation != KeyCacheGeneration()))
 	{
 		FlushKeyCache();
 		CreateKeyCache();
 	}
-	return cacheable;
-}
-
-/* A new entry for public_id, its parts context under the call's memory */
-static CachedKey *
-NewEntry(const char *public_id, size_t len)
-{
-	CachedKey  *entry = palloc0(sizeof(CachedKey));
-
+	lookup->before = KeyCacheGeneration();
+	entry = palloc0(sizeof(CachedKey));
 	memcpy(entry->public_id, public_id, len);
 	entry->parts = AllocSetContextCreate(CurrentMemoryContext, "athena_keys key",
 										 ALLOCSET_SMALL_SIZES);
-	return entry;
+	lookup->entry = entry;
 }
 
 /*
  * A key the backend's cache lacks, from the cache all backends share
  * (shared_key_cache.c) when it holds it and may be used, kept in the
- * backend's cache as a read would be; NULL otherwise.  Reads no table, so
- * needs no rights.
+ * backend's cache as a read would be; else NULL, and lookup is what
+ * ReadKey needs to read it.  Reads no table, so needs no rights.
  */
 CachedKey *
-SharedCachedKey(const char *public_id, size_t len)
+SharedCachedKey(const char *public_id, size_t len, KeyLookup *lookup)
 {
-	CachedKey  *entry;
-	uint64		before;
-	Oid			key_table;
-	bool		shared;
-	bool		cacheable;
-
-	Assert(len <= PUBLIC_ID_MAX_LEN);
-	cacheable = PrepareFill(&shared);
-	if (!shared)
+	BeginKeyLookup(lookup, public_id, len);
+	if (!OidIsValid(lookup->key_table))
 		return NULL;
-	key_table = KeyTableOid();
-	if (!OidIsValid(key_table))
+	if (!SharedKeyCacheFind(lookup->entry, lookup->key_table, &lookup->shared,
+							lookup->entry->parts))
 		return NULL;
-	before = KeyCacheGeneration();
-	entry = NewEntry(public_id, len);
-	if (!SharedKeyCacheFind(entry, key_table, entry->parts))
-	{
-		MemoryContextDelete(entry->parts);
-		pfree(entry);
-		return NULL;
-	}
-	return KeepKey(entry, cacheable, before);
+	return KeepKey(lookup->entry, lookup->cacheable, lookup->before);
 }
 
 /*
- * What is known about a public id, read from the tables (the caller holds
- * the rights to), offered to the shared cache and kept in this backend's
- * when allowed; otherwise it lives until the end of the call.  A key that
- * changed while it was read serves this call only.
+ * The key SharedCachedKey did not find, read from the tables (the caller
+ * holds the rights to), offered to the shared cache and kept in this
+ * backend's when allowed; otherwise it lives until the end of the call.  A
+ * key that changed while it was read serves this call only.  The shared
+ * cache's epoch was read by the lookup, before the snapshot of this read.
  */
 CachedKey *
-ReadKey(const char *public_id, size_t len)
+ReadKey(KeyLookup *lookup)
 {
-	CachedKey  *entry;
-	uint64		before;
-	uint64		epoch = 0;
-	Oid			key_table = InvalidOid;
-	bool		shared;
-	bool		cacheable;
+	CachedKey  *entry = lookup->entry;
 
-	Assert(len <= PUBLIC_ID_MAX_LEN);
-	cacheable = PrepareFill(&shared);
-	before = KeyCacheGeneration();
-	entry = NewEntry(public_id, len);
-	if (shared)
-	{
-		/* Read before the snapshot the rows are read with (see there) */
-		key_table = KeyTableOid();
-		epoch = SharedKeyCacheEpoch();
-	}
 	ReadKeyRows(entry, entry->parts);
-	if (shared && OidIsValid(key_table) && before == KeyCacheGeneration())
-		SharedKeyCachePublish(entry, key_table, epoch);
-	return KeepKey(entry, cacheable, before);
+	if (OidIsValid(lookup->key_table) && lookup->before == KeyCacheGeneration())
+		SharedKeyCachePublish(entry, lookup->key_table, &lookup->shared);
+	return KeepKey(entry, lookup->cacheable, lookup->before);
 }

@@ -32,8 +32,25 @@ typedef struct CachedKey
 	dlist_node	lru_node;
 } CachedKey;
 
+/* Where the slot of a key in the shared cache is, and its epoch when looked up */
+typedef struct SharedKeyPlace
+{
+	uint32		hash;
+	uint64		epoch;
+} SharedKeyPlace;
+
+/* A lookup of a key the backend's cache lacks, from the shared cache to the tables */
+typedef struct KeyLookup
+{
+	CachedKey  *entry;			/* being filled, parts under the call's memory */
+	bool		cacheable;		/* may be kept in the backend's cache */
+	uint64		before;			/* the key cache generation before */
+	Oid			key_table;		/* api_key's OID; InvalidOid: no shared cache */
+	SharedKeyPlace shared;
+} KeyLookup;
+
 extern CachedKey *PeekCachedKey(const char *public_id, size_t len);
-extern CachedKey *SharedCachedKey(const char *public_id, size_t len);
-extern CachedKey *ReadKey(const char *public_id, size_t len);
+extern CachedKey *SharedCachedKey(const char *public_id, size_t len, KeyLookup *lookup);
+extern CachedKey *ReadKey(KeyLookup *lookup);
 
 #endif

@@ -133,14 +133,15 @@ KeyForRequest(RequestEffects *fx, const char *public_id, size_t len)
 {
 	CachedKey  *key = PeekCachedKey(public_id, len);
 	OwnerSection section;
+	KeyLookup	lookup;
 
 	if (key != NULL)
 		return key;
-	key = SharedCachedKey(public_id, len);
+	key = SharedCachedKey(public_id, len, &lookup);
 	if (key != NULL)
 		return key;
 	EnterOwnerSection(fx, &section, "the key is not cached");
-	key = ReadKey(public_id, len);
+	key = ReadKey(&lookup);
 	LeaveOwnerSection(&section);
 	return key;
 }

@@ -84,7 +84,8 @@ DefineLogQueueSettings(void)
 	DefineCustomIntVariable("athena_keys.shared_key_cache_size",
 							"Shared memory for the key cache every backend shares (0 disables it).",
 							"4 kB per key; a key whose rules and grants need more is not "
-							"shared.  Needs athena_keys in shared_preload_libraries.",
+							"shared.  Needs athena_keys in shared_preload_libraries and "
+							"max_prepared_transactions = 0.",
 							&athena_shared_key_cache_kb,
 							32768, 0, 4 * 1024 * 1024,
 							PGC_POSTMASTER, GUC_UNIT_KB,

@@ -24,12 +24,16 @@
  * entry stale.  A committed change is therefore seen by every backend's
  * next call, as with the backends' own caches.
  *
- * What would escape the epoch is refused or avoided: PREPARE TRANSACTION of
- * a change (its COMMIT PREPARED runs elsewhere, without this transaction's
- * callback) raises; a hot standby, whose changes arrive through the WAL,
- * does not use the cache; a crash restart starts with an empty cache.
- * Entries are kept per database and per api_key table OID, so a re-created
- * extension never meets its predecessor's entries.
+ * What would escape the epoch is avoided: a server that allows prepared
+ * transactions (max_prepared_transactions > 0) has no shared cache, since a
+ * COMMIT PREPARED (by any session, by a two_phase subscription's apply
+ * worker, after a restart or a promotion) runs without the preparing
+ * transaction's callback; a hot standby, whose changes arrive through the
+ * WAL, does not use the cache; a crash restart starts with an empty cache.
+ * Entries are kept per database incarnation (its OID and the xmin of its
+ * pg_database row, so a database dropped and created again with the same
+ * OID never meets its predecessor's entries) and per api_key table OID (nor
+ * does a re-created extension).
  *
  * Layout: fixed slots of SHARED_KEY_SLOT_SIZE bytes, in buckets of
  * SHARED_KEY_WAYS slots; a key's bucket comes from the hash of its public
@@ -40,6 +44,8 @@
  */
 #include "shared_key_cache.h"
 
+#include "access/htup_details.h"
+#include "access/twophase.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "common/hashfn.h"
@@ -49,6 +55,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "settings.h"
 
@@ -63,6 +70,7 @@ typedef struct SharedKeySlot
 	uint64		epoch;			/* the epoch it is valid in; 0: empty */
 	uint64		filled;			/* fill order, for replacement */
 	Oid			database;
+	TransactionId database_xmin;	/* with database: the incarnation */
 	Oid			key_table;
 	uint32		hash;
 	uint32		length;			/* of the record */
@@ -131,11 +139,17 @@ static SharedKeyCache *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool key_tables_changed = false;
+static TransactionId database_xmin = InvalidTransactionId;
 
-/* How many buckets the setting's memory makes (0: none) */
+/*
+ * How many buckets the setting's memory makes (0: none, also wherever
+ * prepared transactions are allowed: see the file header)
+ */
 static int
 BucketCount(void)
 {
+	if (max_prepared_xacts > 0)
+		return 0;
 	return (int) (((Size) athena_shared_key_cache_kb * 1024) /
 				  (SHARED_KEY_SLOT_SIZE * SHARED_KEY_WAYS));
 }
@@ -183,6 +197,12 @@ SharedKeyCacheShmemStartup(void)
 		shared->nbuckets = BucketCount();
 		shared->nlocks = LockCount();
 		shared->locks = GetNamedLWLockTranche(SHARED_KEY_TRANCHE);
+		if (max_prepared_xacts > 0 && athena_shared_key_cache_kb > 0)
+			ereport(LOG,
+					(errmsg("athena_keys: the shared key cache is off because max_prepared_transactions is %d",
+							max_prepared_xacts),
+					 errdetail("A COMMIT PREPARED of a key change would not be seen by the shared key cache."),
+					 errhint("Set max_prepared_transactions to 0 to use the shared key cache.")));
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -190,7 +210,7 @@ SharedKeyCacheShmemStartup(void)
 /*
  * Transaction callback: advance the epoch when a transaction that changed
  * a table feeding the key cache has committed (visible to every snapshot
- * taken from now on); refuse to prepare one.
+ * taken from now on).
  */
 static void
 SharedKeyCacheXactCallback(XactEvent event, void *arg)
@@ -202,14 +222,6 @@ SharedKeyCacheXactCallback(XactEvent event, void *arg)
 			if (key_tables_changed && shared != NULL)
 				pg_atomic_fetch_add_u64(&shared->epoch, 1);
 			key_tables_changed = false;
-			break;
-		case XACT_EVENT_PRE_PREPARE:
-			if (key_tables_changed && shared != NULL && shared->nbuckets > 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot prepare a transaction that changed athena_keys keys, rules or limits"),
-						 errdetail("The shared key cache learns of a change when the transaction that made it commits, and COMMIT PREPARED would commit it unseen."),
-						 errhint("Commit the change without two-phase commit, or set athena_keys.shared_key_cache_size to 0.")));
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -249,6 +261,26 @@ NoteKeyTablesChanged(void)
 }
 
 /*
+ * The xmin of this database's pg_database row, which tells a database from
+ * one dropped before it with the same OID; looked up once per backend
+ * (raw: freezing does not change it).  InvalidTransactionId: not found.
+ */
+static TransactionId
+DatabaseXmin(void)
+{
+	HeapTuple	tuple;
+
+	if (TransactionIdIsValid(database_xmin))
+		return database_xmin;
+	tuple = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	if (!HeapTupleIsValid(tuple))
+		return InvalidTransactionId;
+	database_xmin = HeapTupleHeaderGetRawXmin(tuple->t_data);
+	ReleaseSysCache(tuple);
+	return database_xmin;
+}
+
+/*
  * Whether this backend may use the shared cache now: it exists, is on, and
  * the server is not a standby in recovery (see the file header).  The
  * caller also checks that the transaction may fill caches.
@@ -257,15 +289,7 @@ bool
 SharedKeyCacheUsable(void)
 {
 	return shared != NULL && shared->nbuckets > 0 && athena_shared_key_cache &&
-		!RecoveryInProgress();
-}
-
-/* The current epoch; read before the snapshot of a read to publish */
-uint64
-SharedKeyCacheEpoch(void)
-{
-	pg_memory_barrier();
-	return pg_atomic_read_u64(&shared->epoch);
+		!RecoveryInProgress() && TransactionIdIsValid(DatabaseXmin());
 }
 
 /* The hash naming a key's bucket */
@@ -275,6 +299,7 @@ KeyHash(const char *public_id, Oid key_table)
 	uint32		hash = hash_bytes((const unsigned char *) public_id, strlen(public_id));
 
 	hash = hash_combine(hash, murmurhash32((uint32) MyDatabaseId));
+	hash = hash_combine(hash, murmurhash32((uint32) database_xmin));
 	return hash_combine(hash, murmurhash32((uint32) key_table));
 }
 
@@ -298,7 +323,8 @@ static bool
 SlotHolds(const SharedKeySlot *slot, uint32 hash, Oid key_table, const char *public_id)
 {
 	return slot->epoch != 0 && slot->hash == hash && slot->database == MyDatabaseId &&
-		slot->key_table == key_table && strcmp(slot->public_id, public_id) == 0;
+		slot->database_xmin == database_xmin && slot->key_table == key_table &&
+		strcmp(slot->public_id, public_id) == 0;
 }
 
 /* Where a key's sections go, for its counts */
@@ -480,10 +506,13 @@ ReadRecord(char *base, CachedKey *entry, MemoryContext target)
 
 /*
  * Fill entry (whose public_id is set) from the shared cache when it holds
- * the key in the current epoch; its parts go to target.  False: not held.
+ * the key in the current epoch; its parts go to target.  False: not held,
+ * and place says where it would go and the epoch a read that starts its
+ * snapshot after this may publish it in.
  */
 bool
-SharedKeyCacheFind(CachedKey *entry, Oid key_table, MemoryContext target)
+SharedKeyCacheFind(CachedKey *entry, Oid key_table, SharedKeyPlace *place,
+				   MemoryContext target)
 {
 	uint32		hash = KeyHash(entry->public_id, key_table);
 	int			bucket = hash % shared->nbuckets;
@@ -494,6 +523,8 @@ SharedKeyCacheFind(CachedKey *entry, Oid key_table, MemoryContext target)
 
 	LWLockAcquire(lock, LW_SHARED);
 	epoch = pg_atomic_read_u64(&shared->epoch);
+	place->hash = hash;
+	place->epoch = epoch;
 	for (way = 0; way < SHARED_KEY_WAYS; way++)
 	{
 		SharedKeySlot *slot = BucketSlot(bucket, way);
@@ -512,14 +543,15 @@ SharedKeyCacheFind(CachedKey *entry, Oid key_table, MemoryContext target)
 }
 
 /*
- * Keep entry, read from the tables after the epoch was read, for every
- * backend: not when the epoch has moved since (the read may have missed a
- * change) or when the key does not fit in a slot.
+ * Keep entry, read from the tables after SharedKeyCacheFind missed it and
+ * gave place, for every backend: not when the epoch has moved since (the
+ * read may have missed a change) or when the key does not fit in a slot.
  */
 void
-SharedKeyCachePublish(const CachedKey *entry, Oid key_table, uint64 epoch)
+SharedKeyCachePublish(const CachedKey *entry, Oid key_table, const SharedKeyPlace *place)
 {
-	uint32		hash = KeyHash(entry->public_id, key_table);
+	uint32		hash = place->hash;
+	uint64		epoch = place->epoch;
 	int			bucket = hash % shared->nbuckets;
 	LWLock	   *lock = BucketLock(bucket);
 	KeyRecord	rec;
@@ -556,6 +588,7 @@ SharedKeyCachePublish(const CachedKey *entry, Oid key_table, uint64 epoch)
 	victim->epoch = 0;
 	WriteRecord((char *) victim + SLOT_RECORD_OFFSET, entry, &rec, &s);
 	victim->database = MyDatabaseId;
+	victim->database_xmin = database_xmin;
 	victim->key_table = key_table;
 	victim->hash = hash;
 	victim->length = s.total;

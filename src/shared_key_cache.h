@@ -13,9 +13,10 @@
 
 extern void InitSharedKeyCache(void);
 extern bool SharedKeyCacheUsable(void);
-extern uint64 SharedKeyCacheEpoch(void);
-extern bool SharedKeyCacheFind(CachedKey *entry, Oid key_table, MemoryContext target);
-extern void SharedKeyCachePublish(const CachedKey *entry, Oid key_table, uint64 epoch);
+extern bool SharedKeyCacheFind(CachedKey *entry, Oid key_table, SharedKeyPlace *place,
+							   MemoryContext target);
+extern void SharedKeyCachePublish(const CachedKey *entry, Oid key_table,
+								  const SharedKeyPlace *place);
 extern void SharedKeyCacheNoteUse(const CachedKey *entry, Oid key_table);
 extern void NoteKeyTablesChanged(void);
 

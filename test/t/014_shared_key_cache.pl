@@ -7,8 +7,10 @@
 # recovery read the tables on every call, and still decide right; after
 # kill -9 the cache starts empty and works again; a dropped and re-created
 # extension never meets its predecessor's entries; after promotion the
-# former standby shares keys too; with shared_key_cache_size = 0 there is
-# no shared cache and nothing else changes.
+# former standby shares keys too; a database made again with a dropped
+# one's OID decides by its own rows; with max_prepared_transactions > 0
+# or shared_key_cache_size = 0 there is no shared cache (a prepared
+# revocation is in force from its COMMIT PREPARED on, after a restart too).
 use strict;
 use warnings;
 use FindBin;
@@ -18,8 +20,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use AthenaTest;
 
-my $primary = athena_node('shared', init => { allows_streaming => 1 }, preload => 1,
-	conf => "max_prepared_transactions = 2\n");
+my $primary = athena_node('shared', init => { allows_streaming => 1 }, preload => 1);
 my ($key, $key_id) = create_key($primary, 'postgres', q{'shared'});
 my ($big, $big_id) = create_key($primary, 'postgres', q{'three hundred rules'});
 $primary->safe_psql('postgres', qq{
@@ -29,19 +30,19 @@ $primary->safe_psql('postgres', qq{
 my $session_setup = "SET athena_keys.key_cache_size = 0; SET athena_keys.log_decisions = none;
 	SET athena_keys.last_used_interval = 86400; SET athena_keys.report_handovers = on;";
 
-# calls($node, $key, $n[, $more_setup]): in one new session, a first call
+# calls($node, $key, $n[, $more_setup[, $db]]): in one new session, a first call
 # (which reports the config read, a call reports only its first), then $n
 # calls; returns "verdicts|reads": the verdicts of the $n calls and how
 # many of them read the key from the tables.
 sub calls
 {
-	my ($node, $k, $n, $more) = @_;
+	my ($node, $k, $n, $more, $db) = @_;
 	my $sql = $session_setup . ($more // '') .
 	  "SELECT status FROM athena_keys.athena_authenticate('$k', NULL, '10.0.0.9', NULL);\n";
 	$sql .= "SELECT status || ' ' || coalesce(reason, '-') FROM athena_keys.athena_authenticate('$k', NULL, '10.0.0.9', NULL);\n"
 	  for 1 .. $n;
 	my ($stdout, $stderr);
-	$node->psql('postgres', $sql, stdout => \$stdout, stderr => \$stderr, on_error_die => 1);
+	$node->psql($db // 'postgres', $sql, stdout => \$stdout, stderr => \$stderr, on_error_die => 1);
 	my @lines = split /\n/, $stdout;
 	shift @lines;
 	my $reads = () = $stderr =~ /the key is not cached/g;
@@ -73,14 +74,21 @@ $primary->kill9;
 ok(restart_after_crash($primary), 'the server starts again after kill -9');
 is(calls($primary, $key, 2), '200 -,200 -|0', 'and the shared cache serves keys again');
 
-# PREPARE TRANSACTION of a change is refused while the cache exists: its
-# COMMIT PREPARED would not advance the epoch.
-my ($rc, $out, $err) = $primary->psql('postgres',
-	"BEGIN; SELECT athena_keys.athena_set_key_active('$key_id', false); PREPARE TRANSACTION 'revoke'");
-like($err, qr/cannot prepare a transaction that changed athena_keys keys, rules or limits/,
-	'a prepared change is refused');
-is($primary->safe_psql('postgres', "SELECT count(*) FROM pg_prepared_xacts"), '0', 'nothing is left prepared');
-is(calls($primary, $key, 1), '200 -|0', 'and the key is unchanged');
+# A database dropped and created again with the same OID, from a template
+# whose copy of the key is inactive: its calls never meet the entries of
+# the database that had the OID before (the template copies keep every
+# table's OID).
+$primary->safe_psql('postgres', 'CREATE DATABASE shared_tmpl');
+$primary->safe_psql('shared_tmpl', 'CREATE EXTENSION athena_keys');
+my ($tkey, $tkey_id) = create_key($primary, 'shared_tmpl', q{'template key'});
+$primary->safe_psql('postgres', 'CREATE DATABASE shared_tmpl_off TEMPLATE shared_tmpl');
+$primary->safe_psql('shared_tmpl_off', "SELECT athena_keys.athena_set_key_active('$tkey_id', false)");
+$primary->safe_psql('postgres', 'CREATE DATABASE shared_reused TEMPLATE shared_tmpl OID 70000');
+is(calls($primary, $tkey, 2, '', 'shared_reused'), '200 -,200 -|0', 'a key shared in a database');
+$primary->safe_psql('postgres', 'DROP DATABASE shared_reused');
+$primary->safe_psql('postgres', 'CREATE DATABASE shared_reused TEMPLATE shared_tmpl_off OID 70000');
+is(calls($primary, $tkey, 2, '', 'shared_reused'), '401 Inactive API key,401 Inactive API key|0',
+	'a database made again with its OID decides with its own rows');
 
 # DROP EXTENSION and CREATE EXTENSION, the same key imported again with a
 # blacklist: never decided from the old extension's entry.
@@ -114,12 +122,25 @@ calls($standby, $key, 1);
 is(calls($standby, $key, 2), '200 -,200 -|0', 'once promoted it shares keys');
 $standby->stop;
 
-# shared_key_cache_size = 0: no shared cache; calls read, decide the same.
-$primary->append_conf('postgresql.conf', "athena_keys.shared_key_cache_size = 0\n");
+# Where prepared transactions are allowed there is no shared cache: a
+# COMMIT PREPARED, here after a restart, runs without the callback of the
+# transaction that made the change.
+$primary->append_conf('postgresql.conf', "max_prepared_transactions = 2\n");
 $primary->restart;
-is(calls($primary, $key, 2), '200 -,200 -|2', 'shared_key_cache_size = 0: every call reads the key');
-is($primary->psql('postgres', "BEGIN; SELECT athena_keys.athena_set_key_active(id, false) FROM athena_keys.api_key;
-	PREPARE TRANSACTION 'p'; ROLLBACK PREPARED 'p'"),
-	0, 'and a change may be prepared');
+ok($primary->log_contains('the shared key cache is off because max_prepared_transactions is 2'),
+	'a server that allows prepared transactions says the shared cache is off');
+is(calls($primary, $key, 2), '200 -,200 -|2', 'and every call reads the key');
+$primary->safe_psql('postgres', "BEGIN; SELECT athena_keys.athena_set_key_active(id, false) FROM athena_keys.api_key
+	WHERE public_id = '$public_id'; PREPARE TRANSACTION 'revoke'");
+$primary->restart;
+is(calls($primary, $key, 1), '200 -|1', 'a prepared revocation is not in force');
+$primary->safe_psql('postgres', "COMMIT PREPARED 'revoke'");
+is(calls($primary, $key, 1), '401 Inactive API key|1', 'and is from its COMMIT PREPARED on, after a restart too');
+
+# shared_key_cache_size = 0: no shared cache; calls read, decide the same.
+$primary->append_conf('postgresql.conf', "max_prepared_transactions = 0\nathena_keys.shared_key_cache_size = 0\n");
+$primary->restart;
+is(calls($primary, $key, 2), '401 Inactive API key,401 Inactive API key|2',
+	'shared_key_cache_size = 0: every call reads the key');
 
 done_testing();
