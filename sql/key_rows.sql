@@ -80,16 +80,40 @@ BEGIN;
 ALTER TABLE athena_keys.api_key_right_grant DROP CONSTRAINT api_key_right_grant_pkey CASCADE;
 SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
 ROLLBACK;
+-- A miss looks the public id up through the "C"-collated index (bytes
+-- compared, the same equality), not through the UNIQUE constraint's index
+-- in the column's collation: the index scans this transaction made.
+-- (Counted from before the call: the counts wait to be reported.)
+CREATE FUNCTION pg_temp.public_id_scans(OUT lookup bigint, OUT uniq bigint) LANGUAGE sql AS $$
+	SELECT pg_stat_get_xact_numscans('athena_keys.api_key_public_id_lookup_idx'::regclass),
+	       pg_stat_get_xact_numscans('athena_keys.api_key_public_id_key'::regclass)
+$$;
+BEGIN;
+SELECT lookup AS lookup0, uniq AS uniq0 FROM pg_temp.public_id_scans() \gset
+SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+SELECT lookup - :lookup0 AS lookup_scans, uniq - :uniq0 AS unique_scans FROM pg_temp.public_id_scans();
+COMMIT;
+-- Without it, the UNIQUE constraint's index serves.
+BEGIN;
+SELECT uniq AS uniq0 FROM pg_temp.public_id_scans() \gset
+DROP INDEX athena_keys.api_key_public_id_lookup_idx;
+SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
+SELECT pg_stat_get_xact_numscans('athena_keys.api_key_public_id_key'::regclass) - :uniq0 AS unique_scans;
+ROLLBACK;
 BEGIN;
 -- An expression, partial or hash index does not stand in for the btree
--- on public_id; one that leads with public_id does.
+-- on public_id, nor one in "C" with another operator class; one that
+-- leads with public_id does.
+DROP INDEX athena_keys.api_key_public_id_lookup_idx;
 ALTER TABLE athena_keys.api_key DROP CONSTRAINT api_key_public_id_key;
 CREATE INDEX ON athena_keys.api_key (lower(public_id));
 CREATE INDEX ON athena_keys.api_key (public_id) WHERE is_active;
 CREATE INDEX ON athena_keys.api_key USING hash (public_id);
+CREATE INDEX ON athena_keys.api_key (public_id COLLATE "C" text_pattern_ops);
 SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);
 ROLLBACK;
 BEGIN;
+DROP INDEX athena_keys.api_key_public_id_lookup_idx;
 ALTER TABLE athena_keys.api_key DROP CONSTRAINT api_key_public_id_key;
 CREATE UNIQUE INDEX ON athena_keys.api_key (public_id, name);
 SELECT allowed FROM athena_keys.athena_authenticate(:'k2', 'web', '10.1.2.3', NULL);

@@ -15,7 +15,8 @@
  * Nothing a role creates can change what is read: the tables are found by
  * name in the athena_keys schema and by OID afterwards, the indexes must be
  * valid btrees on exactly the expected columns with the types' default
- * operator families and the columns' collations, and the scan keys call
+ * operator families and the columns' collations (or "C", where that finds
+ * the same rows), and the scan keys call
  * the built-in equality functions by OID.  Operators, functions and the
  * search_path play no part.  Row-level security is not applied: these are
  * the extension owner's tables, read in its owner-rights section
@@ -39,6 +40,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -267,10 +269,13 @@ FindColumn(Relation rel, KeyColumn col)
  * Whether index is a valid, plain btree whose leading columns are the
  * table's expected ones, with the types' default operator families and the
  * columns' collations (so that its order and its equality are the ones the
- * SQL statement used).
+ * SQL statement used).  With bytewise, a one-column text search index must
+ * instead be in the "C" collation, whose comparisons are a memcmp: under
+ * the column's collation, when it is deterministic, two texts are equal
+ * exactly when their bytes are, so it finds the same rows for less.
  */
 static bool
-IndexFits(Relation heap, Relation index, KeyTable table)
+IndexFits(Relation heap, Relation index, KeyTable table, bool bytewise)
 {
 	Form_pg_index form = index->rd_index;
 	int			i;
@@ -286,37 +291,65 @@ IndexFits(Relation heap, Relation index, KeyTable table)
 		KeyColumn	col = indexes[table].keys[i];
 		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(heap), layout.attnums[col] - 1);
 		Oid			opclass = GetDefaultOpClass(columns[col].type, BTREE_AM_OID);
+		Oid			collation = bytewise ? C_COLLATION_OID : att->attcollation;
 
 		if (form->indkey.values[i] != layout.attnums[col] ||
 			!OidIsValid(opclass) ||
 			index->rd_opfamily[i] != get_opclass_family(opclass) ||
-			index->rd_indcollation[i] != att->attcollation)
+			index->rd_indcollation[i] != collation)
 			return false;
 	}
 	return true;
 }
 
-/* The index a table is read through */
+/*
+ * Whether table's search may go through a "C"-collated index (IndexFits):
+ * one text column looked up by equality, in a deterministic collation.
+ */
+static bool
+BytewiseSearchAllowed(Relation heap, KeyTable table)
+{
+	KeyColumn	col = indexes[table].keys[0];
+	Oid			collation;
+
+	if (indexes[table].nkeys != 1 || columns[col].type != TEXTOID)
+		return false;
+	collation = TupleDescAttr(RelationGetDescr(heap), layout.attnums[col] - 1)->attcollation;
+	return OidIsValid(collation) && collation != C_COLLATION_OID &&
+		get_collation_isdeterministic(collation);
+}
+
+/*
+ * The index a table is read through: a "C"-collated one where that finds
+ * the same rows (api_key's on public_id: a miss's descent of a large key
+ * table compares in the database's collation otherwise, half of its cost),
+ * else one in the column's collation.
+ */
 static Oid
-FindIndex(Relation heap, KeyTable table)
+FindIndex(Relation heap, KeyTable table, Oid *search_collation)
 {
 	List	   *list = RelationGetIndexList(heap);
 	ListCell   *lc;
+	bool		bytewise = BytewiseSearchAllowed(heap, table);
 	Oid			found = InvalidOid;
+	Oid			found_bytewise = InvalidOid;
 
 	foreach(lc, list)
 	{
 		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
-		bool		fits = IndexFits(heap, index, table);
 
-		index_close(index, NoLock);
-		if (fits)
-		{
+		if (!OidIsValid(found) && IndexFits(heap, index, table, false))
 			found = lfirst_oid(lc);
-			break;
-		}
+		if (bytewise && !OidIsValid(found_bytewise) && IndexFits(heap, index, table, true))
+			found_bytewise = lfirst_oid(lc);
+		index_close(index, NoLock);
 	}
 	list_free(list);
+	if (OidIsValid(found_bytewise))
+	{
+		*search_collation = C_COLLATION_OID;
+		return found_bytewise;
+	}
 	if (!OidIsValid(found))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -326,6 +359,8 @@ FindIndex(Relation heap, KeyTable table)
 						indexes[table].nkeys > 1 ? columns[indexes[table].keys[1]].name : ""),
 				 errdetail("Keys are read through that index."),
 				 errhint("Create the index, or reinstall the extension.")));
+	*search_collation = TupleDescAttr(RelationGetDescr(heap),
+									  layout.attnums[indexes[table].keys[0]] - 1)->attcollation;
 	return found;
 }
 
@@ -370,10 +405,7 @@ ResolveLayout(KeyRead *read, uint64 generation)
 		layout.search_collation[t] = InvalidOid;
 		if (rel == NULL)
 			continue;
-		layout.indexes[t] = FindIndex(rel, (KeyTable) t);
-		layout.search_collation[t] =
-			TupleDescAttr(RelationGetDescr(rel),
-						  layout.attnums[indexes[t].keys[0]] - 1)->attcollation;
+		layout.indexes[t] = FindIndex(rel, (KeyTable) t, &layout.search_collation[t]);
 		old = MemoryContextSwitchTo(layout_context);
 		layout.slots[t] = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
 												   table_slot_callbacks(rel));
