@@ -10,6 +10,7 @@
 
 #include "cache_invalidation.h"
 #include "last_used_queue.h"
+#include "log_batch_insert.h"
 #include "log_queue.h"
 #include "rate_limit.h"
 #include "shared_key_cache.h"
@@ -21,7 +22,7 @@ void		_PG_init(void);
 /*
  * Define the settings (settings.c), ask for the shared memory of the log
  * queue, the last_used_at stamps, the rate limits and the shared key cache
- * when preloaded, and register the cache invalidation callback.
+ * when preloaded, and register the cache invalidation callbacks.
  */
 void
 _PG_init(void)
@@ -32,4 +33,5 @@ _PG_init(void)
 	InitRateLimits();
 	InitSharedKeyCache();
 	RegisterCacheInvalidation();
+	RegisterLogLayoutInvalidation();
 }

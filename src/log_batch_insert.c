@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * log_batch_insert.c
- *		The log writer's batches inserted straight into the log's
- *		partitions, as COPY FROM does, instead of through a SQL statement.
+ *		Log rows inserted straight into the log's partitions, as COPY FROM
+ *		does, instead of through a SQL statement: the log writer's batches,
+ *		and a call's own durable row (a batch of one).
  *
  * The statement (log_insert.c: INSERT ... SELECT FROM unnest of a row
  * array) forms every row twice, into the array and again in the executor,
@@ -14,15 +15,25 @@
  * indexed with ExecInsertIndexTuples.
  *
  * This is taken only where the rows come out as the statement's would.
- * The writer is a superuser, so no privilege check can fail.  A trigger on
+ * The writer is a superuser; a call runs with the extension owner's
+ * rights, so a non-superuser owner without INSERT on the log goes to the
+ * statement, which refuses it as before.  A trigger on
  * the log or on a partition a row goes to, a rule on the log (the
  * statement's rewrite applies it), row-level security, a generated
  * column, a foreign or sub-partitioned partition, a partition key that is
  * an expression or a column the queue does not carry, a logged column with
- * a type modifier (the statement would coerce to it), or a domain-typed
+ * a type modifier (the statement would coerce to it), a logged column
+ * missing or of another type (the statement refuses it by name, or casts
+ * to it), or a domain-typed
  * column without a default (the statement would check a NULL against the
  * domain) sends the batch to the statement instead, decided before any
  * default is evaluated, so a batch that falls back has consumed no id.
+ *
+ * What the log's own definition decides (where the logged columns sit,
+ * the partition key, the defaults, a refusal) is worked out once per
+ * backend and kept until a relcache invalidation of the log: a call's
+ * durable row would otherwise pay for it on every call (parsing the
+ * stored defaults, matching the column names).
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
@@ -44,7 +55,11 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "rewrite/rewriteHandler.h"
+#include "partitioning/partdesc.h"
+#include "utils/acl.h"
 #include "utils/datum.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/partcache.h"
@@ -83,6 +98,30 @@ typedef struct ColumnDefault
 	Expr	   *expr;
 	ExprState  *state;
 } ColumnDefault;
+
+/*
+ * What the log's definition decides for a direct insert, worked out from
+ * the locked log and kept in layout_context until the log's relcache
+ * entry is invalidated (LogLayoutInvalidated).  The default expressions
+ * are kept as planned nodes; their states belong to each batch.
+ */
+typedef struct LogLayout
+{
+	bool		valid;
+	Oid			relid;
+	const char *refusal;		/* a constant string, or NULL */
+	int			attnums[LOG_COLUMNS];
+	int			key_cols[PARTITION_MAX_KEYS];
+	int			nkey;
+	ColumnDefault *defaults;
+	int			ndefaults;
+} LogLayout;
+
+static LogLayout layout;
+static MemoryContext layout_context = NULL;
+
+/* Counts invalidations, so a layout built while one arrived is not kept */
+static uint64 layout_generation = 0;
 
 /* The executor state of one batch, as COPY FROM sets it up */
 typedef struct BatchState
@@ -343,6 +382,23 @@ InsertIndexEntries(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
 }
 
 /*
+ * Whether relid is a partition of the log itself rather than of one of
+ * its partitions, from the log's partition descriptor (kept in its
+ * relcache entry; pg_inherits is not read)
+ */
+static bool
+IsPartitionOfLog(Relation log, Oid relid)
+{
+	PartitionDesc desc = RelationGetPartitionDesc(log, false);
+	int			i;
+
+	for (i = 0; i < desc->nparts; i++)
+		if (desc->oids[i] == relid)
+			return true;
+	return false;
+}
+
+/*
  * The partition of the root slot's row, as the statement routes it (a row
  * no partition takes raises what the statement raises), as an entry of
  * parts: new partitions are added, or the reason the statement must write
@@ -364,7 +420,7 @@ PartitionOfRow(BatchState *batch, Oid log_oid, PartitionRows *parts, int *nparts
 		return p;
 	*refusal = PartitionRefusesDirectInsert(rri);
 	if (*refusal == NULL &&
-		get_partition_parent(RelationGetRelid(rri->ri_RelationDesc), false) != log_oid)
+		!IsPartitionOfLog(batch->root->ri_RelationDesc, RelationGetRelid(rri->ri_RelationDesc)))
 		*refusal = "a partition of the log is partitioned";
 	if (*refusal != NULL)
 		return -1;
@@ -505,30 +561,134 @@ InsertPartitionRows(PartitionRows *part, EState *estate)
 }
 
 /*
- * Say, at DEBUG1, why a batch goes through the statement: an operator who
+ * Say, at DEBUG1, why rows go through the statement: an operator who
  * added a trigger can see what it costs, and the tests which path ran.
  */
 static void
-ReportStatementInsert(const char *refusal)
+ReportStatementInsert(const char *refusal, bool from_writer)
 {
-	elog(DEBUG1, "athena_keys: log writer inserts this batch through the INSERT statement: %s",
-		 refusal);
+	if (from_writer)
+		elog(DEBUG1, "athena_keys: log writer inserts this batch through the INSERT statement: %s",
+			 refusal);
+	else
+		elog(DEBUG1, "athena_keys: a call inserts its log row through the INSERT statement: %s",
+			 refusal);
 }
 
 /*
- * Insert nrows queued rows (values and nulls hold LOG_COLUMNS entries per
- * row, row after row) straight into the log's partitions.  Returns false,
- * having inserted nothing and evaluated no default, when the log is one
- * the statement must write (see the file comment); raises what the
- * statement would raise for a log without a logged column or with one of
- * another type, and for a row no partition takes.
+ * Relcache callback: the log's definition (or every relation's) may have
+ * changed, so its layout is worked out again on next use.  No catalog
+ * access here.
+ */
+static void
+LogLayoutInvalidated(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == layout.relid)
+	{
+		layout.valid = false;
+		layout_generation++;
+	}
+}
+
+/* Register the log layout's relcache callback once per backend (_PG_init) */
+void
+RegisterLogLayoutInvalidation(void)
+{
+	CacheRegisterRelcacheCallback(LogLayoutInvalidated, (Datum) 0);
+}
+
+/* The log's OID, by its name: InvalidOid when there is no such table */
+static Oid
+LookUpLog(void)
+{
+	return get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", false));
+}
+
+/*
+ * Work out the layout of the locked log rel into layout: the column
+ * places, a refusal (a missing or retyped logged column is one: the
+ * statement then raises or casts as it always did), the partition key and
+ * the defaults, copied into layout_context.  Kept as valid only when no invalidation arrived
+ * while it was worked out; it holds for this batch either way, since the
+ * lock keeps the log's definition as it was read.
+ */
+static void
+BuildLogLayout(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	uint64		generation = layout_generation;
+	ColumnDefault *defaults;
+	MemoryContext old;
+	int			d;
+
+	if (layout_context == NULL)
+		layout_context = AllocSetContextCreate(TopMemoryContext, "athena_keys log layout",
+											   ALLOCSET_SMALL_SIZES);
+	layout.valid = false;
+	MemoryContextReset(layout_context);
+	layout.defaults = NULL;
+	layout.ndefaults = 0;
+	layout.relid = RelationGetRelid(rel);
+	defaults = palloc(sizeof(ColumnDefault) * desc->natts);
+	if (FindLogColumns(desc, layout.attnums) >= 0)
+		layout.refusal = "a logged column is missing or has another type";
+	else
+		layout.refusal = LogRefusesDirectInsert(rel, layout.attnums, layout.key_cols,
+												&layout.nkey, defaults, &layout.ndefaults);
+	old = MemoryContextSwitchTo(layout_context);
+	layout.defaults = palloc(sizeof(ColumnDefault) * Max(layout.ndefaults, 1));
+	for (d = 0; d < layout.ndefaults; d++)
+	{
+		layout.defaults[d] = defaults[d];
+		layout.defaults[d].expr = copyObject(defaults[d].expr);
+	}
+	MemoryContextSwitchTo(old);
+	pfree(defaults);
+	layout.valid = generation == layout_generation;
+}
+
+/*
+ * The log, opened and locked as the statement locks it, with layout
+ * describing it.  A kept OID is opened directly; when it no longer names
+ * a relation, or an invalidation arrived with the lock, the name is
+ * looked up again.
+ */
+static Relation
+OpenLog(void)
+{
+	Relation	rel = NULL;
+	Oid			relid;
+
+	if (layout.valid)
+	{
+		rel = try_table_open(layout.relid, RowExclusiveLock);
+		if (rel != NULL && layout.valid)
+			return rel;
+		if (rel != NULL)
+			table_close(rel, RowExclusiveLock);
+	}
+	relid = LookUpLog();
+	if (!OidIsValid(relid))
+		elog(ERROR, "athena_keys: table athena_keys.api_key_auth_log does not exist");
+	rel = table_open(relid, RowExclusiveLock);
+	BuildLogLayout(rel);
+	return rel;
+}
+
+/*
+ * Insert nrows log rows (values and nulls hold LOG_COLUMNS entries per
+ * row, row after row) straight into the log's partitions: a batch of the
+ * writer's (from_writer) or a call's own row.  Returns false, having
+ * inserted nothing and evaluated no default, when the log is one the
+ * statement must write (see the file comment, and a log without a logged
+ * column or with one of another type, which the statement refuses by
+ * name) or the current user could not insert into it; raises what the
+ * statement would raise for a row no partition takes.
  */
 bool
-InsertLogBatch(const Datum *values, const bool *nulls, int nrows)
+InsertLogBatch(const Datum *values, const bool *nulls, int nrows, bool from_writer)
 {
-	Oid			relid;
 	Relation	rel;
-	TupleDesc	desc;
 	int			attnums[LOG_COLUMNS];
 	int			key_cols[PARTITION_MAX_KEYS];
 	int			nkey;
@@ -546,19 +706,33 @@ InsertLogBatch(const Datum *values, const bool *nulls, int nrows)
 
 	if (nrows <= 0)
 		return true;
-	relid = get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", false));
-	if (!OidIsValid(relid))
-		elog(ERROR, "athena_keys: table athena_keys.api_key_auth_log does not exist");
-	rel = table_open(relid, RowExclusiveLock);
-	desc = RelationGetDescr(rel);
-	LogColumnAttnums(desc, attnums);
-	defaults = palloc(sizeof(ColumnDefault) * desc->natts);
-	refusal = LogRefusesDirectInsert(rel, attnums, key_cols, &nkey, defaults, &ndefaults);
+	rel = OpenLog();
+	refusal = layout.refusal;
+	if (refusal == NULL && check_permissions &&
+		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		refusal = "the current user has no INSERT privilege on the log";
 	if (refusal != NULL)
 	{
 		table_close(rel, NoLock);
-		ReportStatementInsert(refusal);
+		ReportStatementInsert(refusal, from_writer);
 		return false;
+	}
+
+	/*
+	 * The batch works on its own copy of the layout: a default's function
+	 * could make a call whose row finds the kept layout invalidated (a
+	 * partition opened takes a lock and reads invalidations) and works it
+	 * out again, which the log's lock keeps equal but not in place.
+	 */
+	memcpy(attnums, layout.attnums, sizeof(attnums));
+	memcpy(key_cols, layout.key_cols, sizeof(key_cols));
+	nkey = layout.nkey;
+	ndefaults = layout.ndefaults;
+	defaults = palloc(sizeof(ColumnDefault) * Max(ndefaults, 1));
+	for (d = 0; d < ndefaults; d++)
+	{
+		defaults[d] = layout.defaults[d];
+		defaults[d].expr = copyObject(layout.defaults[d].expr);
 	}
 
 	StartBatch(&batch, rel);
@@ -572,7 +746,7 @@ InsertLogBatch(const Datum *values, const bool *nulls, int nrows)
 		MemoryContextSwitchTo(old);
 		EndBatch(&batch);
 		table_close(rel, NoLock);
-		ReportStatementInsert(refusal);
+		ReportStatementInsert(refusal, from_writer);
 		return false;
 	}
 

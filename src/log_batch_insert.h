@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * log_batch_insert.h
- *		The log writer's batches inserted straight into the log's partitions.
+ *		Log rows inserted straight into the log's partitions: the log
+ *		writer's batches and a call's durable row.
  *-------------------------------------------------------------------------
  */
 #ifndef ATHENA_LOG_BATCH_INSERT_H
@@ -8,6 +9,7 @@
 
 #include "postgres.h"
 
-extern bool InsertLogBatch(const Datum *values, const bool *nulls, int nrows);
+extern bool InsertLogBatch(const Datum *values, const bool *nulls, int nrows, bool from_writer);
+extern void RegisterLogLayoutInvalidation(void);
 
 #endif

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * log_insert.c
- *		Inserting log rows into athena_keys.api_key_auth_log through SPI:
- *		a call's own row, or a batch of the log writer's.
+ *		Inserting log rows into athena_keys.api_key_auth_log through SPI
+ *		where the direct path (log_batch_insert.c) cannot take them.
  *
  * Both statements are built from log_columns[] and name only
  * schema-qualified objects: a call's row is inserted in the caller's
@@ -11,6 +11,7 @@
 #include "athena_keys.h"
 #include "log_row.h"
 #include "log_insert.h"
+#include "log_batch_insert.h"
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
@@ -99,54 +100,6 @@ LogRowType(void)
 	if (typentry->tupDesc == NULL)
 		elog(ERROR, "athena_keys: the log table has no row type");
 	return typentry;
-}
-
-/*
- * Where each logged column sits in a row of desc, by name, into attnums;
- * refused with the column's name when one is missing or of another type.
- * Both ways of inserting a batch (this statement and log_batch_insert.c)
- * place columns this way, so they refuse the same tables alike.
- */
-void
-LogColumnAttnums(TupleDesc desc, int *attnums)
-{
-	int			col;
-
-	for (col = 0; col < LOG_COLUMNS; col++)
-	{
-		int			attno;
-
-		attnums[col] = 0;
-		for (attno = 1; attno <= desc->natts; attno++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
-
-			if (!att->attisdropped &&
-				strcmp(NameStr(att->attname), log_columns[col].name) == 0)
-				attnums[col] = attno;
-		}
-		if (attnums[col] == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("athena_keys.api_key_auth_log has no column \"%s\"",
-							log_columns[col].name),
-					 errdetail("Queued decisions cannot be written to the log without it."),
-					 errhint("Add the column back with the type the extension's install script gives it.")));
-
-		/*
-		 * The rows are formed from the library's values as they are, with no
-		 * cast: a column of another type would read them as something else.
-		 */
-		if (TupleDescAttr(desc, attnums[col] - 1)->atttypid != log_columns[col].type)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("athena_keys.api_key_auth_log column \"%s\" has type %s, not %s",
-							log_columns[col].name,
-							format_type_be(TupleDescAttr(desc, attnums[col] - 1)->atttypid),
-							format_type_be(log_columns[col].type)),
-					 errdetail("Queued decisions cannot be written to the log while the column has another type."),
-					 errhint("Give the column back the type the extension's install script gives it.")));
-	}
 }
 
 /*
@@ -248,8 +201,10 @@ InsertLogRows(const Datum *values, const bool *nulls, int nrows)
 }
 
 /*
- * The durable INSERT of a decision's row, in the call's transaction.  The
- * caller runs with the extension owner's rights and has connected SPI.
+ * The durable INSERT of a decision's row, in the call's transaction:
+ * straight into its partition (log_batch_insert.c), or through the
+ * one-row statement where the log needs it.  The caller runs with the
+ * extension owner's rights and has connected SPI.
  */
 void
 InsertDecisionLog(const DecisionRecord *decision)
@@ -258,5 +213,6 @@ InsertDecisionLog(const DecisionRecord *decision)
 	bool		nulls[LOG_COLUMNS];
 
 	LogRowFromDecision(decision, values, nulls);
-	InsertLogRows(values, nulls, 1);
+	if (!InsertLogBatch(values, nulls, 1, false))
+		InsertLogRows(values, nulls, 1);
 }

@@ -13,7 +13,6 @@
 
 #include "access/tupdesc.h"
 
-extern void LogColumnAttnums(TupleDesc desc, int *attnums);
 extern void InsertLogRows(const Datum *values, const bool *nulls, int nrows);
 extern void InsertDecisionLog(const DecisionRecord *decision);
 

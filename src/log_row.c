@@ -39,6 +39,69 @@ const LogColumn log_columns[LOG_COLUMNS] = {
 	[LOG_COL_LOCKED_IN] = {"locked_in", BOOLOID},
 };
 
+/*
+ * Where each logged column sits in a row of desc, by name, into attnums
+ * (0 for a missing one): the first logged column that is missing or of
+ * another type, or -1 when every one is in place.  The rows are formed
+ * from the library's values as they are, with no cast, so a column of
+ * another type would read them as something else.
+ */
+int
+FindLogColumns(TupleDesc desc, int *attnums)
+{
+	int			col;
+
+	for (col = 0; col < LOG_COLUMNS; col++)
+	{
+		int			attno;
+
+		attnums[col] = 0;
+		for (attno = 1; attno <= desc->natts; attno++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
+
+			if (!att->attisdropped &&
+				strcmp(NameStr(att->attname), log_columns[col].name) == 0)
+				attnums[col] = attno;
+		}
+		if (attnums[col] == 0 ||
+			TupleDescAttr(desc, attnums[col] - 1)->atttypid != log_columns[col].type)
+			return col;
+	}
+	return -1;
+}
+
+/*
+ * Where each logged column sits in a row of desc, by name, into attnums;
+ * refused with the column's name when one is missing or of another type.
+ * Every way of inserting rows (the statements of log_insert.c, the direct
+ * path of log_batch_insert.c) places columns this way, so they refuse the
+ * same tables alike.
+ */
+void
+LogColumnAttnums(TupleDesc desc, int *attnums)
+{
+	int			col = FindLogColumns(desc, attnums);
+
+	if (col < 0)
+		return;
+	if (attnums[col] == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("athena_keys.api_key_auth_log has no column \"%s\"",
+						log_columns[col].name),
+				 errdetail("Queued decisions cannot be written to the log without it."),
+				 errhint("Add the column back with the type the extension's install script gives it.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("athena_keys.api_key_auth_log column \"%s\" has type %s, not %s",
+					log_columns[col].name,
+					format_type_be(TupleDescAttr(desc, attnums[col] - 1)->atttypid),
+					format_type_be(log_columns[col].type)),
+			 errdetail("Queued decisions cannot be written to the log while the column has another type."),
+			 errhint("Give the column back the type the extension's install script gives it.")));
+}
+
 /* A text datum of at most max_bytes bytes of t, cut on a character boundary */
 static Datum
 ClippedTextDatum(text *t, int max_bytes)

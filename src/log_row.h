@@ -8,6 +8,7 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "utils/uuid.h"
 
 /* What a decision puts into its log row */
@@ -77,6 +78,8 @@ extern const LogColumn log_columns[LOG_COLUMNS];
  * (CLIENT_NAME_MAX_LEN is athena_keys.h's) */
 #define LOGGED_CLIENT_MAX_BYTES CLIENT_NAME_MAX_LEN
 
+extern int	FindLogColumns(TupleDesc desc, int *attnums);
+extern void LogColumnAttnums(TupleDesc desc, int *attnums);
 extern void LogRowFromDecision(const DecisionRecord *decision, Datum *values,
 							   bool *nulls);
 

@@ -124,7 +124,7 @@ InsertRecords(const char *buffer, uint64 len)
 		pos += LogRecordLength(buffer + pos);
 		if (nrows == LOG_INSERT_MAX_ROWS || pos >= len)
 		{
-			if (!InsertLogBatch(values, nulls, nrows))
+			if (!InsertLogBatch(values, nulls, nrows, true))
 				InsertLogRows(values, nulls, nrows);
 			StampLastUseBatch(stamp_ids, stamp_times, nstamps);
 			nrows = 0;
@@ -241,6 +241,18 @@ DrainAndExit(int slot)
 }
 
 /*
+ * Say, at DEBUG1, which flush interval this writer now works with: a
+ * reload reaches each writer when it wakes, and an operator (or a test)
+ * changing the interval can see when it holds.
+ */
+static void
+ReportWriterSettings(const char *event)
+{
+	elog(DEBUG1, "athena_keys: log writer %s: async_flush_interval %d ms",
+		 event, athena_async_flush_interval_ms);
+}
+
+/*
  * The writer of one database: wake every flush interval (or when a
  * backend finds the ring half full), insert what is queued; on SIGTERM,
  * drain until nothing is queued or reserved, then exit.  It serves only
@@ -286,6 +298,7 @@ athena_log_writer_main(Datum main_arg)
 
 	LogQueueWriterStarted(slot, MyLatch);
 	idle_since = GetCurrentTimestamp();
+	ReportWriterSettings("started");
 
 	for (;;)
 	{
@@ -298,6 +311,7 @@ athena_log_writer_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			ReportWriterSettings("applied its settings");
 		}
 
 		if ((DrainSlot(slot) > 0) | ApplyQueuedLastUse())	/* both, every time */

@@ -1,6 +1,6 @@
 # The async log writer inserts its batches straight into the log's
-# partitions (log_batch_insert.c), and through the INSERT statement where
-# the log needs it.  Rows routed to two partitions in one batch, one of
+# partitions (log_batch_insert.c), as a call inserts its durable row, and
+# through the INSERT statement where the log needs it.  Rows routed to two partitions in one batch, one of
 # another row layout, land where the statement would put them; a trigger
 # on a partition or on the log, a rule on the log, a generated column or a domain column
 # without a default sends the batch to the statement (the trigger fires);
@@ -13,6 +13,7 @@ use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use AthenaTest;
 
 my $node = athena_node('batch_insert', preload => 1, conf => qq{
@@ -29,10 +30,28 @@ my $calls = sub {
 		"SELECT count(a) FROM (SELECT athena_keys.athena_authenticate('$key', '$client', '10.0.0.1', NULL) AS a"
 		  . " FROM generate_series(1, $n)) AS calls");
 };
+# The flush interval changed, and held by the database's writer before
+# the test goes on: a reload reaches a writer when it wakes, which a slow
+# machine can delay past any fixed sleep.  A probe call each round (its
+# row queued) starts a writer where none runs and keeps the running one
+# from exiting idle, until the log says a writer works with the interval.
 my $set_flush = sub {
-	$node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '$_[0]'\n");
+	my ($interval, $ms) = @_;
+	my $from = -s $node->logfile;
+	$node->append_conf('postgresql.conf', "athena_keys.async_flush_interval = '$interval'\n");
 	$node->reload;
-	sleep 1;
+	for (1 .. 600)
+	{
+		# Not safe_psql: while a failed writer backs off, a call inserts
+		# its row itself, which a log without partitions refuses.
+		$node->psql('postgres',
+			"SELECT count(*) FROM athena_keys.athena_authenticate(NULL, 'probe', NULL, NULL)");
+		return
+		  if slurp_file($node->logfile, $from) =~
+		  /log writer (?:started|applied its settings): async_flush_interval $ms ms/;
+		usleep(100_000);
+	}
+	BAIL_OUT("no log writer took async_flush_interval = $interval");
 };
 # A probe call (queued for a writer, which starts after a failed one's
 # back-off) until the client's rows are there.
@@ -58,6 +77,24 @@ is( $node->safe_psql('postgres', q{
 		  FROM athena_keys.api_key_auth_log WHERE client_name = 'direct'}),
 	't', 'each row has its own id and the writer evaluated the added column\'s default');
 unlike(slurp_file($node->logfile, $offset), $statement_path, 'no batch went through the statement');
+
+# A call's durable row takes the same direct path, in the call's own
+# transaction, with the added column's default evaluated by the caller.
+my $call_statement_path = qr/a call inserts its log row through the INSERT statement: ([^\n]*)/;
+my $durable_call = sub {
+	my ($client) = @_;
+	$node->safe_psql('postgres',
+		"SET athena_keys.log_durability = durable;"
+		  . " SELECT count(*) FROM athena_keys.athena_authenticate('$key', '$client', '10.0.0.1', NULL)");
+};
+$offset = -s $node->logfile;
+$durable_call->('durable-direct');
+is( $node->safe_psql('postgres', q{
+		SELECT count(*) = 1 AND bool_and(writer_pid IS NOT NULL AND status = 200 AND id IS NOT NULL)
+		  FROM athena_keys.api_key_auth_log WHERE client_name = 'durable-direct'}),
+	't', 'a durable call\'s row is there at its commit, the added column\'s default filled');
+unlike(slurp_file($node->logfile, $offset), $call_statement_path,
+	'the durable row did not go through the statement');
 $node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN writer_pid');
 
 ########################################################################
@@ -69,7 +106,7 @@ my ($today, $today_bound) = split /\|/, $node->safe_psql('postgres', q{
 	SELECT c.oid::regclass, pg_get_expr(c.relpartbound, c.oid)
 	  FROM pg_class c
 	 WHERE c.oid = (SELECT tableoid FROM athena_keys.api_key_auth_log WHERE client_name = 'direct' LIMIT 1)});
-$set_flush->('60s');
+$set_flush->('60s', 60000);
 $calls->(1, 'split-a');
 my $split_at = $node->safe_psql('postgres', 'SELECT now()');
 $calls->(1, 'split-b');
@@ -82,7 +119,7 @@ $node->safe_psql('postgres', qq{
 	ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION athena_keys.split_late
 	  FOR VALUES FROM ('$split_at') TO (date_trunc('day', '$split_at'::timestamptz, 'UTC') + interval '1 day');});
 $offset = -s $node->logfile;
-$set_flush->('100ms');
+$set_flush->('100ms', 100);
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 2 FROM athena_keys.api_key_auth_log WHERE client_name IN ('split-a', 'split-b')"),
 	'both rows of the batch arrive');
@@ -131,6 +168,14 @@ cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM public.fired WHERE wha
 	'>=', 1, 'and the statement trigger fired');
 like(slurp_file($node->logfile, $offset), qr/through the INSERT statement: the log has triggers/,
 	'the batch went through the statement, saying why');
+my $fired = $node->safe_psql('postgres', "SELECT count(*) FROM public.fired WHERE what = 'statement'");
+$offset = -s $node->logfile;
+$durable_call->('durable-trigger');
+is($node->safe_psql('postgres', "SELECT count(*) FROM public.fired WHERE what = 'statement'"),
+	$fired + 1, 'a durable call\'s row fires the log\'s statement trigger');
+like(slurp_file($node->logfile, $offset),
+	qr/a call inserts its log row through the INSERT statement: the log has triggers/,
+	'the durable row went through the statement, saying why');
 $node->safe_psql('postgres',
 	'DROP TRIGGER note_statement ON athena_keys.api_key_auth_log');
 
@@ -201,7 +246,7 @@ ok($probe_until_logged->('forbidden', 1), 'with the constraint dropped, the queu
 ########################################################################
 # The row is queued first (a failed writer's back-off would have the call
 # insert it itself), then the partitions go.
-$set_flush->('60s');
+$set_flush->('60s', 60000);
 $calls->(1, 'homeless');
 $node->safe_psql('postgres', qq{
 	ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION $today;
@@ -212,7 +257,7 @@ my ($rc, $out, $statement_error) = $node->psql('postgres', q{
 like($statement_error, qr/no partition of relation "api_key_auth_log" found for row/,
 	'the statement refuses a row for a day without a partition');
 $offset = -s $node->logfile;
-$set_flush->('100ms');
+$set_flush->('100ms', 100);
 ok($node->wait_for_log(qr/no partition of relation "api_key_auth_log" found for row/, $offset),
 	'the writer refuses it with the same error');
 unlike(slurp_file($node->logfile, $offset), qr/terminated by signal/, 'no process crashed');
