@@ -11,6 +11,7 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS athena_keys CASCADE;
 DROP FUNCTION IF EXISTS public.durable_log_tag() CASCADE;
+DROP DOMAIN IF EXISTS public.durable_log_site CASCADE;
 RESET client_min_messages;
 CREATE EXTENSION athena_keys;
 
@@ -84,6 +85,19 @@ ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN gateway, DROP COLUMN writer
 SELECT status FROM athena_keys.athena_authenticate(:'k', 'Shop', '192.0.2.6', ARRAY['users.read']);
 SELECT remote_addr, client_name, status,
        id = currval('athena_keys.api_key_auth_log_id_seq') AS id_from_sequence FROM :newest;
+
+-- A column of a domain type with no default of its own takes the
+-- domain's; ALTER DOMAIN changes only the type, and the next row has the
+-- domain's new default.
+CREATE DOMAIN public.durable_log_site AS text DEFAULT 'site-a';
+ALTER TABLE athena_keys.api_key_auth_log ADD COLUMN site public.durable_log_site;
+SELECT status FROM athena_keys.athena_authenticate(:'k', 'Shop', '192.0.2.20', ARRAY['users.read']);
+SELECT remote_addr, site FROM :newest;
+ALTER DOMAIN public.durable_log_site SET DEFAULT 'site-b';
+SELECT status FROM athena_keys.athena_authenticate(:'k', 'Shop', '192.0.2.21', ARRAY['users.read']);
+SELECT remote_addr, site FROM :newest;
+ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN site;
+DROP DOMAIN public.durable_log_site;
 
 -- Today's partition detached inside a transaction: the row goes where
 -- the statement would put it, the default partition; rolled back, it

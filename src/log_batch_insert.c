@@ -29,11 +29,16 @@
  * domain) sends the batch to the statement instead, decided before any
  * default is evaluated, so a batch that falls back has consumed no id.
  *
+ * A call's row is inserted as a row of the calling statement, under its
+ * snapshot and command id (the statement took a new snapshot of its own):
+ * only a default expression that reads tables could tell.
+ *
  * What the log's own definition decides (where the logged columns sit,
  * the partition key, the defaults, a refusal) is worked out once per
- * backend and kept until a relcache invalidation of the log: a call's
- * durable row would otherwise pay for it on every call (parsing the
- * stored defaults, matching the column names).
+ * backend and kept until an invalidation of the log, of a type (a
+ * domain's default) or of a schema: a call's durable row would otherwise
+ * pay for it on every call (parsing the stored defaults, matching the
+ * column names).
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
@@ -65,6 +70,7 @@
 #include "utils/partcache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
@@ -110,6 +116,7 @@ typedef struct LogLayout
 	bool		valid;
 	Oid			relid;
 	const char *refusal;		/* a constant string, or NULL */
+	bool		columns_misplaced;	/* a logged column missing or retyped */
 	int			attnums[LOG_COLUMNS];
 	int			key_cols[PARTITION_MAX_KEYS];
 	int			nkey;
@@ -575,26 +582,46 @@ ReportStatementInsert(const char *refusal, bool from_writer)
 			 refusal);
 }
 
-/*
- * Relcache callback: the log's definition (or every relation's) may have
- * changed, so its layout is worked out again on next use.  No catalog
- * access here.
- */
+/* Forget the kept layout: it is worked out again on next use */
 static void
-LogLayoutInvalidated(Datum arg, Oid relid)
+ForgetLogLayout(void)
 {
-	if (relid == InvalidOid || relid == layout.relid)
-	{
-		layout.valid = false;
-		layout_generation++;
-	}
+	layout.valid = false;
+	layout_generation++;
 }
 
-/* Register the log layout's relcache callback once per backend (_PG_init) */
+/*
+ * Relcache callback: the log's definition (or every relation's) may have
+ * changed.  No catalog access here.
+ */
+static void
+LogRelationInvalidated(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == layout.relid)
+		ForgetLogLayout();
+}
+
+/*
+ * Syscache callback for types and schemas, which the log's relcache entry
+ * does not follow: a column of a domain type without a default of its own
+ * takes the domain's (ALTER DOMAIN ... SET DEFAULT changes only the
+ * type), and a renamed schema leaves the kept OID naming a table that is
+ * no longer athena_keys.api_key_auth_log.  Both are rare, so any change
+ * to either catalog forgets the layout.
+ */
+static void
+LogTypeOrSchemaInvalidated(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ForgetLogLayout();
+}
+
+/* Register the log layout's invalidation callbacks once per backend (_PG_init) */
 void
 RegisterLogLayoutInvalidation(void)
 {
-	CacheRegisterRelcacheCallback(LogLayoutInvalidated, (Datum) 0);
+	CacheRegisterRelcacheCallback(LogRelationInvalidated, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, LogTypeOrSchemaInvalidated, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, LogTypeOrSchemaInvalidated, (Datum) 0);
 }
 
 /* The log's OID, by its name: InvalidOid when there is no such table */
@@ -630,7 +657,8 @@ BuildLogLayout(Relation rel)
 	layout.ndefaults = 0;
 	layout.relid = RelationGetRelid(rel);
 	defaults = palloc(sizeof(ColumnDefault) * desc->natts);
-	if (FindLogColumns(desc, layout.attnums) >= 0)
+	layout.columns_misplaced = FindLogColumns(desc, layout.attnums) >= 0;
+	if (layout.columns_misplaced)
 		layout.refusal = "a logged column is missing or has another type";
 	else
 		layout.refusal = LogRefusesDirectInsert(rel, layout.attnums, layout.key_cols,
@@ -707,6 +735,15 @@ InsertLogBatch(const Datum *values, const bool *nulls, int nrows, bool from_writ
 	if (nrows <= 0)
 		return true;
 	rel = OpenLog();
+
+	/*
+	 * The writer stops at a missing or retyped logged column with an error
+	 * naming it, whatever the batch's size (the one-row statement would
+	 * cast into a retyped column, the batch statement would not); a call's
+	 * row gets the one-row statement, as it did before this path.
+	 */
+	if (layout.columns_misplaced && from_writer)
+		LogColumnAttnums(RelationGetDescr(rel), attnums);
 	refusal = layout.refusal;
 	if (refusal == NULL && check_permissions &&
 		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT) != ACLCHECK_OK)

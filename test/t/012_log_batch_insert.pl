@@ -15,6 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 use AthenaTest;
+use AthenaSession;
 
 my $node = athena_node('batch_insert', preload => 1, conf => qq{
 athena_keys.log_durability = 'async'
@@ -96,6 +97,30 @@ is( $node->safe_psql('postgres', q{
 unlike(slurp_file($node->logfile, $offset), $call_statement_path,
 	'the durable row did not go through the statement');
 $node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN writer_pid');
+
+# A session keeps what the log's definition decides between calls; another
+# session's change to the log reaches it through the invalidation, so its
+# next row has the new column's default, then does without the column.
+my $keeper = AthenaSession->new($node, 'postgres');
+my $kept_call = sub {
+	my $answer = $keeper->query(
+		"SELECT count(*) FROM athena_keys.athena_authenticate('$key', '$_[0]', '10.0.0.1', NULL);");
+	is($answer, '1', "the kept session's call for $_[0] answers") or diag($keeper->{err});
+};
+$keeper->query('SET athena_keys.log_durability = durable;');
+$kept_call->('kept-before');
+$node->safe_psql('postgres',
+	"ALTER TABLE athena_keys.api_key_auth_log ADD COLUMN site text DEFAULT 'from-another-session'");
+$kept_call->('kept-added');
+is( $node->safe_psql('postgres',
+		"SELECT site FROM athena_keys.api_key_auth_log WHERE client_name = 'kept-added'"),
+	'from-another-session', 'a column another session added has its default in the next row');
+$node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN site');
+$kept_call->('kept-dropped');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM athena_keys.api_key_auth_log WHERE client_name LIKE 'kept-%'"),
+	'3', 'and once it is dropped again the rows keep coming');
+$keeper->quit;
 
 ########################################################################
 # One batch, two partitions: today's partition split at a time between
