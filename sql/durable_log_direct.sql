@@ -103,16 +103,17 @@ DROP DOMAIN public.durable_log_site;
 -- the statement would put it, the default partition; rolled back, it
 -- never was.
 BEGIN;
-SELECT format('athena_keys.%I', c.relname) AS today_partition
-  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
- WHERE i.inhparent = 'athena_keys.api_key_auth_log'::regclass
-   AND c.oid = (SELECT tableoid FROM athena_keys.api_key_auth_log ORDER BY id DESC LIMIT 1) \gset
+SELECT 'athena_keys.' || athena_keys._auth_log_partition_name((now() AT TIME ZONE 'UTC')::date)
+       AS today_partition \gset
 ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION :today_partition;
 SELECT status FROM athena_keys.athena_authenticate(:'k', 'Shop', '192.0.2.7', ARRAY['users.read']);
 SELECT remote_addr, partition_name FROM :newest;
 ROLLBACK;
 SELECT status FROM athena_keys.athena_authenticate(:'k', 'Shop', '192.0.2.8', ARRAY['users.read']);
-SELECT remote_addr, partition_name = :'today_partition' AS back_in_today FROM :newest;
+SELECT remote_addr,
+       partition_name = 'athena_keys.' || athena_keys._auth_log_partition_name((created_at AT TIME ZONE 'UTC')::date)
+       AS in_its_day_partition
+  FROM :newest;
 SELECT count(*) AS rolled_back_rows FROM athena_keys.api_key_auth_log WHERE remote_addr = '192.0.2.7';
 
 ------------------------------------------------------------------------

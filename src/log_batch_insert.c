@@ -35,10 +35,10 @@
  *
  * What the log's own definition decides (where the logged columns sit,
  * the partition key, the defaults, a refusal) is worked out once per
- * backend and kept until an invalidation of the log, of a type (a
- * domain's default) or of a schema: a call's durable row would otherwise
- * pay for it on every call (parsing the stored defaults, matching the
- * column names).
+ * backend and kept until an invalidation of the log, of a type a column
+ * takes its default from (a domain's) or of the log's schema: a call's
+ * durable row would otherwise pay for it on every call (parsing the
+ * stored defaults, matching the column names).
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
@@ -105,6 +105,9 @@ typedef struct ColumnDefault
 	ExprState  *state;
 } ColumnDefault;
 
+/* The column types a layout follows one by one; more forget it at any type's change */
+#define LOG_LAYOUT_WATCHED_TYPES 8
+
 /*
  * What the log's definition decides for a direct insert, worked out from
  * the locked log and kept in layout_context until the log's relcache
@@ -117,6 +120,9 @@ typedef struct LogLayout
 	Oid			relid;
 	const char *refusal;		/* a constant string, or NULL */
 	bool		columns_misplaced;	/* a logged column missing or retyped */
+	uint32		schema_hash;	/* the log's schema, in the namespace syscache */
+	int			ntype_hashes;	/* -1: too many types to watch one by one */
+	uint32		type_hashes[LOG_LAYOUT_WATCHED_TYPES];	/* types giving a default */
 	int			attnums[LOG_COLUMNS];
 	int			key_cols[PARTITION_MAX_KEYS];
 	int			nkey;
@@ -603,16 +609,75 @@ LogRelationInvalidated(Datum arg, Oid relid)
 
 /*
  * Syscache callback for types and schemas, which the log's relcache entry
- * does not follow: a column of a domain type without a default of its own
- * takes the domain's (ALTER DOMAIN ... SET DEFAULT changes only the
- * type), and a renamed schema leaves the kept OID naming a table that is
- * no longer athena_keys.api_key_auth_log.  Both are rare, so any change
- * to either catalog forgets the layout.
+ * does not follow: a column without a default of its own takes its type's
+ * (a domain's: ALTER DOMAIN ... SET DEFAULT changes only the type), and a
+ * renamed schema leaves the kept OID naming a table that is no longer
+ * athena_keys.api_key_auth_log.  Only those types and the log's schema
+ * count (every table made or dropped anywhere changes a row type), or
+ * anything for a hash of 0 (a reset of the whole cache).
  */
 static void
 LogTypeOrSchemaInvalidated(Datum arg, int cacheid, uint32 hashvalue)
 {
-	ForgetLogLayout();
+	int			i;
+
+	/* Also while a layout is worked out: it is then not kept */
+	if (!layout.valid || hashvalue == 0)
+	{
+		ForgetLogLayout();
+		return;
+	}
+	if (cacheid == NAMESPACEOID)
+	{
+		if (hashvalue == layout.schema_hash)
+			ForgetLogLayout();
+		return;
+	}
+	if (layout.ntype_hashes < 0)
+	{
+		ForgetLogLayout();
+		return;
+	}
+	for (i = 0; i < layout.ntype_hashes; i++)
+		if (layout.type_hashes[i] == hashvalue)
+		{
+			ForgetLogLayout();
+			return;
+		}
+}
+
+/*
+ * Note in layout the types whose own defaults the log's columns take (a
+ * column that is not logged and has no default of its own): a change of
+ * one of those types forgets the layout.
+ */
+static void
+WatchDefaultTypes(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			attno;
+	int			col;
+
+	layout.schema_hash = GetSysCacheHashValue1(NAMESPACEOID,
+											   ObjectIdGetDatum(RelationGetNamespace(rel)));
+	layout.ntype_hashes = 0;
+	for (attno = 1; attno <= desc->natts; attno++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
+		bool		logged = false;
+
+		for (col = 0; col < LOG_COLUMNS; col++)
+			logged |= layout.attnums[col] == attno;
+		if (att->attisdropped || att->atthasdef || logged)
+			continue;
+		if (layout.ntype_hashes == LOG_LAYOUT_WATCHED_TYPES)
+		{
+			layout.ntype_hashes = -1;
+			return;
+		}
+		layout.type_hashes[layout.ntype_hashes++] =
+			GetSysCacheHashValue1(TYPEOID, ObjectIdGetDatum(att->atttypid));
+	}
 }
 
 /* Register the log layout's invalidation callbacks once per backend (_PG_init) */
@@ -668,10 +733,12 @@ BuildLogLayout(Relation rel)
 	for (d = 0; d < layout.ndefaults; d++)
 	{
 		layout.defaults[d] = defaults[d];
-		layout.defaults[d].expr = copyObject(defaults[d].expr);
+		/* Not copyObject: on PostgreSQL 19 it needs a compiler with typeof_unqual */
+		layout.defaults[d].expr = (Expr *) copyObjectImpl(defaults[d].expr);
 	}
 	MemoryContextSwitchTo(old);
 	pfree(defaults);
+	WatchDefaultTypes(rel);
 	layout.valid = generation == layout_generation;
 }
 
@@ -769,7 +836,7 @@ InsertLogBatch(const Datum *values, const bool *nulls, int nrows, bool from_writ
 	for (d = 0; d < ndefaults; d++)
 	{
 		defaults[d] = layout.defaults[d];
-		defaults[d].expr = copyObject(layout.defaults[d].expr);
+		defaults[d].expr = (Expr *) copyObjectImpl(layout.defaults[d].expr);
 	}
 
 	StartBatch(&batch, rel);

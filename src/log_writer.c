@@ -264,6 +264,7 @@ athena_log_writer_main(Datum main_arg)
 {
 	int			slot = DatumGetInt32(main_arg);
 	TimestampTz idle_since;
+	bool		reloaded;
 	Oid			dboid;
 
 	pqsignal(SIGTERM, WriterSigterm);
@@ -307,11 +308,11 @@ athena_log_writer_main(Datum main_arg)
 		ResetLatch(MyLatch);
 		/* Absorbs ProcSignalBarriers (DROP DATABASE waits for them) */
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
+		reloaded = ConfigReloadPending;
+		if (reloaded)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			ReportWriterSettings("applied its settings");
 		}
 
 		if ((DrainSlot(slot) > 0) | ApplyQueuedLastUse())	/* both, every time */
@@ -322,5 +323,12 @@ athena_log_writer_main(Datum main_arg)
 
 		if (worker_got_sigterm)
 			DrainAndExit(slot);
+
+		/*
+		 * Said once this wake's rows are in: from here on, until the next
+		 * wake, rows wait for the new interval.
+		 */
+		if (reloaded)
+			ReportWriterSettings("applied its settings");
 	}
 }

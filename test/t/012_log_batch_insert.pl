@@ -108,6 +108,7 @@ my $kept_call = sub {
 	is($answer, '1', "the kept session's call for $_[0] answers") or diag($keeper->{err});
 };
 $keeper->query('SET athena_keys.log_durability = durable;');
+$offset = -s $node->logfile;
 $kept_call->('kept-before');
 $node->safe_psql('postgres',
 	"ALTER TABLE athena_keys.api_key_auth_log ADD COLUMN site text DEFAULT 'from-another-session'");
@@ -120,6 +121,24 @@ $kept_call->('kept-dropped');
 is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM athena_keys.api_key_auth_log WHERE client_name LIKE 'kept-%'"),
 	'3', 'and once it is dropped again the rows keep coming');
+# A column of a domain type takes the domain's default, which ALTER DOMAIN
+# changes without touching the log: the kept session's next row has it.
+$node->safe_psql('postgres', q{
+	CREATE DOMAIN public.site_name AS text DEFAULT 'site-a';
+	ALTER TABLE athena_keys.api_key_auth_log ADD COLUMN site public.site_name;});
+$kept_call->('kept-domain-a');
+$node->safe_psql('postgres', q{ALTER DOMAIN public.site_name SET DEFAULT 'site-b'});
+$kept_call->('kept-domain-b');
+is( $node->safe_psql('postgres', q{
+		SELECT string_agg(client_name || ':' || site, ',' ORDER BY id)
+		  FROM athena_keys.api_key_auth_log WHERE client_name LIKE 'kept-domain-%'}),
+	'kept-domain-a:site-a,kept-domain-b:site-b',
+	'a domain default another session changed is in the next row');
+unlike(slurp_file($node->logfile, $offset), $call_statement_path,
+	'every row of the kept session took the direct path');
+$node->safe_psql('postgres', q{
+	ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN site;
+	DROP DOMAIN public.site_name;});
 $keeper->quit;
 
 ########################################################################
