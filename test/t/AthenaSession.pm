@@ -21,9 +21,14 @@ sub new
 }
 
 # $session->send($sql): start a statement without waiting for its answer.
+# It must end with a semicolon: psql would otherwise keep it in its buffer
+# and run the marker after it at once, so the answer would be empty and
+# the statement never sent.
 sub send
 {
 	my ($self, $sql) = @_;
+	die "AthenaSession: end the statement with a semicolon: $sql\n"
+	  unless $sql =~ /;\s*\z/;
 	$self->{out} = '';
 	$self->{err} = '';
 	$self->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
