@@ -689,20 +689,13 @@ RegisterLogLayoutInvalidation(void)
 	CacheRegisterSyscacheCallback(NAMESPACEOID, LogTypeOrSchemaInvalidated, (Datum) 0);
 }
 
-/* The log's OID, by its name: InvalidOid when there is no such table */
-static Oid
-LookUpLog(void)
-{
-	return get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", false));
-}
-
 /*
  * Work out the layout of the locked log rel into layout: the column
  * places, a refusal (a missing or retyped logged column is one: the
  * statement then raises or casts as it always did), the partition key and
- * the defaults, copied into layout_context.  Kept as valid only when no invalidation arrived
- * while it was worked out; it holds for this batch either way, since the
- * lock keeps the log's definition as it was read.
+ * the defaults, copied into layout_context.  Kept as valid only when no
+ * invalidation arrived while it was worked out; it holds for this batch
+ * either way, since the lock keeps the log's definition as it was read.
  */
 static void
 BuildLogLayout(Relation rel)
@@ -762,7 +755,7 @@ OpenLog(void)
 		if (rel != NULL)
 			table_close(rel, RowExclusiveLock);
 	}
-	relid = LookUpLog();
+	relid = LogTableOid();
 	if (!OidIsValid(relid))
 		elog(ERROR, "athena_keys: table athena_keys.api_key_auth_log does not exist");
 	rel = table_open(relid, RowExclusiveLock);
@@ -836,7 +829,9 @@ InsertLogBatch(const Datum *values, const bool *nulls, int nrows, bool from_writ
 	for (d = 0; d < ndefaults; d++)
 	{
 		defaults[d] = layout.defaults[d];
-		defaults[d].expr = (Expr *) copyObjectImpl(layout.defaults[d].expr);
+		/* A nextval called directly (the log's id) needs no expression */
+		if (!OidIsValid(defaults[d].sequence))
+			defaults[d].expr = (Expr *) copyObjectImpl(layout.defaults[d].expr);
 	}
 
 	StartBatch(&batch, rel);

@@ -89,8 +89,7 @@ static int	batch_attnums[LOG_COLUMNS];
 static TypeCacheEntry *
 LogRowType(void)
 {
-	Oid			relid = get_relname_relid("api_key_auth_log",
-										  get_namespace_oid("athena_keys", false));
+	Oid			relid = LogTableOid();
 	Oid			row_type = OidIsValid(relid) ? get_rel_type_id(relid) : InvalidOid;
 	TypeCacheEntry *typentry;
 

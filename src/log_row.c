@@ -15,9 +15,11 @@
 #include "log_row.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -38,6 +40,16 @@ const LogColumn log_columns[LOG_COLUMNS] = {
 	[LOG_COL_FAILURE_REASON] = {"failure_reason", TEXTOID},
 	[LOG_COL_LOCKED_IN] = {"locked_in", BOOLOID},
 };
+
+/*
+ * The OID of athena_keys.api_key_auth_log, by name (InvalidOid when the
+ * schema has no such table): looked up where it may have been re-created
+ */
+Oid
+LogTableOid(void)
+{
+	return get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", false));
+}
 
 /*
  * Where each logged column sits in a row of desc, by name, into attnums

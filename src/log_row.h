@@ -78,6 +78,7 @@ extern const LogColumn log_columns[LOG_COLUMNS];
  * (CLIENT_NAME_MAX_LEN is athena_keys.h's) */
 #define LOGGED_CLIENT_MAX_BYTES CLIENT_NAME_MAX_LEN
 
+extern Oid	LogTableOid(void);
 extern int	FindLogColumns(TupleDesc desc, int *attnums);
 extern void LogColumnAttnums(TupleDesc desc, int *attnums);
 extern void LogRowFromDecision(const DecisionRecord *decision, Datum *values,
