@@ -36,6 +36,7 @@ my $calls = sub {
 # machine can delay past any fixed sleep.  A probe call each round (its
 # row queued) starts a writer where none runs and keeps the running one
 # from exiting idle, until the log says a writer works with the interval.
+my $flush_probes = 0;
 my $set_flush = sub {
 	my ($interval, $ms) = @_;
 	my $from = -s $node->logfile;
@@ -45,14 +46,21 @@ my $set_flush = sub {
 	{
 		# Not safe_psql: while a failed writer backs off, a call inserts
 		# its row itself, which a log without partitions refuses.
-		$node->psql('postgres',
-			"SELECT count(*) FROM athena_keys.athena_authenticate(NULL, 'probe', NULL, NULL)");
+		$flush_probes++
+		  if $node->psql('postgres',
+			"SELECT count(*) FROM athena_keys.athena_authenticate(NULL, 'flush-probe', NULL, NULL)") == 0;
 		return
 		  if slurp_file($node->logfile, $from) =~
 		  /log writer (?:started|applied its settings): async_flush_interval $ms ms/;
 		usleep(100_000);
 	}
 	BAIL_OUT("no log writer took async_flush_interval = $interval");
+};
+# Every row set_flush's probes queued is in the log: none is still on its
+# way while the test changes the log's partitions.
+my $flush_probes_logged = sub {
+	return $node->poll_query_until('postgres',
+		"SELECT count(*) = $flush_probes FROM athena_keys.api_key_auth_log WHERE client_name = 'flush-probe'");
 };
 # A probe call (queued for a writer, which starts after a failed one's
 # back-off) until the client's rows are there.
@@ -179,6 +187,7 @@ is( $node->safe_psql('postgres', q{
 		   AND NOT locked_in AND failure_reason IS NULL}),
 	'1', 'the row converted to the other layout keeps every column');
 unlike(slurp_file($node->logfile, $offset), $statement_path, 'the two-partition batch took the direct path');
+ok($flush_probes_logged->(), 'the probes\' rows are in before the partitions change back');
 $node->safe_psql('postgres', qq{
 	DROP TABLE athena_keys.split_early, athena_keys.split_late;
 	ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION $today $today_bound;});
