@@ -68,10 +68,16 @@ GatewayVerdictText(const CachedKey *key, const DecisionOutcome *outcome, bool fa
 	{
 		pg_ltoa(rate->limit, rate_limit);
 		pg_ltoa(rate->remaining, rate_remaining);
-		pg_lltoa(rate->reset_ms, rate_reset);
 		fields[VERDICT_rate_limit] = rate_limit;
 		fields[VERDICT_rate_remaining] = rate_remaining;
-		fields[VERDICT_rate_reset_ms] = rate_reset;
+		/* A refused one-limit key resets when it may retry: one number formatted, not two */
+		if (fields[VERDICT_retry_after_ms] != NULL && rate->reset_ms == rate->retry_after_ms)
+			fields[VERDICT_rate_reset_ms] = retry_after;
+		else
+		{
+			pg_lltoa(rate->reset_ms, rate_reset);
+			fields[VERDICT_rate_reset_ms] = rate_reset;
+		}
 	}
 	if (outcome->secret_matched)
 	{

@@ -185,5 +185,29 @@ SELECT (athena_keys.athena_authenticate(:'kd', NULL, NULL, NULL)).rate_limit,
 SELECT status, rate_limit FROM athena_keys.athena_authenticate(:'kd', NULL, NULL, NULL);
 RESET athena_keys.key_cache_size;
 
+------------------------------------------------------------------------
+-- The compact verdict's waits: retry and reset differ for a key that has
+-- units to come back before it is full, and are the same number for a
+-- one-unit key (formatted once, given in both fields)
+------------------------------------------------------------------------
+SET athena_keys.log_decisions = none;
+SELECT api_key AS kt, id AS kt_id FROM athena_keys.athena_create_key('three an hour, compact') \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'kt_id', 3, '1 hour') IS NOT NULL AS limited;
+SELECT string_agg(split_part(athena_keys.athena_gateway_verdict(:'kt', NULL, NULL, NULL), '|', 2), ' ')
+       AS first_three FROM generate_series(1, 3);
+SELECT split_part(v, '|', 2) AS status,
+       split_part(v, '|', 7)::bigint BETWEEN 1190000 AND 1200000 AS waits_twenty_minutes,
+       split_part(v, '|', 10)::bigint BETWEEN 3590000 AND 3600000 AS full_again_in_an_hour
+  FROM athena_keys.athena_gateway_verdict(:'kt', NULL, NULL, NULL) v;
+SELECT api_key AS ko, id AS ko_id FROM athena_keys.athena_create_key('one a day') \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'ko_id', 1, '1 day') IS NOT NULL AS limited;
+SELECT split_part(athena_keys.athena_gateway_verdict(:'ko', NULL, NULL, NULL), '|', 2) AS first_status;
+SELECT split_part(v, '|', 2) AS status,
+       split_part(v, '|', 7)::bigint BETWEEN 86000000 AND 86400000 AS waits_a_day,
+       split_part(v, '|', 7) = split_part(v, '|', 10) AS reset_is_the_wait,
+       split_part(v, '|', 8) AS rate_limit, split_part(v, '|', 9) AS rate_remaining
+  FROM athena_keys.athena_gateway_verdict(:'ko', NULL, NULL, NULL) v;
+RESET athena_keys.log_decisions;
+
 SET client_min_messages = warning;
 DROP EXTENSION athena_keys;
