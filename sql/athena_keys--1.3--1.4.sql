@@ -591,3 +591,93 @@ DROP INDEX athena_keys.api_key_auth_log_failures_idx;
 CREATE INDEX api_key_auth_log_created_at_idx ON athena_keys.api_key_auth_log USING brin (created_at);
 CREATE INDEX api_key_auth_log_failures_idx ON athena_keys.api_key_auth_log (created_at)
 	WHERE failure_reason IS NOT NULL;
+
+-- A BRIN index built on a partition summarizes its still-filling last range
+-- too, and every row inserted into a summarized range rewrites the summary
+-- (about 9k instructions per logged decision): partitions made from now on
+-- leave their last range unsummarized, and so do the indexes just built on
+-- the default partition and on the partitions of today and the days ahead.
+CREATE FUNCTION athena_keys._desummarize_auth_log_tail(part regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Leave the block range a partition fills next unsummarized in each of its
+-- BRIN indexes.  Building a BRIN index summarizes every range, the last,
+-- still-filling one included (an empty partition's range 0 gets an
+-- all-nulls summary), and every row inserted into a summarized range widens
+-- its summary: the index's descriptor built again and the summary tuple
+-- rewritten with its WAL record, about 9k instructions per logged decision
+-- for the first ~6,000 rows of each day.  An insert into an unsummarized
+-- range costs nothing; a BRIN scan reads such a range whole (1 MB at most),
+-- and VACUUM summarizes it once the partition has grown past it.
+DECLARE
+	idx regclass;
+	tail_block bigint := greatest(pg_relation_size(part) / current_setting('block_size')::bigint - 1, 0);
+BEGIN
+	FOR idx IN SELECT i.indexrelid::regclass
+	             FROM pg_index i
+	             JOIN pg_class c ON c.oid = i.indexrelid
+	             JOIN pg_am a ON a.oid = c.relam
+	            WHERE i.indrelid = part AND a.amname = 'brin'
+	LOOP
+		PERFORM brin_desummarize_range(idx, tail_block);
+	END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION athena_keys._desummarize_auth_log_tail(regclass) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION athena_keys._create_auth_log_partition(day date) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD'
+AS $$
+-- Create the partition for one UTC day unless its name is taken or another
+-- partition already covers part of that day.  Rows that already fell into
+-- the default partition for that day are moved into it, under the default
+-- partition's ACCESS EXCLUSIVE lock (taken by short attempts; when a reader
+-- holds it for 2 s the day is left for the next run, with a WARNING).
+-- ATTACH takes SHARE UPDATE EXCLUSIVE on the log, which decisions do not
+-- wait for.  Bounds are written as UTC ISO text with an explicit +00,
+-- whatever the session's settings.  New partitions become members of the
+-- extension, so pg_dump leaves the log out and DROP EXTENSION removes them.
+-- Returns whether a partition was created.
+DECLARE
+	part text := athena_keys._auth_log_partition_name(day);
+	lo timestamptz := day::timestamp AT TIME ZONE 'UTC';
+	hi timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+	PERFORM athena_keys._lock_auth_log_retention();
+	IF to_regclass('athena_keys.' || quote_ident(part)) IS NOT NULL OR
+	   EXISTS (SELECT 1 FROM athena_keys._auth_log_partition_bounds() b
+	            WHERE b.lower_bound < hi AND b.upper_bound > lo) THEN
+		RETURN false;
+	END IF;
+	IF NOT athena_keys._lock_tables_within(ARRAY['athena_keys.api_key_auth_log_default'::regclass],
+	                                       interval '2 seconds') THEN
+		RAISE WARNING 'auth log partition for % not created: the default partition is in use', day
+			USING DETAIL = 'Another session held a lock on athena_keys.api_key_auth_log_default for 2 seconds; '
+			               'decisions for that day go to the default partition until it exists.',
+			      HINT = 'Nothing to do: the next athena_maintain_auth_log or athena_prune_auth_log run retries.';
+		RETURN false;
+	END IF;
+	EXECUTE format('CREATE TABLE athena_keys.%I (LIKE athena_keys.api_key_auth_log INCLUDING DEFAULTS)', part);
+	EXECUTE format('WITH moved AS (DELETE FROM athena_keys.api_key_auth_log_default
+	                                WHERE created_at >= $1 AND created_at < $2 RETURNING *)
+	                INSERT INTO athena_keys.%I SELECT * FROM moved', part) USING lo, hi;
+	EXECUTE format('ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION athena_keys.%I
+	                FOR VALUES FROM (%L) TO (%L)', part,
+	               to_char(lo AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '+00',
+	               to_char(hi AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '+00');
+	PERFORM athena_keys._desummarize_auth_log_tail(('athena_keys.' || quote_ident(part))::regclass);
+	-- Inside an extension script the new table is a member already.
+	IF NOT EXISTS (SELECT 1 FROM pg_depend d
+	                WHERE d.classid = 'pg_class'::regclass
+	                  AND d.objid = ('athena_keys.' || quote_ident(part))::regclass
+	                  AND d.deptype = 'e') THEN
+		EXECUTE format('ALTER EXTENSION athena_keys ADD TABLE athena_keys.%I', part);
+	END IF;
+	RETURN true;
+END
+$$;
+
+SELECT athena_keys._desummarize_auth_log_tail(i.inhrelid)
+  FROM pg_inherits i
+  LEFT JOIN athena_keys._auth_log_partition_bounds() b ON b.part = i.inhrelid
+ WHERE i.inhparent = 'athena_keys.api_key_auth_log'::regclass
+   AND (b.part IS NULL OR b.upper_bound > now());

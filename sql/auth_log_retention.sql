@@ -43,5 +43,29 @@ SELECT allowed, status, reason FROM athena_keys.athena_authenticate(NULL, 'c', N
 SELECT count(*) AS todays_rows FROM athena_keys.api_key_auth_log
  WHERE failure_reason = 'API key required' AND created_at >= now() - interval '1 minute';
 
+-- Building a BRIN index summarizes the table's last, still-filling range too,
+-- and every row then inserted into a summarized range rewrites its summary.
+-- The partitions athena_keys makes (today's at install, yesterday's now, with
+-- the row it takes over from the default partition) and the default
+-- partition leave that range unsummarized: brin_summarize_range, which
+-- returns how many ranges it summarized, still finds range 0 to do in each
+-- (each holds a row), where it finds nothing in a table indexed the plain way.
+SELECT athena_keys._create_auth_log_partition(((now() AT TIME ZONE 'UTC') - interval '1 day')::date) AS created;
+SELECT p.which, brin_summarize_range(i.indexrelid::regclass, 0) AS ranges_summarized,
+       (SELECT count(*) > 0 FROM athena_keys.api_key_auth_log l
+         WHERE l.tableoid = ('athena_keys.' || p.rel)::regclass) AS holds_rows
+  FROM (VALUES ('today', athena_keys._auth_log_partition_name((now() AT TIME ZONE 'UTC')::date)),
+               ('yesterday', athena_keys._auth_log_partition_name(((now() AT TIME ZONE 'UTC') - interval '1 day')::date)),
+               ('default', 'api_key_auth_log_default')) p(which, rel)
+  JOIN pg_index i ON i.indrelid = ('athena_keys.' || p.rel)::regclass
+  JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_am a ON a.oid = c.relam AND a.amname = 'brin'
+ ORDER BY 1;
+CREATE TABLE brin_built_plainly (created_at timestamptz);
+CREATE INDEX brin_built_plainly_idx ON brin_built_plainly USING brin (created_at);
+INSERT INTO brin_built_plainly VALUES (now());
+SELECT brin_summarize_range('brin_built_plainly_idx', 0) AS plain_ranges_summarized;
+DROP TABLE brin_built_plainly;
+
 DROP EXTENSION athena_keys CASCADE;
 SELECT count(*) AS leftover_partitions FROM pg_class WHERE relname LIKE 'api_key_auth_log%';
