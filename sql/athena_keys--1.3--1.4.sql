@@ -606,8 +606,9 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- its summary: the index's descriptor built again and the summary tuple
 -- rewritten with its WAL record, about 9k instructions per logged decision
 -- for the first ~6,000 rows of each day.  An insert into an unsummarized
--- range costs nothing; a BRIN scan reads such a range whole (1 MB at most),
--- and VACUUM summarizes it once the partition has grown past it.
+-- range costs only its range map lookup; a BRIN scan reads such a range
+-- whole (1 MB at most), and VACUUM summarizes it once the partition has
+-- grown past it.
 DECLARE
 	idx regclass;
 	tail_block bigint := greatest(pg_relation_size(part) / current_setting('block_size')::bigint - 1, 0);
