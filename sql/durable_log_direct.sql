@@ -119,6 +119,31 @@ SELECT count(*) AS rolled_back_rows FROM athena_keys.api_key_auth_log WHERE remo
 ------------------------------------------------------------------------
 -- Logs the direct path leaves to the statement.
 ------------------------------------------------------------------------
+-- Today's partition replaced, inside a transaction, by one partitioned by
+-- client with no default sub-partition: the executor routes a row down
+-- every level, which the direct path cannot feed (its routing slot holds
+-- the log's key alone, and a NULL client finds no sub-partition), so the
+-- statement writes the row, into the client's sub-partition.  The
+-- partitioned partition's BRIN is a partitioned index, holding no ranges:
+-- leaving its last range unsummarized passes it by.
+BEGIN;
+SELECT 'athena_keys.' || athena_keys._auth_log_partition_name((now() AT TIME ZONE 'UTC')::date)
+       AS today_partition \gset
+ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION :today_partition;
+CREATE TABLE athena_keys.durable_by_client (LIKE athena_keys.api_key_auth_log) PARTITION BY LIST (client_name);
+CREATE TABLE athena_keys.durable_by_client_shop PARTITION OF athena_keys.durable_by_client FOR VALUES IN ('Shop');
+DO $$
+BEGIN
+	EXECUTE format('ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION athena_keys.durable_by_client
+	                FOR VALUES FROM (%L) TO (%L)',
+	               to_char(date_trunc('day', now() AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24:MI:SS') || '+00',
+	               to_char(date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day', 'YYYY-MM-DD HH24:MI:SS') || '+00');
+END $$;
+SELECT athena_keys._desummarize_auth_log_tail('athena_keys.durable_by_client')::text = '' AS passed_by;
+SELECT status FROM athena_keys.athena_authenticate(:'k', 'Shop', '192.0.2.9', ARRAY['users.read']);
+SELECT remote_addr, partition_name FROM :newest;
+ROLLBACK;
+
 -- A row trigger on the log fires for the call's row.
 CREATE FUNCTION public.durable_log_tag() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -159,6 +159,23 @@ HasGeneratedColumns(TupleDesc desc)
 	return desc->constr->has_generated_stored;
 }
 
+/*
+ * Whether a partition of the log is itself partitioned, from the log's
+ * partition descriptor: the executor routes a row down every level, and
+ * the direct path's routing slot holds the log's key alone.
+ */
+static bool
+HasPartitionedPartition(Relation rel)
+{
+	PartitionDesc desc = RelationGetPartitionDesc(rel, false);
+	int			i;
+
+	for (i = 0; i < desc->nparts; i++)
+		if (!desc->is_leaf[i])
+			return true;
+	return false;
+}
+
 /* The sequence when expr is exactly nextval('sequence'), else InvalidOid */
 static Oid
 PlainNextvalSequence(Expr *expr)
@@ -203,6 +220,11 @@ LogRefusesDirectInsert(Relation rel, const int *attnums, int *key_cols, int *nke
 		return "the log has rules";
 	if (HasGeneratedColumns(desc))
 		return "the log has generated columns";
+	/* Routing reads only the log's key: a lower level's key would be NULL */
+	if (rel->rd_rel->relispartition)
+		return "the log is a partition of another table";
+	if (HasPartitionedPartition(rel))
+		return "a partition of the log is partitioned";
 
 	for (attno = 0; attno <= desc->natts; attno++)
 		logged_col[attno] = -1;
@@ -264,12 +286,15 @@ PartitionRefusesDirectInsert(ResultRelInfo *rri)
 /*
  * The executor state for inserting into the log rel: a one-entry range
  * table (error reports read the target's entry), the log as the root
- * result relation, and partition routing from it.
+ * result relation, and partition routing from it, all in the state's own
+ * memory (the routing keeps its partitions' states in the context it is
+ * set up in), which EndBatch frees.
  */
 static void
 StartBatch(BatchState *batch, Relation rel)
 {
 	EState	   *estate = CreateExecutorState();
+	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 	ModifyTableState *mtstate;
 #if PG_VERSION_NUM >= 160000
@@ -307,6 +332,7 @@ StartBatch(BatchState *batch, Relation rel)
 	batch->mtstate = mtstate;
 	batch->proute = ExecSetupPartitionTupleRouting(estate, rel);
 	batch->root_slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
+	MemoryContextSwitchTo(old);
 }
 
 /* Close what StartBatch and the routing opened */

@@ -2,8 +2,9 @@
 # partitions (log_batch_insert.c), as a call inserts its durable row, and
 # through the INSERT statement where the log needs it.  Rows routed to two partitions in one batch, one of
 # another row layout, land where the statement would put them; a trigger
-# on a partition or on the log, a rule on the log, a generated column or a domain column
-# without a default sends the batch to the statement (the trigger fires);
+# on a partition or on the log, a rule on the log, a generated column, a
+# domain column without a default or a partitioned partition sends the
+# batch to the statement (the trigger fires);
 # a CHECK constraint is enforced and a row no partition takes is refused
 # as the statement refuses it, and both are written once the log is fixed.
 use strict;
@@ -275,6 +276,36 @@ like(slurp_file($node->logfile, $offset),
 	qr/through the INSERT statement: a column of a domain type has no default/,
 	'the batch went through the statement, saying why');
 $node->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP COLUMN label');
+
+########################################################################
+# Today's partition replaced by one partitioned by client, with no default
+# sub-partition: the executor routes a row down every level, and the
+# direct path's routing slot holds the log's key alone (its NULL client
+# found no sub-partition, and every batch failed).  The batch goes through
+# the statement, which routes the whole row, into the client's
+# sub-partition.
+########################################################################
+$node->safe_psql('postgres', qq{
+	ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION $today;
+	CREATE TABLE public.log_by_client (LIKE athena_keys.api_key_auth_log) PARTITION BY LIST (client_name);
+	CREATE TABLE public.log_by_client_sub PARTITION OF public.log_by_client FOR VALUES IN ('sub-partitioned');
+	ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION public.log_by_client $today_bound;});
+$offset = -s $node->logfile;
+$calls->(2, 'sub-partitioned');
+ok(wait_for_logged($node, 'sub-partitioned', 2), 'with a partitioned partition every row is logged');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(DISTINCT tableoid::regclass::text, ',') FROM athena_keys.api_key_auth_log"
+		  . " WHERE client_name = 'sub-partitioned'"),
+	'log_by_client_sub', 'into the client\'s sub-partition');
+like(slurp_file($node->logfile, $offset),
+	qr/through the INSERT statement: a partition of the log is partitioned/,
+	'the batch went through the statement, saying why');
+unlike(slurp_file($node->logfile, $offset), qr/no partition of relation "log_by_client" found/,
+	'and no batch failed on the way');
+$node->safe_psql('postgres', qq{
+	ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION public.log_by_client;
+	DROP TABLE public.log_by_client;
+	ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION $today $today_bound;});
 
 ########################################################################
 # A CHECK constraint the row breaks: the writer stops with the
