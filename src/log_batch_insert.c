@@ -220,11 +220,9 @@ LogRefusesDirectInsert(Relation rel, const int *attnums, int *key_cols, int *nke
 		return "the log has rules";
 	if (HasGeneratedColumns(desc))
 		return "the log has generated columns";
-	/* Routing reads only the log's key: a lower level's key would be NULL */
+	/* A log that is a partition gets its own bounds checked on the key-only routing slot */
 	if (rel->rd_rel->relispartition)
 		return "the log is a partition of another table";
-	if (HasPartitionedPartition(rel))
-		return "a partition of the log is partitioned";
 
 	for (attno = 0; attno <= desc->natts; attno++)
 		logged_col[attno] = -1;
@@ -421,31 +419,14 @@ InsertIndexEntries(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
 }
 
 /*
- * Whether relid is a partition of the log itself rather than of one of
- * its partitions, from the log's partition descriptor (kept in its
- * relcache entry; pg_inherits is not read)
- */
-static bool
-IsPartitionOfLog(Relation log, Oid relid)
-{
-	PartitionDesc desc = RelationGetPartitionDesc(log, false);
-	int			i;
-
-	for (i = 0; i < desc->nparts; i++)
-		if (desc->oids[i] == relid)
-			return true;
-	return false;
-}
-
-/*
  * The partition of the root slot's row, as the statement routes it (a row
  * no partition takes raises what the statement raises), as an entry of
  * parts: new partitions are added, or the reason the statement must write
- * to one is returned in *refusal.  Rows go only to direct partitions of the
- * log: routing reads only the logged columns of the log's own key.
+ * to one is returned in *refusal.  Every partition is a leaf (RouteRows),
+ * so the row's partition is a direct one of the log.
  */
 static int
-PartitionOfRow(BatchState *batch, Oid log_oid, PartitionRows *parts, int *nparts, int nrows,
+PartitionOfRow(BatchState *batch, PartitionRows *parts, int *nparts, int nrows,
 			   const char **refusal)
 {
 	ResultRelInfo *rri = ExecFindPartition(batch->mtstate, batch->root, batch->proute,
@@ -458,9 +439,6 @@ PartitionOfRow(BatchState *batch, Oid log_oid, PartitionRows *parts, int *nparts
 	if (p < *nparts)
 		return p;
 	*refusal = PartitionRefusesDirectInsert(rri);
-	if (*refusal == NULL &&
-		!IsPartitionOfLog(batch->root->ri_RelationDesc, RelationGetRelid(rri->ri_RelationDesc)))
-		*refusal = "a partition of the log is partitioned";
 	if (*refusal != NULL)
 		return -1;
 	parts[p].rri = rri;
@@ -545,6 +523,14 @@ RouteRows(BatchState *batch, Relation rel, const int *attnums, const int *key_co
 	int			i;
 	int			p;
 
+	/*
+	 * The executor routes a row down every level, and the routing slot
+	 * holds the log's key alone: a partitioned partition would find NULLs
+	 * in its own key.  Checked against the descriptor the routing has just
+	 * taken, so no ATTACH can come in between.
+	 */
+	if (HasPartitionedPartition(rel))
+		return "a partition of the log is partitioned";
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	if (KeyRange(rel, key_cols, nkey, values, nulls, nrows, &lowest, &highest))
@@ -552,11 +538,11 @@ RouteRows(BatchState *batch, Relation rel, const int *attnums, const int *key_co
 		int			high_part;
 
 		StoreKeyOfRow(slot, attnums, key_cols, nkey, values, nulls, lowest);
-		p = PartitionOfRow(batch, log_oid, parts, nparts, nrows, &refusal);
+		p = PartitionOfRow(batch, parts, nparts, nrows, &refusal);
 		if (refusal != NULL)
 			return refusal;
 		StoreKeyOfRow(slot, attnums, key_cols, nkey, values, nulls, highest);
-		high_part = PartitionOfRow(batch, log_oid, parts, nparts, nrows, &refusal);
+		high_part = PartitionOfRow(batch, parts, nparts, nrows, &refusal);
 		if (refusal != NULL)
 			return refusal;
 		if (p == high_part &&
@@ -570,7 +556,7 @@ RouteRows(BatchState *batch, Relation rel, const int *attnums, const int *key_co
 	for (i = 0; i < nrows; i++)
 	{
 		StoreKeyOfRow(slot, attnums, key_cols, nkey, values, nulls, i);
-		part_of_row[i] = PartitionOfRow(batch, log_oid, parts, nparts, nrows, &refusal);
+		part_of_row[i] = PartitionOfRow(batch, parts, nparts, nrows, &refusal);
 		if (refusal != NULL)
 			return refusal;
 	}
