@@ -144,6 +144,25 @@ SELECT status FROM athena_keys.athena_authenticate(:'k', 'Shop', '192.0.2.9', AR
 SELECT remote_addr, partition_name FROM :newest;
 ROLLBACK;
 
+-- The log made, inside a transaction, the default partition of a table
+-- partitioned by client, whose other partition takes client 'Other': a row
+-- written into the log is checked against the log's own bounds, which the
+-- direct path's routing slot (the log's key alone) would pass with a NULL
+-- client.  The statement checks the whole row: a call for 'Other' fails
+-- with its error, as it would through INSERT; one for 'Shop' is logged.
+BEGIN;
+CREATE TABLE public.durable_by_client (LIKE athena_keys.api_key_auth_log) PARTITION BY LIST (client_name);
+CREATE TABLE public.durable_by_client_other PARTITION OF public.durable_by_client FOR VALUES IN ('Other');
+ALTER TABLE public.durable_by_client ATTACH PARTITION athena_keys.api_key_auth_log DEFAULT;
+SELECT status FROM athena_keys.athena_authenticate(:'k', 'Shop', '192.0.2.10', ARRAY['users.read']);
+SELECT remote_addr, client_name FROM :newest;
+SAVEPOINT other_client;
+\set VERBOSITY terse
+SELECT status FROM athena_keys.athena_authenticate(:'k', 'Other', '192.0.2.11', ARRAY['users.read']);
+\set VERBOSITY default
+ROLLBACK TO other_client;
+ROLLBACK;
+
 -- A row trigger on the log fires for the call's row.
 CREATE FUNCTION public.durable_log_tag() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
