@@ -508,7 +508,7 @@ KeyRange(Relation rel, const int *key_cols, int nkey, const Datum *values, const
  * evaluated or inserted before this is known.  When the lowest and the
  * highest key of the batch go to the same range partition, so does every
  * row (the usual batch: a few seconds of one day), and only those two are
- * routed.
+ * routed; a batch whose keys are all equal (a call's own row) routes one.
  */
 static const char *
 RouteRows(BatchState *batch, Relation rel, const int *attnums, const int *key_cols, int nkey,
@@ -541,6 +541,18 @@ RouteRows(BatchState *batch, Relation rel, const int *attnums, const int *key_co
 		p = PartitionOfRow(batch, parts, nparts, nrows, &refusal);
 		if (refusal != NULL)
 			return refusal;
+
+		/*
+		 * No key lower or higher than the first row's: every key is equal
+		 * (a call's own row, a batch of one instant), and equal keys go to
+		 * one partition, the default one included.
+		 */
+		if (lowest == highest)
+		{
+			for (i = 0; i < nrows; i++)
+				part_of_row[i] = p;
+			return NULL;
+		}
 		StoreKeyOfRow(slot, attnums, key_cols, nkey, values, nulls, highest);
 		high_part = PartitionOfRow(batch, parts, nparts, nrows, &refusal);
 		if (refusal != NULL)
