@@ -9,7 +9,7 @@ include src/pure_sources.mk
 BACKEND_SRCS = src/athena_keys.c src/settings.c src/authenticate.c src/request_effects.c \
 	src/result_row.c src/cache_invalidation.c src/config_cache.c src/key_cache.c src/shared_key_cache.c src/key_rows.c \
 	src/key_last_used.c src/last_used_queue.c src/learning.c src/spi_plans.c src/ip_datums.c \
-	src/log_row.c src/log_record.c src/log_insert.c src/log_batch_insert.c src/log_queue.c src/log_shipping.c \
+	src/log_row.c src/log_record.c src/log_insert.c src/log_batch_insert.c src/index_predicates.c src/log_queue.c src/log_shipping.c \
 	src/log_writer.c src/log_routing.c src/key_material.c src/listings.c \
 	src/rate_limit.c src/rate_limit_rows.c \
 	src/gateway_verdict.c src/gateway_batch.c src/subtransaction.c

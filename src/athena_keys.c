@@ -9,6 +9,7 @@
 #include "fmgr.h"
 
 #include "cache_invalidation.h"
+#include "index_predicates.h"
 #include "last_used_queue.h"
 #include "log_batch_insert.h"
 #include "log_queue.h"
@@ -34,4 +35,5 @@ _PG_init(void)
 	InitSharedKeyCache();
 	RegisterCacheInvalidation();
 	RegisterLogLayoutInvalidation();
+	RegisterIndexPredicateInvalidation();
 }

@@ -12,7 +12,8 @@
  * sequence its default names in the catalog, called directly; any other
  * default expression evaluated as the statement would), checked with
  * ExecConstraints, inserted per partition with table_multi_insert and
- * indexed with ExecInsertIndexTuples.
+ * indexed with ExecInsertIndexTuples (partial indexes with the predicates
+ * index_predicates.c keeps compiled).
  *
  * This is taken only where the rows come out as the statement's would.
  * The writer is a superuser; a call runs with the extension owner's
@@ -42,6 +43,7 @@
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
+#include "index_predicates.h"
 #include "log_row.h"
 #include "log_insert.h"
 #include "log_batch_insert.h"
@@ -441,6 +443,7 @@ PartitionOfRow(BatchState *batch, PartitionRows *parts, int *nparts, int nrows,
 	*refusal = PartitionRefusesDirectInsert(rri);
 	if (*refusal != NULL)
 		return -1;
+	UseKeptIndexPredicates(rri);
 	parts[p].rri = rri;
 	parts[p].desc = CreateTupleDescCopy(RelationGetDescr(rri->ri_RelationDesc));
 	parts[p].value_slots = palloc(sizeof(TupleTableSlot *) * nrows);
