@@ -684,3 +684,88 @@ SELECT athena_keys._desummarize_auth_log_tail(i.inhrelid)
   LEFT JOIN athena_keys._auth_log_partition_bounds() b ON b.part = i.inhrelid
  WHERE i.inhparent = 'athena_keys.api_key_auth_log'::regclass
    AND (b.part IS NULL OR b.upper_bound > now());
+
+-- Learning: a key deleted, deactivated or expired while a call waited for
+-- its row is answered as such; IPv4-mapped whitelist entries match after
+-- another call's lock-in as they do in the C matcher.
+CREATE FUNCTION athena_keys._ipv4_unmapped(addr inet) RETURNS inet
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+-- An IPv4-mapped IPv6 address or network (inside ::ffff:0:0/96) as the IPv4
+-- one it denotes, anything else unchanged: the rule matching of the C code
+-- (ip_rules.c) treats both spellings alike, and so must SQL that judges
+-- the same rules.
+SELECT CASE
+	WHEN family(addr) = 6 AND masklen(addr) >= 96
+	     AND addr OPERATOR(pg_catalog.<<=) '::ffff:0:0/96'::inet
+	THEN set_masklen('0.0.0.0'::inet OPERATOR(pg_catalog.+)
+	                 (host(addr)::inet OPERATOR(pg_catalog.-) '::ffff:0.0.0.0'::inet),
+	                 masklen(addr) - 96)
+	ELSE addr
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys._learn(key_id uuid, ip inet) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- One learning observation for a key in virgin mode, under the key's row
+-- lock so that the count is exact and lock-in happens once.  Returns
+-- 'learning', 'locked_in' (this call completed lock-in), or, when another
+-- call resolved the key first, 'whitelisted' / 'not_whitelisted' from the
+-- committed per-key whitelist.  The row the lock returns is the newest: a
+-- key deleted, deactivated or expired (by the transaction start time, the
+-- decision's clock) while this call waited for it returns 'deleted',
+-- 'inactive' or 'expired', which the decision answers as such.
+DECLARE
+	k record;
+	request_count bigint;
+	distinct_ips bigint;
+BEGIN
+	SELECT virgin_mode, virgin_resolved, virgin_until_n_requests, max_whitelist_ips,
+	       is_active, expires_at
+	  INTO k
+	  FROM athena_keys.api_key WHERE id = key_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN 'deleted';
+	ELSIF NOT k.is_active THEN
+		RETURN 'inactive';
+	ELSIF k.expires_at <= now() THEN
+		RETURN 'expired';
+	ELSIF NOT k.virgin_mode THEN
+		RETURN 'not_learning';
+	END IF;
+	IF k.virgin_resolved THEN
+		IF EXISTS (SELECT 1 FROM athena_keys.api_key_ip_rule r
+		            WHERE r.api_key_id = key_id AND r.list = 'whitelist') AND
+		   NOT EXISTS (SELECT 1 FROM athena_keys.api_key_ip_rule r
+		                WHERE r.api_key_id = key_id AND r.list = 'whitelist'
+		                  AND athena_keys._ipv4_unmapped(r.addr) OPERATOR(pg_catalog.>>=)
+		                      athena_keys._ipv4_unmapped(ip)) THEN
+			RETURN 'not_whitelisted';
+		END IF;
+		RETURN 'whitelisted';
+	END IF;
+
+	-- clock_timestamp(): calls inside one transaction still order by arrival.
+	INSERT INTO athena_keys.api_key_ip_seen AS s (api_key_id, addr, first_seen_at, last_seen_at)
+	VALUES (key_id, ip, clock_timestamp(), clock_timestamp())
+	ON CONFLICT (api_key_id, addr) DO UPDATE
+	   SET hit_count = s.hit_count + 1, last_seen_at = clock_timestamp();
+
+	UPDATE athena_keys.api_key
+	   SET virgin_request_count = virgin_request_count + 1, last_used_at = now()
+	 WHERE id = key_id
+	RETURNING virgin_request_count INTO request_count;
+
+	IF k.max_whitelist_ips > 0 THEN
+		SELECT count(*) INTO distinct_ips
+		  FROM athena_keys.api_key_ip_seen WHERE api_key_id = key_id;
+	END IF;
+
+	IF (k.virgin_until_n_requests > 0 AND request_count >= k.virgin_until_n_requests) OR
+	   (k.max_whitelist_ips > 0 AND distinct_ips >= k.max_whitelist_ips) THEN
+		PERFORM athena_keys._lock_in(key_id);
+		RETURN 'locked_in';
+	END IF;
+	RETURN 'learning';
+END
+$$;
+REVOKE ALL ON FUNCTION athena_keys._ipv4_unmapped(inet) FROM PUBLIC;

@@ -332,8 +332,9 @@ DecideRequest(const DecisionRequest *request, const KeyFacts *key,
  * Finish a decision whose IP step waited for a learning observation, with
  * what recording it found: recorded (or locked in by this call) passes;
  * another call's lock-in is judged by the whitelist it committed; a key
- * that stopped learning meanwhile is judged by its cached whitelist; a
- * write that could not be made leaves the policy unavailable.
+ * that stopped learning meanwhile is judged by its cached whitelist; a key
+ * deleted, deactivated or expired meanwhile fails as it would have before
+ * the wait; a write that could not be made leaves the policy unavailable.
  */
 void
 FinishLearningDecision(const DecisionRequest *request, const KeyFacts *key,
@@ -371,7 +372,20 @@ FinishLearningDecision(const DecisionRequest *request, const KeyFacts *key,
 			in.key_learning = false;
 			failure = FailureOfIpVerdict(EvaluateIpWhitelists(&in));
 			break;
+		case LEARNING_KEY_DELETED:
+			failure = FAILURE_INVALID_KEY;
+			break;
+		case LEARNING_KEY_INACTIVE:
+			failure = FAILURE_INACTIVE_KEY;
+			break;
+		case LEARNING_KEY_EXPIRED:
+			failure = FAILURE_EXPIRED_KEY;
+			break;
 	}
+	/* The key's own steps failed after all: it is not authenticated */
+	if (failure == FAILURE_INVALID_KEY || failure == FAILURE_INACTIVE_KEY ||
+		failure == FAILURE_EXPIRED_KEY)
+		outcome->authenticated = false;
 	SetVerdict(outcome, failure, client->fail_open);
 	outcome->needs_rate_limit = failure == FAILURE_NONE && RateLimitsApply(key, client);
 }

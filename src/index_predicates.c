@@ -59,6 +59,10 @@ PredicateCallsSomething(Node *node, void *context)
 		case T_Const:
 			return false;
 		case T_NullTest:
+			/* A row's IS NULL looks its type up at each evaluation: not kept */
+			if (((NullTest *) node)->argisrow)
+				return true;
+			return expression_tree_walker(node, PredicateCallsSomething, context);
 		case T_BooleanTest:
 		case T_BoolExpr:
 		case T_List:

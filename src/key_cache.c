@@ -196,7 +196,7 @@ ReadKey(KeyLookup *lookup)
 {
 	CachedKey  *entry = lookup->entry;
 
-	ReadKeyRows(entry, entry->parts);
+	ReadKeyRows(entry, entry->parts, OidIsValid(lookup->key_table) ? lookup->shared.epoch : 0);
 	if (OidIsValid(lookup->key_table) && lookup->before == KeyCacheGeneration())
 		SharedKeyCachePublish(entry, lookup->key_table, &lookup->shared);
 	return KeepKey(entry, lookup->cacheable, lookup->before);

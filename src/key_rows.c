@@ -154,7 +154,12 @@ static const struct
  * Whether a table holds rows of any key, as far as this generation of the
  * key cache knows.  Many deployments have no per-key IP rules or no per-key
  * rate limits at all; a miss then need not lock, open and search those
- * tables.
+ * tables.  What was learned also names the shared key cache's epoch its
+ * read ran in (KeyLayout.presence_epoch): a writer's commit is visible,
+ * and advances that epoch, before it sends the invalidations that move the
+ * generation, so a read in between would otherwise skip a table its
+ * snapshot sees a new row in and publish the key without it for every
+ * backend, for as long as the epoch stays.
  */
 typedef enum KeyRowsPresence
 {
@@ -175,6 +180,7 @@ typedef struct KeyLayout
 	AttrNumber	last_attnum[KEY_TABLE_COUNT];	/* deform this far */
 	TupleTableSlot *slots[KEY_TABLE_COUNT]; /* over copies of the row types */
 	KeyRowsPresence presence[KEY_TABLE_COUNT];	/* rules and limits only */
+	uint64		presence_epoch[KEY_TABLE_COUNT];	/* the shared epoch it holds in */
 } KeyLayout;
 
 static KeyLayout layout;
@@ -190,6 +196,7 @@ static bool reading = false;
 typedef struct KeyRead
 {
 	Relation	tables[KEY_TABLE_COUNT];
+	uint64		shared_epoch;	/* read before the snapshot; 0: none */
 } KeyRead;
 
 /* The OID of one of the tables, InvalidOid when the schema lacks it */
@@ -388,6 +395,7 @@ ResolveLayout(KeyRead *read, uint64 generation)
 		layout.tables[t] = read->tables[t] ? RelationGetRelid(read->tables[t]) : InvalidOid;
 		layout.last_attnum[t] = 0;
 		layout.presence[t] = ROWS_UNKNOWN;
+		layout.presence_epoch[t] = 0;
 	}
 	for (c = 0; c < KEY_COLUMN_COUNT; c++)
 	{
@@ -416,15 +424,17 @@ ResolveLayout(KeyRead *read, uint64 generation)
 }
 
 /*
- * Whether this generation knows that table holds no key's rows, so a read
- * may leave it alone.  Only what a READ COMMITTED read found is kept
- * (ReadKeyRows): a transaction snapshot may predate a change whose
- * invalidation has already been consumed.
+ * Whether this generation knows that table holds no key's rows, so read
+ * may leave it alone: learned in the shared epoch read runs in.  Only what
+ * a READ COMMITTED read found is kept (ReadKeyRows): a transaction
+ * snapshot may predate a change whose invalidation has already been
+ * consumed.
  */
 static bool
-KnownWithoutKeyRows(KeyTable table)
+KnownWithoutKeyRows(const KeyRead *read, KeyTable table)
 {
-	return layout.presence[table] == ROWS_NONE && CacheFillAllowed();
+	return layout.presence[table] == ROWS_NONE &&
+		layout.presence_epoch[table] == read->shared_epoch && CacheFillAllowed();
 }
 
 /*
@@ -450,12 +460,12 @@ OpenKeyTables(KeyRead *read)
 		 * replanning did.
 		 */
 		for (t = 0; t < KEY_TABLE_COUNT; t++)
-			if (OidIsValid(layout.tables[t]) && !KnownWithoutKeyRows((KeyTable) t))
+			if (OidIsValid(layout.tables[t]) && !KnownWithoutKeyRows(read, (KeyTable) t))
 				read->tables[t] = table_open(layout.tables[t], AccessShareLock);
 		if (KeyCacheGeneration() == generation)
 			return;
 		CloseKeyTables(read);
-		memset(read, 0, sizeof(*read));
+		memset(read->tables, 0, sizeof(read->tables));
 	}
 	for (t = 0; t < KEY_TABLE_COUNT; t++)
 		OpenKeyTable(read, (KeyTable) t);
@@ -603,9 +613,10 @@ TableHoldsKeyRows(KeyRead *read, KeyTable table)
 
 /*
  * Whether a read must search table for the key's rows: not when this
- * generation knows it holds none (it was then not opened).  The first READ
- * COMMITTED read of a generation finds out, under the snapshot it reads
- * with; a change since then advances the generation, which forgets it.  A
+ * generation knows it holds none in the read's shared epoch (it was then
+ * not opened).  The first READ COMMITTED read of a generation and epoch
+ * finds out, under the snapshot it reads with; a change since then
+ * advances the generation, which forgets it.  A
  * transaction that may have written a table feeding the caches always
  * searches it (CacheFillAllowed).
  */
@@ -616,8 +627,12 @@ MustSearchTable(KeyRead *read, KeyTable table)
 		return false;
 	if (!CacheFillAllowed())
 		return true;
-	if (layout.presence[table] == ROWS_UNKNOWN)
+	if (layout.presence[table] == ROWS_UNKNOWN ||
+		(layout.presence[table] == ROWS_NONE && layout.presence_epoch[table] != read->shared_epoch))
+	{
 		layout.presence[table] = TableHoldsKeyRows(read, table) ? ROWS_SOME : ROWS_NONE;
+		layout.presence_epoch[table] = read->shared_epoch;
+	}
 	return layout.presence[table] != ROWS_NONE;
 }
 
@@ -848,14 +863,17 @@ ReadLimits(KeyRead *read, CachedKey *entry, MemoryContext target)
 /*
  * Fill entry (whose public_id is set) from the tables, its parts allocated
  * in target; entry->facts.exists tells whether a key has this public id.
- * The caller holds the owner's rights.
+ * shared_epoch is the shared key cache's epoch the caller read before this
+ * read's snapshot (0 when the key will not be shared).  The caller holds
+ * the owner's rights.
  */
 void
-ReadKeyRows(CachedKey *entry, MemoryContext target)
+ReadKeyRows(CachedKey *entry, MemoryContext target, uint64 shared_epoch)
 {
 	KeyRead		read;
 
 	memset(&read, 0, sizeof(read));
+	read.shared_epoch = shared_epoch;
 	if (reading)
 		layout.known = false;
 	reading = true;

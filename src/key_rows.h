@@ -11,6 +11,6 @@
 
 #include "key_cache.h"
 
-extern void ReadKeyRows(CachedKey *entry, MemoryContext target);
+extern void ReadKeyRows(CachedKey *entry, MemoryContext target, uint64 shared_epoch);
 
 #endif

@@ -57,7 +57,16 @@ RunLearningCall(const pg_uuid_t *key_id, const IpNet *host)
 		return LEARNING_RESOLVED_WHITELISTED;
 	if (strcmp(outcome, "not_whitelisted") == 0)
 		return LEARNING_RESOLVED_NOT_WHITELISTED;
-	return LEARNING_NOT_LEARNING;
+	if (strcmp(outcome, "not_learning") == 0)
+		return LEARNING_NOT_LEARNING;
+	if (strcmp(outcome, "deleted") == 0)
+		return LEARNING_KEY_DELETED;
+	if (strcmp(outcome, "inactive") == 0)
+		return LEARNING_KEY_INACTIVE;
+	if (strcmp(outcome, "expired") == 0)
+		return LEARNING_KEY_EXPIRED;
+	elog(ERROR, "athena_keys: the learning call returned \"%s\"", outcome);
+	pg_unreachable();
 }
 
 /* One observation, as CallInSubtransaction hands it to LearningCallBody */

@@ -34,7 +34,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TEST_SET=${TEST_SET:-full}
 PACKAGES="$PG_PACKAGES libssl-dev perl libipc-run-perl make gcc libpq-dev libmicrohttpd-dev pkg-config"
 [ "$TEST_SET" = core ] || PACKAGES="$PACKAGES nginx-light wrk curl clang libclang-rt-14-dev
-  caddy haproxy pgbouncer prometheus"
+  caddy haproxy pgbouncer prometheus gdb"
 
 # Run a command as root: directly when we are root, else through sudo.
 as_root() {

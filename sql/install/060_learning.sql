@@ -2,22 +2,48 @@
 -- Learning: keys in virgin mode record the addresses they see and lock in.
 --------------------------------------------------------------------------
 
+CREATE FUNCTION athena_keys._ipv4_unmapped(addr inet) RETURNS inet
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+-- An IPv4-mapped IPv6 address or network (inside ::ffff:0:0/96) as the IPv4
+-- one it denotes, anything else unchanged: the rule matching of the C code
+-- (ip_rules.c) treats both spellings alike, and so must SQL that judges
+-- the same rules.
+SELECT CASE
+	WHEN family(addr) = 6 AND masklen(addr) >= 96
+	     AND addr OPERATOR(pg_catalog.<<=) '::ffff:0:0/96'::inet
+	THEN set_masklen('0.0.0.0'::inet OPERATOR(pg_catalog.+)
+	                 (host(addr)::inet OPERATOR(pg_catalog.-) '::ffff:0.0.0.0'::inet),
+	                 masklen(addr) - 96)
+	ELSE addr
+END
+$$;
+
 CREATE FUNCTION athena_keys._learn(key_id uuid, ip inet) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- One learning observation for a key in virgin mode, under the key's row
 -- lock so that the count is exact and lock-in happens once.  Returns
 -- 'learning', 'locked_in' (this call completed lock-in), or, when another
 -- call resolved the key first, 'whitelisted' / 'not_whitelisted' from the
--- committed per-key whitelist.
+-- committed per-key whitelist.  The row the lock returns is the newest: a
+-- key deleted, deactivated or expired (by the transaction start time, the
+-- decision's clock) while this call waited for it returns 'deleted',
+-- 'inactive' or 'expired', which the decision answers as such.
 DECLARE
 	k record;
 	request_count bigint;
 	distinct_ips bigint;
 BEGIN
-	SELECT virgin_mode, virgin_resolved, virgin_until_n_requests, max_whitelist_ips
+	SELECT virgin_mode, virgin_resolved, virgin_until_n_requests, max_whitelist_ips,
+	       is_active, expires_at
 	  INTO k
 	  FROM athena_keys.api_key WHERE id = key_id FOR UPDATE;
-	IF NOT FOUND OR NOT k.virgin_mode THEN
+	IF NOT FOUND THEN
+		RETURN 'deleted';
+	ELSIF NOT k.is_active THEN
+		RETURN 'inactive';
+	ELSIF k.expires_at <= now() THEN
+		RETURN 'expired';
+	ELSIF NOT k.virgin_mode THEN
 		RETURN 'not_learning';
 	END IF;
 	IF k.virgin_resolved THEN
@@ -25,7 +51,8 @@ BEGIN
 		            WHERE r.api_key_id = key_id AND r.list = 'whitelist') AND
 		   NOT EXISTS (SELECT 1 FROM athena_keys.api_key_ip_rule r
 		                WHERE r.api_key_id = key_id AND r.list = 'whitelist'
-		                  AND r.addr OPERATOR(pg_catalog.>>=) ip) THEN
+		                  AND athena_keys._ipv4_unmapped(r.addr) OPERATOR(pg_catalog.>>=)
+		                      athena_keys._ipv4_unmapped(ip)) THEN
 			RETURN 'not_whitelisted';
 		END IF;
 		RETURN 'whitelisted';

@@ -19,6 +19,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use AthenaTest;
+use IPC::Run;
 
 my $primary = athena_node('shared', init => { allows_streaming => 1 }, preload => 1);
 my ($key, $key_id) = create_key($primary, 'postgres', q{'shared'});
@@ -121,6 +122,53 @@ $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()');
 calls($standby, $key, 1);
 is(calls($standby, $key, 2), '200 -,200 -|0', 'once promoted it shares keys');
 $standby->stop;
+
+# A rule committed while another backend reads the key it binds.  The
+# writer's commit is visible, and advances the epoch, before it sends the
+# invalidations; a reader that had found no key's rules in the table must
+# not skip the table in that gap (its snapshot sees the rule), nor publish
+# the key without it in the new epoch.  gdb holds the writer at
+# AtEOXact_Inval, right in the gap.
+SKIP:
+{
+	skip 'gdb is not installed', 3 if system('command -v gdb >/dev/null 2>&1') != 0;
+	my ($warm) = create_key($primary, 'postgres', q{'warms the reader'});
+	my ($victim, $victim_id) = create_key($primary, 'postgres', q{'gets a rule'});
+	# No last_used_at stamp is due: its invalidations would hide the gap.
+	$primary->safe_psql('postgres', 'UPDATE athena_keys.api_key SET last_used_at = now()');
+	is($primary->safe_psql('postgres', 'SELECT count(*) FROM athena_keys.api_key_ip_rule'),
+		'0', 'no key has rules of its own');
+	my $reader = open_session($primary, 'postgres');
+	$reader->query($session_setup);
+	$reader->query("SELECT status FROM athena_keys.athena_authenticate('$warm', NULL, '10.0.0.9', NULL);");
+	my $writer = open_session($primary, 'postgres');
+	my $writer_pid = $writer->query('SELECT pg_backend_pid();');
+	my $release = $PostgreSQL::Test::Utils::tmp_check . '/release_writer';
+	unlink $release;
+	my ($gdb_out, $gdb_err) = ('', '');
+	my $gdb = IPC::Run::start(
+		[ 'gdb', '-nx', '-batch', '-p', $writer_pid,
+		  '-ex', 'break AtEOXact_Inval', '-ex', 'echo __attached__\n', '-ex', 'continue',
+		  '-ex', "shell while [ ! -e '$release' ]; do sleep 0.1; done", '-ex', 'detach' ],
+		'<', \undef, '>', \$gdb_out, '2>', \$gdb_err);
+	my $timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
+	if (!pump_until($gdb, $timer, \$gdb_out, qr/__attached__/) || $gdb_out !~ /Breakpoint 1 at/)
+	{
+		$gdb->kill_kill;
+		skip "gdb cannot stop a backend here: $gdb_err", 2;
+	}
+	$writer->send("SELECT athena_keys.athena_add_ip_rule('blacklist', '10.0.0.0/8', '$victim_id');");
+	ok(pump_until($gdb, $timer, \$gdb_out, qr/Breakpoint 1, /), 'the writer stops between its commit and its invalidations');
+	my $during = $reader->query("SELECT status || ' ' || coalesce(reason, '-') FROM athena_keys.athena_authenticate('$victim', NULL, '10.0.0.9', NULL);");
+	open(my $fh, '>', $release) or die "cannot create $release: $!";
+	close $fh;
+	$gdb->finish;
+	$writer->result;
+	$writer->quit;
+	$reader->quit;
+	is($during . '|' . calls($primary, $victim, 2), '403 IP blocked|403 IP blocked,403 IP blocked|0',
+		'a read in that gap sees the new rule, and shares the key with it');
+}
 
 # Where prepared transactions are allowed there is no shared cache: a
 # COMMIT PREPARED, here after a restart, runs without the callback of the
