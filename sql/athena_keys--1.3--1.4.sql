@@ -769,3 +769,42 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION athena_keys._ipv4_unmapped(inet) FROM PUBLIC;
+
+-- Deleting a right or a key removes its dependent rows explicitly, also
+-- under session_replication_role = replica (no foreign key cascade).
+CREATE OR REPLACE FUNCTION athena_keys.athena_delete_right(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Remove a right from the catalog, and with it every grant of it.  The
+-- grants go first, explicitly: under session_replication_role = replica
+-- the foreign key's cascade does not fire, and a grant left behind would
+-- still authorize its key.
+BEGIN
+	PERFORM athena_keys._require_not_null(name, 'name');
+	DELETE FROM athena_keys.api_key_right_grant g WHERE g.right_name = athena_delete_right.name;
+	DELETE FROM athena_keys.api_key_right r WHERE r.name = athena_delete_right.name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'right % does not exist', coalesce(name, 'NULL')
+			USING ERRCODE = 'undefined_object',
+			      DETAIL = 'Only rights in athena_keys.api_key_right can be deleted.',
+			      HINT = 'List the catalog with SELECT name FROM athena_keys.api_key_right.';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_delete_key(id uuid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Remove a key with its grants, rules, seen rows and rate limits; its log
+-- rows stay.  They go explicitly: under session_replication_role = replica
+-- the foreign keys' cascades do not fire, and rows left behind would break
+-- a later restore, which adds the foreign keys after the data.
+DECLARE
+	k athena_keys.api_key;
+BEGIN
+	k := athena_keys._require_key(id);
+	DELETE FROM athena_keys.api_key_right_grant g WHERE g.api_key_id = k.id;
+	DELETE FROM athena_keys.api_key_ip_rule r WHERE r.api_key_id = k.id;
+	DELETE FROM athena_keys.api_key_ip_seen s WHERE s.api_key_id = k.id;
+	DELETE FROM athena_keys.api_key_rate_limit l WHERE l.api_key_id = k.id;
+	DELETE FROM athena_keys.api_key AS a WHERE a.id = k.id;
+END
+$$;

@@ -73,4 +73,30 @@ SELECT athena_keys.athena_set_key_active(:'kid2', false);
 RESET session_replication_role;
 SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'k2', NULL, '10.0.0.1', ARRAY['users.read']);
 
+-- A right deleted under the replica role takes its grants with it (the
+-- foreign key's cascade does not fire there): the key loses the right.
+SELECT athena_keys.athena_set_key_active(:'kid2', true);
+SELECT athena_keys.athena_create_right('users.write');
+SELECT athena_keys.athena_grant_rights(:'kid2', ARRAY['users.write']);
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'k2', NULL, '10.0.0.1', ARRAY['users.write']);
+SET session_replication_role = replica;
+SELECT athena_keys.athena_delete_right('users.write');
+RESET session_replication_role;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'k2', NULL, '10.0.0.1', ARRAY['users.write']);
+SELECT count(*) AS grants_left FROM athena_keys.api_key_right_grant WHERE right_name = 'users.write';
+
+-- A key deleted under the replica role leaves no grant, rule, seen address
+-- or rate limit behind (they would break a restore's foreign keys).
+SELECT athena_keys.athena_add_ip_rule('whitelist', '10.0.0.0/8', :'kid2');
+SELECT athena_keys.athena_set_key_rate_limit(:'kid2', 10, '1 minute', 10);
+INSERT INTO athena_keys.api_key_ip_seen (api_key_id, addr) VALUES (:'kid2', '10.0.0.1');
+SET session_replication_role = replica;
+SELECT athena_keys.athena_delete_key(:'kid2');
+RESET session_replication_role;
+SELECT (SELECT count(*) FROM athena_keys.api_key_right_grant WHERE api_key_id = :'kid2') AS grants,
+       (SELECT count(*) FROM athena_keys.api_key_ip_rule WHERE api_key_id = :'kid2') AS rules,
+       (SELECT count(*) FROM athena_keys.api_key_ip_seen WHERE api_key_id = :'kid2') AS seen,
+       (SELECT count(*) FROM athena_keys.api_key_rate_limit WHERE api_key_id = :'kid2') AS limits;
+SELECT allowed, status, reason FROM athena_keys.athena_authenticate(:'k2', NULL, '10.0.0.1', ARRAY['users.read']);
+
 DROP EXTENSION athena_keys CASCADE;

@@ -227,11 +227,18 @@ $$;
 
 CREATE FUNCTION athena_keys.athena_delete_key(id uuid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
--- Remove a key with its grants, rules and seen rows; its log rows stay.
+-- Remove a key with its grants, rules, seen rows and rate limits; its log
+-- rows stay.  They go explicitly: under session_replication_role = replica
+-- the foreign keys' cascades do not fire, and rows left behind would break
+-- a later restore, which adds the foreign keys after the data.
 DECLARE
 	k athena_keys.api_key;
 BEGIN
 	k := athena_keys._require_key(id);
+	DELETE FROM athena_keys.api_key_right_grant g WHERE g.api_key_id = k.id;
+	DELETE FROM athena_keys.api_key_ip_rule r WHERE r.api_key_id = k.id;
+	DELETE FROM athena_keys.api_key_ip_seen s WHERE s.api_key_id = k.id;
+	DELETE FROM athena_keys.api_key_rate_limit l WHERE l.api_key_id = k.id;
 	DELETE FROM athena_keys.api_key AS a WHERE a.id = k.id;
 END
 $$;

@@ -26,9 +26,13 @@ $$;
 
 CREATE FUNCTION athena_keys.athena_delete_right(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
--- Remove a right from the catalog, and with it every grant of it.
+-- Remove a right from the catalog, and with it every grant of it.  The
+-- grants go first, explicitly: under session_replication_role = replica
+-- the foreign key's cascade does not fire, and a grant left behind would
+-- still authorize its key.
 BEGIN
 	PERFORM athena_keys._require_not_null(name, 'name');
+	DELETE FROM athena_keys.api_key_right_grant g WHERE g.right_name = athena_delete_right.name;
 	DELETE FROM athena_keys.api_key_right r WHERE r.name = athena_delete_right.name;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'right % does not exist', coalesce(name, 'NULL')
