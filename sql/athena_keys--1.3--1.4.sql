@@ -777,9 +777,12 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- Remove a right from the catalog, and with it every grant of it.  The
 -- grants go first, explicitly: under session_replication_role = replica
 -- the foreign key's cascade does not fire, and a grant left behind would
--- still authorize its key.
+-- still authorize its key.  The right is locked first: a grant in flight
+-- (which share-locks it, _require_rights) commits before its grants are
+-- deleted, or finds the right gone.
 BEGIN
 	PERFORM athena_keys._require_not_null(name, 'name');
+	PERFORM 1 FROM athena_keys.api_key_right r WHERE r.name = athena_delete_right.name FOR UPDATE;
 	DELETE FROM athena_keys.api_key_right_grant g WHERE g.right_name = athena_delete_right.name;
 	DELETE FROM athena_keys.api_key_right r WHERE r.name = athena_delete_right.name;
 	IF NOT FOUND THEN
@@ -808,3 +811,53 @@ BEGIN
 	DELETE FROM athena_keys.api_key AS a WHERE a.id = k.id;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION athena_keys._require_rights(rights text[]) RETURNS text[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- The distinct right names of rights, or an error naming every one that is
+-- NULL or missing from the catalog.  The rights found are share-locked
+-- until the caller's transaction ends, so a concurrent athena_delete_right
+-- waits for the grant and then deletes it too (not the foreign key's
+-- cascade, which session_replication_role = replica turns off).
+DECLARE
+	unknown text[];
+BEGIN
+	IF rights IS NULL THEN
+		RETURN '{}';
+	END IF;
+	IF array_position(rights, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'rights must not contain null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      DETAIL = 'A right name is a non-empty string.',
+			      HINT = 'Remove the NULL elements from the rights array.';
+	END IF;
+	PERFORM 1 FROM athena_keys.api_key_right c
+	  WHERE c.name = ANY (rights) ORDER BY c.name FOR KEY SHARE;
+	SELECT array_agg(DISTINCT r ORDER BY r) INTO unknown
+	  FROM unnest(rights) AS r
+	 WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key_right c WHERE c.name = r);
+	IF unknown IS NOT NULL THEN
+		-- Name a few: an error listing thousands of names helps nobody.
+		RAISE EXCEPTION 'right % is not in the catalog',
+			array_to_string(unknown[1:5], ', ') ||
+			CASE WHEN cardinality(unknown) > 5
+			     THEN format(' (and %s more)', cardinality(unknown) - 5) ELSE '' END
+			USING ERRCODE = 'undefined_object',
+			      DETAIL = 'Only rights listed in athena_keys.api_key_right can be granted.',
+			      HINT = 'Add the right first with athena_keys.athena_create_right(name).';
+	END IF;
+	RETURN ARRAY(SELECT DISTINCT r FROM unnest(rights) AS r ORDER BY r);
+END
+$$;
+
+-- Rows that a delete under session_replication_role = replica left behind
+-- before 1.4 (no foreign key cascade there): a grant of a deleted right
+-- still authorized its key, and every such row breaks a restore, which
+-- adds the foreign keys after the data.
+DELETE FROM athena_keys.api_key_right_grant g
+ WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.id = g.api_key_id)
+    OR NOT EXISTS (SELECT 1 FROM athena_keys.api_key_right r WHERE r.name = g.right_name);
+DELETE FROM athena_keys.api_key_ip_rule x
+ WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.id = x.api_key_id);
+DELETE FROM athena_keys.api_key_ip_seen x
+ WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.id = x.api_key_id);

@@ -382,10 +382,20 @@ FinishLearningDecision(const DecisionRequest *request, const KeyFacts *key,
 			failure = FAILURE_EXPIRED_KEY;
 			break;
 	}
-	/* The key's own steps failed after all: it is not authenticated */
+	/*
+	 * The key's own steps failed after all: answered as those steps answer,
+	 * not authenticated and with no rights judged, and a deleted key's
+	 * facts not reported (as for an unknown public id)
+	 */
 	if (failure == FAILURE_INVALID_KEY || failure == FAILURE_INACTIVE_KEY ||
 		failure == FAILURE_EXPIRED_KEY)
+	{
 		outcome->authenticated = false;
+		outcome->rights_checked = false;
+		outcome->nmissing = 0;
+		if (failure == FAILURE_INVALID_KEY)
+			outcome->secret_matched = false;
+	}
 	SetVerdict(outcome, failure, client->fail_open);
 	outcome->needs_rate_limit = failure == FAILURE_NONE && RateLimitsApply(key, client);
 }

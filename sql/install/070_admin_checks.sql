@@ -43,7 +43,10 @@ $$;
 CREATE FUNCTION athena_keys._require_rights(rights text[]) RETURNS text[]
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- The distinct right names of rights, or an error naming every one that is
--- NULL or missing from the catalog.
+-- NULL or missing from the catalog.  The rights found are share-locked
+-- until the caller's transaction ends, so a concurrent athena_delete_right
+-- waits for the grant and then deletes it too (not the foreign key's
+-- cascade, which session_replication_role = replica turns off).
 DECLARE
 	unknown text[];
 BEGIN
@@ -56,6 +59,8 @@ BEGIN
 			      DETAIL = 'A right name is a non-empty string.',
 			      HINT = 'Remove the NULL elements from the rights array.';
 	END IF;
+	PERFORM 1 FROM athena_keys.api_key_right c
+	  WHERE c.name = ANY (rights) ORDER BY c.name FOR KEY SHARE;
 	SELECT array_agg(DISTINCT r ORDER BY r) INTO unknown
 	  FROM unnest(rights) AS r
 	 WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key_right c WHERE c.name = r);

@@ -29,9 +29,12 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- Remove a right from the catalog, and with it every grant of it.  The
 -- grants go first, explicitly: under session_replication_role = replica
 -- the foreign key's cascade does not fire, and a grant left behind would
--- still authorize its key.
+-- still authorize its key.  The right is locked first: a grant in flight
+-- (which share-locks it, _require_rights) commits before its grants are
+-- deleted, or finds the right gone.
 BEGIN
 	PERFORM athena_keys._require_not_null(name, 'name');
+	PERFORM 1 FROM athena_keys.api_key_right r WHERE r.name = athena_delete_right.name FOR UPDATE;
 	DELETE FROM athena_keys.api_key_right_grant g WHERE g.right_name = athena_delete_right.name;
 	DELETE FROM athena_keys.api_key_right r WHERE r.name = athena_delete_right.name;
 	IF NOT FOUND THEN

@@ -420,6 +420,46 @@ is($node->safe_psql('from12', q{
 	SELECT has_function_privilege('ak_ops', 'athena_keys.athena_record_decisions(jsonb)', 'EXECUTE')}),
 	't', 'an admin role granted before 1.3 keeps what it was granted (1.3 only stops new grants)');
 
+# Deletes made under session_replication_role = replica before 1.4 left
+# rows behind (1.3's functions left them to the foreign keys' cascades,
+# which do not fire there): a grant of a deleted right, which still
+# authorized its key, and a deleted key's grant, rule and seen address.
+# The update removes them; a later dump restores.
+$node->safe_psql('postgres', 'CREATE DATABASE orphans');
+$node->safe_psql('orphans', q{
+	CREATE EXTENSION athena_keys VERSION '1.3';
+	SELECT athena_keys.athena_create_right('orders.read');
+	CREATE TABLE plaintext AS SELECT 'kept' AS name, api_key FROM athena_keys.athena_create_key('kept',
+		rights => ARRAY['orders.read', 'gateway.write']);
+	SELECT athena_keys.athena_create_key('gone', rights => ARRAY['gateway.read'],
+		ip_whitelist => ARRAY['10.0.0.0/8']::cidr[]);
+	SELECT athena_keys.athena_authenticate(k.api_key, NULL, '10.0.0.1', NULL) FROM plaintext k;
+	INSERT INTO athena_keys.api_key_ip_seen (api_key_id, addr) SELECT id, '10.0.0.1' FROM athena_keys.api_key WHERE name = 'gone';
+	SET session_replication_role = replica;
+	SELECT athena_keys.athena_delete_right('orders.read');
+	SELECT athena_keys.athena_delete_key(id) FROM athena_keys.api_key WHERE name = 'gone';
+	RESET session_replication_role;
+});
+my $orphans = q{SELECT concat_ws(',',
+	(SELECT count(*) FROM athena_keys.api_key_right_grant g
+	  WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key_right r WHERE r.name = g.right_name)),
+	(SELECT count(*) FROM athena_keys.api_key_right_grant g
+	  WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.id = g.api_key_id)),
+	(SELECT count(*) FROM athena_keys.api_key_ip_rule x
+	  WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.id = x.api_key_id)),
+	(SELECT count(*) FROM athena_keys.api_key_ip_seen x
+	  WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.id = x.api_key_id)))};
+my $orders_read = q{SELECT status || ' ' || coalesce(reason, '-')
+	FROM plaintext k, athena_keys.athena_authenticate(k.api_key, NULL, '10.0.0.1', ARRAY['orders.read'])};
+is($node->safe_psql('orphans', $orphans), '1,1,1,1', '1.3 under the replica role leaves rows behind');
+is($node->safe_psql('orphans', $orders_read), '200 -', 'and a deleted right still authorizes its key');
+$node->safe_psql('orphans', 'ALTER EXTENSION athena_keys UPDATE');
+is($node->safe_psql('orphans', $orphans), '0,0,0,0', 'the update to 1.4 removes them');
+is($node->safe_psql('orphans', $orders_read), '403 Insufficient API key rights',
+	'and the deleted right no longer authorizes');
+is($node->safe_psql('orphans', q{SELECT string_agg(right_name, ',' ORDER BY right_name)
+	FROM athena_keys.api_key_right_grant}), 'gateway.write', 'the kept key keeps its other grant');
+
 ########################################################################
 # Databases made at 1.0, 1.1, 1.2 and 1.3 and updated with nothing done in
 # them: what pg_dump prints of them equals what it prints of a fresh

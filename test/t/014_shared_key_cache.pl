@@ -123,51 +123,82 @@ calls($standby, $key, 1);
 is(calls($standby, $key, 2), '200 -,200 -|0', 'once promoted it shares keys');
 $standby->stop;
 
-# A rule committed while another backend reads the key it binds.  The
-# writer's commit is visible, and advances the epoch, before it sends the
-# invalidations; a reader that had found no key's rules in the table must
-# not skip the table in that gap (its snapshot sees the rule), nor publish
-# the key without it in the new epoch.  gdb holds the writer at
+# A rule or rate limit committed while another backend reads the key it
+# binds.  The writer's commit is visible, and advances the epoch, before it
+# sends the invalidations; a reader that had found no key's rows in that
+# table must not skip the table in the gap (its snapshot sees the row), nor
+# publish the key without it in the new epoch.  gdb holds the writer at
 # AtEOXact_Inval, right in the gap.
-SKIP:
+my $release = $PostgreSQL::Test::Utils::tmp_check . '/release_writer';
+# Whatever ends the test, a writer held by gdb is let go.
+END { if (defined $release && open(my $fh, ">", $release)) { close $fh; } }
+
+# verdict_in_commit_gap($writer_sql, $key): a new session reads a fresh key
+# (learning what the per-key tables hold in this epoch), a writer runs
+# $writer_sql and is stopped by gdb between its commit and its
+# invalidations, and the reader's call for $key is returned ("status
+# reason"); undef when gdb cannot stop a backend here.
+sub verdict_in_commit_gap
 {
-	skip 'gdb is not installed', 3 if system('command -v gdb >/dev/null 2>&1') != 0;
+	my ($writer_sql, $k) = @_;
 	my ($warm) = create_key($primary, 'postgres', q{'warms the reader'});
-	my ($victim, $victim_id) = create_key($primary, 'postgres', q{'gets a rule'});
 	# No last_used_at stamp is due: its invalidations would hide the gap.
 	$primary->safe_psql('postgres', 'UPDATE athena_keys.api_key SET last_used_at = now()');
-	is($primary->safe_psql('postgres', 'SELECT count(*) FROM athena_keys.api_key_ip_rule'),
-		'0', 'no key has rules of its own');
 	my $reader = open_session($primary, 'postgres');
 	$reader->query($session_setup);
 	$reader->query("SELECT status FROM athena_keys.athena_authenticate('$warm', NULL, '10.0.0.9', NULL);");
 	my $writer = open_session($primary, 'postgres');
 	my $writer_pid = $writer->query('SELECT pg_backend_pid();');
-	my $release = $PostgreSQL::Test::Utils::tmp_check . '/release_writer';
 	unlink $release;
 	my ($gdb_out, $gdb_err) = ('', '');
+	my $timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
 	my $gdb = IPC::Run::start(
 		[ 'gdb', '-nx', '-batch', '-p', $writer_pid,
+		  '-ex', 'handle SIGUSR1 SIGUSR2 SIGINT SIGTERM SIGQUIT SIGPIPE SIGALRM nostop noprint pass',
 		  '-ex', 'break AtEOXact_Inval', '-ex', 'echo __attached__\n', '-ex', 'continue',
-		  '-ex', "shell while [ ! -e '$release' ]; do sleep 0.1; done", '-ex', 'detach' ],
-		'<', \undef, '>', \$gdb_out, '2>', \$gdb_err);
-	my $timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
+		  '-ex', "shell timeout $PostgreSQL::Test::Utils::timeout_default sh -c "
+		    . "'while [ ! -e \"$release\" ]; do sleep 0.1; done'",
+		  '-ex', 'detach' ],
+		'<', \undef, '>', \$gdb_out, '2>', \$gdb_err, $timer);
 	if (!pump_until($gdb, $timer, \$gdb_out, qr/__attached__/) || $gdb_out !~ /Breakpoint 1 at/)
 	{
+		diag("gdb cannot stop a backend here (ptrace refused?): $gdb_err");
 		$gdb->kill_kill;
-		skip "gdb cannot stop a backend here: $gdb_err", 2;
+		$writer->quit;
+		$reader->quit;
+		return undef;
 	}
-	$writer->send("SELECT athena_keys.athena_add_ip_rule('blacklist', '10.0.0.0/8', '$victim_id');");
-	ok(pump_until($gdb, $timer, \$gdb_out, qr/Breakpoint 1, /), 'the writer stops between its commit and its invalidations');
-	my $during = $reader->query("SELECT status || ' ' || coalesce(reason, '-') FROM athena_keys.athena_authenticate('$victim', NULL, '10.0.0.9', NULL);");
+	$writer->send($writer_sql);
+	pump_until($gdb, $timer, \$gdb_out, qr/Breakpoint 1, /)
+	  or die "the writer did not stop at AtEOXact_Inval: $gdb_out $gdb_err";
+	my $during = $reader->query("SELECT status || ' ' || coalesce(reason, '-') FROM athena_keys.athena_authenticate('$k', NULL, '10.0.0.9', NULL);");
 	open(my $fh, '>', $release) or die "cannot create $release: $!";
 	close $fh;
 	$gdb->finish;
 	$writer->result;
 	$writer->quit;
 	$reader->quit;
-	is($during . '|' . calls($primary, $victim, 2), '403 IP blocked|403 IP blocked,403 IP blocked|0',
-		'a read in that gap sees the new rule, and shares the key with it');
+	return $during;
+}
+
+SKIP:
+{
+	skip 'gdb is not installed', 3 if system('command -v gdb >/dev/null 2>&1') != 0;
+	is($primary->safe_psql('postgres', 'SELECT (SELECT count(*) FROM athena_keys.api_key_ip_rule) || \'/\' ||
+		(SELECT count(*) FROM athena_keys.api_key_rate_limit WHERE api_key_id IS NOT NULL)'),
+		'0/0', 'no key has rules or rate limits of its own');
+	my ($ruled, $ruled_id) = create_key($primary, 'postgres', q{'gets a rule'});
+	my $during = verdict_in_commit_gap(
+		"SELECT athena_keys.athena_add_ip_rule('blacklist', '10.0.0.0/8', '$ruled_id');", $ruled);
+	skip 'gdb cannot stop a backend here', 2 unless defined $during;
+	is($during . '|' . calls($primary, $ruled, 2), '403 IP blocked|403 IP blocked,403 IP blocked|0',
+		'a read between a rule\'s commit and its invalidations sees the rule, and shares the key with it');
+	my ($limited, $limited_id) = create_key($primary, 'postgres', q{'gets a rate limit'});
+	$during = verdict_in_commit_gap(
+		"SELECT athena_keys.athena_set_key_rate_limit('$limited_id', 1, '1 hour', 1);", $limited);
+	is($during . '|' . calls($primary, $limited, 2),
+		'200 -|429 Rate limit exceeded,429 Rate limit exceeded|0',
+		'and so does a read in the gap of a rate limit\'s commit');
 }
 
 # Where prepared transactions are allowed there is no shared cache: a

@@ -317,6 +317,57 @@ TestShadowAndFailModes(void)
 	Expect(&out, FAILURE_IP_BLOCKED, 403, false, "fail open lets only the policy failure through");
 }
 
+/*
+ * A learning key deleted, deactivated or expired while the observation
+ * waited for its row: answered as the key's own steps answer such a key
+ * (as if the change had been read first), with no rights judged, no rate
+ * limit consumed, and a deleted key's facts not reported.
+ */
+static void
+TestLearningKeyChanged(const DecisionRequest *request, KeyFacts *key, ClientFacts *client)
+{
+	static const RateLimit limit = {0, 1, 10, 1000000, 10, 100000000, 1000000000};
+	static const struct
+	{
+		LearningOutcome learned;
+		Failure		failure;
+		bool		facts_reported;
+		const char *name;
+	}			cases[] =
+	{
+		{LEARNING_KEY_DELETED, FAILURE_INVALID_KEY, false, "deleted"},
+		{LEARNING_KEY_INACTIVE, FAILURE_INACTIVE_KEY, true, "deactivated"},
+		{LEARNING_KEY_EXPIRED, FAILURE_EXPIRED_KEY, true, "expired"},
+	};
+	DecisionOutcome out;
+	size_t		i;
+	int			fail_open;
+
+	key->nrate_limits = 1;
+	key->rate_limits = &limit;
+	for (fail_open = 0; fail_open <= 1; fail_open++)
+		for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		{
+			char		name[160];
+
+			client->fail_open = fail_open;
+			out = Decide(request, key, client);
+			Check(out.needs_learning && out.rights_checked && out.secret_matched,
+				  "learning, key %s meanwhile: decided as learning first", cases[i].name);
+			FinishLearningDecision(request, key, client, cases[i].learned, &out);
+			snprintf(name, sizeof(name), "learning, key %s meanwhile (fail_open %d)",
+					 cases[i].name, fail_open);
+			Expect(&out, cases[i].failure, 401, false, name);
+			Check(!out.authenticated && !out.authorized && !out.rights_checked &&
+				  out.nmissing == 0 && !out.needs_rate_limit && !out.needs_learning &&
+				  out.key_identified && out.secret_matched == cases[i].facts_reported,
+				  "%s: not authenticated, no rights judged, no rate limit", name);
+		}
+	key->nrate_limits = 0;
+	key->rate_limits = NULL;
+	client->fail_open = false;
+}
+
 static void
 TestLearning(void)
 {
@@ -374,6 +425,7 @@ TestLearning(void)
 		Check(out.locked_in == cases[i].locked_in && !out.needs_learning,
 			  "learning: %s: locked_in %d", cases[i].name, cases[i].locked_in);
 	}
+	TestLearningKeyChanged(&request, &key, &client);
 }
 
 /*
