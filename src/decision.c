@@ -329,6 +329,26 @@ DecideRequest(const DecisionRequest *request, const KeyFacts *key,
 }
 
 /*
+ * A key deleted, deactivated or expired while its learning observation
+ * waited: the key's own steps failed after all, and the outcome is theirs,
+ * not authenticated and with no rights judged, a deleted key's facts not
+ * reported (as for an unknown public id).
+ */
+static Failure
+KeyStepFailedAfterWait(LearningOutcome learned, DecisionOutcome *outcome)
+{
+	outcome->authenticated = false;
+	outcome->rights_checked = false;
+	outcome->nmissing = 0;
+	if (learned == LEARNING_KEY_INACTIVE)
+		return FAILURE_INACTIVE_KEY;
+	if (learned == LEARNING_KEY_EXPIRED)
+		return FAILURE_EXPIRED_KEY;
+	outcome->secret_matched = false;
+	return FAILURE_INVALID_KEY;
+}
+
+/*
  * Finish a decision whose IP step waited for a learning observation, with
  * what recording it found: recorded (or locked in by this call) passes;
  * another call's lock-in is judged by the whitelist it committed; a key
@@ -373,28 +393,10 @@ FinishLearningDecision(const DecisionRequest *request, const KeyFacts *key,
 			failure = FailureOfIpVerdict(EvaluateIpWhitelists(&in));
 			break;
 		case LEARNING_KEY_DELETED:
-			failure = FAILURE_INVALID_KEY;
-			break;
 		case LEARNING_KEY_INACTIVE:
-			failure = FAILURE_INACTIVE_KEY;
-			break;
 		case LEARNING_KEY_EXPIRED:
-			failure = FAILURE_EXPIRED_KEY;
+			failure = KeyStepFailedAfterWait(learned, outcome);
 			break;
-	}
-	/*
-	 * The key's own steps failed after all: answered as those steps answer,
-	 * not authenticated and with no rights judged, and a deleted key's
-	 * facts not reported (as for an unknown public id)
-	 */
-	if (failure == FAILURE_INVALID_KEY || failure == FAILURE_INACTIVE_KEY ||
-		failure == FAILURE_EXPIRED_KEY)
-	{
-		outcome->authenticated = false;
-		outcome->rights_checked = false;
-		outcome->nmissing = 0;
-		if (failure == FAILURE_INVALID_KEY)
-			outcome->secret_matched = false;
 	}
 	SetVerdict(outcome, failure, client->fail_open);
 	outcome->needs_rate_limit = failure == FAILURE_NONE && RateLimitsApply(key, client);

@@ -424,6 +424,18 @@ ResolveLayout(KeyRead *read, uint64 generation)
 }
 
 /*
+ * What this generation knows of table's key rows that holds in read's
+ * shared epoch: "none" learned in another epoch is not known any more.
+ */
+static KeyRowsPresence
+PresenceInEpoch(const KeyRead *read, KeyTable table)
+{
+	if (layout.presence[table] == ROWS_NONE && layout.presence_epoch[table] != read->shared_epoch)
+		return ROWS_UNKNOWN;
+	return layout.presence[table];
+}
+
+/*
  * Whether this generation knows that table holds no key's rows, so read
  * may leave it alone: learned in the shared epoch read runs in.  Only what
  * a READ COMMITTED read found is kept (ReadKeyRows): a transaction
@@ -433,8 +445,7 @@ ResolveLayout(KeyRead *read, uint64 generation)
 static bool
 KnownWithoutKeyRows(const KeyRead *read, KeyTable table)
 {
-	return layout.presence[table] == ROWS_NONE &&
-		layout.presence_epoch[table] == read->shared_epoch && CacheFillAllowed();
+	return PresenceInEpoch(read, table) == ROWS_NONE && CacheFillAllowed();
 }
 
 /*
@@ -627,8 +638,7 @@ MustSearchTable(KeyRead *read, KeyTable table)
 		return false;
 	if (!CacheFillAllowed())
 		return true;
-	if (layout.presence[table] == ROWS_UNKNOWN ||
-		(layout.presence[table] == ROWS_NONE && layout.presence_epoch[table] != read->shared_epoch))
+	if (PresenceInEpoch(read, table) == ROWS_UNKNOWN)
 	{
 		layout.presence[table] = TableHoldsKeyRows(read, table) ? ROWS_SOME : ROWS_NONE;
 		layout.presence_epoch[table] = read->shared_epoch;

@@ -24,12 +24,30 @@
 
 static SPIPlanPtr learn_plan = NULL;
 
+/* What athena_keys._learn answers, and the outcome each answer is */
+static const struct
+{
+	const char *answer;
+	LearningOutcome outcome;
+}			learning_answers[] =
+{
+	{"learning", LEARNING_RECORDED},
+	{"locked_in", LEARNING_LOCKED_IN},
+	{"whitelisted", LEARNING_RESOLVED_WHITELISTED},
+	{"not_whitelisted", LEARNING_RESOLVED_NOT_WHITELISTED},
+	{"not_learning", LEARNING_NOT_LEARNING},
+	{"deleted", LEARNING_KEY_DELETED},
+	{"inactive", LEARNING_KEY_INACTIVE},
+	{"expired", LEARNING_KEY_EXPIRED},
+};
+
 /* Run athena_keys._learn for one observation; raises on any failure */
 static LearningOutcome
 RunLearningCall(const pg_uuid_t *key_id, const IpNet *host)
 {
 	Datum		args[2];
 	char	   *outcome;
+	size_t		i;
 
 	if (learn_plan == NULL)
 	{
@@ -49,22 +67,9 @@ RunLearningCall(const pg_uuid_t *key_id, const IpNet *host)
 
 	if (outcome == NULL)
 		elog(ERROR, "athena_keys: the learning call returned nothing");
-	if (strcmp(outcome, "learning") == 0)
-		return LEARNING_RECORDED;
-	if (strcmp(outcome, "locked_in") == 0)
-		return LEARNING_LOCKED_IN;
-	if (strcmp(outcome, "whitelisted") == 0)
-		return LEARNING_RESOLVED_WHITELISTED;
-	if (strcmp(outcome, "not_whitelisted") == 0)
-		return LEARNING_RESOLVED_NOT_WHITELISTED;
-	if (strcmp(outcome, "not_learning") == 0)
-		return LEARNING_NOT_LEARNING;
-	if (strcmp(outcome, "deleted") == 0)
-		return LEARNING_KEY_DELETED;
-	if (strcmp(outcome, "inactive") == 0)
-		return LEARNING_KEY_INACTIVE;
-	if (strcmp(outcome, "expired") == 0)
-		return LEARNING_KEY_EXPIRED;
+	for (i = 0; i < lengthof(learning_answers); i++)
+		if (strcmp(outcome, learning_answers[i].answer) == 0)
+			return learning_answers[i].outcome;
 	elog(ERROR, "athena_keys: the learning call returned \"%s\"", outcome);
 	pg_unreachable();
 }
