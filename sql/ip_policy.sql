@@ -257,4 +257,15 @@ SELECT athena_keys.athena_remove_ip_rule('blacklist', '192.0.2.66') AS removed;
 SELECT athena_keys.athena_delete_key(:'kc_id');
 SELECT count(*) AS rules_of_deleted_key FROM athena_keys.api_key_ip_rule WHERE api_key_id = :'kc_id';
 
+-- The SQL normaliser that judges a whitelist after another call's lock-in
+-- (_learn) unmaps what ip_rules.c unmaps, and nothing else: networks inside
+-- ::ffff:0:0/96 with prefix 96 to 128 become IPv4; shorter prefixes, other
+-- IPv6 and IPv4 stay as they are.
+SELECT a AS given, athena_keys._ipv4_unmapped(a::inet) AS unmapped
+  FROM unnest(ARRAY['::ffff:10.0.0.0/104', '::ffff:10.1.2.3', '::ffff:0:0/96', '::ffff:0:0/95',
+                    '::ffff:192.0.2.128/121', '::ffff:255.255.255.255/128', '::/0', '2001:db8::/32',
+                    '::fffe:10.0.0.1', '10.0.0.0/8', '192.0.2.7']) AS a;
+SELECT athena_keys._ipv4_unmapped('::ffff:10.0.0.0/104'::cidr) >>= '10.9.8.7'::inet AS mapped_rule_covers_ipv4,
+       athena_keys._ipv4_unmapped(NULL) IS NULL AS null_stays_null;
+
 DROP EXTENSION athena_keys CASCADE;
