@@ -644,6 +644,7 @@ DECLARE
 	part text := athena_keys._auth_log_partition_name(day);
 	lo timestamptz := day::timestamp AT TIME ZONE 'UTC';
 	hi timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
+	moved_columns text;
 BEGIN
 	PERFORM athena_keys._lock_auth_log_retention();
 	IF to_regclass('athena_keys.' || quote_ident(part)) IS NOT NULL OR
@@ -659,10 +660,21 @@ BEGIN
 			      HINT = 'Nothing to do: the next athena_maintain_auth_log or athena_prune_auth_log run retries.';
 		RETURN false;
 	END IF;
-	EXECUTE format('CREATE TABLE athena_keys.%I (LIKE athena_keys.api_key_auth_log INCLUDING DEFAULTS)', part);
+	-- ATTACH refuses a table without the log's CHECK constraints and
+	-- generated columns, which an operator may have added.
+	EXECUTE format('CREATE TABLE athena_keys.%I (LIKE athena_keys.api_key_auth_log
+	                INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)', part);
+	-- Moved by name: the default partition's columns may be in another
+	-- order than the log's (an operator attached one of their own), and
+	-- generated columns are computed again.
+	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO moved_columns
+	  FROM pg_attribute a
+	 WHERE a.attrelid = 'athena_keys.api_key_auth_log'::regclass
+	   AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
 	EXECUTE format('WITH moved AS (DELETE FROM athena_keys.api_key_auth_log_default
-	                                WHERE created_at >= $1 AND created_at < $2 RETURNING *)
-	                INSERT INTO athena_keys.%I SELECT * FROM moved', part) USING lo, hi;
+	                                WHERE created_at >= $1 AND created_at < $2 RETURNING %s)
+	                INSERT INTO athena_keys.%I (%s) OVERRIDING SYSTEM VALUE SELECT * FROM moved',
+	               moved_columns, part, moved_columns) USING lo, hi;
 	EXECUTE format('ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION athena_keys.%I
 	                FOR VALUES FROM (%L) TO (%L)', part,
 	               to_char(lo AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '+00',
@@ -861,3 +873,24 @@ DELETE FROM athena_keys.api_key_ip_rule x
  WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.id = x.api_key_id);
 DELETE FROM athena_keys.api_key_ip_seen x
  WHERE NOT EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.id = x.api_key_id);
+
+-- An update of a key's id invalidates the caches: they read the key's
+-- grants, rules and limits by it.
+DROP TRIGGER api_key_update_invalidate ON athena_keys.api_key;
+CREATE TRIGGER api_key_update_invalidate
+	AFTER UPDATE ON athena_keys.api_key
+	FOR EACH ROW WHEN (
+		OLD.id IS DISTINCT FROM NEW.id OR
+		OLD.public_id IS DISTINCT FROM NEW.public_id OR
+		OLD.key_salt IS DISTINCT FROM NEW.key_salt OR
+		OLD.key_hash IS DISTINCT FROM NEW.key_hash OR
+		OLD.previous_key_salt IS DISTINCT FROM NEW.previous_key_salt OR
+		OLD.previous_key_hash IS DISTINCT FROM NEW.previous_key_hash OR
+		OLD.previous_valid_until IS DISTINCT FROM NEW.previous_valid_until OR
+		OLD.is_active IS DISTINCT FROM NEW.is_active OR
+		OLD.expires_at IS DISTINCT FROM NEW.expires_at OR
+		OLD.client_name IS DISTINCT FROM NEW.client_name OR
+		OLD.virgin_mode IS DISTINCT FROM NEW.virgin_mode OR
+		OLD.virgin_resolved IS DISTINCT FROM NEW.virgin_resolved)
+	EXECUTE FUNCTION athena_keys._invalidate_caches();
+ALTER TABLE athena_keys.api_key ENABLE ALWAYS TRIGGER api_key_update_invalidate;

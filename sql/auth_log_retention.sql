@@ -67,5 +67,50 @@ INSERT INTO brin_built_plainly VALUES (now());
 SELECT brin_summarize_range('brin_built_plainly_idx', 0) AS plain_ranges_summarized;
 DROP TABLE brin_built_plainly;
 
+-- A log an operator extended with a CHECK constraint and a generated column,
+-- and a default partition of their own whose columns are in another order:
+-- the day's partition is still made (ATTACH refuses a table without the
+-- log's constraints and generated columns), and the rows it takes over
+-- from the default partition keep every column's value (moved by name).
+ALTER TABLE athena_keys.api_key_auth_log
+	ADD CONSTRAINT operator_status_range CHECK (status BETWEEN 100 AND 599),
+	ADD COLUMN operator_failed boolean GENERATED ALWAYS AS (failure_reason IS NOT NULL) STORED;
+ALTER EXTENSION athena_keys DROP TABLE athena_keys.api_key_auth_log_default;
+ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION athena_keys.api_key_auth_log_default;
+ALTER TABLE athena_keys.api_key_auth_log_default RENAME TO operator_old_default;
+CREATE TABLE athena_keys.api_key_auth_log_default (
+	operator_failed boolean GENERATED ALWAYS AS (failure_reason IS NOT NULL) STORED,
+	client_name text, api_key_public_id text, failure_reason text, status smallint NOT NULL,
+	id bigint NOT NULL, created_at timestamptz NOT NULL, api_key_id uuid, remote_addr inet,
+	required_rights text[], granted_rights text[], missing_rights text[],
+	authenticated boolean NOT NULL, authorized boolean NOT NULL, enforced boolean NOT NULL,
+	allowed boolean NOT NULL, locked_in boolean NOT NULL DEFAULT false,
+	CONSTRAINT operator_status_range CHECK (status BETWEEN 100 AND 599));
+INSERT INTO athena_keys.api_key_auth_log_default (client_name, api_key_public_id, failure_reason, status,
+	id, created_at, api_key_id, remote_addr, required_rights, granted_rights, missing_rights,
+	authenticated, authorized, enforced, allowed, locked_in)
+SELECT client_name, api_key_public_id, failure_reason, status, id, created_at, api_key_id, remote_addr,
+	required_rights, granted_rights, missing_rights, authenticated, authorized, enforced, allowed, locked_in
+  FROM athena_keys.operator_old_default;
+DROP TABLE athena_keys.operator_old_default;
+ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION athena_keys.api_key_auth_log_default DEFAULT;
+ALTER EXTENSION athena_keys ADD TABLE athena_keys.api_key_auth_log_default;
+INSERT INTO athena_keys.api_key_auth_log (created_at, client_name, api_key_public_id, failure_reason,
+	authenticated, authorized, enforced, allowed, status)
+VALUES (now() - interval '2 days', 'operator client', 'operatorpub1', 'Invalid API key',
+	true, false, true, false, 401);
+SELECT tableoid = 'athena_keys.api_key_auth_log_default'::regclass AS in_default
+  FROM athena_keys.api_key_auth_log WHERE client_name = 'operator client';
+SELECT athena_keys._create_auth_log_partition(((now() AT TIME ZONE 'UTC') - interval '2 days')::date) AS created;
+SELECT tableoid <> 'athena_keys.api_key_auth_log_default'::regclass AS moved, client_name,
+       api_key_public_id, failure_reason, status, operator_failed
+  FROM athena_keys.api_key_auth_log WHERE client_name = 'operator client';
+SELECT count(*) AS new_partition_has_the_check
+  FROM pg_constraint
+ WHERE conrelid = ('athena_keys.' || athena_keys._auth_log_partition_name(((now() AT TIME ZONE 'UTC') - interval '2 days')::date))::regclass
+   AND conname = 'operator_status_range';
+-- Retention, which makes the coming week's partitions first, runs too.
+SELECT athena_keys.athena_prune_auth_log('30 days') >= 0 AS pruned;
+
 DROP EXTENSION athena_keys CASCADE;
 SELECT count(*) AS leftover_partitions FROM pg_class WHERE relname LIKE 'api_key_auth_log%';

@@ -31,13 +31,21 @@
  */
 #include "cache_invalidation.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -145,6 +153,22 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 		watched_oids_known = false;
 		return;
 	}
+
+	/*
+	 * Not a table this backend knows, but it knows none or not all of them
+	 * (it never looked them up, one was missing when it looked, or a change
+	 * made it forget them): the relation may be a key table, e.g. one
+	 * renamed into place by a session that never made a call, or a missing
+	 * table renamed back.  Count it as one, in this backend's caches and,
+	 * for this transaction's own DDL, in the shared cache's epoch.
+	 */
+	if (!watched_oids_known)
+	{
+		config_generation++;
+		key_generation++;
+		if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+			NoteKeyTablesChanged();
+	}
 }
 
 /* Register the relcache callback once per backend (from _PG_init) */
@@ -165,18 +189,26 @@ EnsureWatchedTablesKnown(void)
 	Oid			schema;
 	size_t		i;
 	bool		changed = false;
+	bool		complete;
 
 	if (watched_oids_known)
 		return;
 	schema = get_namespace_oid("athena_keys", false);
+	complete = true;
 	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
 	{
 		Oid			relid = get_relname_relid(watched_tables[i].table, schema);
 
 		changed |= relid != watched_table_oids[i];
 		watched_table_oids[i] = relid;
+		complete &= OidIsValid(relid);
 	}
-	watched_oids_known = true;
+
+	/*
+	 * A missing table is looked up again at every use: the invalidation of
+	 * its return (a rename back) names an OID this backend cannot match.
+	 */
+	watched_oids_known = complete;
 
 	/* Other tables than the cached entries were read from: both are stale */
 	if (changed)
@@ -220,15 +252,64 @@ WatchedTableOid(const char *table)
 }
 
 /*
+ * Whether the installed athena_keys is a version before 1.4, which has no
+ * table of rate limits (or is being created or updated right now)
+ */
+static bool
+ExtensionPredatesRateLimits(void)
+{
+	static const char *const versions_without[] = {"1.0", "1.1", "1.2", "1.3"};
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		predates = true;
+
+	if (creating_extension)
+		return true;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("athena_keys"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		version = heap_getattr(tuple, Anum_pg_extension_extversion,
+										   RelationGetDescr(rel), &isnull);
+		char	   *installed = isnull ? NULL : TextDatumGetCString(version);
+		size_t		i;
+
+		predates = false;
+		for (i = 0; installed != NULL && i < lengthof(versions_without); i++)
+			predates |= strcmp(installed, versions_without[i]) == 0;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return predates;
+}
+
+/*
  * The OID of athena_keys.api_key_rate_limit, InvalidOid where a database
  * not yet updated to 1.4 has none (the caches then read no limits).
  * Creating it (ALTER EXTENSION UPDATE) adds a foreign key to api_key,
- * whose invalidation makes the caches read again, with the table.
+ * whose invalidation makes the caches read again, with the table.  In 1.4
+ * the table missing (renamed or dropped) is an error: reading no limits
+ * would let every limited key through unlimited.
  */
 Oid
 RateLimitTableOid(void)
 {
-	return WatchedTableOid("api_key_rate_limit");
+	Oid			relid = WatchedTableOid("api_key_rate_limit");
+
+	if (!OidIsValid(relid) && !ExtensionPredatesRateLimits())
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("athena_keys.api_key_rate_limit does not exist"),
+				 errdetail("The installed athena_keys keeps its rate limits in that table, and a "
+						   "decision cannot honour them without it."),
+				 errhint("Rename the table back to athena_keys.api_key_rate_limit, or reinstall the extension.")));
+	return relid;
 }
 
 /*

@@ -37,6 +37,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -136,10 +137,36 @@ InsertRecords(const char *buffer, uint64 len)
 }
 
 /*
+ * Whether the log is there to insert into: false only when the extension
+ * itself is gone (its queued rows are then discarded).  A log or schema
+ * renamed away while the extension is installed is an error, so that the
+ * writer stops and the rows stay queued until an operator puts it back,
+ * as they stay for a row the log refuses.
+ */
+static bool
+LogTableExists(void)
+{
+	Oid			schema;
+
+	if (!OidIsValid(get_extension_oid("athena_keys", true)))
+		return false;
+	schema = get_namespace_oid("athena_keys", true);
+	if (!OidIsValid(schema) || !OidIsValid(get_relname_relid("api_key_auth_log", schema)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("athena_keys log writer cannot find table athena_keys.api_key_auth_log"),
+				 errdetail("The extension is installed, but its schema or its log table has been renamed or dropped; "
+						   "the queued decisions are kept."),
+				 errhint("Rename the schema or the table back to athena_keys.api_key_auth_log; "
+						 "the writer then inserts the queued decisions.")));
+	return true;
+}
+
+/*
  * Insert everything queued so far in one transaction (on a hot standby:
  * send it to the primary), then release it from the ring.  Returns the bytes
  * drained, 0 when the primary did not take them.  Rows of a database whose
- * extension was dropped are discarded.
+ * extension was dropped are discarded (LogTableExists).
  */
 static uint64
 DrainSlot(int slot)
@@ -170,8 +197,7 @@ DrainSlot(int slot)
 
 	if (RecoveryInProgress())
 		delivered = ShipToPrimary(buffer, end - start, worker_database_name);
-	else if (OidIsValid(get_namespace_oid("athena_keys", true)) &&
-			 OidIsValid(get_relname_relid("api_key_auth_log", get_namespace_oid("athena_keys", true))))
+	else if (LogTableExists())
 		InsertRecords(buffer, end - start);
 
 	ResetSpiConnection();

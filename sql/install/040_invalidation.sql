@@ -74,13 +74,14 @@ ALTER TABLE athena_keys.api_key_rate_limit ENABLE ALWAYS TRIGGER api_key_rate_li
 
 -- api_key: learning counters and last_used_at change on the hot path and
 -- are never cached, so updates invalidate only when they change what the
--- cache holds.
+-- cache holds (the id too: grants, rules and limits are read by it).
 CREATE TRIGGER api_key_insert_delete_invalidate
 	AFTER INSERT OR DELETE ON athena_keys.api_key
 	FOR EACH ROW EXECUTE FUNCTION athena_keys._invalidate_caches();
 CREATE TRIGGER api_key_update_invalidate
 	AFTER UPDATE ON athena_keys.api_key
 	FOR EACH ROW WHEN (
+		OLD.id IS DISTINCT FROM NEW.id OR
 		OLD.public_id IS DISTINCT FROM NEW.public_id OR
 		OLD.key_salt IS DISTINCT FROM NEW.key_salt OR
 		OLD.key_hash IS DISTINCT FROM NEW.key_hash OR

@@ -136,6 +136,7 @@ DECLARE
 	part text := athena_keys._auth_log_partition_name(day);
 	lo timestamptz := day::timestamp AT TIME ZONE 'UTC';
 	hi timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
+	moved_columns text;
 BEGIN
 	PERFORM athena_keys._lock_auth_log_retention();
 	IF to_regclass('athena_keys.' || quote_ident(part)) IS NOT NULL OR
@@ -151,10 +152,21 @@ BEGIN
 			      HINT = 'Nothing to do: the next athena_maintain_auth_log or athena_prune_auth_log run retries.';
 		RETURN false;
 	END IF;
-	EXECUTE format('CREATE TABLE athena_keys.%I (LIKE athena_keys.api_key_auth_log INCLUDING DEFAULTS)', part);
+	-- ATTACH refuses a table without the log's CHECK constraints and
+	-- generated columns, which an operator may have added.
+	EXECUTE format('CREATE TABLE athena_keys.%I (LIKE athena_keys.api_key_auth_log
+	                INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)', part);
+	-- Moved by name: the default partition's columns may be in another
+	-- order than the log's (an operator attached one of their own), and
+	-- generated columns are computed again.
+	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO moved_columns
+	  FROM pg_attribute a
+	 WHERE a.attrelid = 'athena_keys.api_key_auth_log'::regclass
+	   AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
 	EXECUTE format('WITH moved AS (DELETE FROM athena_keys.api_key_auth_log_default
-	                                WHERE created_at >= $1 AND created_at < $2 RETURNING *)
-	                INSERT INTO athena_keys.%I SELECT * FROM moved', part) USING lo, hi;
+	                                WHERE created_at >= $1 AND created_at < $2 RETURNING %s)
+	                INSERT INTO athena_keys.%I (%s) OVERRIDING SYSTEM VALUE SELECT * FROM moved',
+	               moved_columns, part, moved_columns) USING lo, hi;
 	EXECUTE format('ALTER TABLE athena_keys.api_key_auth_log ATTACH PARTITION athena_keys.%I
 	                FOR VALUES FROM (%L) TO (%L)', part,
 	               to_char(lo AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '+00',

@@ -6,7 +6,8 @@
 # domain column without a default or a partitioned partition sends the
 # batch to the statement (the trigger fires);
 # a CHECK constraint is enforced and a row no partition takes is refused
-# as the statement refuses it, and both are written once the log is fixed.
+# as the statement refuses it, and both are written once the log is fixed;
+# rows queued while the log is renamed away are kept, not discarded.
 use strict;
 use warnings;
 use FindBin;
@@ -352,6 +353,28 @@ ok($probe_until_logged->('homeless', 1), 'with the partitions back, the queued r
 is( $node->safe_psql('postgres',
 		"SELECT tableoid::regclass::text FROM athena_keys.api_key_auth_log WHERE client_name = 'homeless'"),
 	$today, 'into today\'s partition');
+
+# The log renamed while rows are queued: the writer stops with an error and
+# keeps them (it discards rows only when the extension itself is gone), and
+# writes them once the log has its name back.
+########################################################################
+$set_flush->('60s', 60000);
+$calls->(2, 'renamed-away');
+$node->safe_psql('postgres',
+	'ALTER TABLE athena_keys.api_key_auth_log RENAME TO api_key_auth_log_renamed');
+$offset = -s $node->logfile;
+$set_flush->('100ms', 100);
+ok( $node->wait_for_log(
+		qr/athena_keys log writer cannot find table athena_keys\.api_key_auth_log/, $offset),
+	'the writer refuses to drain into a log that was renamed away');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM athena_keys.api_key_auth_log_renamed WHERE client_name = 'renamed-away'"),
+	'0', 'nothing was written while the log was renamed');
+$node->safe_psql('postgres',
+	'ALTER TABLE athena_keys.api_key_auth_log_renamed RENAME TO api_key_auth_log');
+ok($probe_until_logged->('renamed-away', 2),
+	'with its name back, the log gets both queued rows: none was discarded');
+unlike(slurp_file($node->logfile, $offset), qr/terminated by signal/, 'no process crashed');
 
 $node->stop;
 done_testing();
