@@ -43,6 +43,7 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "postmaster/autovacuum.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -166,7 +167,13 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 	{
 		config_generation++;
 		key_generation++;
-		if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+
+		/*
+		 * Autovacuum's ANALYZE of a busy log partition would otherwise empty
+		 * the shared cache every few minutes; it never changes a key table's
+		 * contents or name.
+		 */
+		if (TransactionIdIsValid(GetTopTransactionIdIfAny()) && !IsAutoVacuumWorkerProcess())
 			NoteKeyTablesChanged();
 	}
 }

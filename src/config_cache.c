@@ -76,12 +76,14 @@ LoadClientRateLimits(EnforcementConfig *config, MemoryContext target)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		ClientPolicy *policy = EnterClientPolicy(config, SPI_getvalue(tuple, desc, 1));
+		char	   *client = SPI_getvalue(tuple, desc, 1);
+		ClientPolicy *policy = EnterClientPolicy(config, client);
 		bool		isnull;
 		RateLimit	limit;
 
 		if (policy == NULL ||
 			!RateLimitFromValues(DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull)),
+								 client, (int) strlen(client),
 								 DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull)),
 								 DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull)),
 								 DatumGetInt32(SPI_getbinval(tuple, desc, 5, &isnull)),

@@ -807,16 +807,18 @@ PeriodMicroseconds(Datum per)
 static void
 AppendLimit(TupleTableSlot *slot, RateLimit *limits, int *n)
 {
-	bool		nulls[4];
+	bool		nulls[5];
 	Datum		id = ColumnValue(slot, COL_LIMIT_ID, &nulls[0]);
 	Datum		requests = ColumnValue(slot, COL_LIMIT_REQUESTS, &nulls[1]);
 	Datum		per = ColumnValue(slot, COL_LIMIT_PER, &nulls[2]);
 	Datum		burst = ColumnValue(slot, COL_LIMIT_BURST, &nulls[3]);
+	Datum		key_id = ColumnValue(slot, COL_LIMIT_KEY_ID, &nulls[4]);
 
-	if (nulls[0] || nulls[1] || nulls[2] || nulls[3])
+	if (nulls[0] || nulls[1] || nulls[2] || nulls[3] || nulls[4])
 		return;
-	if (RateLimitFromValues(DatumGetInt64(id), DatumGetInt32(requests),
-							PeriodMicroseconds(per), DatumGetInt32(burst), &limits[*n]))
+	if (RateLimitFromValues(DatumGetInt64(id), DatumGetUUIDP(key_id), UUID_LEN,
+							DatumGetInt32(requests), PeriodMicroseconds(per),
+							DatumGetInt32(burst), &limits[*n]))
 		(*n)++;
 }
 

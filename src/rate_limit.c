@@ -53,6 +53,7 @@ typedef struct RateBucket
 	Oid			database;		/* limit ids are per database */
 	Oid			table;			/* and per api_key_rate_limit, re-created or not */
 	int64		limit_id;
+	uint64		subject;		/* the key or client the limit is of */
 	int64		interval_ns;
 	int64		tolerance_ns;
 	int64		tat;			/* nanoseconds of CLOCK_MONOTONIC */
@@ -140,7 +141,7 @@ static bool
 BucketIs(const RateBucket *b, const RateLimit *limit, bool shadow)
 {
 	return b->limit_id == limit->id && b->database == MyDatabaseId &&
-		b->table == limit->table &&
+		b->table == limit->table && b->subject == limit->subject &&
 		b->interval_ns == limit->interval_ns &&
 		b->tolerance_ns == limit->tolerance_ns && b->shadow == shadow;
 }
@@ -187,6 +188,7 @@ FindBucket(const RateLimit *limit, bool shadow, uint32 hash, int64 now,
 		free_entry->limit_id = limit->id;
 		free_entry->database = MyDatabaseId;
 		free_entry->table = limit->table;
+		free_entry->subject = limit->subject;
 		free_entry->interval_ns = limit->interval_ns;
 		free_entry->tolerance_ns = limit->tolerance_ns;
 		free_entry->shadow = shadow;

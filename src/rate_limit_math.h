@@ -42,6 +42,10 @@ typedef struct RateLimit
 	int32_t		burst;			/* units a full bucket holds */
 	int64_t		interval_ns;	/* from RateLimitPrepare */
 	int64_t		tolerance_ns;
+	uint64_t	subject;		/* hash of the key id or client name it limits:
+								 * ids start again after TRUNCATE ... RESTART
+								 * IDENTITY, and another key's limit must not
+								 * find this one's bucket */
 } RateLimit;
 
 /* What one limit says about one request */

@@ -11,6 +11,8 @@
  */
 #include "rate_limit_rows.h"
 
+#include "common/hashfn.h"
+
 #include "cache_invalidation.h"
 #include "decision.h"
 
@@ -18,13 +20,17 @@
  * A limit from its stored values, prepared; false for an impossible one.
  * The limit table's OID names the bucket with the row id: ids start again
  * in a re-created table (DROP and CREATE EXTENSION, a restore with
- * --clean), whose limits must not inherit the old buckets' counts.
+ * --clean), whose limits must not inherit the old buckets' counts.  The
+ * subject's bytes (the key's id, or the client's name) name it too: in the
+ * same table ids start again after TRUNCATE ... RESTART IDENTITY.
  */
 bool
-RateLimitFromValues(int64 id, int32 requests, int64 per_us, int32 burst, RateLimit *limit)
+RateLimitFromValues(int64 id, const void *subject, int subject_len,
+					int32 requests, int64 per_us, int32 burst, RateLimit *limit)
 {
 	limit->table = RateLimitTableOid();
 	limit->id = id;
+	limit->subject = hash_bytes_extended(subject, subject_len, 0);
 	limit->requests = requests;
 	limit->per_us = per_us;
 	limit->burst = burst;

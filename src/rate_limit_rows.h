@@ -19,7 +19,7 @@
 	"l.id, l.requests, " \
 	"pg_catalog.round(EXTRACT(epoch FROM l.per) OPERATOR(pg_catalog.*) 1000000)::bigint, l.burst"
 
-extern bool RateLimitFromValues(int64 id, int32 requests, int64 per_us, int32 burst,
-								RateLimit *limit);
+extern bool RateLimitFromValues(int64 id, const void *subject, int subject_len,
+								int32 requests, int64 per_us, int32 burst, RateLimit *limit);
 
 #endif

@@ -326,7 +326,7 @@ TestShadowAndFailModes(void)
 static void
 TestLearningKeyChanged(const DecisionRequest *request, KeyFacts *key, ClientFacts *client)
 {
-	static const RateLimit limit = {0, 1, 10, 1000000, 10, 100000000, 1000000000};
+	static const RateLimit limit = {0, 1, 10, 1000000, 10, 100000000, 1000000000, 0};
 	static const struct
 	{
 		LearningOutcome learned;
@@ -435,7 +435,7 @@ TestLearning(void)
 static void
 TestRateLimits(void)
 {
-	static const RateLimit limit = {0, 1, 10, 1000000, 10, 100000000, 1000000000};
+	static const RateLimit limit = {0, 1, 10, 1000000, 10, 100000000, 1000000000, 0};
 	KeyFacts	key;
 	ClientFacts client;
 	DecisionRequest request;

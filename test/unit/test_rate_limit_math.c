@@ -16,7 +16,7 @@
 static RateLimit
 Limit(int32_t requests, int64_t per_us, int32_t burst)
 {
-	RateLimit	limit = {0, 1, requests, per_us, burst, 0, 0};
+	RateLimit	limit = {0, 1, requests, per_us, burst, 0, 0, 0};
 
 	Check(RateLimitPrepare(&limit), "%d per %lld us, burst %d, prepares",
 		  requests, (long long) per_us, burst);
@@ -45,11 +45,11 @@ main(void)
 {
 	RateLimit	ten = Limit(10, 1000000, 20);	/* 10 per second, burst 20 */
 	RateLimit	third = Limit(3, 1000000, 3);
-	RateLimit	bad = {0, 1, 0, 1000000, 1, 0, 0};
-	RateLimit	too_fast = {0, 1, 2000, 1000, 2000, 0, 0};
-	RateLimit	huge = {0, 1, 1, 31557600000000LL, 30, 0, 0};	/* 1 a year, burst 30 */
-	RateLimit	too_long = {0, 1, 1, 31557600000000LL, 200, 0, 0}; /* 200 years */
-	RateLimit	day_burst = {0, 1, 1, 86400000000LL, 100000, 0, 0};	/* 274 years */
+	RateLimit	bad = {0, 1, 0, 1000000, 1, 0, 0, 0};
+	RateLimit	too_fast = {0, 1, 2000, 1000, 2000, 0, 0, 0};
+	RateLimit	huge = {0, 1, 1, 31557600000000LL, 30, 0, 0, 0};	/* 1 a year, burst 30 */
+	RateLimit	too_long = {0, 1, 1, 31557600000000LL, 200, 0, 0, 0}; /* 200 years */
+	RateLimit	day_burst = {0, 1, 1, 86400000000LL, 100000, 0, 0, 0};	/* 274 years */
 	GcraResult	r;
 	GcraResult	results[3];
 	RateLimitFinding finding;

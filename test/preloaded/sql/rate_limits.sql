@@ -209,5 +209,26 @@ SELECT split_part(v, '|', 2) AS status,
   FROM athena_keys.athena_gateway_verdict(:'ko', NULL, NULL, NULL) v;
 RESET athena_keys.log_decisions;
 
+------------------------------------------------------------------------
+-- Limit ids start again after TRUNCATE ... RESTART IDENTITY: another key's
+-- new limit with the same id and the same figures gets a bucket of its
+-- own, not the spent one of the limit that had the id before
+------------------------------------------------------------------------
+SELECT api_key AS kr1, id AS kr1_id FROM athena_keys.athena_create_key('before the truncate') \gset
+SELECT api_key AS kr2, id AS kr2_id FROM athena_keys.athena_create_key('after the truncate') \gset
+TRUNCATE athena_keys.api_key_rate_limit RESTART IDENTITY;
+SELECT athena_keys.athena_set_key_rate_limit(:'kr1_id', 1, '1 hour') IS NOT NULL AS limited;
+SELECT id AS limit_id FROM athena_keys.api_key_rate_limit;
+SELECT n, split_part(pg_temp.call(:'kr1'), ' ', 2) AS status FROM generate_series(1, 2) n;
+TRUNCATE athena_keys.api_key_rate_limit RESTART IDENTITY;
+SELECT athena_keys.athena_set_key_rate_limit(:'kr2_id', 1, '1 hour') IS NOT NULL AS limited;
+SELECT id AS limit_id FROM athena_keys.api_key_rate_limit;
+SELECT n, split_part(pg_temp.call(:'kr2'), ' ', 2) AS status FROM generate_series(1, 2) n;
+-- The same for a client's limit taking over a key's id.
+TRUNCATE athena_keys.api_key_rate_limit RESTART IDENTITY;
+SELECT athena_keys.athena_set_client_rate_limit('truncated client', 1, '1 hour') IS NOT NULL AS limited;
+SELECT id AS limit_id FROM athena_keys.api_key_rate_limit;
+SELECT n, split_part(pg_temp.call(:'kfree', 'truncated client'), ' ', 2) AS status FROM generate_series(1, 2) n;
+
 SET client_min_messages = warning;
 DROP EXTENSION athena_keys;
