@@ -83,6 +83,13 @@ static const struct
 static Oid	watched_table_oids[WATCHED_TABLE_COUNT];
 static bool watched_oids_known = false;
 
+/*
+ * Advanced whenever an invalidation may concern a watched table, so that a
+ * lookup of the names that processed one (a syscache miss can) starts over
+ * rather than keep an OID the invalidation made stale.
+ */
+static uint64 watched_oids_doubted = 0;
+
 static uint64 config_generation = 1;
 static uint64 key_generation = 1;
 static int	cache_users = 0;
@@ -125,6 +132,7 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 		config_generation++;
 		key_generation++;
 		watched_oids_known = false;
+		watched_oids_doubted++;
 		return;
 	}
 	/* Matched against the OIDs last resolved, even when they are due again */
@@ -152,6 +160,7 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 		 * tables would go unwatched in this backend.
 		 */
 		watched_oids_known = false;
+		watched_oids_doubted++;
 		return;
 	}
 
@@ -167,6 +176,7 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 	{
 		config_generation++;
 		key_generation++;
+		watched_oids_doubted++;
 
 		/*
 		 * Autovacuum's ANALYZE of a busy log partition would otherwise empty
@@ -197,19 +207,24 @@ EnsureWatchedTablesKnown(void)
 	size_t		i;
 	bool		changed = false;
 	bool		complete;
+	uint64		doubted;
 
 	if (watched_oids_known)
 		return;
-	schema = get_namespace_oid("athena_keys", false);
-	complete = true;
-	for (i = 0; i < WATCHED_TABLE_COUNT; i++)
+	do
 	{
-		Oid			relid = get_relname_relid(watched_tables[i].table, schema);
+		doubted = watched_oids_doubted;
+		schema = get_namespace_oid("athena_keys", false);
+		complete = true;
+		for (i = 0; i < WATCHED_TABLE_COUNT; i++)
+		{
+			Oid			relid = get_relname_relid(watched_tables[i].table, schema);
 
-		changed |= relid != watched_table_oids[i];
-		watched_table_oids[i] = relid;
-		complete &= OidIsValid(relid);
-	}
+			changed |= relid != watched_table_oids[i];
+			watched_table_oids[i] = relid;
+			complete &= OidIsValid(relid);
+		}
+	} while (doubted != watched_oids_doubted);
 
 	/*
 	 * A missing table is looked up again at every use: the invalidation of
