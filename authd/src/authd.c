@@ -144,6 +144,12 @@ typedef struct EventLoop
 typedef struct AuthRequest AuthRequest;
 static void FreeAuthRequest(AuthRequest *request);
 
+/*
+ * Set once a stop signal arrived: every answer from then on carries
+ * Connection: close, so no keep-alive connection outlives the drain.
+ */
+static atomic_bool shutting_down;
+
 /* Milliseconds on the monotonic clock, with fractions */
 static double
 MonotonicMs(void)
@@ -385,7 +391,10 @@ AddIdentityHeader(struct MHD_Response *response, const char *name, const char *v
 							(IsSafeHeaderValue(value) && value[0] != '\0') ? value : " ");
 }
 
-/* Queue a response and release our reference to it */
+/*
+ * Queue a response and release our reference to it (with Connection:
+ * close once shutting down)
+ */
 static enum MHD_Result
 QueueAndRelease(struct MHD_Connection *connection, unsigned int status, struct MHD_Response *response)
 {
@@ -394,6 +403,8 @@ QueueAndRelease(struct MHD_Connection *connection, unsigned int status, struct M
 	if (response == NULL)
 		return MHD_NO;
 	MHD_add_response_header(response, "Cache-Control", "no-store");
+	if (atomic_load(&shutting_down))
+		MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
 	result = MHD_queue_response(connection, status, response);
 	MHD_destroy_response(response);
 	return result;
@@ -1076,12 +1087,30 @@ BeginShutdown(EventLoop *loop)
 }
 
 /*
+ * The loop is stopping: answers close their connections, and its
+ * authorization listener takes no new connection (the socket is closed;
+ * connections already open are still answered, 503 for a new request).
+ */
+static void
+StopAccepting(EventLoop *loop)
+{
+	MHD_socket	listen_fd;
+
+	atomic_store(&shutting_down, true);
+	listen_fd = MHD_quiesce_daemon(loop->daemon);
+	if (listen_fd != MHD_INVALID_SOCKET)
+		close(listen_fd);
+}
+
+/*
  * Run a loop until it is told to stop: wait for any of its sockets (or
  * the next deadline), hand pool sockets their events, let libmicrohttpd
  * read requests and send answers, and send the calls those requests
  * queued.  On stop, new calls are refused and the loop goes on until
  * every queued call has its answer, plus a moment for the answers to
- * leave, so a graceful shutdown answers every waiting request.  The
+ * leave, so a graceful shutdown answers every waiting request.  New
+ * connections are refused from the stop on, and a new request on an
+ * open one is 503 whatever the fail mode (the database was not asked).  The
  * health listener stops only then: no /healthz is suspended any more.
  */
 static void *
@@ -1119,6 +1148,7 @@ RunEventLoop(void *arg)
 						(void) !read(loop->stop_fd, &value, sizeof(value));
 					}
 					DbPoolClose(loop->pool);
+					StopAccepting(loop);
 					stopping = true;
 				}
 			}

@@ -417,12 +417,19 @@ ReadVerdict(const PGresult *result, AuthVerdict *verdict, char *error, size_t er
 	return true;
 }
 
-/* End a call with a failure that is not the database's answer */
+/* End a call with a failure that is not the database's answer, of that kind */
+static void
+FailCallWith(DbCall *call, DbOutcome outcome, const char *message)
+{
+	snprintf(call->error, call->error_len, "%s", message);
+	call->outcome = outcome;
+}
+
+/* End a call because the database could not be reached in time (fail mode applies) */
 static void
 FailCall(DbCall *call, const char *message)
 {
-	snprintf(call->error, call->error_len, "%s", message);
-	call->outcome = DB_UNAVAILABLE;
+	FailCallWith(call, DB_UNAVAILABLE, message);
 }
 
 /* Fail calls[from..count-1], the part of a batch nobody answered */
@@ -1342,7 +1349,11 @@ QueueCall(DbPool *pool, DbCall *call)
 {
 	if (pool->closing)
 	{
-		FailCall(call, "athena-authd is shutting down");
+		/*
+		 * Our own shutdown is not the database being unavailable: the call
+		 * was never asked, so no fail mode may let it through.
+		 */
+		FailCallWith(call, DB_SERVER_ERROR, "athena-authd is shutting down");
 		return false;
 	}
 	call->waited = true;
@@ -1365,7 +1376,7 @@ QueueCall(DbPool *pool, DbCall *call)
  * decided; otherwise error is set and the outcome says what kind of
  * failure it was (see ClassifySqlState).  False: the pool is closing,
  * nothing was queued, done is not called, and the outcome is
- * DB_UNAVAILABLE.
+ * DB_SERVER_ERROR (503 whatever the fail mode).
  */
 bool
 DbPoolSubmit(DbPool *pool, DbCall *call, const AuthQuery *query, AuthVerdict *verdict,

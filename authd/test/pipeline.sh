@@ -290,6 +290,43 @@ for _ in $(seq 1 50); do kill -0 "$SHORT_PID" 2>/dev/null || break; sleep 0.1; d
 # shellcheck disable=SC2016  # expanded by eval inside Check
 Check "graceful shutdown: athena-authd exited after answering" eval '! kill -0 "$SHORT_PID" 2>/dev/null'
 
+# graceful shutdown under fail_open: the drain answers what the database
+# was asked before the stop, but a request the database was never asked
+# (on a keep-alive connection open before the stop, or a new connection
+# during the drain) is never let through: 503 and Connection: close, or
+# the connection is refused -- never a degraded 200
+DRAIN_PORT=$(pick_port)
+StartAuthd drain "$DRAIN_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
+  ATHENA_AUTHD_TIMEOUT_MS=3000 ATHENA_AUTHD_FAIL_MODE=fail_open ATHENA_AUTHD_LOG=all ||
+  Abort "athena-authd (fail_open, drain) starts"
+DRAIN_PID=$LAST_AUTHD_PID
+exec 9<>"/dev/tcp/127.0.0.1/$DRAIN_PORT"
+HUNG=$(AuthdBackends)
+# shellcheck disable=SC2086
+[ -n "$HUNG" ] && as_user kill -STOP $HUNG
+curl -s -o /dev/null -w '%{http_code}\n' --max-time 10 -H "X-Athena-Key: ${KEYS[1]}" \
+  "http://127.0.0.1:$DRAIN_PORT/auth" >"$E2E_TMP/drain.waiting" &
+DRAIN_CURL=$!
+sleep 0.3
+kill -TERM "$DRAIN_PID"
+sleep 0.3
+DRAIN_NEW=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$DRAIN_PORT/auth")
+printf 'GET /auth HTTP/1.1\r\nHost: x\r\n\r\n' >&9
+DRAIN_ANSWER=$(timeout 2 cat <&9 | tr -d '\r')
+exec 9<&-
+# shellcheck disable=SC2086
+[ -n "$HUNG" ] && as_user kill -CONT $HUNG
+wait "$DRAIN_CURL" 2>/dev/null
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "fail_open drain: a request on a keep-alive connection after SIGTERM is 503, not a degraded 200 [$(head -n 1 <<<"$DRAIN_ANSWER")]" \
+  eval 'head -n 1 <<<"$DRAIN_ANSWER" | grep -q "^HTTP/1.1 503" && ! grep -qi "^X-Athena-Degraded" <<<"$DRAIN_ANSWER"'
+Check "fail_open drain: ... and it closes the connection (Connection: close)" \
+  grep -qi "^Connection: close" <<<"$DRAIN_ANSWER"
+Check "fail_open drain: a new connection during the drain is refused or 503, never 200 [$DRAIN_NEW]" \
+  eval 'test "$DRAIN_NEW" = 000 || test "$DRAIN_NEW" = 503'
+Check "fail_open drain: the call asked before the stop is still answered [$(cat "$E2E_TMP/drain.waiting")]" \
+  grep -q '^[0-9][0-9][0-9]$' "$E2E_TMP/drain.waiting"
+
 # 7. a batch goes as one athena_gateway_verdicts call, which takes at most
 # 64 requests: a larger pipeline_batch is refused at start, by name
 BATCH_OUT=$(env ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_LISTEN="127.0.0.1:$(pick_port)" \
