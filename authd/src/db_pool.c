@@ -174,6 +174,7 @@ struct DbPool
 	bool		named_statement;	/* prepare once per connection */
 	char		local_timeout_sql[96];	/* for STATEMENT_TIMEOUT_LOCAL */
 	char		last_connect_error[512];
+	DbOutcome	last_connect_outcome;	/* its kind: unavailable, or a refusal (503) */
 	bool		connect_error_fresh;	/* no queued call was failed with it yet */
 	const char **keywords;		/* connection parameters, NULL-terminated */
 	const char **values;
@@ -320,6 +321,8 @@ DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len)
 	}
 	pool->size = options->size;
 	pool->epoll_fd = -1;
+	pool->last_connect_outcome = DB_UNAVAILABLE;
+	snprintf(pool->last_connect_error, sizeof(pool->last_connect_error), "database unreachable");
 	pool->timeout_ms = options->timeout_ms;
 	pool->max_batch = options->max_batch < 1 ? 1 : options->max_batch > MAX_BATCH ? MAX_BATCH : options->max_batch;
 	pool->timeout_mode = options->timeout_mode;
@@ -704,25 +707,37 @@ CompleteCalls(DbPool *pool, DbCall **calls, int count)
 	pool->completed += count;
 }
 
-/* A connect attempt failed: back off, and remember why for fast failures */
+/*
+ * A connect attempt failed: back off, and remember why, and what kind of
+ * failure it was (see ClassifyConnectFailure), for fast failures
+ */
 static void
-ConnectFailed(PoolSlot *slot, const char *error)
+ConnectFailed(PoolSlot *slot, DbOutcome outcome, const char *error)
 {
 	snprintf(slot->pool->last_connect_error, sizeof(slot->pool->last_connect_error), "%s", error);
+	slot->pool->last_connect_outcome = outcome;
 	slot->pool->connect_error_fresh = true;
 	MetricsCountConnect(false);
 	CloseSlotConnection(slot);
 	slot->retry_after_ms = NowMs() + RECONNECT_BACKOFF_MS;
 }
 
-/* A connect attempt failed with libpq's message */
+/*
+ * A connect attempt failed with libpq's message; its SQLSTATE (the
+ * connection's messages are verbose until it is open) says whether the
+ * server refused us (a configuration error) or could not be reached
+ */
 static void
 ConnectFailedWithMessage(PoolSlot *slot, const char *prefix)
 {
 	char		error[512];
+	char		sqlstate[6];
+	const char *message = PQerrorMessage(slot->conn);
 
-	SetErrorFromMessage(error, sizeof(error), prefix, PQerrorMessage(slot->conn));
-	ConnectFailed(slot, error);
+	SetErrorFromMessage(error, sizeof(error), prefix, message);
+	ConnectFailed(slot,
+				  ClassifyConnectFailure(SqlStateFromMessage(message, sqlstate) ? sqlstate : NULL),
+				  error);
 }
 
 /* The connection is open: prepare the statement, or be idle at once */
@@ -737,6 +752,7 @@ ConnectionOpened(PoolSlot *slot)
 		ConnectFailedWithMessage(slot, "cannot connect to database");
 		return;
 	}
+	PQsetErrorVerbosity(slot->conn, PQERRORS_DEFAULT);	/* calls' errors: their fields */
 	if (!pool->named_statement)
 	{
 		MetricsCountConnect(true);
@@ -785,9 +801,11 @@ StartConnect(PoolSlot *slot)
 	slot->conn = PQconnectStartParams(pool->keywords, pool->values, 0);
 	if (slot->conn == NULL)
 	{
-		ConnectFailed(slot, "out of memory");
+		ConnectFailed(slot, DB_UNAVAILABLE, "out of memory");
 		return;
 	}
+	/* a connect failure's SQLSTATE is only in its message, when verbose */
+	PQsetErrorVerbosity(slot->conn, PQERRORS_VERBOSE);
 	slot->state = SLOT_CONNECTING;
 	slot->deadline_ms = NowMs() + pool->timeout_ms;
 	if (PQstatus(slot->conn) == CONNECTION_BAD)
@@ -817,7 +835,8 @@ AdvancePrepare(PoolSlot *slot)
 		{
 			if (!slot->prepared_ok)
 			{
-				ConnectFailed(slot, "cannot prepare athena_gateway_verdict call");
+				ConnectFailed(slot, PQstatus(slot->conn) == CONNECTION_BAD ? DB_UNAVAILABLE : DB_SERVER_ERROR,
+							  "cannot prepare athena_gateway_verdict call");
 				return;
 			}
 			MetricsCountConnect(true);
@@ -831,10 +850,14 @@ AdvancePrepare(PoolSlot *slot)
 		{
 			char		error[512];
 
+			DbOutcome	outcome =
+				ClassifyConnectFailure(PQresultErrorField(result, PG_DIAG_SQLSTATE));
+
+			/* no USAGE on the schema, a missing function: 503, never fail_open */
 			SetErrorFromMessage(error, sizeof(error), "cannot prepare athena_gateway_verdict call",
 								PQresultErrorMessage(result));
 			PQclear(result);
-			ConnectFailed(slot, error);
+			ConnectFailed(slot, outcome, error);
 			return;
 		}
 		PQclear(result);
@@ -1104,9 +1127,9 @@ PopQueued(DbPool *pool)
 	return call;
 }
 
-/* Fail every queued call with message (nothing can run them now) */
+/* Fail every queued call with outcome and message (nothing can run them now) */
 static void
-FailQueue(DbPool *pool, const char *message)
+FailQueue(DbPool *pool, DbOutcome outcome, const char *message)
 {
 	DbCall	   *calls[MAX_BATCH];
 	int			count = 0;
@@ -1114,7 +1137,7 @@ FailQueue(DbPool *pool, const char *message)
 	while (pool->queue_head != NULL)
 	{
 		calls[count] = PopQueued(pool);
-		FailCall(calls[count], message);
+		FailCallWith(calls[count], outcome, message);
 		if (++count == MAX_BATCH || pool->queue_head == NULL)
 		{
 			CompleteCalls(pool, calls, count);
@@ -1176,7 +1199,7 @@ EnforceDeadlines(DbPool *pool, int64_t now)
 		if (slot->state == SLOT_BUSY)
 			EndBatch(slot, "database call timed out");
 		else if (slot->state == SLOT_CONNECTING || slot->state == SLOT_PREPARING)
-			ConnectFailed(slot, "database connect timed out");
+			ConnectFailed(slot, DB_UNAVAILABLE, "database connect timed out");
 	}
 	/* oldest first, and every call's deadline is the same budget after queueing */
 	while (pool->queue_head != NULL && pool->queue_head->deadline_ms <= now)
@@ -1229,13 +1252,15 @@ DbPoolRun(DbPool *pool)
 			in_use = true;
 	if (!in_use)
 	{
-		const char *message = pool->connect_error_fresh ? pool->last_connect_error :
+		/* a refusal (permission, authentication) stays one while backing off */
+		bool		refused = pool->last_connect_outcome == DB_SERVER_ERROR;
+		const char *message = (pool->connect_error_fresh || refused) ? pool->last_connect_error :
 			"database unreachable (reconnect backing off)";
 		char		copy[512];
 
 		snprintf(copy, sizeof(copy), "%s", message);
 		pool->connect_error_fresh = false;
-		FailQueue(pool, copy);
+		FailQueue(pool, refused ? DB_SERVER_ERROR : DB_UNAVAILABLE, copy);
 	}
 	return pool->completed != completed_before;
 }

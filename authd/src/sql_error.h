@@ -10,6 +10,8 @@
 #ifndef AUTHD_SQL_ERROR_H
 #define AUTHD_SQL_ERROR_H
 
+#include <stdbool.h>
+
 /* What DbPoolAuthenticate() found */
 typedef enum DbOutcome
 {
@@ -20,5 +22,7 @@ typedef enum DbOutcome
 } DbOutcome;
 
 extern DbOutcome ClassifySqlState(const char *sqlstate);
+extern DbOutcome ClassifyConnectFailure(const char *sqlstate);
+extern bool SqlStateFromMessage(const char *message, char sqlstate[6]);
 
 #endif							/* AUTHD_SQL_ERROR_H */

@@ -372,6 +372,55 @@ else
   Check "athena-authd connections visible in pg_stat_activity" false
 fi
 
+# a permission or configuration error met while (re)connecting or
+# preparing is the database refusing us, not being unavailable: 503
+# whatever the fail mode, also while the reconnect backs off
+Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_open')" >/dev/null
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: nope"
+Check "refusals: fail_open learned from a call (401 for a bad key)" DeniedWith 401 "Invalid API key"
+# TerminateGateway: end the gateway's backends, and give athena-authd a
+# moment to notice the closed idle connections
+TerminateGateway() {
+  Sql -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'athena_gateway'" >/dev/null
+  sleep 0.5
+}
+Sql -c "REVOKE USAGE ON SCHEMA athena_keys FROM athena_gateway" >/dev/null
+TerminateGateway
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+Check "fail_open, USAGE on the schema revoked, reconnect: 503 (prepare refused), not a degraded 200" \
+  eval 'DeniedWith 503 "API key validation unavailable" && LacksHeader X-Athena-Degraded'
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+Check "fail_open, USAGE revoked, while the reconnect backs off: still 503" \
+  eval 'DeniedWith 503 "API key validation unavailable" && LacksHeader X-Athena-Degraded'
+Check "the log names the permission error" grep -q 'decision=unavailable.*permission denied for schema athena_keys' "$E2E_TMP/main.log"
+Sql -c "GRANT USAGE ON SCHEMA athena_keys TO athena_gateway" >/dev/null
+AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+Check "USAGE granted again: decisions resume" eval 'StatusIs 200 && LacksHeader X-Athena-Degraded'
+Sql -c "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC" >/dev/null
+TerminateGateway
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+Check "fail_open, CONNECT on the database revoked: 503 (connection refused by the server), not a degraded 200" \
+  eval 'DeniedWith 503 "API key validation unavailable" && LacksHeader X-Athena-Degraded'
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+Check "fail_open, CONNECT revoked, while the reconnect backs off: still 503" \
+  eval 'DeniedWith 503 "API key validation unavailable" && LacksHeader X-Athena-Degraded'
+Sql -c "GRANT CONNECT ON DATABASE postgres TO PUBLIC" >/dev/null
+AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
+Check "CONNECT granted again: decisions resume" eval 'StatusIs 200 && LacksHeader X-Athena-Degraded'
+Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_closed')" >/dev/null
+AwaitStatus 401 "$AUTHD_PORT" /auth -H "X-Athena-Key: nope"
+# a login the server rejects (a role that does not exist, 28000) with
+# fail_mode = fail_open configured: 503, never a degraded pass
+NOROLE_PORT=$(pick_port)
+StartAuthd norole "$NOROLE_PORT" ATHENA_AUTHD_DSN="host=127.0.0.1 port=$PG_PORT user=athena_no_such_role dbname=postgres" \
+  ATHENA_AUTHD_POOL=1 ATHENA_AUTHD_FAIL_MODE=fail_open ATHENA_AUTHD_LOG=all || Abort "athena-authd (unknown role) starts"
+Request "$NOROLE_PORT" /auth -H "X-Athena-Key: $K5"
+Check "fail_open configured, login rejected (role does not exist): 503, not a degraded 200" \
+  eval 'DeniedWith 503 "API key validation unavailable" && LacksHeader X-Athena-Degraded'
+Request "$NOROLE_PORT" /auth -H "X-Athena-Key: $K5"
+Check "fail_open configured, login rejected, while backing off: still 503" \
+  eval 'DeniedWith 503 "API key validation unavailable" && LacksHeader X-Athena-Degraded'
+
 # the database goes away: fail_closed (the default)
 StopPostgresServer || Abort "PostgreSQL stops"
 Request "$NGINX_PORT" /users/1 -H "X-Athena-Key: $K1" -H "X-Athena-Client: web"

@@ -32,10 +32,59 @@ TestClassifySqlState(void)
 	CHECK(ClassifySqlState("XX000") == DB_SERVER_ERROR);
 }
 
+/*
+ * Failures while connecting or preparing: only infrastructure is
+ * "unavailable"; a permission, authentication or configuration error
+ * fails closed
+ */
+static void
+TestClassifyConnectFailure(void)
+{
+	CHECK(ClassifyConnectFailure(NULL) == DB_UNAVAILABLE);	/* libpq: refused, timed out */
+	CHECK(ClassifyConnectFailure("08006") == DB_UNAVAILABLE);
+	CHECK(ClassifyConnectFailure("57P01") == DB_UNAVAILABLE);	/* admin shutdown */
+	CHECK(ClassifyConnectFailure("57P02") == DB_UNAVAILABLE);	/* crash shutdown */
+	CHECK(ClassifyConnectFailure("57P03") == DB_UNAVAILABLE);	/* cannot connect now */
+	CHECK(ClassifyConnectFailure("53300") == DB_UNAVAILABLE);	/* too many connections */
+	CHECK(ClassifyConnectFailure("28P01") == DB_SERVER_ERROR);	/* wrong password */
+	CHECK(ClassifyConnectFailure("28000") == DB_SERVER_ERROR);	/* no pg_hba.conf entry */
+	CHECK(ClassifyConnectFailure("42501") == DB_SERVER_ERROR);	/* no CONNECT, no USAGE */
+	CHECK(ClassifyConnectFailure("42883") == DB_SERVER_ERROR);	/* function missing */
+	CHECK(ClassifyConnectFailure("3F000") == DB_SERVER_ERROR);	/* schema missing */
+	CHECK(ClassifyConnectFailure("3D000") == DB_SERVER_ERROR);	/* database missing */
+	CHECK(ClassifyConnectFailure("22023") == DB_SERVER_ERROR);	/* no request values yet */
+}
+
+/* The SQLSTATE of a verbose libpq connection failure message */
+static void
+TestSqlStateFromMessage(void)
+{
+	char		state[6];
+
+	CHECK(SqlStateFromMessage("connection to server at \"127.0.0.1\", port 5432 failed: "
+							  "FATAL:  28P01: password authentication failed for user \"gw\"\n", state));
+	CHECK(strcmp(state, "28P01") == 0);
+	CHECK(SqlStateFromMessage("connection to server at \"127.0.0.1\", port 5432 failed: "
+							  "FATAL:  42501: permission denied for database \"app\"\nDETAIL:  x\n", state));
+	CHECK(strcmp(state, "42501") == 0);
+	CHECK(SqlStateFromMessage("ERROR:  42501: permission denied for schema athena_keys\n", state));
+	CHECK(strcmp(state, "42501") == 0);
+	CHECK(!SqlStateFromMessage("connection to server at \"127.0.0.1\", port 1 failed: "
+							   "Connection refused\n\tIs the server running on that host?\n", state));
+	CHECK(state[0] == '\0');
+	CHECK(!SqlStateFromMessage("FATAL:  password authentication failed\n", state));	/* terse */
+	CHECK(!SqlStateFromMessage("ERROR:  2850: short\n", state));
+	CHECK(!SqlStateFromMessage("ERROR:  28p01: lower case\n", state));
+	CHECK(!SqlStateFromMessage(NULL, state));
+	CHECK(!SqlStateFromMessage("", state));
+}
+
 /* Run every sql_error check and summarise */
 int
 main(void)
 {
 	TestClassifySqlState();
+	TestClassifyConnectFailure();
+	TestSqlStateFromMessage();
 	return CheckSummary();
 }
