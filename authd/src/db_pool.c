@@ -216,7 +216,12 @@ OwnString(DbPool *pool, const char *text)
 /*
  * Turn the DSN into keyword/value arrays, adding what the proxy needs:
  * a server-side statement_timeout appended to any `options`, a
- * connect_timeout and an application_name unless the DSN sets them.
+ * connect_timeout and an application_name unless the DSN sets them, and
+ * always client_encoding=UTF8.  The request's text goes to the server as
+ * UTF-8 (repaired to valid UTF-8 first); a connection parameter overrides
+ * a role's or database's client_encoding and PGCLIENTENCODING, which
+ * would otherwise make the server convert it, and a valid header that
+ * does not convert would fail every call of the batch it is in.
  */
 static bool
 BuildConnectionParameters(DbPool *pool, const char *dsn, char *error, size_t error_len)
@@ -240,10 +245,10 @@ BuildConnectionParameters(DbPool *pool, const char *dsn, char *error, size_t err
 	for (PQconninfoOption *o = options; o->keyword; o++)
 		option_count++;
 
-	/* every option, plus three we may add, plus the terminator */
-	pool->keywords = calloc((size_t) option_count + 4, sizeof(char *));
-	pool->values = calloc((size_t) option_count + 4, sizeof(char *));
-	pool->owned_strings = calloc((size_t) (option_count + 4) * 2, sizeof(char *));
+	/* every option, plus four we may add, plus the terminator */
+	pool->keywords = calloc((size_t) option_count + 5, sizeof(char *));
+	pool->values = calloc((size_t) option_count + 5, sizeof(char *));
+	pool->owned_strings = calloc((size_t) (option_count + 5) * 2, sizeof(char *));
 	if (pool->keywords == NULL || pool->values == NULL || pool->owned_strings == NULL)
 		goto oom;
 
@@ -256,6 +261,8 @@ BuildConnectionParameters(DbPool *pool, const char *dsn, char *error, size_t err
 			existing_options = o->val;
 			continue;
 		}
+		if (strcmp(o->keyword, "client_encoding") == 0)
+			continue;			/* always UTF8, below */
 		if (strcmp(o->keyword, "connect_timeout") == 0)
 			have_connect_timeout = true;
 		if (strcmp(o->keyword, "application_name") == 0)
@@ -287,6 +294,10 @@ BuildConnectionParameters(DbPool *pool, const char *dsn, char *error, size_t err
 			goto oom;
 		used++;
 	}
+	if ((pool->keywords[used] = OwnString(pool, "client_encoding")) == NULL ||
+		(pool->values[used] = OwnString(pool, "UTF8")) == NULL)
+		goto oom;
+	used++;
 	if (!have_application_name)
 	{
 		if ((pool->keywords[used] = OwnString(pool, "application_name")) == NULL ||

@@ -409,6 +409,20 @@ AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
 Check "CONNECT granted again: decisions resume" eval 'StatusIs 200 && LacksHeader X-Athena-Degraded'
 Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_closed')" >/dev/null
 AwaitStatus 401 "$AUTHD_PORT" /auth -H "X-Athena-Key: nope"
+# client_encoding is pinned to UTF8: a role setting (or PGCLIENTENCODING,
+# or a database in another encoding) must not make the server convert the
+# request's UTF-8 -- a valid header that does not convert failed the call
+# (and every call of its batch) as a content error
+Sql -c "ALTER ROLE athena_gateway SET client_encoding = 'EUC_JP'" >/dev/null
+TerminateGateway
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5" -H $'X-Athena-Client: \xe2\x82\xac'
+Check "role client_encoding EUC_JP: a valid UTF-8 client (U+20AC) still gets its verdict (unbound key: 200)" \
+  eval 'StatusIs 200 && LacksHeader X-Athena-Degraded'
+Request "$AUTHD_PORT" /auth -H "X-Athena-Key: $K1" -H $'X-Athena-Client: caf\xc3\xa9' -H "X-Athena-Rights: users.read"
+Check "role client_encoding EUC_JP: a non-ASCII client is compared as UTF-8: 403 API key client mismatch" \
+  DeniedWith 403 "API key client mismatch"
+Sql -c "ALTER ROLE athena_gateway RESET client_encoding" >/dev/null
+TerminateGateway
 # a login the server rejects (a role that does not exist, 28000) with
 # fail_mode = fail_open configured: 503, never a degraded pass
 NOROLE_PORT=$(pick_port)
