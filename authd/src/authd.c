@@ -35,6 +35,7 @@
  * pool's, and libmicrohttpd's for idle connections.
  *-------------------------------------------------------------------------
  */
+#include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
@@ -60,6 +61,15 @@
 #include "text_util.h"
 
 #define UNAVAILABLE_REASON "API key validation unavailable"
+#define BODY_TOO_LARGE_REASON "Request body too large"
+/*
+ * A forward-auth check needs no body and the proxies send none (nginx
+ * auth_request, Traefik forwardAuth, Caddy forward_auth) or an empty one
+ * (Envoy ext_authz without with_request_body): a larger declared body is
+ * answered 413 at once; a smaller one is read and ignored, within the
+ * header deadline.
+ */
+#define MAX_REQUEST_BODY (64 * 1024)
 #define CONTENT_ERROR_REASON "Access denied"
 
 /*
@@ -618,6 +628,7 @@ struct AuthRequest
 	struct MHD_Connection *connection;
 	double		started_ms;
 	bool		submitted;		/* the call was queued (or refused) */
+	bool		rejected;		/* answered 413 before its body */
 	RequestHeaders headers;
 	KeyChoice	choice;
 	char		hint[160];
@@ -862,26 +873,73 @@ RequestComplete(void **request_state, size_t *upload_data_size, bool *out_of_mem
 	return true;
 }
 
-/* MHD request-completed callback of the health listener */
+/*
+ * MHD request-completed callback of the health listener: as on the
+ * authorization listener, the next request's headers get idle_timeout_s +
+ * header_timeout_s
+ */
 static void
 HealthRequestCompleted(void *cls, struct MHD_Connection *connection, void **request_state,
 					   enum MHD_RequestTerminationCode code)
 {
-	(void) cls;
-	(void) connection;
+	AuthdServer *server = cls;
+
 	(void) code;
 	free(*request_state);
 	*request_state = NULL;
+	SetHeaderDeadline(server, ConnectionWatch(connection),
+					  MonotonicWholeMs() +
+					  (int64_t) (server->config.idle_timeout_s + server->config.header_timeout_s) * 1000);
+}
+
+/* True when the request declares a body larger than MAX_REQUEST_BODY */
+static bool
+DeclaredBodyTooLarge(struct MHD_Connection *connection)
+{
+	const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+													 MHD_HTTP_HEADER_CONTENT_LENGTH);
+	char	   *end;
+	unsigned long long value;
+
+	if (length == NULL)
+		return false;
+	errno = 0;
+	value = strtoull(length, &end, 10);
+	return errno == ERANGE || (end != length && value > MAX_REQUEST_BODY);
+}
+
+/*
+ * Answer 413 before the body is read (libmicrohttpd then closes the
+ * connection), and log it
+ */
+static enum MHD_Result
+AnswerBodyTooLarge(AuthdServer *server, struct MHD_Connection *connection, const char *method,
+				   AuthRequest *request)
+{
+	RequestOutcome outcome;
+
+	memset(&outcome, 0, sizeof(outcome));
+	request->started_ms = MonotonicMs();
+	outcome.status = MHD_HTTP_CONTENT_TOO_LARGE;
+	outcome.decision = "reject";
+	outcome.reason = BODY_TOO_LARGE_REASON;
+	outcome.key_source = "none";
+	MetricsCountRequest(outcome.status, outcome.reason);
+	LogRequest(server, method, request->ip_text, &request->headers, &outcome, 0.0);
+	request->rejected = true;	/* nothing is asked of the database */
+	return AnswerDenied(connection, outcome.status, BODY_TOO_LARGE_REASON, NULL, NULL);
 }
 
 /*
  * MHD access handler of the authorization listener: every path and
- * method is a forward-auth check.  Once the headers are in, the
- * connection's timeout goes from the short header deadline to the
- * keep-alive idle timeout.  Called once with the headers, then for any
- * body (ignored), then once the request is complete (the call is queued
- * and the connection suspended), and once more after the pool resumed
- * it (the answer).
+ * method is a forward-auth check.  Once the whole request is in
+ * (headers and any body), the connection's timeout goes from the short
+ * header deadline to the keep-alive idle timeout: a body trickled in is
+ * cut at the same deadline as trickled headers.  Called once with the
+ * headers (a declared body over MAX_REQUEST_BODY is answered 413 there),
+ * then for any body (ignored), then once the request is complete (the
+ * call is queued and the connection suspended), and once more after the
+ * pool resumed it (the answer).
  */
 static enum MHD_Result
 HandleAuthRequest(void *cls, struct MHD_Connection *connection, const char *url,
@@ -897,23 +955,34 @@ HandleAuthRequest(void *cls, struct MHD_Connection *connection, const char *url,
 	(void) upload_data;
 	if (request == NULL)
 	{
-		SetHeaderDeadline(server, ConnectionWatch(connection), 0);
-		MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
-								  (unsigned int) server->config.idle_timeout_s);
 		if ((request = calloc(1, sizeof(AuthRequest))) == NULL)
 			return MHD_NO;
 		request->server = server;
 		request->connection = connection;
 		*request_state = request;
+		if (DeclaredBodyTooLarge(connection))
+			return AnswerBodyTooLarge(server, connection, method, request);
 		return MHD_YES;
 	}
-	if (*upload_data_size != 0)
+	if (request->rejected)
 	{
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	if (*upload_data_size != 0)
+	{
+		/* the body is ignored; the header deadline still runs */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
 	if (!request->submitted)
+	{
+		/* the whole request is in: no deadline while the database decides */
+		SetHeaderDeadline(server, ConnectionWatch(connection), 0);
+		MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+								  (unsigned int) server->config.idle_timeout_s);
 		return StartAuthRequest(server, loop->pool, connection, request);
+	}
 	return FinishAuthRequest(server, connection, method, request);
 }
 
@@ -933,6 +1002,7 @@ HandleHealthRequest(void *cls, struct MHD_Connection *connection, const char *ur
 	if (!RequestComplete(request_state, upload_data_size, &out_of_memory))
 		return out_of_memory ? MHD_NO : MHD_YES;
 	health = *request_state;
+	SetHeaderDeadline(server, ConnectionWatch(connection), 0);	/* the request is in */
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return AnswerText(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (strcmp(url, "/healthz") == 0)
@@ -989,13 +1059,15 @@ RaiseFileLimit(const AuthdConfig *config)
 
 /*
  * Start one listener of a loop in external epoll mode (the loop polls
- * it): its address, handler, connection limits and, when watch_headers
- * (the authorization listener), the header deadlines.  Both listeners
- * suspend requests while the pool works on them.
+ * it): its address, handler, its request-completed callback, connection
+ * limits and the header deadlines (both listeners: a client trickling
+ * header bytes must not hold the health listener's few slots either).
+ * Both listeners suspend requests while the pool works on them.
  */
 static struct MHD_Daemon *
 StartListener(EventLoop *loop, unsigned int flags, const ListenAddress *listen,
-			  MHD_AccessHandlerCallback handler, int max_connections, int per_ip, bool watch_headers)
+			  MHD_AccessHandlerCallback handler, MHD_RequestCompletedCallback completed,
+			  int max_connections, int per_ip)
 {
 	AuthdServer *server = loop->server;
 
@@ -1008,9 +1080,8 @@ StartListener(EventLoop *loop, unsigned int flags, const ListenAddress *listen,
 							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) per_ip,
 							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) server->config.header_timeout_s,
 							MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
-							MHD_OPTION_NOTIFY_CONNECTION, watch_headers ? NotifyConnection : NULL, server,
-							MHD_OPTION_NOTIFY_COMPLETED,
-							watch_headers ? RequestCompleted : HealthRequestCompleted, server,
+							MHD_OPTION_NOTIFY_CONNECTION, NotifyConnection, server,
+							MHD_OPTION_NOTIFY_COMPLETED, completed, server,
 							MHD_OPTION_END);
 }
 
@@ -1203,8 +1274,8 @@ StartEventLoop(EventLoop *loop, const DbPoolOptions *pool_options, unsigned int 
 		snprintf(loop->error, sizeof(loop->error), "cannot watch the stop signal");
 		return false;
 	}
-	loop->daemon = StartListener(loop, flags, &server->config.listen, HandleAuthRequest, max_connections,
-								 server->config.max_connections_per_ip, true);
+	loop->daemon = StartListener(loop, flags, &server->config.listen, HandleAuthRequest, RequestCompleted,
+								 max_connections, server->config.max_connections_per_ip);
 	if (loop->daemon == NULL || !WatchDaemon(loop, loop->daemon, &loop->daemon))
 	{
 		snprintf(loop->error, sizeof(loop->error), "cannot listen on %s", server->config.listen.text);
@@ -1214,7 +1285,7 @@ StartEventLoop(EventLoop *loop, const DbPoolOptions *pool_options, unsigned int 
 	{
 		/* small limits: monitoring only */
 		loop->health_daemon = StartListener(loop, flags, &server->config.health_listen, HandleHealthRequest,
-											64, 16, false);
+											HealthRequestCompleted, 64, 16);
 		if (loop->health_daemon == NULL || !WatchDaemon(loop, loop->health_daemon, &loop->health_daemon))
 		{
 			snprintf(loop->error, sizeof(loop->error), "cannot listen on %s (health_listen)",

@@ -304,15 +304,16 @@ SLOW_MS=$(($(NowMs) - SLOW_START))
 exec 7<&-
 Check "a request whose headers never finish is closed after header_timeout_s = 2 [${SLOW_MS} ms]" \
   eval 'test "$SLOW_MS" -ge 1500 && test "$SLOW_MS" -lt 4500'
-# Trickle PORT: send a header byte every 0.3 s until the server closes
-# (at most 8 s); prints how long the server took, in ms
+# Trickle PORT [HEAD]: send HEAD (default: an unfinished header), then a
+# byte every 0.3 s until the server closes (at most 8 s); prints how long
+# the server took, in ms
 Trickle() {
-  local start rc
+  local start rc head=${2:-'GET /slow HTTP/1.1\r\nX-Pad: '}
   (
     trap '' PIPE
     exec 8<>"/dev/tcp/127.0.0.1/$1"
     start=$(NowMs)
-    printf 'GET /slow HTTP/1.1\r\nX-Pad: ' 1>&8
+    printf "$head" 1>&8
     for _ in $(seq 1 27); do
       printf 'a' 1>&8 2>/dev/null || break
       read -r -t 0.3 -n 1 -u 8 _
@@ -325,6 +326,22 @@ Trickle() {
 TRICKLE_MS=$(Trickle "$LIMITS_PORT")
 Check "a client trickling header bytes is cut at the header deadline (2 s), not kept alive [${TRICKLE_MS} ms]" \
   eval 'test "$TRICKLE_MS" -ge 1500 && test "$TRICKLE_MS" -lt 4000'
+TRICKLE_MS=$(Trickle "$HEALTH_PORT_limits")
+Check "the health listener cuts a client trickling header bytes at the header deadline (2 s) too [${TRICKLE_MS} ms]" \
+  eval 'test "$TRICKLE_MS" -ge 1500 && test "$TRICKLE_MS" -lt 4000'
+TRICKLE_MS=$(Trickle "$LIMITS_PORT" 'POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n')
+Check "a body trickled after complete headers is cut at the same deadline (2 s), not kept forever [${TRICKLE_MS} ms]" \
+  eval 'test "$TRICKLE_MS" -ge 1500 && test "$TRICKLE_MS" -lt 4000'
+exec 7<>"/dev/tcp/127.0.0.1/$LIMITS_PORT"
+printf 'POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n' >&7
+BIG_ANSWER=$(timeout 3 cat <&7 | tr -d '\r')
+exec 7<&-
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "a declared body over 64 KiB is answered 413 at once with the JSON error [$(head -n 1 <<<"$BIG_ANSWER")]" \
+  eval 'head -n 1 <<<"$BIG_ANSWER" | grep -q "^HTTP/1.1 413" &&
+        grep -q "{\"status\":\"error\",\"message\":\"Request body too large\"}" <<<"$BIG_ANSWER"'
+Request "$LIMITS_PORT" /auth -X POST --data-binary "$(head -c 60000 /dev/zero | tr '\0' a)" -H "X-Athena-Key: $K5"
+Check "a body under 64 KiB is read and ignored (200)" StatusIs 200
 Request "$LIMITS_PORT" /auth -H "X-Athena-Key: $K5"
 Check "after the attack: allowed requests pass (200)" StatusIs 200
 
