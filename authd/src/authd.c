@@ -1317,6 +1317,16 @@ StopEventLoop(EventLoop *loop)
 }
 
 /*
+ * Loop index's share of total among count loops: total / count, one more
+ * for the first total % count loops, so the shares add up to total
+ */
+static int
+ShareOf(int total, int count, int index)
+{
+	return total / count + (index < total % count ? 1 : 0);
+}
+
+/*
  * Load the configuration, serve until SIGINT or SIGTERM, shut down
  * cleanly.  threads = N runs N loops, each with its share of the pool
  * and of max_connections; the main thread runs the first.
@@ -1341,11 +1351,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	atomic_init(&server.fail_mode, (int) server.config.initial_fail_mode);
-	loop_count = server.config.threads;
-	if (loop_count > server.config.pool_size)
-		loop_count = server.config.pool_size;	/* every loop needs a connection */
+	loop_count = server.config.threads;	/* at most pool and max_connections (LoadConfig) */
 	pool_options.dsn = server.config.dsn;
-	pool_options.size = (server.config.pool_size + loop_count - 1) / loop_count;
 	pool_options.timeout_ms = server.config.timeout_ms;
 	pool_options.timeout_mode = server.config.statement_timeout_mode;
 	pool_options.named_statement = server.config.named_statement;
@@ -1388,8 +1395,9 @@ main(int argc, char **argv)
 			loop->others = loops + 1;
 			loop->other_count = loop_count - 1;
 		}
-		if (!StartEventLoop(loop, &pool_options, flags,
-							(server.config.max_connections + loop_count - 1) / loop_count))
+		/* pool and max_connections split exactly: the remainders go to the first loops */
+		pool_options.size = ShareOf(server.config.pool_size, loop_count, i);
+		if (!StartEventLoop(loop, &pool_options, flags, ShareOf(server.config.max_connections, loop_count, i)))
 		{
 			fprintf(stderr, "athena-authd: %s\n", loop->error);
 			started = false;

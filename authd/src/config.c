@@ -238,6 +238,67 @@ ParseBoundedInt(const char *name, const char *text, int min, int max, int *out,
 	return true;
 }
 
+/* True when text is a decimal port number from 1 to 65535 */
+static bool
+IsPortNumber(const char *text)
+{
+	long		value = 0;
+
+	if (text[0] == '\0' || strlen(text) > 5)
+		return false;
+	for (const char *p = text; *p; p++)
+	{
+		if (*p < '0' || *p > '9')
+			return false;
+		value = value * 10 + (*p - '0');
+	}
+	return value >= 1 && value <= 65535;
+}
+
+/* True when a socket address is the wildcard (0.0.0.0 or ::) */
+static bool
+IsWildcardAddress(const struct sockaddr_storage *addr)
+{
+	if (addr->ss_family == AF_INET)
+		return ((const struct sockaddr_in *) addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (addr->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *) addr)->sin6_addr);
+	return false;
+}
+
+/* The port of a socket address (host order), 0 for another family */
+static int
+AddressPort(const struct sockaddr_storage *addr)
+{
+	if (addr->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *) addr)->sin_port);
+	if (addr->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *) addr)->sin6_port);
+	return 0;
+}
+
+/*
+ * True when two listen addresses would take the same connections: the
+ * same port, and the same address or a wildcard on either side.  Both
+ * sockets set SO_REUSEPORT, so the kernel would not refuse the second
+ * bind; it would split connections between the two listeners.
+ */
+static bool
+ListenAddressesOverlap(const ListenAddress *a, const ListenAddress *b)
+{
+	if (AddressPort(&a->addr) != AddressPort(&b->addr))
+		return false;
+	if (IsWildcardAddress(&a->addr) || IsWildcardAddress(&b->addr))
+		return true;
+	if (a->addr.ss_family != b->addr.ss_family)
+		return false;
+	if (a->addr.ss_family == AF_INET)
+		return ((const struct sockaddr_in *) &a->addr)->sin_addr.s_addr ==
+			((const struct sockaddr_in *) &b->addr)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *) &a->addr)->sin6_addr,
+				  &((const struct sockaddr_in6 *) &b->addr)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
 /* Parse host:port or [v6]:port into a socket address */
 static bool
 ParseListenAddress(const char *text, ListenAddress *target, char *error, size_t error_len)
@@ -270,6 +331,12 @@ ParseListenAddress(const char *text, ListenAddress *target, char *error, size_t 
 	}
 	if (host[0] == '\0' || port[0] == '\0')
 		goto bad;
+	if (!IsPortNumber(port))
+	{
+		/* getaddrinfo would take 99999 and bind port 99999 mod 65536 */
+		snprintf(error, error_len, "the port of listen address \"%.200s\" must be from 1 to 65535", text);
+		return false;
+	}
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -360,6 +427,14 @@ ApplyRawSettings(const RawSettings *raw, AuthdConfig *config, char *error, size_
 	if (config->health_enabled &&
 		!ParseListenAddress(raw->health_listen, &config->health_listen, error, error_len))
 		return false;
+	if (config->health_enabled && ListenAddressesOverlap(&config->listen, &config->health_listen))
+	{
+		snprintf(error, error_len,
+				 "health_listen \"%.100s\" must not share the port of listen \"%.100s\" "
+				 "(the two listeners would split each other's connections)",
+				 config->health_listen.text, config->listen.text);
+		return false;
+	}
 	if (!ParseChoice("trust_real_ip", raw->trust_real_ip, switches, &choice, error, error_len))
 		return false;
 	config->trust_real_ip = choice == 1;
@@ -399,6 +474,20 @@ ApplyRawSettings(const RawSettings *raw, AuthdConfig *config, char *error, size_
 	if (raw->threads != NULL &&
 		!ParseBoundedInt("threads", raw->threads, 1, 1024, &config->threads, error, error_len))
 		return false;
+	if (config->threads > config->pool_size)
+	{
+		snprintf(error, error_len,
+				 "threads (%d) must not exceed pool (%d): each event loop needs a database connection of its own",
+				 config->threads, config->pool_size);
+		return false;
+	}
+	if (config->threads > config->max_connections)
+	{
+		snprintf(error, error_len,
+				 "threads (%d) must not exceed max_connections (%d): each event loop takes its share",
+				 config->threads, config->max_connections);
+		return false;
+	}
 	if (!ParseBoundedInt("timeout_ms", raw->timeout_ms, 10, 600000, &config->timeout_ms, error, error_len))
 		return false;
 	if (!ParseBoundedInt("pipeline_batch", raw->pipeline_batch, 1, 64, &config->pipeline_batch, error,

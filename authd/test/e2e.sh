@@ -506,6 +506,37 @@ Check "/metrics counts fail_open passes and failed connects" \
 Check "/metrics has the database call histogram" \
   grep -q '^athena_authd_db_call_seconds_count [1-9]' "$E2E_TMP/metrics.txt"
 
+# settings refused at start, with a message naming the problem
+# Refused WORD ENV...: athena-authd must exit non-zero (not time out) with
+# a message containing WORD; sets REFUSED_OUT
+Refused() {
+  local word=$1 rc
+  shift
+  REFUSED_OUT=$(env -u ATHENA_AUTHD_LISTEN -u ATHENA_AUTHD_HEALTH_LISTEN ATHENA_AUTHD_DSN="$(GatewayDsn)" \
+    ATHENA_AUTHD_LISTEN="127.0.0.1:$(pick_port)" ATHENA_AUTHD_HEALTH_LISTEN="127.0.0.1:$(pick_port)" \
+    "$@" timeout 5 "$AUTHD_BIN" 2>&1)
+  rc=$?
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q -- "$word" <<<"$REFUSED_OUT"
+}
+Check "listen port 99999 is refused at start, by name" Refused "from 1 to 65535" ATHENA_AUTHD_LISTEN=127.0.0.1:99999
+Check "health_listen port 0 is refused at start" Refused "from 1 to 65535" ATHENA_AUTHD_HEALTH_LISTEN=127.0.0.1:0
+SAME_PORT=$(pick_port)
+Check "health_listen equal to listen is refused (SO_REUSEPORT would split their traffic)" \
+  Refused "must not share the port" ATHENA_AUTHD_LISTEN="127.0.0.1:$SAME_PORT" ATHENA_AUTHD_HEALTH_LISTEN="127.0.0.1:$SAME_PORT"
+Check "health_listen on the wildcard of listen's port is refused too" \
+  Refused "must not share the port" ATHENA_AUTHD_LISTEN="127.0.0.1:$SAME_PORT" ATHENA_AUTHD_HEALTH_LISTEN="0.0.0.0:$SAME_PORT"
+Check "threads above pool is refused, with the reason" Refused "must not exceed pool" ATHENA_AUTHD_POOL=2 ATHENA_AUTHD_THREADS=4
+
+# pool split among the loops exactly: pool = 5 with threads = 4 opens 5
+# connections (ceil(5/4) per loop opened 8)
+SPLIT_PORT=$(pick_port)
+StartAuthd split "$SPLIT_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn) application_name=authd-split" \
+  ATHENA_AUTHD_POOL=5 ATHENA_AUTHD_THREADS=4 || Abort "athena-authd (pool 5, threads 4) starts"
+SPLIT_OPEN=$(Sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'authd-split'")
+Check "pool = 5, threads = 4: exactly 5 database connections [$SPLIT_OPEN]" test "$SPLIT_OPEN" = 5
+Request "$SPLIT_PORT" /auth -H "X-Athena-Key: $K5"
+Check "pool = 5, threads = 4: decisions (200)" StatusIs 200
+
 # shellcheck disable=SC2016  # expanded by eval inside Check
 Check "athena-authd log has one line per request and never the key" \
   eval '! grep -q "$K1" "$E2E_TMP/main.log" && grep -q "decision=deny reason=\"IP blocked\" ip=10.9.9.5" "$E2E_TMP/main.log"'
