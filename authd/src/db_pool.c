@@ -234,6 +234,7 @@ BuildConnectionParameters(DbPool *pool, const char *dsn, char *error, size_t err
 	bool		have_application_name = false;
 	const char *existing_options = "";
 	char		buffer[1024];
+	int			written;
 
 	if (options == NULL)
 	{
@@ -273,11 +274,23 @@ BuildConnectionParameters(DbPool *pool, const char *dsn, char *error, size_t err
 		used++;
 	}
 
+	/*
+	 * Passing options replaces libpq's default from PGOPTIONS, so without
+	 * options in the DSN that default is kept by hand, before ours
+	 */
+	if (existing_options[0] == '\0' && getenv("PGOPTIONS") != NULL)
+		existing_options = getenv("PGOPTIONS");
 	if (pool->timeout_mode == STATEMENT_TIMEOUT_OPTIONS)
-		snprintf(buffer, sizeof(buffer), "%s%s-c statement_timeout=%d",
-				 existing_options, existing_options[0] ? " " : "", pool->timeout_ms);
+		written = snprintf(buffer, sizeof(buffer), "%s%s-c statement_timeout=%d",
+						   existing_options, existing_options[0] ? " " : "", pool->timeout_ms);
 	else
-		snprintf(buffer, sizeof(buffer), "%s", existing_options);
+		written = snprintf(buffer, sizeof(buffer), "%s", existing_options);
+	if (written < 0 || (size_t) written >= sizeof(buffer))
+	{
+		snprintf(error, error_len, "the connection options (DSN options or PGOPTIONS) are too long");
+		PQconninfoFree(options);
+		return false;
+	}
 	if (buffer[0] != '\0')
 	{
 		if ((pool->keywords[used] = OwnString(pool, "options")) == NULL ||

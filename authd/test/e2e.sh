@@ -537,6 +537,19 @@ Check "pool = 5, threads = 4: exactly 5 database connections [$SPLIT_OPEN]" test
 Request "$SPLIT_PORT" /auth -H "X-Athena-Key: $K5"
 Check "pool = 5, threads = 4: decisions (200)" StatusIs 200
 
+# PGOPTIONS reaches the server with statement_timeout = options (the
+# default), which passes its own options: idle_session_timeout = 500 ms
+# from PGOPTIONS makes the server close the idle connection
+PGOPTIONS_PORT=$(pick_port)
+StartAuthd pgoptions "$PGOPTIONS_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn) application_name=authd-pgoptions" \
+  ATHENA_AUTHD_POOL=1 PGOPTIONS="-c idle_session_timeout=500" || Abort "athena-authd (PGOPTIONS) starts"
+sleep 1.5
+PGOPTIONS_OPEN=$(Sql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'authd-pgoptions'")
+Check "PGOPTIONS is kept next to the statement_timeout option (idle_session_timeout closed the connection) [$PGOPTIONS_OPEN open]" \
+  test "$PGOPTIONS_OPEN" = 0
+Request "$PGOPTIONS_PORT" /auth -H "X-Athena-Key: $K5"
+Check "PGOPTIONS: the closed connection is reopened for the next request (200)" StatusIs 200
+
 # shellcheck disable=SC2016  # expanded by eval inside Check
 Check "athena-authd log has one line per request and never the key" \
   eval '! grep -q "$K1" "$E2E_TMP/main.log" && grep -q "decision=deny reason=\"IP blocked\" ip=10.9.9.5" "$E2E_TMP/main.log"'
