@@ -732,7 +732,16 @@ FinishAuthRequest(AuthdServer *server, struct MHD_Connection *connection, const 
 			atomic_store(&server->fail_mode, (int) reported);
 		outcome.reason = verdict->reason;
 		outcome.public_id = verdict->public_id;
-		if (verdict->allowed)
+		if (verdict->allowed && VerdictIsFailOpen(verdict))
+		{
+			/* the extension could not apply its policy and let it through: degraded */
+			MetricsCountFailOpen();
+			outcome.status = server->config.allow_status;
+			outcome.decision = "fail_open";
+			outcome.db_error = "API key policy unavailable, allowed by athena_keys under fail_open";
+			result = AnswerAllowed(server, connection, &request->headers, verdict, true);
+		}
+		else if (verdict->allowed)
 		{
 			outcome.status = server->config.allow_status;
 			outcome.decision = "allow";

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "failure_reasons.h"
 #include "gateway_verdict_fields.h"
 
 /* A malloc'd copy of len bytes at start, NULL for an empty field */
@@ -121,4 +122,18 @@ FreeAuthVerdict(AuthVerdict *verdict)
 	free(verdict->client_name);
 	free(verdict->fail_mode);
 	memset(verdict, 0, sizeof(*verdict));
+}
+
+/*
+ * True when the extension itself let the request through under fail_open:
+ * allowed, with the reason "API key policy unavailable" (it could not
+ * apply a policy, e.g. log the decision in a read-only transaction or get
+ * a rate-limit bucket).  Such an allow is degraded exactly like one
+ * athena-authd makes when the database is unreachable.
+ */
+bool
+VerdictIsFailOpen(const AuthVerdict *verdict)
+{
+	return verdict->allowed && verdict->reason != NULL &&
+		strcmp(verdict->reason, FailureReason(FAILURE_POLICY_UNAVAILABLE)) == 0;
 }

@@ -30,5 +30,6 @@ typedef struct AuthVerdict
 
 extern bool ParseVerdictText(const char *text, AuthVerdict *verdict);
 extern void FreeAuthVerdict(AuthVerdict *verdict);
+extern bool VerdictIsFailOpen(const AuthVerdict *verdict);
 
 #endif

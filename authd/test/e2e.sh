@@ -550,6 +550,37 @@ Check "PGOPTIONS is kept next to the statement_timeout option (idle_session_time
 Request "$PGOPTIONS_PORT" /auth -H "X-Athena-Key: $K5"
 Check "PGOPTIONS: the closed connection is reopened for the next request (200)" StatusIs 200
 
+# an allow athena_keys itself makes under fail_open ("API key policy
+# unavailable", allowed) is degraded like athena-authd's own: a server
+# without the preloaded log writer cannot log a read-only transaction's
+# decision, so the gateway role's default_transaction_read_only makes every
+# decision "policy unavailable"
+start_server pg_nopreload "" "" || Abort "PostgreSQL without preload starts"
+NP_PORT=$PGPORT
+# NpSql: psql as the superuser on the server without preload
+NpSql() {
+  "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$NP_PORT" -U postgres -d postgres "$@"
+}
+NpSql -c 'CREATE EXTENSION athena_keys' >/dev/null || Abort "athena_keys created without preload"
+create_gateway_login athena_gateway || Abort "gateway role on the server without preload"
+NpSql >/dev/null <<'SQL' || Abort "read-only gateway and fail_open set up"
+ALTER ROLE athena_gateway SET default_transaction_read_only = on;
+SELECT athena_keys.athena_set_fail_mode('fail_open');
+SQL
+NP_KEY=$(NpSql -c "SELECT api_key FROM athena_keys.athena_create_key(name => 'np', rights => ARRAY['*'])")
+NOPRELOAD_PORT=$(pick_port)
+StartAuthd nopreload "$NOPRELOAD_PORT" ATHENA_AUTHD_DSN="host=127.0.0.1 port=$NP_PORT user=athena_gateway dbname=postgres" \
+  ATHENA_AUTHD_POOL=1 ATHENA_AUTHD_LOG=errors || Abort "athena-authd (server without preload) starts"
+# shellcheck disable=SC2154  # set by StartAuthd (printf -v)
+NOPRELOAD_HEALTH=$HEALTH_PORT_nopreload
+Request "$NOPRELOAD_PORT" /auth -H "X-Athena-Key: $NP_KEY"
+Check "athena_keys allows under fail_open (policy unavailable): 200 marked X-Athena-Degraded: fail_open" \
+  eval 'StatusIs 200 && HasHeader X-Athena-Degraded fail_open'
+Request "$NOPRELOAD_HEALTH" /metrics
+Check "... counted in athena_authd_fail_open_total" grep -q "^athena_authd_fail_open_total 1" <<<"$BODY"
+Check "... and logged as decision=fail_open (log = errors)" grep -q 'decision=fail_open reason="API key policy unavailable"' "$E2E_TMP/nopreload.log"
+NpSql -c "ALTER ROLE athena_gateway RESET default_transaction_read_only" >/dev/null
+
 # shellcheck disable=SC2016  # expanded by eval inside Check
 Check "athena-authd log has one line per request and never the key" \
   eval '! grep -q "$K1" "$E2E_TMP/main.log" && grep -q "decision=deny reason=\"IP blocked\" ip=10.9.9.5" "$E2E_TMP/main.log"'

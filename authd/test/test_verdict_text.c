@@ -103,6 +103,24 @@ TestMalformed(void)
 	FreeAuthVerdict(&v);
 }
 
+/* An allow the extension made under fail_open is recognised as degraded */
+static void
+TestFailOpenAllow(void)
+{
+	AuthVerdict v;
+
+	CHECK(ParseVerdictText("t|200|fail_open|0b6f1d9e-4a3c-4f7e-9a51-2c9d8e7f6a5b|0123456789abcdef|"
+						   "API key policy unavailable|||||web", &v));
+	CHECK(VerdictIsFailOpen(&v));
+	FreeAuthVerdict(&v);
+	CHECK(ParseVerdictText("t|200|fail_open|0b6f1d9e-4a3c-4f7e-9a51-2c9d8e7f6a5b|0123456789abcdef||||||web", &v));
+	CHECK(!VerdictIsFailOpen(&v));	/* a plain allow */
+	FreeAuthVerdict(&v);
+	CHECK(ParseVerdictText("f|503|fail_closed||||API key policy unavailable|||||", &v));
+	CHECK(!VerdictIsFailOpen(&v));	/* refused under fail_closed */
+	FreeAuthVerdict(&v);
+}
+
 /* Run every verdict_text check and summarise */
 int
 main(void)
@@ -111,5 +129,6 @@ main(void)
 	TestRefused();
 	TestMalformed();
 	TestRateLimited();
+	TestFailOpenAllow();
 	return CheckSummary();
 }
