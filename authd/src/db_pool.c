@@ -872,12 +872,10 @@ AdvancePrepare(PoolSlot *slot)
 			slot->prepared_ok = true;
 		else
 		{
+			/* no USAGE on the schema, a missing function: 503, never fail_open */
+			DbOutcome	outcome = ClassifyConnectFailure(PQresultErrorField(result, PG_DIAG_SQLSTATE));
 			char		error[512];
 
-			DbOutcome	outcome =
-				ClassifyConnectFailure(PQresultErrorField(result, PG_DIAG_SQLSTATE));
-
-			/* no USAGE on the schema, a missing function: 503, never fail_open */
 			SetErrorFromMessage(error, sizeof(error), "cannot prepare athena_gateway_verdict call",
 								PQresultErrorMessage(result));
 			PQclear(result);
