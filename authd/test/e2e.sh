@@ -330,7 +330,7 @@ Trickle() {
     trap '' PIPE
     exec 8<>"/dev/tcp/127.0.0.1/$1"
     start=$(NowMs)
-    printf "$head" 1>&8
+    printf '%b' "$head" 1>&8
     for _ in $(seq 1 27); do
       printf 'a' 1>&8 2>/dev/null || break
       read -r -t 0.3 -n 1 -u 8 _
@@ -341,12 +341,16 @@ Trickle() {
   )
 }
 TRICKLE_MS=$(Trickle "$LIMITS_PORT")
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "a client trickling header bytes is cut at the header deadline (2 s), not kept alive [${TRICKLE_MS} ms]" \
   eval 'test "$TRICKLE_MS" -ge 1500 && test "$TRICKLE_MS" -lt 4000'
+# shellcheck disable=SC2154  # HEALTH_PORT_limits is set by StartAuthd (printf -v)
 TRICKLE_MS=$(Trickle "$HEALTH_PORT_limits")
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "the health listener cuts a client trickling header bytes at the header deadline (2 s) too [${TRICKLE_MS} ms]" \
   eval 'test "$TRICKLE_MS" -ge 1500 && test "$TRICKLE_MS" -lt 4000'
 TRICKLE_MS=$(Trickle "$LIMITS_PORT" 'POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n')
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "a body trickled after complete headers is cut at the same deadline (2 s), not kept forever [${TRICKLE_MS} ms]" \
   eval 'test "$TRICKLE_MS" -ge 1500 && test "$TRICKLE_MS" -lt 4000'
 exec 7<>"/dev/tcp/127.0.0.1/$LIMITS_PORT"
@@ -526,6 +530,7 @@ Check "/metrics has the database call histogram" \
 # settings refused at start, with a message naming the problem
 # Refused WORD ENV...: athena-authd must exit non-zero (not time out) with
 # a message containing WORD; sets REFUSED_OUT
+# shellcheck disable=SC2317  # called through Check
 Refused() {
   local word=$1 rc
   shift

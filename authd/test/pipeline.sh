@@ -322,6 +322,7 @@ Check "fail_open drain: a request on a keep-alive connection after SIGTERM is 50
   eval 'head -n 1 <<<"$DRAIN_ANSWER" | grep -q "^HTTP/1.1 503" && ! grep -qi "^X-Athena-Degraded" <<<"$DRAIN_ANSWER"'
 Check "fail_open drain: ... and it closes the connection (Connection: close)" \
   grep -qi "^Connection: close" <<<"$DRAIN_ANSWER"
+# shellcheck disable=SC2016  # expanded by eval inside Check
 Check "fail_open drain: a new connection during the drain is refused or 503, never 200 [$DRAIN_NEW]" \
   eval 'test "$DRAIN_NEW" = 000 || test "$DRAIN_NEW" = 503'
 Check "fail_open drain: the call asked before the stop is still answered [$(cat "$E2E_TMP/drain.waiting")]" \
