@@ -166,6 +166,9 @@ SELECT athena_keys.athena_create_right('has space');
 \echo :LAST_ERROR_SQLSTATE
 SELECT athena_keys.athena_create_right(repeat('a', 201));
 \echo :LAST_ERROR_SQLSTATE
+-- A right's description is bounded as a key's is (2,000 characters).
+SELECT athena_keys.athena_create_right('big.desc', repeat('x', 2001));
+\echo :LAST_ERROR_SQLSTATE
 SELECT pg_temp.snapshot() = :'snap' AS unchanged;
 
 ------------------------------------------------------------------------
@@ -242,6 +245,16 @@ SELECT athena_keys.athena_set_fail_mode('FAIL_OPEN');
 SELECT athena_keys.athena_set_fail_mode(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT athena_keys.athena_rotate_key(:'k_id', interval '-1 second');
+\echo :LAST_ERROR_SQLSTATE
+-- A grace whose end is past the last timestamp, and retentions judged by
+-- the cutoff they make: one of mixed signs that compares as positive (+4
+-- days) yet puts the cutoff a day or two after now (12 months are at least
+-- 365 days), and one before the first timestamp.
+SELECT athena_keys.athena_rotate_key(:'k_id', interval '300000 years');
+\echo :LAST_ERROR_SQLSTATE
+SELECT athena_keys.athena_prune_auth_log(interval '-12 months 364 days');
+\echo :LAST_ERROR_SQLSTATE
+SELECT athena_keys.athena_prune_auth_log(interval '250000 years');
 \echo :LAST_ERROR_SQLSTATE
 SELECT fail_mode, enforce_api_keys FROM athena_keys.api_key_config;
 SELECT pg_temp.snapshot() = :'snap' AS unchanged;

@@ -263,14 +263,15 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- Let role_name call athena_authenticate (both forms) and
 -- athena_gateway_verdict (the same decision, the compact answer) and
 -- athena_gateway_verdicts (a batch of them), and nothing else.
+DECLARE
+	r regrole := athena_keys._existing_role(role_name);
 BEGIN
-	PERFORM athena_keys._require_not_null(role_name, 'role_name');
-	EXECUTE format('GRANT USAGE ON SCHEMA athena_keys TO %I', role_name);
-	EXECUTE format('GRANT USAGE ON TYPE athena_keys.athena_auth_result TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[]) TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[], integer) TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_gateway_verdict(text, text, inet, text[]) TO %I', role_name);
-	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_gateway_verdicts(text[], text[], inet[], text[]) TO %I', role_name);
+	EXECUTE format('GRANT USAGE ON SCHEMA athena_keys TO %s', r);
+	EXECUTE format('GRANT USAGE ON TYPE athena_keys.athena_auth_result TO %s', r);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[]) TO %s', r);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_authenticate(text, text, inet, text[], integer) TO %s', r);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_gateway_verdict(text, text, inet, text[]) TO %s', r);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_gateway_verdicts(text[], text[], inet[], text[]) TO %s', r);
 END
 $$;
 
@@ -283,13 +284,17 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- rows athena_authenticate could have produced are taken: created_at from
 -- 30 days ago (a standby keeps its queue while its primary is down) to 5
 -- minutes ahead (clock skew), and status, allowed, reason, enforced,
--- authenticated and authorized agreeing with the decision rules, and a
--- live key named only together with its own public id.  Other
--- rows are skipped and counted in a WARNING.  last_used_at is never stamped
--- beyond now().  Returns the rows appended.
+-- authenticated and authorized agreeing with the decision rules, a public
+-- id of the key format, rights lists without NULLs (a rights failure's
+-- naming what is missing), no address for "Client IP required", and a
+-- live key named only together with its own public id.  Other rows, and
+-- rows with a value that does not convert to its column (the batch is then
+-- taken one decision at a time), are skipped and counted in a WARNING.
+-- last_used_at is never stamped beyond now().  Returns the rows appended.
 DECLARE
 	received integer;
 	appended integer;
+	decision jsonb;
 BEGIN
 	PERFORM athena_keys._require_not_null(decisions, 'decisions');
 	IF jsonb_typeof(decisions) <> 'array' THEN
@@ -299,84 +304,27 @@ BEGIN
 			      HINT = 'Pass an array of objects with the columns of athena_keys.api_key_auth_log.';
 	END IF;
 	received := jsonb_array_length(decisions);
-	WITH incoming AS (
-		SELECT r.*,
-		       CASE WHEN r.failure_reason IN ('API key required', 'Invalid API key',
-		                                      'Inactive API key', 'Expired API key') THEN 401
-		            WHEN r.failure_reason IN ('API key client mismatch', 'Insufficient API key rights',
-		                                      'IP blocked', 'IP not allowed', 'Client IP required') THEN 403
-		            WHEN r.failure_reason = 'Rate limit exceeded' THEN 429
-		            WHEN r.failure_reason = 'API key policy unavailable' THEN 503
-		            WHEN r.failure_reason IS NULL THEN 200
-		       END AS reason_status
-		  FROM jsonb_to_recordset(decisions) AS r(
-			created_at timestamptz, api_key_id uuid, api_key_public_id text, client_name text,
-			remote_addr inet, required_rights text[], granted_rights text[], missing_rights text[],
-			authenticated boolean, authorized boolean, enforced boolean, allowed boolean,
-			status smallint, failure_reason text, locked_in boolean)
-	), valid AS (
-		SELECT * FROM incoming i
-		 WHERE i.created_at IS NOT NULL AND isfinite(i.created_at)
-		   AND i.created_at <= now() + interval '5 minutes'
-		   AND i.created_at >= now() - interval '30 days'
-		   AND i.status IN (200, 401, 403, 429, 503)
-		   AND i.reason_status IS NOT NULL
-		   AND i.authenticated IS NOT NULL AND i.authorized IS NOT NULL
-		   AND i.enforced IS NOT NULL AND i.allowed IS NOT NULL
-		   -- authorized = authenticated and every check passed
-		   AND i.authorized = (i.authenticated AND i.failure_reason IS NULL)
-		   AND (NOT i.authenticated OR i.api_key_id IS NOT NULL)
-		   -- a decision names a key through its public id: a live key's id
-		   -- comes with that key's public id, never another's
-		   AND (i.api_key_id IS NULL OR i.api_key_public_id IS NOT NULL)
-		   AND NOT EXISTS (SELECT 1 FROM athena_keys.api_key k
-		                    WHERE k.id OPERATOR(pg_catalog.=) i.api_key_id
-		                      AND k.public_id IS DISTINCT FROM i.api_key_public_id)
-		   AND (NOT coalesce(i.locked_in, false) OR i.authorized)
-		   -- 401 reasons come before authentication succeeds, 403 and 429 ones after;
-		   -- no reason under enforcement means a genuine key was presented.
-		   AND CASE i.reason_status
-		         WHEN 401 THEN NOT i.authenticated
-		         WHEN 403 THEN i.authenticated
-		         WHEN 429 THEN i.authenticated
-		         WHEN 200 THEN i.authenticated OR NOT i.enforced
-		         ELSE true END
-		   AND (i.failure_reason IS DISTINCT FROM 'API key required'
-		        OR (i.enforced AND i.api_key_id IS NULL AND i.api_key_public_id IS NULL))
-		   -- shadow mode and passes allow with 200; fail_open allows an
-		   -- unavailable policy with 200; everything else is refused with
-		   -- the reason's status.
-		   AND CASE WHEN i.failure_reason IS NULL OR NOT i.enforced THEN i.allowed AND i.status = 200
-		            WHEN i.reason_status = 503 THEN i.allowed = (i.status = 200) AND i.status IN (200, 503)
-		            ELSE NOT i.allowed AND i.status = i.reason_status END
-	), appended_rows AS (
-		INSERT INTO athena_keys.api_key_auth_log
-			(created_at, api_key_id, api_key_public_id, client_name, remote_addr, required_rights,
-			 granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status,
-			 failure_reason, locked_in)
-		SELECT created_at, api_key_id, left(api_key_public_id, 64), left(client_name, 256),
-		       remote_addr, required_rights, granted_rights, missing_rights, authenticated,
-		       authorized, enforced, allowed, status, failure_reason, coalesce(locked_in, false)
-		  FROM valid
-		RETURNING api_key_id, created_at, authenticated
-	), used AS (
-		SELECT api_key_id, least(max(created_at), now()) AS used_at FROM appended_rows
-		 WHERE authenticated AND api_key_id IS NOT NULL GROUP BY api_key_id
-	), stamped AS (
-		-- A stamp in the future (left by an earlier forged row) is repaired.
-		UPDATE athena_keys.api_key k SET last_used_at = u.used_at
-		  FROM used u
-		 WHERE k.id = u.api_key_id
-		   AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at
-		        OR k.last_used_at > now() + interval '5 minutes')
-		RETURNING k.id
-	)
-	SELECT count(*) INTO appended FROM appended_rows;
+	BEGIN
+		appended := athena_keys._append_decisions(decisions);
+	EXCEPTION WHEN data_exception THEN
+		-- One value that does not convert (an address that is no inet, a
+		-- status that is no integer, an element that is no object) fails
+		-- the whole set; the others must not be held up with it.
+		appended := 0;
+		FOR decision IN SELECT d FROM jsonb_array_elements(decisions) AS d LOOP
+			BEGIN
+				appended := appended + athena_keys._append_decisions(jsonb_build_array(decision));
+			EXCEPTION WHEN data_exception THEN
+				NULL;
+			END;
+		END LOOP;
+	END;
 	IF appended < received THEN
 		RAISE WARNING '% of % shipped decisions were skipped', received - appended, received
-			USING DETAIL = 'A decision is recorded only when its created_at lies between 30 days ago and 5 minutes ahead '
-			               'and its status, allowed, failure_reason, enforced, authenticated and authorized agree '
-			               'as athena_authenticate produces them.',
+			USING DETAIL = 'A decision is recorded only when its values convert to the log''s columns, its created_at '
+			               'lies between 30 days ago and 5 minutes ahead, and its status, allowed, failure_reason, '
+			               'enforced, authenticated, authorized, public id, rights and address agree as '
+			               'athena_authenticate produces them.',
 			      HINT = 'Check the clock of the server that made the decisions, and that only its log writer '
 			             'calls athena_record_decisions.';
 	END IF;
@@ -894,3 +842,453 @@ CREATE TRIGGER api_key_update_invalidate
 		OLD.virgin_resolved IS DISTINCT FROM NEW.virgin_resolved)
 	EXECUTE FUNCTION athena_keys._invalidate_caches();
 ALTER TABLE athena_keys.api_key ENABLE ALWAYS TRIGGER api_key_update_invalidate;
+
+CREATE OR REPLACE FUNCTION athena_keys._keep_invalidation_triggers_always() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t record;
+BEGIN
+	FOR t IN
+		SELECT tg.tgrelid::regclass AS rel, tg.tgname
+		  FROM pg_catalog.pg_trigger tg
+		  JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+		  JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
+		  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+		 WHERE n.nspname = 'athena_keys'
+		   AND p.proname IN ('_invalidate_caches', '_config_insert_as_update')
+		   AND tg.tgenabled <> 'A'
+		   AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+	LOOP
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', t.rel, t.tgname);
+	END LOOP;
+END
+$$;
+ALTER TABLE athena_keys.api_key_config ENABLE ALWAYS TRIGGER api_key_config_insert_as_update;
+
+CREATE OR REPLACE FUNCTION athena_keys._existing_role(role_name name) RETURNS regrole
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r regrole;
+BEGIN
+	PERFORM athena_keys._require_not_null(role_name, 'role_name');
+	r := to_regrole(quote_ident(role_name));
+	IF r IS NULL THEN
+		RAISE EXCEPTION 'role "%" does not exist', role_name
+			USING ERRCODE = 'undefined_object',
+			      DETAIL = 'Privileges can only be granted to an existing role; PUBLIC, which every role belongs to, gets none.',
+			      HINT = 'Create the role first, e.g. CREATE ROLE athena_gateway LOGIN.';
+	END IF;
+	RETURN r;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_grant_admin_role(role_name name) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Let role_name run the admin functions and read the triage views, but no
+-- table directly (so never key_hash, key_salt or raw log rows).  Writing
+-- into the audit log (athena_record_decisions) is not administration: from
+-- 1.3 it belongs to the shipping role (athena_grant_shipping_role) only.
+DECLARE
+	r regrole := athena_keys._existing_role(role_name);
+	f regprocedure;
+	v regclass;
+BEGIN
+	EXECUTE format('GRANT USAGE ON SCHEMA athena_keys TO %s', r);
+	EXECUTE format('GRANT USAGE ON TYPE athena_keys.athena_auth_result TO %s', r);
+	FOR f IN
+		SELECT p.oid::regprocedure FROM pg_proc p
+		 WHERE p.pronamespace = 'athena_keys'::regnamespace AND p.proname LIKE 'athena\_%'
+		   AND p.proname NOT IN ('athena_grant_gateway_role', 'athena_grant_admin_role',
+		                         'athena_grant_shipping_role', 'athena_record_decisions')
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f, r);
+	END LOOP;
+	FOR v IN
+		SELECT c.oid::regclass FROM pg_class c
+		 WHERE c.relnamespace = 'athena_keys'::regnamespace AND c.relkind = 'v'
+	LOOP
+		EXECUTE format('GRANT SELECT ON %s TO %s', v, r);
+	END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_grant_shipping_role(role_name name) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Let role_name ship a hot standby's decisions to this primary
+-- (athena_record_decisions) and do nothing else: no table, no view, no
+-- other function.  A standby's primary_conninfo then needs no admin
+-- credentials.
+DECLARE
+	r regrole := athena_keys._existing_role(role_name);
+BEGIN
+	EXECUTE format('GRANT USAGE ON SCHEMA athena_keys TO %s', r);
+	EXECUTE format('GRANT EXECUTE ON FUNCTION athena_keys.athena_record_decisions(jsonb) TO %s', r);
+END
+$$;
+REVOKE ALL ON FUNCTION athena_keys._existing_role(name) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_rotate_key(id uuid, grace interval DEFAULT '0')
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- New secret for the same key id and public id; the old secret keeps
+-- working until now() + grace.  Returns the new plaintext, this once.
+-- The grace is judged by the time it ends: an interval of mixed signs
+-- ('1 month -30 days') compares as one thing and adds up to another.
+DECLARE
+	k athena_keys.api_key;
+	new_secret text := athena_keys._random_hex(32);
+	new_salt text := athena_keys._random_hex(16);
+	old_until timestamptz;
+BEGIN
+	PERFORM athena_keys._require_not_null(grace, 'grace');
+	IF grace < interval '0' OR NOT isfinite(grace) THEN
+		RAISE EXCEPTION 'grace period must be a finite, non-negative interval'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s.', coalesce(grace::text, 'NULL')),
+			      HINT = 'Pass interval ''0'' to revoke the old secret at once, or e.g. interval ''1 hour''.';
+	END IF;
+	BEGIN
+		old_until := now() + grace;
+	EXCEPTION WHEN datetime_field_overflow THEN
+		RAISE EXCEPTION 'grace period is too long'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s: now() plus it is past the last timestamp.', grace),
+			      HINT = 'Pass a grace period of days or weeks, e.g. interval ''1 day''.';
+	END;
+	IF old_until < now() THEN
+		RAISE EXCEPTION 'grace period must not end before now'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s, whose parts have opposite signs: now() plus it is in the past.', grace),
+			      HINT = 'Pass a grace period whose parts are all non-negative, e.g. interval ''1 hour''.';
+	END IF;
+	k := athena_keys._require_key(id);
+	UPDATE athena_keys.api_key AS a
+	   SET previous_key_salt = CASE WHEN old_until > now() THEN k.key_salt END,
+	       previous_key_hash = CASE WHEN old_until > now() THEN k.key_hash END,
+	       previous_valid_until = CASE WHEN old_until > now() THEN old_until END,
+	       key_salt = new_salt,
+	       key_hash = athena_keys._key_digest(new_salt, new_secret),
+	       updated_at = now()
+	 WHERE a.id = k.id;
+	RETURN 'ath_' || k.public_id || '.' || new_secret;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_prune_auth_log(older_than interval) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' AS $$
+-- Retention in one call, which should be its own transaction (the drop's
+-- locks are held until it commits).  In this order, after the retention
+-- lock: delete rows older than now() - older_than from the default
+-- partition (row by row, under no lock of the log itself); prepare the
+-- coming week's partitions; then drop, in one short step, every partition
+-- of the extension whose real upper bound is at or before the cutoff.  The
+-- drop needs ACCESS EXCLUSIVE on the log, its default partition and the
+-- expired partitions; they are taken by 5 ms attempts for at most 2 s, so
+-- decisions never queue behind a long wait.  When a reader holds the log
+-- longer, nothing is dropped, a WARNING says so, and the next run retries.
+-- Partitions an operator attached, or whose bounds reach past the cutoff,
+-- are left alone whatever their names.  Returns partitions dropped.
+DECLARE
+	cutoff timestamptz;
+	expired regclass[];
+	p regclass;
+BEGIN
+	IF older_than IS NULL OR older_than < interval '0' OR NOT isfinite(older_than) THEN
+		RAISE EXCEPTION 'older_than must be a finite, non-negative interval'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s.', coalesce(older_than::text, 'NULL')),
+			      HINT = 'Pass the retention to keep, e.g. interval ''30 days''.';
+	END IF;
+	-- Judged by the cutoff it makes: an interval of mixed signs ('-1 month
+	-- 30 days 1 hour') compares as positive and can put the cutoff ahead
+	-- of now, which would drop today's partition.
+	BEGIN
+		cutoff := now() - older_than;
+	EXCEPTION WHEN datetime_field_overflow THEN
+		RAISE EXCEPTION 'older_than is too long'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s: now() minus it is before the first timestamp.', older_than),
+			      HINT = 'Pass the retention to keep, e.g. interval ''30 days''.';
+	END;
+	IF cutoff > now() THEN
+		RAISE EXCEPTION 'older_than must not put the cutoff after now'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s, whose parts have opposite signs: now() minus it is in the future.', older_than),
+			      HINT = 'Pass a retention whose parts are all non-negative, e.g. interval ''30 days''.';
+	END IF;
+	PERFORM athena_keys._lock_auth_log_retention();
+	DELETE FROM athena_keys.api_key_auth_log_default WHERE created_at < cutoff;
+	PERFORM athena_keys.athena_maintain_auth_log(7);
+
+	SELECT array_agg(b.part ORDER BY b.upper_bound) INTO expired
+	  FROM athena_keys._auth_log_partition_bounds() b
+	 WHERE b.is_member AND b.upper_bound <= cutoff;
+	IF expired IS NULL THEN
+		RETURN 0;
+	END IF;
+	IF NOT athena_keys._lock_tables_within(
+	         ARRAY['athena_keys.api_key_auth_log'::regclass,
+	               'athena_keys.api_key_auth_log_default'::regclass] || expired,
+	         interval '2 seconds') THEN
+		RAISE WARNING 'auth log partitions not dropped: the log is in use'
+			USING DETAIL = format('%s partition(s) older than %s are due, but another session held a lock '
+			                      'on athena_keys.api_key_auth_log for 2 seconds; decisions were not made to wait.',
+			                      cardinality(expired), cutoff),
+			      HINT = 'Nothing to do: the next athena_prune_auth_log run retries. '
+			             'If it keeps failing, look for long transactions reading the auth log.';
+		RETURN 0;
+	END IF;
+	FOREACH p IN ARRAY expired LOOP
+		EXECUTE format('ALTER EXTENSION athena_keys DROP TABLE %s', p);
+		EXECUTE format('DROP TABLE %s', p);
+	END LOOP;
+	RETURN cardinality(expired);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_add_ip_rule(
+	list text, addr cidr, key_id uuid DEFAULT NULL,
+	client_name text DEFAULT NULL, label text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Add (or relabel) a whitelist or blacklist entry: per key when key_id is
+-- given, else global, optionally scoped to one client.  Adding an entry
+-- that lock-in made makes it the operator's.
+#variable_conflict use_column
+DECLARE
+	k athena_keys.api_key;
+BEGIN
+	PERFORM athena_keys._require_list(list);
+	PERFORM athena_keys._require_not_null(addr, 'addr');
+	PERFORM athena_keys._require_client_name(client_name);
+	IF length(label) > 200 THEN
+		RAISE EXCEPTION 'rule label must be at most 200 characters long'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The label given has %s characters.', length(label)),
+			      HINT = 'Shorten the label.';
+	END IF;
+	IF key_id IS NOT NULL AND client_name IS NOT NULL THEN
+		RAISE EXCEPTION 'client_name applies only to global rules'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'A per-key rule already belongs to one key; scoping it to a client means nothing.',
+			      HINT = 'Pass either key_id or client_name, not both.';
+	END IF;
+	IF key_id IS NULL THEN
+		INSERT INTO athena_keys.api_key_global_ip_rule AS g (list, addr, client_name, label)
+		VALUES (athena_add_ip_rule.list, athena_add_ip_rule.addr,
+		        athena_add_ip_rule.client_name, athena_add_ip_rule.label)
+		ON CONFLICT (list, addr, (coalesce(client_name, ''))) DO UPDATE SET label = EXCLUDED.label;
+	ELSE
+		k := athena_keys._require_key(key_id);
+		INSERT INTO athena_keys.api_key_ip_rule AS r (api_key_id, list, addr, label)
+		VALUES (k.id, athena_add_ip_rule.list, athena_add_ip_rule.addr, athena_add_ip_rule.label)
+		-- An entry the operator adds is theirs, also where lock-in made it:
+		-- athena_reset_key_learning then leaves it.
+		ON CONFLICT (api_key_id, list, addr) DO UPDATE SET label = EXCLUDED.label, from_lock_in = false;
+		UPDATE athena_keys.api_key AS a SET updated_at = now() WHERE a.id = k.id;
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_import_key(
+	public_id text,
+	key_salt text,
+	key_hash text,
+	name text,
+	client_name text DEFAULT NULL,
+	rights text[] DEFAULT '{}',
+	expires_at timestamptz DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Bring over an existing Athena key by its public id, salt and SHA-256 hash.
+DECLARE
+	granted text[];
+	new_id uuid;
+BEGIN
+	PERFORM athena_keys._require_not_null(public_id, 'public_id');
+	PERFORM athena_keys._require_not_null(key_salt, 'key_salt');
+	PERFORM athena_keys._require_not_null(key_hash, 'key_hash');
+	IF public_id IS NULL OR public_id !~ '^[0-9A-Za-z_-]{8,64}$' THEN
+		RAISE EXCEPTION 'public id must be 8 to 64 characters from [0-9A-Za-z_-]'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'The public id is the part between "ath_" and "." in the plaintext key.',
+			      HINT = 'Copy public_id exactly as Athena stored it.';
+	END IF;
+	IF key_salt IS NULL OR key_salt !~ '^[!-~]+$' OR length(key_salt) > 256 THEN
+		RAISE EXCEPTION 'key salt must be 1 to 256 printable ASCII characters'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'The salt is hashed as text together with the secret.',
+			      HINT = 'Copy key_salt exactly as Athena stored it.';
+	END IF;
+	IF key_hash IS NULL OR lower(key_hash) !~ '^[0-9a-f]{64}$' THEN
+		RAISE EXCEPTION 'key hash must be 64 hex characters'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = 'The hash is the SHA-256 of key_salt || '':'' || secret, in hex.',
+			      HINT = 'Copy key_hash exactly as Athena stored it.';
+	END IF;
+	PERFORM athena_keys._require_key_name(name);
+	PERFORM athena_keys._require_client_name(client_name);
+	granted := athena_keys._require_rights(rights);
+	IF EXISTS (SELECT 1 FROM athena_keys.api_key k WHERE k.public_id = athena_import_key.public_id) THEN
+		RAISE EXCEPTION 'a key with public id % already exists', public_id
+			USING ERRCODE = 'unique_violation',
+			      DETAIL = 'Public ids identify keys and must be unique.',
+			      HINT = 'Skip keys that were imported before, or delete the existing key first.';
+	END IF;
+
+	-- The same answer when a concurrent import of the public id committed
+	-- after the check above.
+	BEGIN
+		INSERT INTO athena_keys.api_key AS k
+			(public_id, name, client_name, key_salt, key_hash, expires_at)
+		VALUES (athena_import_key.public_id, athena_import_key.name, athena_import_key.client_name,
+		        athena_import_key.key_salt, lower(athena_import_key.key_hash), athena_import_key.expires_at)
+		RETURNING k.id INTO new_id;
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'a key with public id % already exists', public_id
+			USING ERRCODE = 'unique_violation',
+			      DETAIL = 'Public ids identify keys and must be unique.',
+			      HINT = 'Skip keys that were imported before, or delete the existing key first.';
+	END;
+	INSERT INTO athena_keys.api_key_right_grant (api_key_id, right_name)
+	SELECT new_id, r FROM unnest(granted) AS r;
+	RETURN new_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys.athena_create_right(name text, description text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Add a right, or a wildcard pattern such as users.*, to the catalog.
+BEGIN
+	IF name IS NULL OR name !~ '^[A-Za-z0-9_.*:-]{1,200}$' THEN
+		RAISE EXCEPTION 'right name must be 1 to 200 characters from [A-Za-z0-9_.*:-]'
+			USING ERRCODE = CASE WHEN name IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+			      DETAIL = format('Got %s.', coalesce(quote_literal(name), 'NULL')),
+			      HINT = 'Use dotted names such as users.read, users.* or *.read.';
+	END IF;
+	IF length(description) > 2000 THEN
+		RAISE EXCEPTION 'right description must be at most 2000 characters long'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The description given has %s characters.', length(description)),
+			      HINT = 'Shorten the description.';
+	END IF;
+	-- ON CONFLICT waits for a concurrent creator of the same name, so both
+	-- of two racing calls get this answer or success, never a raw error.
+	INSERT INTO athena_keys.api_key_right AS r (name, description)
+	VALUES (athena_create_right.name, athena_create_right.description)
+	ON CONFLICT ON CONSTRAINT api_key_right_pkey DO NOTHING;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'right % already exists', name
+			USING ERRCODE = 'duplicate_object',
+			      DETAIL = 'Right names are unique in the catalog.',
+			      HINT = 'Grant the existing right, or pick another name.';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys._left_bytes(s text, max_bytes integer) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN octet_length(s) <= max_bytes THEN s
+	            ELSE (SELECT left(s, n) FROM generate_series(least(length(s), max_bytes), 0, -1) AS n
+	                   WHERE octet_length(left(s, n)) <= max_bytes LIMIT 1) END
+$$;
+
+CREATE OR REPLACE FUNCTION athena_keys._append_decisions(decisions jsonb) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- The rows of decisions that athena_authenticate could have produced,
+-- appended to the log, and last_used_at stamped for the keys they
+-- authenticated (see athena_record_decisions); returns the rows appended.
+-- Raises a data exception when a value does not convert to its column.
+DECLARE
+	appended integer;
+BEGIN
+	WITH incoming AS (
+		SELECT r.*,
+		       CASE WHEN r.failure_reason IN ('API key required', 'Invalid API key',
+		                                      'Inactive API key', 'Expired API key') THEN 401
+		            WHEN r.failure_reason IN ('API key client mismatch', 'Insufficient API key rights',
+		                                      'IP blocked', 'IP not allowed', 'Client IP required') THEN 403
+		            WHEN r.failure_reason = 'Rate limit exceeded' THEN 429
+		            WHEN r.failure_reason = 'API key policy unavailable' THEN 503
+		            WHEN r.failure_reason IS NULL THEN 200
+		       END AS reason_status
+		  FROM jsonb_to_recordset(decisions) AS r(
+			created_at timestamptz, api_key_id uuid, api_key_public_id text, client_name text,
+			remote_addr inet, required_rights text[], granted_rights text[], missing_rights text[],
+			authenticated boolean, authorized boolean, enforced boolean, allowed boolean,
+			status smallint, failure_reason text, locked_in boolean)
+	), valid AS (
+		SELECT * FROM incoming i
+		 WHERE i.created_at IS NOT NULL AND isfinite(i.created_at)
+		   AND i.created_at <= now() + interval '5 minutes'
+		   AND i.created_at >= now() - interval '30 days'
+		   AND i.status IN (200, 401, 403, 429, 503)
+		   AND i.reason_status IS NOT NULL
+		   AND i.authenticated IS NOT NULL AND i.authorized IS NOT NULL
+		   AND i.enforced IS NOT NULL AND i.allowed IS NOT NULL
+		   -- authorized = authenticated and every check passed
+		   AND i.authorized = (i.authenticated AND i.failure_reason IS NULL)
+		   AND (NOT i.authenticated OR i.api_key_id IS NOT NULL)
+		   -- a decision names a key through its public id: a live key's id
+		   -- comes with that key's public id, never another's
+		   AND (i.api_key_id IS NULL OR i.api_key_public_id IS NOT NULL)
+		   AND NOT EXISTS (SELECT 1 FROM athena_keys.api_key k
+		                    WHERE k.id OPERATOR(pg_catalog.=) i.api_key_id
+		                      AND k.public_id IS DISTINCT FROM i.api_key_public_id)
+		   AND (NOT coalesce(i.locked_in, false) OR i.authorized)
+		   -- a public id is logged only in the form the key parser accepts
+		   AND (i.api_key_public_id IS NULL OR
+		        (length(i.api_key_public_id) BETWEEN 8 AND 64 AND i.api_key_public_id !~ '[^0-9A-Za-z_-]'))
+		   -- rights lists hold names, never NULL; a rights failure names what is missing
+		   AND array_position(i.required_rights, NULL) IS NULL
+		   AND array_position(i.granted_rights, NULL) IS NULL
+		   AND array_position(i.missing_rights, NULL) IS NULL
+		   AND (i.failure_reason IS DISTINCT FROM 'Insufficient API key rights'
+		        OR cardinality(i.missing_rights) > 0)
+		   -- no address is what makes an address required
+		   AND (i.failure_reason IS DISTINCT FROM 'Client IP required' OR i.remote_addr IS NULL)
+		   -- 401 reasons come before authentication succeeds, 403 and 429 ones after;
+		   -- no reason under enforcement means a genuine key was presented.
+		   AND CASE i.reason_status
+		         WHEN 401 THEN NOT i.authenticated
+		         WHEN 403 THEN i.authenticated
+		         WHEN 429 THEN i.authenticated
+		         WHEN 200 THEN i.authenticated OR NOT i.enforced
+		         ELSE true END
+		   AND (i.failure_reason IS DISTINCT FROM 'API key required'
+		        OR (i.enforced AND i.api_key_id IS NULL AND i.api_key_public_id IS NULL))
+		   -- shadow mode and passes allow with 200; fail_open allows an
+		   -- unavailable policy with 200; everything else is refused with
+		   -- the reason's status.
+		   AND CASE WHEN i.failure_reason IS NULL OR NOT i.enforced THEN i.allowed AND i.status = 200
+		            WHEN i.reason_status = 503 THEN i.allowed = (i.status = 200) AND i.status IN (200, 503)
+		            ELSE NOT i.allowed AND i.status = i.reason_status END
+	), appended_rows AS (
+		INSERT INTO athena_keys.api_key_auth_log
+			(created_at, api_key_id, api_key_public_id, client_name, remote_addr, required_rights,
+			 granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status,
+			 failure_reason, locked_in)
+		SELECT created_at, api_key_id, api_key_public_id, athena_keys._left_bytes(client_name, 1024),
+		       remote_addr, required_rights, granted_rights, missing_rights, authenticated,
+		       authorized, enforced, allowed, status, failure_reason, coalesce(locked_in, false)
+		  FROM valid
+		RETURNING api_key_id, created_at, authenticated
+	), used AS (
+		SELECT api_key_id, least(max(created_at), now()) AS used_at FROM appended_rows
+		 WHERE authenticated AND api_key_id IS NOT NULL GROUP BY api_key_id
+	), stamped AS (
+		-- A stamp in the future (left by an earlier forged row) is repaired.
+		UPDATE athena_keys.api_key k SET last_used_at = u.used_at
+		  FROM used u
+		 WHERE k.id = u.api_key_id
+		   AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at
+		        OR k.last_used_at > now() + interval '5 minutes')
+		RETURNING k.id
+	)
+	SELECT count(*) INTO appended FROM appended_rows;
+	RETURN appended;
+END
+$$;
+REVOKE ALL ON FUNCTION athena_keys._left_bytes(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION athena_keys._append_decisions(jsonb) FROM PUBLIC;

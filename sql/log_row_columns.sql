@@ -29,12 +29,12 @@ SELECT coalesce(c.name, a.attname::text) AS column_name, c.type AS in_c,
  WHERE c.type IS DISTINCT FROM a.atttypid::regtype
  ORDER BY 1;
 
--- What athena_record_decisions reads: the keys (and types) of its
--- jsonb_to_recordset, and the columns it inserts.
+-- What athena_record_decisions reads (through _append_decisions): the keys
+-- (and types) of its jsonb_to_recordset, and the columns it inserts.
 CREATE TEMP TABLE receiver AS
 SELECT substring(prosrc from 'jsonb_to_recordset\(decisions\) AS r\(([^)]*)\)') AS read_list,
        substring(prosrc from 'INSERT INTO athena_keys\.api_key_auth_log\s*\(([^)]*)\)') AS insert_list
-  FROM pg_catalog.pg_proc WHERE oid = 'athena_keys.athena_record_decisions(jsonb)'::regprocedure;
+  FROM pg_catalog.pg_proc WHERE oid = 'athena_keys._append_decisions(jsonb)'::regprocedure;
 CREATE TEMP VIEW read_keys AS
 SELECT w[1] AS name, w[2]::regtype AS type
   FROM receiver, regexp_split_to_table(read_list, ',') AS d,

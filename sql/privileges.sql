@@ -212,6 +212,39 @@ SELECT DISTINCT c AS pinned
   FROM pg_proc p, unnest(p.proconfig) c
  WHERE p.pronamespace = 'athena_keys'::regnamespace AND c LIKE 'search\_path=%';
 
+------------------------------------------------------------------------
+-- The grant helpers grant to existing roles only: never to PUBLIC (which
+-- every role belongs to, and which "public" would name in a GRANT) nor to
+-- a role that does not exist; PUBLIC still holds nothing afterwards.
+------------------------------------------------------------------------
+SELECT athena_keys.athena_grant_gateway_role('public');
+SELECT athena_keys.athena_grant_admin_role('public');
+SELECT athena_keys.athena_grant_shipping_role('public');
+SELECT athena_keys.athena_grant_admin_role('ak_no_such_role');
+SELECT count(*) AS public_function_grants
+  FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+ WHERE p.pronamespace = 'athena_keys'::regnamespace AND a.grantee = 0;
+SELECT count(*) AS public_schema_grants
+  FROM pg_namespace n, aclexplode(n.nspacl) a
+ WHERE n.nspname = 'athena_keys' AND a.grantee = 0;
+
+------------------------------------------------------------------------
+-- A role with no privilege on the athena_keys schema alters tables of its
+-- own: the extension's event trigger, which runs at the end of every ALTER
+-- TABLE, makes none of them fail.
+------------------------------------------------------------------------
+CREATE SCHEMA ak_nobody_schema AUTHORIZATION ak_nobody;
+SET ROLE ak_nobody;
+CREATE TABLE ak_nobody_schema.t (a int);
+ALTER TABLE ak_nobody_schema.t ADD COLUMN b int;
+ALTER TABLE ak_nobody_schema.t DISABLE TRIGGER ALL;
+CREATE TEMP TABLE ak_nobody_temp (a int);
+ALTER TABLE ak_nobody_temp ADD COLUMN b int;
+RESET ROLE;
+SELECT string_agg(attname, ',' ORDER BY attnum) AS altered_columns
+  FROM pg_attribute WHERE attrelid = 'ak_nobody_schema.t'::regclass AND attnum > 0;
+DROP SCHEMA ak_nobody_schema CASCADE;
+
 DROP EXTENSION athena_keys CASCADE;
 -- The schema outlives DROP EXTENSION (it is not a member), and with it the roles' grants on it.
 DROP OWNED BY ak_gateway, ak_admin, ak_nobody;

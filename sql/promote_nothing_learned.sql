@@ -38,4 +38,13 @@ SELECT allowed, reason FROM athena_keys.athena_authenticate(:'k', NULL, '198.51.
 SELECT athena_keys.athena_reset_key_learning(:'kid', true);
 SELECT state, message FROM pg_temp.try(format('SELECT athena_keys.athena_promote_key(%L)', :'kid'));
 
+-- An entry lock-in made, added again by the operator, is the operator's: a
+-- reset removes lock-in's entries and leaves it.
+SELECT allowed, locked_in FROM athena_keys.athena_authenticate(:'k', NULL, '198.51.100.9', NULL);
+SELECT athena_keys.athena_promote_key(:'kid') AS whitelisted;
+SELECT athena_keys.athena_add_ip_rule('whitelist', '198.51.100.9/32', :'kid', label => 'ops: keep');
+SELECT addr, label, from_lock_in FROM athena_keys.api_key_ip_rule WHERE api_key_id = :'kid';
+SELECT athena_keys.athena_reset_key_learning(:'kid');
+SELECT addr, label, from_lock_in FROM athena_keys.api_key_ip_rule WHERE api_key_id = :'kid';
+
 DROP EXTENSION athena_keys CASCADE;

@@ -66,7 +66,18 @@ SELECT c.name, athena_keys.athena_record_decisions(jsonb_build_array(pg_temp.gen
 	(46, 'missing verdict column', '{"allowed": null}'),
 	-- skipped: a live key's id with another public id (misattribution)
 	(47, 'a live key named with another public id', '{"api_key_public_id": "abcdef0123456789"}'),
-	(48, 'a live key named without a public id', '{"api_key_public_id": null}')
+	(48, 'a live key named without a public id', '{"api_key_public_id": null}'),
+	-- skipped: values athena_authenticate never logs
+	(50, 'an unknown public id that is no public id', '{"api_key_id": null, "authenticated": false, "authorized": false, "allowed": false, "status": 401, "failure_reason": "Invalid API key", "api_key_public_id": "no such key. The admin says: rotate key X now"}'),
+	(51, 'a public id too short', '{"api_key_id": null, "authenticated": false, "authorized": false, "allowed": false, "status": 401, "failure_reason": "Invalid API key", "api_key_public_id": "short"}'),
+	(52, 'client IP required with an address', '{"failure_reason": "Client IP required", "authorized": false, "allowed": false, "status": 403}'),
+	(53, 'missing rights, none named', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"], "missing_rights": []}'),
+	(54, 'missing rights, not given', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"]}'),
+	(55, 'a NULL granted right', '{"granted_rights": ["*", null]}'),
+	(56, 'a NULL required right', '{"required_rights": [null]}'),
+	-- taken: the same, as athena_authenticate logs them
+	(60, 'client IP required without an address', '{"failure_reason": "Client IP required", "authorized": false, "allowed": false, "status": 403, "remote_addr": null}'),
+	(61, 'missing rights named', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"], "missing_rights": ["a.b"]}')
   ) AS c(n, name, change)
  ORDER BY c.n;
 RESET client_min_messages;
@@ -76,6 +87,26 @@ RESET client_min_messages;
 SELECT athena_keys.athena_record_decisions(jsonb_build_array(
 	pg_temp.genuine(), pg_temp.genuine() || '{"created_at": "infinity"}',
 	pg_temp.genuine() || '{"status": 401}')) AS appended;
+
+-- A value that does not convert to its column (an address that is no
+-- address, a status that is no integer, an element that is no object)
+-- skips that decision only: the batch's others are appended.
+SELECT athena_keys.athena_record_decisions(jsonb_build_array(
+	pg_temp.genuine() || '{"client_name": "convertible"}',
+	pg_temp.genuine() || '{"remote_addr": "not-an-ip"}',
+	pg_temp.genuine() || '{"status": 200.5}',
+	to_jsonb(1),
+	pg_temp.genuine() || '{"client_name": "convertible"}')) AS appended;
+SELECT count(*) AS convertible_rows FROM athena_keys.api_key_auth_log WHERE client_name = 'convertible';
+-- A shipped client name is cut as a call cuts the one it logs: to 1,024
+-- bytes, at a character boundary (300 characters are kept whole, 300 of
+-- four bytes are cut to 256 of them).
+SELECT athena_keys.athena_record_decisions(jsonb_build_array(
+	pg_temp.genuine() || jsonb_build_object('client_name', repeat('c', 300)),
+	pg_temp.genuine() || jsonb_build_object('client_name', repeat(U&'\+01F600', 300)))) AS appended;
+SELECT length(client_name) AS chars, octet_length(client_name) AS bytes
+  FROM athena_keys.api_key_auth_log WHERE client_name LIKE 'ccc%' OR client_name LIKE U&'\+01F600%'
+ ORDER BY 2;
 
 -- Nothing forged reached the log; last_used_at was never stamped beyond now.
 SELECT count(*) FILTER (WHERE NOT isfinite(created_at) OR created_at > now() + interval '5 minutes') AS forged_times,

@@ -23,6 +23,10 @@ $$;
 CREATE TRIGGER api_key_config_insert_as_update
 	BEFORE INSERT ON athena_keys.api_key_config
 	FOR EACH ROW EXECUTE FUNCTION athena_keys._config_insert_as_update();
+-- Always: a restore or a subscription's table copy may load the row under
+-- the replica role (and 040's event trigger re-enables it after a data-only
+-- restore's DISABLE TRIGGER ALL).
+ALTER TABLE athena_keys.api_key_config ENABLE ALWAYS TRIGGER api_key_config_insert_as_update;
 
 SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key', '');
 SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_right', 'WHERE NOT native');

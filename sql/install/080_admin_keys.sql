@@ -145,11 +145,20 @@ BEGIN
 			      HINT = 'Skip keys that were imported before, or delete the existing key first.';
 	END IF;
 
-	INSERT INTO athena_keys.api_key AS k
-		(public_id, name, client_name, key_salt, key_hash, expires_at)
-	VALUES (athena_import_key.public_id, athena_import_key.name, athena_import_key.client_name,
-	        athena_import_key.key_salt, lower(athena_import_key.key_hash), athena_import_key.expires_at)
-	RETURNING k.id INTO new_id;
+	-- The same answer when a concurrent import of the public id committed
+	-- after the check above.
+	BEGIN
+		INSERT INTO athena_keys.api_key AS k
+			(public_id, name, client_name, key_salt, key_hash, expires_at)
+		VALUES (athena_import_key.public_id, athena_import_key.name, athena_import_key.client_name,
+		        athena_import_key.key_salt, lower(athena_import_key.key_hash), athena_import_key.expires_at)
+		RETURNING k.id INTO new_id;
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'a key with public id % already exists', public_id
+			USING ERRCODE = 'unique_violation',
+			      DETAIL = 'Public ids identify keys and must be unique.',
+			      HINT = 'Skip keys that were imported before, or delete the existing key first.';
+	END;
 	INSERT INTO athena_keys.api_key_right_grant (api_key_id, right_name)
 	SELECT new_id, r FROM unnest(granted) AS r;
 	RETURN new_id;
@@ -161,10 +170,13 @@ RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- New secret for the same key id and public id; the old secret keeps
 -- working until now() + grace.  Returns the new plaintext, this once.
+-- The grace is judged by the time it ends: an interval of mixed signs
+-- ('1 month -30 days') compares as one thing and adds up to another.
 DECLARE
 	k athena_keys.api_key;
 	new_secret text := athena_keys._random_hex(32);
 	new_salt text := athena_keys._random_hex(16);
+	old_until timestamptz;
 BEGIN
 	PERFORM athena_keys._require_not_null(grace, 'grace');
 	IF grace < interval '0' OR NOT isfinite(grace) THEN
@@ -173,11 +185,25 @@ BEGIN
 			      DETAIL = format('Got %s.', coalesce(grace::text, 'NULL')),
 			      HINT = 'Pass interval ''0'' to revoke the old secret at once, or e.g. interval ''1 hour''.';
 	END IF;
+	BEGIN
+		old_until := now() + grace;
+	EXCEPTION WHEN datetime_field_overflow THEN
+		RAISE EXCEPTION 'grace period is too long'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s: now() plus it is past the last timestamp.', grace),
+			      HINT = 'Pass a grace period of days or weeks, e.g. interval ''1 day''.';
+	END;
+	IF old_until < now() THEN
+		RAISE EXCEPTION 'grace period must not end before now'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s, whose parts have opposite signs: now() plus it is in the past.', grace),
+			      HINT = 'Pass a grace period whose parts are all non-negative, e.g. interval ''1 hour''.';
+	END IF;
 	k := athena_keys._require_key(id);
 	UPDATE athena_keys.api_key AS a
-	   SET previous_key_salt = CASE WHEN grace > interval '0' THEN k.key_salt END,
-	       previous_key_hash = CASE WHEN grace > interval '0' THEN k.key_hash END,
-	       previous_valid_until = CASE WHEN grace > interval '0' THEN now() + grace END,
+	   SET previous_key_salt = CASE WHEN old_until > now() THEN k.key_salt END,
+	       previous_key_hash = CASE WHEN old_until > now() THEN k.key_hash END,
+	       previous_valid_until = CASE WHEN old_until > now() THEN old_until END,
 	       key_salt = new_salt,
 	       key_hash = athena_keys._key_digest(new_salt, new_secret),
 	       updated_at = now()

@@ -13,14 +13,23 @@ BEGIN
 			      DETAIL = format('Got %s.', coalesce(quote_literal(name), 'NULL')),
 			      HINT = 'Use dotted names such as users.read, users.* or *.read.';
 	END IF;
-	IF EXISTS (SELECT 1 FROM athena_keys.api_key_right r WHERE r.name = athena_create_right.name) THEN
+	IF length(description) > 2000 THEN
+		RAISE EXCEPTION 'right description must be at most 2000 characters long'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('The description given has %s characters.', length(description)),
+			      HINT = 'Shorten the description.';
+	END IF;
+	-- ON CONFLICT waits for a concurrent creator of the same name, so both
+	-- of two racing calls get this answer or success, never a raw error.
+	INSERT INTO athena_keys.api_key_right AS r (name, description)
+	VALUES (athena_create_right.name, athena_create_right.description)
+	ON CONFLICT ON CONSTRAINT api_key_right_pkey DO NOTHING;
+	IF NOT FOUND THEN
 		RAISE EXCEPTION 'right % already exists', name
 			USING ERRCODE = 'duplicate_object',
 			      DETAIL = 'Right names are unique in the catalog.',
 			      HINT = 'Grant the existing right, or pick another name.';
 	END IF;
-	INSERT INTO athena_keys.api_key_right (name, description)
-	VALUES (athena_create_right.name, athena_create_right.description);
 END
 $$;
 

@@ -9,7 +9,8 @@ CREATE FUNCTION athena_keys.athena_add_ip_rule(
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- Add (or relabel) a whitelist or blacklist entry: per key when key_id is
--- given, else global, optionally scoped to one client.
+-- given, else global, optionally scoped to one client.  Adding an entry
+-- that lock-in made makes it the operator's.
 #variable_conflict use_column
 DECLARE
 	k athena_keys.api_key;
@@ -38,7 +39,9 @@ BEGIN
 		k := athena_keys._require_key(key_id);
 		INSERT INTO athena_keys.api_key_ip_rule AS r (api_key_id, list, addr, label)
 		VALUES (k.id, athena_add_ip_rule.list, athena_add_ip_rule.addr, athena_add_ip_rule.label)
-		ON CONFLICT (api_key_id, list, addr) DO UPDATE SET label = EXCLUDED.label;
+		-- An entry the operator adds is theirs, also where lock-in made it:
+		-- athena_reset_key_learning then leaves it.
+		ON CONFLICT (api_key_id, list, addr) DO UPDATE SET label = EXCLUDED.label, from_lock_in = false;
 		UPDATE athena_keys.api_key AS a SET updated_at = now() WHERE a.id = k.id;
 	END IF;
 END

@@ -5,31 +5,24 @@
 -- athena_grant_shipping_role (085_admin_roles.sql).
 --------------------------------------------------------------------------
 
-CREATE FUNCTION athena_keys.athena_record_decisions(decisions jsonb) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
--- Append decisions made elsewhere (a hot standby's log writer ships them
--- here in batches) to api_key_auth_log, and stamp last_used_at for the keys
--- they authenticated.  decisions is a JSON array of objects with the log's
--- column names.  Whoever may call this writes into the audit log, so only
--- rows athena_authenticate could have produced are taken: created_at from
--- 30 days ago (a standby keeps its queue while its primary is down) to 5
--- minutes ahead (clock skew), and status, allowed, reason, enforced,
--- authenticated and authorized agreeing with the decision rules, and a
--- live key named only together with its own public id.  Other
--- rows are skipped and counted in a WARNING.  last_used_at is never stamped
--- beyond now().  Returns the rows appended.
+-- At most max_bytes of s (in the database's encoding), cut at a character
+-- boundary: a shipped client name is cut as a call cuts the one it logs.
+CREATE FUNCTION athena_keys._left_bytes(s text, max_bytes integer) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN octet_length(s) <= max_bytes THEN s
+	            ELSE (SELECT left(s, n) FROM generate_series(least(length(s), max_bytes), 0, -1) AS n
+	                   WHERE octet_length(left(s, n)) <= max_bytes LIMIT 1) END
+$$;
+
+CREATE FUNCTION athena_keys._append_decisions(decisions jsonb) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- The rows of decisions that athena_authenticate could have produced,
+-- appended to the log, and last_used_at stamped for the keys they
+-- authenticated (see athena_record_decisions); returns the rows appended.
+-- Raises a data exception when a value does not convert to its column.
 DECLARE
-	received integer;
 	appended integer;
 BEGIN
-	PERFORM athena_keys._require_not_null(decisions, 'decisions');
-	IF jsonb_typeof(decisions) <> 'array' THEN
-		RAISE EXCEPTION 'decisions must be a json array'
-			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('Got a json %s.', jsonb_typeof(decisions)),
-			      HINT = 'Pass an array of objects with the columns of athena_keys.api_key_auth_log.';
-	END IF;
-	received := jsonb_array_length(decisions);
 	WITH incoming AS (
 		SELECT r.*,
 		       CASE WHEN r.failure_reason IN ('API key required', 'Invalid API key',
@@ -64,6 +57,17 @@ BEGIN
 		                    WHERE k.id OPERATOR(pg_catalog.=) i.api_key_id
 		                      AND k.public_id IS DISTINCT FROM i.api_key_public_id)
 		   AND (NOT coalesce(i.locked_in, false) OR i.authorized)
+		   -- a public id is logged only in the form the key parser accepts
+		   AND (i.api_key_public_id IS NULL OR
+		        (length(i.api_key_public_id) BETWEEN 8 AND 64 AND i.api_key_public_id !~ '[^0-9A-Za-z_-]'))
+		   -- rights lists hold names, never NULL; a rights failure names what is missing
+		   AND array_position(i.required_rights, NULL) IS NULL
+		   AND array_position(i.granted_rights, NULL) IS NULL
+		   AND array_position(i.missing_rights, NULL) IS NULL
+		   AND (i.failure_reason IS DISTINCT FROM 'Insufficient API key rights'
+		        OR cardinality(i.missing_rights) > 0)
+		   -- no address is what makes an address required
+		   AND (i.failure_reason IS DISTINCT FROM 'Client IP required' OR i.remote_addr IS NULL)
 		   -- 401 reasons come before authentication succeeds, 403 and 429 ones after;
 		   -- no reason under enforcement means a genuine key was presented.
 		   AND CASE i.reason_status
@@ -85,7 +89,7 @@ BEGIN
 			(created_at, api_key_id, api_key_public_id, client_name, remote_addr, required_rights,
 			 granted_rights, missing_rights, authenticated, authorized, enforced, allowed, status,
 			 failure_reason, locked_in)
-		SELECT created_at, api_key_id, left(api_key_public_id, 64), left(client_name, 256),
+		SELECT created_at, api_key_id, api_key_public_id, athena_keys._left_bytes(client_name, 1024),
 		       remote_addr, required_rights, granted_rights, missing_rights, authenticated,
 		       authorized, enforced, allowed, status, failure_reason, coalesce(locked_in, false)
 		  FROM valid
@@ -103,11 +107,60 @@ BEGIN
 		RETURNING k.id
 	)
 	SELECT count(*) INTO appended FROM appended_rows;
+	RETURN appended;
+END
+$$;
+
+CREATE FUNCTION athena_keys.athena_record_decisions(decisions jsonb) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Append decisions made elsewhere (a hot standby's log writer ships them
+-- here in batches) to api_key_auth_log, and stamp last_used_at for the keys
+-- they authenticated.  decisions is a JSON array of objects with the log's
+-- column names.  Whoever may call this writes into the audit log, so only
+-- rows athena_authenticate could have produced are taken: created_at from
+-- 30 days ago (a standby keeps its queue while its primary is down) to 5
+-- minutes ahead (clock skew), and status, allowed, reason, enforced,
+-- authenticated and authorized agreeing with the decision rules, a public
+-- id of the key format, rights lists without NULLs (a rights failure's
+-- naming what is missing), no address for "Client IP required", and a
+-- live key named only together with its own public id.  Other rows, and
+-- rows with a value that does not convert to its column (the batch is then
+-- taken one decision at a time), are skipped and counted in a WARNING.
+-- last_used_at is never stamped beyond now().  Returns the rows appended.
+DECLARE
+	received integer;
+	appended integer;
+	decision jsonb;
+BEGIN
+	PERFORM athena_keys._require_not_null(decisions, 'decisions');
+	IF jsonb_typeof(decisions) <> 'array' THEN
+		RAISE EXCEPTION 'decisions must be a json array'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got a json %s.', jsonb_typeof(decisions)),
+			      HINT = 'Pass an array of objects with the columns of athena_keys.api_key_auth_log.';
+	END IF;
+	received := jsonb_array_length(decisions);
+	BEGIN
+		appended := athena_keys._append_decisions(decisions);
+	EXCEPTION WHEN data_exception THEN
+		-- One value that does not convert (an address that is no inet, a
+		-- status that is no integer, an element that is no object) fails
+		-- the whole set; the others must not be held up with it.
+		appended := 0;
+		FOR decision IN SELECT d FROM jsonb_array_elements(decisions) AS d LOOP
+			BEGIN
+				appended := appended + athena_keys._append_decisions(jsonb_build_array(decision));
+			EXCEPTION WHEN data_exception THEN
+				NULL;
+			END;
+		END LOOP;
+	END;
 	IF appended < received THEN
 		RAISE WARNING '% of % shipped decisions were skipped', received - appended, received
-			USING DETAIL = 'A decision is recorded only when its created_at lies between 30 days ago and 5 minutes ahead '
-			               'and its status, allowed, failure_reason, enforced, authenticated and authorized agree '
-			               'as athena_authenticate produces them.',
+			USING DETAIL = 'A decision is recorded only when its values convert to the log''s columns, its created_at '
+			               'lies between 30 days ago and 5 minutes ahead, and its status, allowed, failure_reason, '
+			               'enforced, authenticated, authorized, public id, rights and address agree as '
+			               'athena_authenticate produces them.',
 			      HINT = 'Check the clock of the server that made the decisions, and that only its log writer '
 			             'calls athena_record_decisions.';
 	END IF;

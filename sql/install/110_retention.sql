@@ -236,8 +236,24 @@ BEGIN
 			      DETAIL = format('Got %s.', coalesce(older_than::text, 'NULL')),
 			      HINT = 'Pass the retention to keep, e.g. interval ''30 days''.';
 	END IF;
+	-- Judged by the cutoff it makes: an interval of mixed signs ('-1 month
+	-- 30 days 1 hour') compares as positive and can put the cutoff ahead
+	-- of now, which would drop today's partition.
+	BEGIN
+		cutoff := now() - older_than;
+	EXCEPTION WHEN datetime_field_overflow THEN
+		RAISE EXCEPTION 'older_than is too long'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s: now() minus it is before the first timestamp.', older_than),
+			      HINT = 'Pass the retention to keep, e.g. interval ''30 days''.';
+	END;
+	IF cutoff > now() THEN
+		RAISE EXCEPTION 'older_than must not put the cutoff after now'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s, whose parts have opposite signs: now() minus it is in the future.', older_than),
+			      HINT = 'Pass a retention whose parts are all non-negative, e.g. interval ''30 days''.';
+	END IF;
 	PERFORM athena_keys._lock_auth_log_retention();
-	cutoff := now() - older_than;
 	DELETE FROM athena_keys.api_key_auth_log_default WHERE created_at < cutoff;
 	PERFORM athena_keys.athena_maintain_auth_log(7);
 

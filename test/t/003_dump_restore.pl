@@ -67,6 +67,29 @@ $node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('resto
 
 is($node->safe_psql('restored', $config), $config_before,
 	'configuration, catalog, rules and key state are preserved');
+
+# A data-only restore into a database that has the extension already, with
+# --disable-triggers (which disables every trigger of each table it loads):
+# the seeded configuration row is still updated to the dumped one (fail_open)
+# instead of the COPY failing on its key and the configuration being lost.
+my $data_dump = $node->basedir . '/source_data.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '--data-only', '-f', $data_dump, '-d', $node->connstr('source') ],
+	'a data-only pg_dump succeeds');
+$node->safe_psql('postgres', 'CREATE DATABASE restored_data');
+$node->safe_psql('restored_data', q{
+	CREATE EXTENSION athena_keys;
+	CREATE TABLE plaintext (name text PRIMARY KEY, api_key text);});
+$node->command_ok(
+	[ 'pg_restore', '--exit-on-error', '--data-only', '--disable-triggers',
+	  '-d', $node->connstr('restored_data'), $data_dump ],
+	'a data-only pg_restore --disable-triggers into a database with the extension succeeds');
+is($node->safe_psql('restored_data', $config), $config_before,
+	'and keeps the configuration (fail_open), catalog, rules and key state');
+is($node->safe_psql('restored_data', q{
+	SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger
+	 WHERE tgrelid = 'athena_keys.api_key_config'::regclass AND NOT tgisinternal}),
+	'api_key_config_insert_as_update=A,api_key_config_invalidate=A,api_key_config_truncate_invalidate=A',
+	'the configuration table\'s triggers are enabled again, always');
 my $source_verdicts = $node->safe_psql('source', $verdicts);
 my $restored_verdicts = $node->safe_psql('restored', $verdicts);
 is($restored_verdicts, $source_verdicts, 'every key gives the same verdicts after restore');
