@@ -43,7 +43,6 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "postmaster/autovacuum.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -183,7 +182,7 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 		 * the shared cache every few minutes; it never changes a key table's
 		 * contents or name.
 		 */
-		if (TransactionIdIsValid(GetTopTransactionIdIfAny()) && !IsAutoVacuumWorkerProcess())
+		if (TransactionIdIsValid(GetTopTransactionIdIfAny()) && MyBackendType != B_AUTOVAC_WORKER)
 			NoteKeyTablesChanged();
 	}
 }
