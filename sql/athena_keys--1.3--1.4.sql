@@ -1227,8 +1227,15 @@ BEGIN
 		   AND i.reason_status IS NOT NULL
 		   AND i.authenticated IS NOT NULL AND i.authorized IS NOT NULL
 		   AND i.enforced IS NOT NULL AND i.allowed IS NOT NULL
-		   -- authorized = authenticated and every check passed
-		   AND i.authorized = (i.authenticated AND i.failure_reason IS NULL)
+		   -- authorized = authenticated and the client binding, rights and IP
+		   -- policy passed: with no reason, and when a rate limit refused; an
+		   -- unavailable policy is the learning write's (not authorized) or a
+		   -- rate limit bucket's (authorized)
+		   AND CASE WHEN i.failure_reason IS NULL OR i.failure_reason = 'Rate limit exceeded'
+		            THEN i.authorized = i.authenticated
+		            WHEN i.failure_reason = 'API key policy unavailable'
+		            THEN i.authenticated OR NOT i.authorized
+		            ELSE NOT i.authorized END
 		   AND (NOT i.authenticated OR i.api_key_id IS NOT NULL)
 		   -- a decision names a key through its public id: a live key's id
 		   -- comes with that key's public id, never another's

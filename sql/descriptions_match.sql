@@ -31,10 +31,11 @@ SELECT coalesce(c.position, a.attnum) AS position, c.name AS in_c, a.attname AS 
 SELECT count(*) AS result_columns FROM description_check.result_columns();
 
 -- Every reason with its status is accepted from a standby (a 403 or 429 comes
--- after authentication, so with a key); the same reason with another
+-- after authentication, so with a key; a 429 comes after the client binding,
+-- rights and IP policy passed, so authorized); the same reason with another
 -- status is not.
 SELECT athena_keys.athena_record_decisions(jsonb_agg(jsonb_build_object(
-         'created_at', now(), 'authenticated', f.status IN (403, 429), 'authorized', false,
+         'created_at', now(), 'authenticated', f.status IN (403, 429), 'authorized', f.status = 429,
          'api_key_id', CASE WHEN f.status IN (403, 429) THEN gen_random_uuid() END,
          'api_key_public_id', CASE WHEN f.status IN (403, 429) THEN 'ffffffffffffffff' END,
          'missing_rights', CASE WHEN f.status IN (403, 429) THEN ARRAY['orders.read'] END,

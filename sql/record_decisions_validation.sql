@@ -40,6 +40,8 @@ SELECT c.name, athena_keys.athena_record_decisions(jsonb_build_array(pg_temp.gen
 	(10, 'lock-in call', '{"locked_in": true}'),
 	(11, 'four minutes ahead (clock skew)', jsonb_build_object('created_at', now() + interval '4 minutes')),
 	(12, 'a week ago (queued while the primary was down)', jsonb_build_object('created_at', now() - interval '7 days')),
+	(13, 'rate limited, still authorized', '{"failure_reason": "Rate limit exceeded", "allowed": false, "status": 429}'),
+	(14, 'no rate limit bucket, authorized', '{"failure_reason": "API key policy unavailable", "allowed": false, "status": 503}'),
 	-- skipped: forged times
 	(20, 'created_at infinity', '{"created_at": "infinity"}'),
 	(21, 'created_at -infinity', '{"created_at": "-infinity"}'),
@@ -75,6 +77,7 @@ SELECT c.name, athena_keys.athena_record_decisions(jsonb_build_array(pg_temp.gen
 	(54, 'missing rights, not given', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"]}'),
 	(55, 'a NULL granted right', '{"granted_rights": ["*", null]}'),
 	(56, 'a NULL required right', '{"required_rights": [null]}'),
+	(57, 'rate limited, not authorized', '{"failure_reason": "Rate limit exceeded", "authorized": false, "allowed": false, "status": 429}'),
 	-- taken: the same, as athena_authenticate logs them
 	(60, 'client IP required without an address', '{"failure_reason": "Client IP required", "authorized": false, "allowed": false, "status": 403, "remote_addr": null}'),
 	(61, 'missing rights named', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"], "missing_rights": ["a.b"]}')

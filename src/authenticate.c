@@ -327,6 +327,7 @@ AuthenticateRequest(FunctionCallInfo fcinfo, AnswerShape shape)
 	DecisionOutcome outcome;
 	ArrayType  *missing = NULL;
 	bool		learned = false;
+	bool		rate_consumed = false;
 	RateLimitReport rate;
 	Datum		result;
 
@@ -344,19 +345,32 @@ AuthenticateRequest(FunctionCallInfo fcinfo, AnswerShape shape)
 	DecideRequest(&call.request, key != NULL ? &key->facts : NULL, &client, &outcome);
 	if (outcome.digest_failed)
 		ReportDigestFailure();
+	memset(&rate, 0, sizeof(rate));
+	/* A learning key's limits first: a request they refuse observes nothing */
+	if (outcome.needs_learning && LearningHasRateLimits(&key->facts, &client))
+	{
+		ConsumeRateLimits(key->facts.rate_limits, key->facts.nrate_limits,
+						  client.rate_limits, client.nrate_limits,
+						  call.cost, !outcome.enforced, &rate);
+		rate_consumed = true;
+		RateLimitRefusesBeforeLearning(&client, rate.verdict, &outcome);
+	}
 	if (outcome.needs_learning)
 	{
 		LearningOutcome observed = LearnForRequest(&fx, key, call.request.host);
 
 		learned = observed == LEARNING_RECORDED || observed == LEARNING_LOCKED_IN;
 		FinishLearningDecision(&call.request, &key->facts, &client, observed, &outcome);
+		/* Refused by the IP policy after all: no limit decided it */
+		if (rate_consumed && !outcome.needs_rate_limit)
+			memset(&rate, 0, sizeof(rate));
 	}
-	memset(&rate, 0, sizeof(rate));
 	if (outcome.needs_rate_limit)
 	{
-		ConsumeRateLimits(key->facts.rate_limits, key->facts.nrate_limits,
-						  client.rate_limits, client.nrate_limits,
-						  call.cost, !outcome.enforced, &rate);
+		if (!rate_consumed)
+			ConsumeRateLimits(key->facts.rate_limits, key->facts.nrate_limits,
+							  client.rate_limits, client.nrate_limits,
+							  call.cost, !outcome.enforced, &rate);
 		FinishRateLimitDecision(&client, rate.verdict, &outcome);
 	}
 	if (outcome.rights_checked)

@@ -405,7 +405,10 @@ FinishLearningDecision(const DecisionRequest *request, const KeyFacts *key,
 /*
  * Finish a decision that waited for its rate limits: exceeded is a
  * refusal like any other (allowed in shadow mode), a bucket that could not
- * be had leaves the policy unavailable under the fail mode.
+ * be had leaves the policy unavailable under the fail mode.  Only a request
+ * that passed the client binding, rights and IP policy gets here, so it
+ * stays authorized (SPEC 4: authorized is authenticated and those passed)
+ * whatever its limits say.
  */
 void
 FinishRateLimitDecision(const ClientFacts *client, RateLimitVerdict verdict,
@@ -419,4 +422,34 @@ FinishRateLimitDecision(const ClientFacts *client, RateLimitVerdict verdict,
 	else if (verdict == RATE_LIMIT_UNAVAILABLE)
 		failure = FAILURE_POLICY_UNAVAILABLE;
 	SetVerdict(outcome, failure, client->fail_open);
+	outcome->authorized = outcome->authenticated;
+}
+
+/* Whether a decision waiting for a learning observation has rate limits */
+bool
+LearningHasRateLimits(const KeyFacts *key, const ClientFacts *client)
+{
+	return RateLimitsApply(key, client);
+}
+
+/*
+ * A learning key's rate limits, consumed before its observation is
+ * written: when they refuse the request (under enforcement), that is the
+ * decision, and the observation is not made, so a refused request neither
+ * counts toward lock-in nor becomes a whitelist entry, and the call that
+ * locks a key in is always an allowed one (SPEC 6).  Returns whether they
+ * refused; otherwise the outcome is left as it was, for the observation.
+ */
+bool
+RateLimitRefusesBeforeLearning(const ClientFacts *client, RateLimitVerdict verdict,
+							   DecisionOutcome *outcome)
+{
+	DecisionOutcome judged = *outcome;
+
+	FinishRateLimitDecision(client, verdict, &judged);
+	if (judged.allowed)
+		return false;
+	judged.needs_learning = false;
+	*outcome = judged;
+	return true;
 }

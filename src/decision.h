@@ -9,7 +9,9 @@
  * (request_effects.c) and, where a learning observation was needed,
  * finishes the decision with FinishLearningDecision; a request that
  * passed everything and has rate limits waits for them to be consumed
- * (rate_limit.c) and is finished with FinishRateLimitDecision.
+ * (rate_limit.c) and is finished with FinishRateLimitDecision.  A learning
+ * key's limits are consumed before its observation is written, so that a
+ * request they refuse records nothing (RateLimitRefusesBeforeLearning).
  *-------------------------------------------------------------------------
  */
 #ifndef ATHENA_DECISION_H
@@ -133,6 +135,9 @@ extern void FinishLearningDecision(const DecisionRequest *request, const KeyFact
 								   DecisionOutcome *outcome);
 extern void FinishRateLimitDecision(const ClientFacts *client, RateLimitVerdict verdict,
 									DecisionOutcome *outcome);
+extern bool LearningHasRateLimits(const KeyFacts *key, const ClientFacts *client);
+extern bool RateLimitRefusesBeforeLearning(const ClientFacts *client, RateLimitVerdict verdict,
+										   DecisionOutcome *outcome);
 extern void SetVerdict(DecisionOutcome *outcome, Failure failure, bool fail_open);
 
 #endif

@@ -454,7 +454,8 @@ TestRateLimits(void)
 	CHECK(out.needs_rate_limit && out.allowed && out.authorized);
 	FinishRateLimitDecision(&client, RATE_LIMIT_EXCEEDED, &out);
 	Expect(&out, FAILURE_RATE_LIMITED, 429, false, "an exhausted key limit refuses");
-	CHECK(out.authenticated && !out.authorized && !out.needs_rate_limit);
+	/* SPEC 4: authorized is authenticated, client binding, rights and IP policy passed */
+	CHECK(out.authenticated && out.authorized && !out.needs_rate_limit);
 
 	out = Decide(&request, &key, &client);
 	FinishRateLimitDecision(&client, RATE_LIMIT_PASSED, &out);
@@ -503,6 +504,33 @@ TestRateLimits(void)
 	CHECK(out.needs_rate_limit);
 	FinishLearningDecision(&request, &key, &client, LEARNING_UNAVAILABLE, &out);
 	CHECK(!out.needs_rate_limit && out.failure == FAILURE_POLICY_UNAVAILABLE);
+
+	/*
+	 * Its limits are judged before the observation is written: when they
+	 * refuse, that is the decision and nothing is observed (the call that
+	 * locks a key in is always allowed); when they admit the request, or in
+	 * shadow mode, the observation goes on.
+	 */
+	CHECK(LearningHasRateLimits(&key, &client));
+	out = Decide(&request, &key, &client);
+	CHECK(RateLimitRefusesBeforeLearning(&client, RATE_LIMIT_EXCEEDED, &out));
+	Expect(&out, FAILURE_RATE_LIMITED, 429, false, "a learning key over its limit is refused");
+	CHECK(!out.needs_learning && !out.locked_in && out.authorized);
+	out = Decide(&request, &key, &client);
+	CHECK(!RateLimitRefusesBeforeLearning(&client, RATE_LIMIT_PASSED, &out));
+	CHECK(out.needs_learning && out.failure == FAILURE_NONE);
+	FinishLearningDecision(&request, &key, &client, LEARNING_LOCKED_IN, &out);
+	CHECK(out.needs_rate_limit && out.locked_in);
+	FinishRateLimitDecision(&client, RATE_LIMIT_PASSED, &out);
+	Expect(&out, FAILURE_NONE, 200, true, "the lock-in call within its limits is allowed");
+	client.has_override = true;
+	client.enforce_override = false;
+	out = Decide(&request, &key, &client);
+	CHECK(!RateLimitRefusesBeforeLearning(&client, RATE_LIMIT_EXCEEDED, &out));
+	CHECK(out.needs_learning);
+	client.has_override = false;
+	client.nrate_limits = 0;
+	CHECK(!LearningHasRateLimits(&key, &client));
 	host = HostOf("10.1.2.3");
 }
 

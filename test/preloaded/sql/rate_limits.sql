@@ -230,5 +230,29 @@ SELECT athena_keys.athena_set_client_rate_limit('truncated client', 1, '1 hour')
 SELECT id AS limit_id FROM athena_keys.api_key_rate_limit;
 SELECT n, split_part(pg_temp.call(:'kfree', 'truncated client'), ' ', 2) AS status FROM generate_series(1, 2) n;
 
+------------------------------------------------------------------------
+-- A learning key's limits are judged before its observation: a request
+-- they refuse is not recorded and cannot lock the key in (the call that
+-- locks a key in is an allowed one), and a refusal by a limit leaves the
+-- request authorized (the client binding, rights and IP policy passed)
+------------------------------------------------------------------------
+SELECT api_key AS kl, id AS kl_id FROM athena_keys.athena_create_key('learning, limited',
+	virgin_mode => true, virgin_until_n_requests => 2) \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'kl_id', 1, '1 hour', 1) IS NOT NULL AS limited;
+SELECT allowed, status, reason, locked_in, authenticated, authorized
+  FROM athena_keys.athena_authenticate(:'kl', NULL, '192.0.2.1', NULL);
+SELECT allowed, status, reason, locked_in, authenticated, authorized
+  FROM athena_keys.athena_authenticate(:'kl', NULL, '192.0.2.2', NULL);
+SELECT state, virgin_request_count, seen_ips, whitelist_size
+  FROM athena_keys.athena_key_status WHERE id = :'kl_id';
+SELECT failure_reason, status, allowed, authorized, locked_in
+  FROM athena_keys.api_key_auth_log WHERE api_key_id = :'kl_id' ORDER BY id;
+-- With units again (the limit lifted), the next call is the one that locks in.
+SELECT athena_keys.athena_clear_key_rate_limit(:'kl_id', '1 hour') AS cleared;
+SELECT allowed, status, locked_in
+  FROM athena_keys.athena_authenticate(:'kl', NULL, '192.0.2.3', NULL);
+SELECT state, virgin_request_count, whitelist_size
+  FROM athena_keys.athena_key_status WHERE id = :'kl_id';
+
 SET client_min_messages = warning;
 DROP EXTENSION athena_keys;
