@@ -285,8 +285,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- 30 days ago (a standby keeps its queue while its primary is down) to 5
 -- minutes ahead (clock skew), and status, allowed, reason, enforced,
 -- authenticated and authorized agreeing with the decision rules, a public
--- id of the key format, rights lists without NULLs (a rights failure's
--- naming what is missing), no address for "Client IP required", and a
+-- id of the key format, granted and missing rights without NULLs (a rights
+-- failure naming what is missing), no address for "Client IP required", and a
 -- live key named only together with its own public id.  Other rows, and
 -- rows with a value that does not convert to its column (the batch is then
 -- taken one decision at a time), are skipped and counted in a WARNING.
@@ -1189,9 +1189,14 @@ $$;
 
 CREATE OR REPLACE FUNCTION athena_keys._left_bytes(s text, max_bytes integer) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+	WITH RECURSIVE cut(lo, hi) AS (
+		SELECT 0, least(length(s), max_bytes)
+		UNION ALL
+		SELECT CASE WHEN octet_length(left(s, (lo + hi + 1) / 2)) <= max_bytes THEN (lo + hi + 1) / 2 ELSE lo END,
+		       CASE WHEN octet_length(left(s, (lo + hi + 1) / 2)) <= max_bytes THEN hi ELSE (lo + hi + 1) / 2 - 1 END
+		  FROM cut WHERE lo < hi)
 	SELECT CASE WHEN octet_length(s) <= max_bytes THEN s
-	            ELSE (SELECT left(s, n) FROM generate_series(least(length(s), max_bytes), 0, -1) AS n
-	                   WHERE octet_length(left(s, n)) <= max_bytes LIMIT 1) END
+	            ELSE (SELECT left(s, c.lo) FROM cut c WHERE c.lo = c.hi) END
 $$;
 
 CREATE OR REPLACE FUNCTION athena_keys._append_decisions(decisions jsonb) RETURNS integer
@@ -1247,8 +1252,9 @@ BEGIN
 		   -- a public id is logged only in the form the key parser accepts
 		   AND (i.api_key_public_id IS NULL OR
 		        (length(i.api_key_public_id) BETWEEN 8 AND 64 AND i.api_key_public_id !~ '[^0-9A-Za-z_-]'))
-		   -- rights lists hold names, never NULL; a rights failure names what is missing
-		   AND array_position(i.required_rights, NULL) IS NULL
+		   -- granted and missing rights are names, never NULL (a caller's
+		   -- required rights may hold NULLs, which are logged as given);
+		   -- a rights failure names what is missing
 		   AND array_position(i.granted_rights, NULL) IS NULL
 		   AND array_position(i.missing_rights, NULL) IS NULL
 		   AND (i.failure_reason IS DISTINCT FROM 'Insufficient API key rights'

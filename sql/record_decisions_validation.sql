@@ -76,11 +76,12 @@ SELECT c.name, athena_keys.athena_record_decisions(jsonb_build_array(pg_temp.gen
 	(53, 'missing rights, none named', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"], "missing_rights": []}'),
 	(54, 'missing rights, not given', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"]}'),
 	(55, 'a NULL granted right', '{"granted_rights": ["*", null]}'),
-	(56, 'a NULL required right', '{"required_rights": [null]}'),
+	(56, 'a NULL missing right', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"], "missing_rights": ["a.b", null]}'),
 	(57, 'rate limited, not authorized', '{"failure_reason": "Rate limit exceeded", "authorized": false, "allowed": false, "status": 429}'),
 	-- taken: the same, as athena_authenticate logs them
 	(60, 'client IP required without an address', '{"failure_reason": "Client IP required", "authorized": false, "allowed": false, "status": 403, "remote_addr": null}'),
-	(61, 'missing rights named', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"], "missing_rights": ["a.b"]}')
+	(61, 'missing rights named', '{"failure_reason": "Insufficient API key rights", "authorized": false, "allowed": false, "status": 403, "required_rights": ["a.b"], "missing_rights": ["a.b"]}'),
+	(62, 'a NULL required right, as a SQL caller may pass it', '{"required_rights": [null]}')
   ) AS c(n, name, change)
  ORDER BY c.n;
 RESET client_min_messages;

@@ -89,6 +89,18 @@ static bool watched_oids_known = false;
  */
 static uint64 watched_oids_doubted = 0;
 
+/*
+ * Relations this transaction saw invalidated while it did not know the
+ * watched tables (see CacheInvalidationCallback), judged at pre-commit
+ * (CheckUnknownRelations), when the catalogs can be read.
+ */
+#define UNKNOWN_RELATIONS_KEPT 16
+static Oid	unknown_relations[UNKNOWN_RELATIONS_KEPT];
+static int	nunknown_relations = 0;
+static bool unknown_relations_overflowed = false;
+
+static bool ExtensionPredatesRateLimits(void);
+
 static uint64 config_generation = 1;
 static uint64 key_generation = 1;
 static int	cache_users = 0;
@@ -113,6 +125,80 @@ athena_invalidate_caches(PG_FUNCTION_ARGS)
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	NoteKeyTablesChanged();
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * Keep relid for the pre-commit check of a transaction that may have
+ * written (one with a transaction id; autovacuum never renames a key
+ * table).  The invalidation may be this transaction's own DDL or another
+ * session's arriving at a lock; only the check can tell a key table.
+ */
+static void
+RememberUnknownRelation(Oid relid)
+{
+	int			i;
+
+	if (!TransactionIdIsValid(GetTopTransactionIdIfAny()) || MyBackendType == B_AUTOVAC_WORKER)
+		return;
+	for (i = 0; i < nunknown_relations; i++)
+		if (unknown_relations[i] == relid)
+			return;
+	if (nunknown_relations == UNKNOWN_RELATIONS_KEPT)
+		unknown_relations_overflowed = true;
+	else
+		unknown_relations[nunknown_relations++] = relid;
+}
+
+/* Whether name is the name of a table that feeds a cache */
+static bool
+IsWatchedTableName(const char *name)
+{
+	size_t		i;
+
+	for (i = 0; name != NULL && i < WATCHED_TABLE_COUNT; i++)
+		if (strcmp(watched_tables[i].table, name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Transaction callback: at pre-commit, a relation remembered above that is
+ * now a key table (in the athena_keys schema, under a watched name: one
+ * renamed into place, or a missing one renamed back) makes this commit
+ * advance the shared cache's epoch.  Unrelated relations (an application's
+ * tables, ANALYZE of a log partition) do not empty the shared cache.  More
+ * relations than are kept count as a change.
+ */
+static void
+CheckUnknownRelations(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT &&
+		(nunknown_relations > 0 || unknown_relations_overflowed))
+	{
+		Oid			schema = get_namespace_oid("athena_keys", true);
+		int			i;
+		bool		changed = unknown_relations_overflowed;
+
+		for (i = 0; !changed && OidIsValid(schema) && i < nunknown_relations; i++)
+		{
+			char	   *name;
+
+			if (get_rel_namespace(unknown_relations[i]) != schema)
+				continue;
+			name = get_rel_name(unknown_relations[i]);
+			changed = IsWatchedTableName(name);
+			if (name != NULL)
+				pfree(name);
+		}
+		if (changed)
+			NoteKeyTablesChanged();
+	}
+	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PARALLEL_PRE_COMMIT &&
+		event != XACT_EVENT_PRE_PREPARE)
+	{
+		nunknown_relations = 0;
+		unknown_relations_overflowed = false;
+	}
 }
 
 /*
@@ -168,22 +254,15 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 	 * (it never looked them up, one was missing when it looked, or a change
 	 * made it forget them): the relation may be a key table, e.g. one
 	 * renamed into place by a session that never made a call, or a missing
-	 * table renamed back.  Count it as one, in this backend's caches and,
-	 * for this transaction's own DDL, in the shared cache's epoch.
+	 * table renamed back.  Count it as one in this backend's caches, and
+	 * keep it for the pre-commit check of the shared cache's epoch.
 	 */
 	if (!watched_oids_known)
 	{
 		config_generation++;
 		key_generation++;
 		watched_oids_doubted++;
-
-		/*
-		 * Autovacuum's ANALYZE of a busy log partition would otherwise empty
-		 * the shared cache every few minutes; it never changes a key table's
-		 * contents or name.
-		 */
-		if (TransactionIdIsValid(GetTopTransactionIdIfAny()) && MyBackendType != B_AUTOVAC_WORKER)
-			NoteKeyTablesChanged();
+		RememberUnknownRelation(relid);
 	}
 }
 
@@ -192,6 +271,7 @@ void
 RegisterCacheInvalidation(void)
 {
 	CacheRegisterRelcacheCallback(CacheInvalidationCallback, (Datum) 0);
+	RegisterXactCallback(CheckUnknownRelations, NULL);
 }
 
 /*
@@ -221,13 +301,17 @@ EnsureWatchedTablesKnown(void)
 
 			changed |= relid != watched_table_oids[i];
 			watched_table_oids[i] = relid;
-			complete &= OidIsValid(relid);
+			complete &= OidIsValid(relid) ||
+				(strcmp(watched_tables[i].table, "api_key_rate_limit") == 0 &&
+				 ExtensionPredatesRateLimits());
 		}
 	} while (doubted != watched_oids_doubted);
 
 	/*
 	 * A missing table is looked up again at every use: the invalidation of
 	 * its return (a rename back) names an OID this backend cannot match.
+	 * (A database not yet updated to 1.4 has no table of rate limits, and
+	 * misses nothing.)
 	 */
 	watched_oids_known = complete;
 

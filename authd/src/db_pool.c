@@ -732,6 +732,17 @@ CompleteCalls(DbPool *pool, DbCall **calls, int count)
 }
 
 /*
+ * A connection is open and ready: an earlier refusal no longer describes
+ * the pool, so a later outage fails calls as unavailable (the fail mode's)
+ */
+static void
+ConnectSucceeded(DbPool *pool)
+{
+	pool->last_connect_outcome = DB_UNAVAILABLE;
+	MetricsCountConnect(true);
+}
+
+/*
  * A connect attempt failed: back off, and remember why, and what kind of
  * failure it was (see ClassifyConnectFailure), for fast failures
  */
@@ -779,7 +790,7 @@ ConnectionOpened(PoolSlot *slot)
 	PQsetErrorVerbosity(slot->conn, PQERRORS_DEFAULT);	/* calls' errors: their fields */
 	if (!pool->named_statement)
 	{
-		MetricsCountConnect(true);
+		ConnectSucceeded(slot->pool);
 		slot->state = SLOT_IDLE;
 		WatchSlot(slot, EPOLLIN);
 		return;
@@ -863,7 +874,7 @@ AdvancePrepare(PoolSlot *slot)
 							  "cannot prepare athena_gateway_verdict call");
 				return;
 			}
-			MetricsCountConnect(true);
+			ConnectSucceeded(slot->pool);
 			slot->state = SLOT_IDLE;
 			WatchSlot(slot, EPOLLIN);
 			return;

@@ -25,6 +25,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use FindBin;
+use lib $FindBin::RealBin;
+use AthenaSession;
 
 # Whether two texts are equal, as a test; when they differ, a unified diff
 # of them goes to the test's diagnostics so the failure says what differs.
@@ -459,6 +462,46 @@ is($node->safe_psql('orphans', $orders_read), '403 Insufficient API key rights',
 	'and the deleted right no longer authorizes');
 is($node->safe_psql('orphans', q{SELECT string_agg(right_name, ',' ORDER BY right_name)
 	FROM athena_keys.api_key_right_grant}), 'gateway.write', 'the kept key keeps its other grant');
+
+########################################################################
+# A database still at 1.3 under the 1.4 library has no table of rate
+# limits, by design: its backends' key caches are not thrown away by every
+# other session's unrelated DDL (a missing watched table would make each
+# relation invalidation count as a key table's), and the update to 1.4,
+# whose new table the caches then read, reaches a backend's next call.
+########################################################################
+$node->safe_psql('postgres', 'CREATE DATABASE at13');
+$node->safe_psql('at13', q{
+	CREATE EXTENSION athena_keys VERSION '1.3';
+	CREATE TABLE plaintext AS SELECT api_key, id FROM athena_keys.athena_create_key('at 1.3');
+	CREATE TABLE unrelated AS SELECT g AS n FROM generate_series(1, 10) g;});
+my $at13 = AthenaSession->new($node, 'at13');
+$at13->query(q{SET athena_keys.log_decisions = none;});
+$at13->query(q{CREATE FUNCTION pg_temp.key_reads() RETURNS bigint LANGUAGE plpgsql AS $f$
+	DECLARE
+		scans text := 'SELECT sum(pg_stat_get_xact_numscans(indexrelid))::bigint FROM pg_index
+		                WHERE indrelid = ''athena_keys.api_key''::regclass';
+		before bigint;
+		after bigint;
+	BEGIN
+		EXECUTE scans INTO before;
+		PERFORM athena_keys.athena_authenticate(k.api_key, NULL, '10.0.0.1', NULL) FROM plaintext k;
+		EXECUTE scans INTO after;
+		RETURN after - before;
+	END $f$;});
+cmp_ok($at13->query('SELECT pg_temp.key_reads();'), '>', 0,
+	'at 1.3: the first call reads the key (and stamps its last use)');
+is($at13->query('SELECT pg_temp.key_reads();'), '0', 'the next is served from the backend\'s cache');
+$node->safe_psql('at13', 'CREATE TEMP TABLE scratch (n int); ANALYZE unrelated; CREATE TABLE more (n int)');
+is($at13->query('SELECT pg_temp.key_reads();'), '0',
+	'other sessions\' unrelated DDL leaves the cache alone (not thrown away for a missing table)');
+$node->safe_psql('at13', q{ALTER EXTENSION athena_keys UPDATE;
+	SELECT athena_keys.athena_set_key_rate_limit(id, 1, '1 hour', 1) FROM plaintext;});
+is($at13->query(q{SELECT string_agg(a.status::text, ',') FROM plaintext k, generate_series(1, 2) g,
+	LATERAL athena_keys.athena_authenticate(k.api_key, NULL, '10.0.0.1', NULL) a;}),
+	'503,503', 'after the update the same backend reads the new table: the key\'s limit applies '
+	  . '(this node does not preload athena_keys, so a limit makes the policy unavailable)');
+$at13->quit;
 
 ########################################################################
 # Databases made at 1.0, 1.1, 1.2 and 1.3 and updated with nothing done in
