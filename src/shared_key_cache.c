@@ -17,9 +17,9 @@
  * invalidation triggers (cache_invalidation.c: every insert, update, delete
  * and truncate, also under session_replication_role = replica and in a
  * logical replication apply worker) and by the relcache callback while the
- * transaction has a transaction id (DDL: a dropped table or index; any
- * relation at all while the session does not know every key table's OID,
- * which a table swapped in by renames needs).  An
+ * transaction has a transaction id (DDL: a dropped table or index; while
+ * the session does not know every key table's OID, a relation that is a
+ * key table when the transaction commits, as one swapped in by renames).  An
  * entry is valid only in the epoch it was filled in, and a filler reads
  * the epoch before it takes the snapshot it reads the rows with: a change
  * its snapshot missed committed after that, and its epoch advance makes the
