@@ -315,6 +315,19 @@ ResultOf(FunctionCallInfo fcinfo, const CachedKey *key, const DecisionOutcome *o
 	return FormResultRow(fcinfo, values, nulls);
 }
 
+/*
+ * Take the request's units from the key's and its client's limits (in
+ * their shadow buckets when enforcement is off), found in report
+ */
+static void
+ConsumeRequestLimits(const CachedKey *key, const ClientFacts *client, const AuthCall *call,
+					 const DecisionOutcome *outcome, RateLimitReport *report)
+{
+	ConsumeRateLimits(key->facts.rate_limits, key->facts.nrate_limits,
+					  client->rate_limits, client->nrate_limits,
+					  call->cost, !outcome->enforced, report);
+}
+
 /* One request, decided, recorded and answered in shape; see the file header */
 static Datum
 AuthenticateRequest(FunctionCallInfo fcinfo, AnswerShape shape)
@@ -347,11 +360,9 @@ AuthenticateRequest(FunctionCallInfo fcinfo, AnswerShape shape)
 		ReportDigestFailure();
 	memset(&rate, 0, sizeof(rate));
 	/* A learning key's limits first: a request they refuse observes nothing */
-	if (outcome.needs_learning && LearningHasRateLimits(&key->facts, &client))
+	if (outcome.needs_learning && RateLimitsApply(&key->facts, &client))
 	{
-		ConsumeRateLimits(key->facts.rate_limits, key->facts.nrate_limits,
-						  client.rate_limits, client.nrate_limits,
-						  call.cost, !outcome.enforced, &rate);
+		ConsumeRequestLimits(key, &client, &call, &outcome, &rate);
 		rate_consumed = true;
 		RateLimitRefusesBeforeLearning(&client, rate.verdict, &outcome);
 	}
@@ -368,9 +379,7 @@ AuthenticateRequest(FunctionCallInfo fcinfo, AnswerShape shape)
 	if (outcome.needs_rate_limit)
 	{
 		if (!rate_consumed)
-			ConsumeRateLimits(key->facts.rate_limits, key->facts.nrate_limits,
-							  client.rate_limits, client.nrate_limits,
-							  call.cost, !outcome.enforced, &rate);
+			ConsumeRequestLimits(key, &client, &call, &outcome, &rate);
 		FinishRateLimitDecision(&client, rate.verdict, &outcome);
 	}
 	if (outcome.rights_checked)

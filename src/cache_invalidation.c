@@ -99,6 +99,12 @@ static Oid	unknown_relations[UNKNOWN_RELATIONS_KEPT];
 static int	nunknown_relations = 0;
 static bool unknown_relations_overflowed = false;
 
+/*
+ * The database's athena_keys predates 1.4 and so has no table of rate
+ * limits (then not missing); judged when the names are looked up.
+ */
+static bool rate_limits_predated = false;
+
 static bool ExtensionPredatesRateLimits(void);
 
 static uint64 config_generation = 1;
@@ -201,6 +207,14 @@ CheckUnknownRelations(XactEvent event, void *arg)
 	}
 }
 
+/* The watched tables' OIDs may be stale: look them up again before use */
+static void
+ForgetWatchedTables(void)
+{
+	watched_oids_known = false;
+	watched_oids_doubted++;
+}
+
 /*
  * Relcache callback: advance the generation of the cache a watched table
  * feeds (both for relid = InvalidOid, everything).  Before the first
@@ -216,8 +230,7 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 	{
 		config_generation++;
 		key_generation++;
-		watched_oids_known = false;
-		watched_oids_doubted++;
+		ForgetWatchedTables();
 		return;
 	}
 	/* Matched against the OIDs last resolved, even when they are due again */
@@ -244,8 +257,7 @@ CacheInvalidationCallback(Datum arg, Oid relid)
 		 * names again before the next use, or a re-created extension's
 		 * tables would go unwatched in this backend.
 		 */
-		watched_oids_known = false;
-		watched_oids_doubted++;
+		ForgetWatchedTables();
 		return;
 	}
 
@@ -301,9 +313,9 @@ EnsureWatchedTablesKnown(void)
 
 			changed |= relid != watched_table_oids[i];
 			watched_table_oids[i] = relid;
-			complete &= OidIsValid(relid) ||
-				(strcmp(watched_tables[i].table, "api_key_rate_limit") == 0 &&
-				 ExtensionPredatesRateLimits());
+			if (strcmp(watched_tables[i].table, "api_key_rate_limit") == 0)
+				rate_limits_predated = !OidIsValid(relid) && ExtensionPredatesRateLimits();
+			complete &= OidIsValid(relid) || rate_limits_predated;
 		}
 	} while (doubted != watched_oids_doubted);
 
@@ -407,7 +419,7 @@ RateLimitTableOid(void)
 {
 	Oid			relid = WatchedTableOid("api_key_rate_limit");
 
-	if (!OidIsValid(relid) && !ExtensionPredatesRateLimits())
+	if (!OidIsValid(relid) && !rate_limits_predated)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("athena_keys.api_key_rate_limit does not exist"),

@@ -251,7 +251,7 @@ StepIpPolicy(const DecisionContext *ctx, DecisionOutcome *out)
 }
 
 /* Whether the key or the request's client has rate limits */
-static bool
+bool
 RateLimitsApply(const KeyFacts *key, const ClientFacts *client)
 {
 	return key->nrate_limits > 0 || client->nrate_limits > 0;
@@ -423,13 +423,6 @@ FinishRateLimitDecision(const ClientFacts *client, RateLimitVerdict verdict,
 		failure = FAILURE_POLICY_UNAVAILABLE;
 	SetVerdict(outcome, failure, client->fail_open);
 	outcome->authorized = outcome->authenticated;
-}
-
-/* Whether a decision waiting for a learning observation has rate limits */
-bool
-LearningHasRateLimits(const KeyFacts *key, const ClientFacts *client)
-{
-	return RateLimitsApply(key, client);
 }
 
 /*

@@ -135,7 +135,7 @@ extern void FinishLearningDecision(const DecisionRequest *request, const KeyFact
 								   DecisionOutcome *outcome);
 extern void FinishRateLimitDecision(const ClientFacts *client, RateLimitVerdict verdict,
 									DecisionOutcome *outcome);
-extern bool LearningHasRateLimits(const KeyFacts *key, const ClientFacts *client);
+extern bool RateLimitsApply(const KeyFacts *key, const ClientFacts *client);
 extern bool RateLimitRefusesBeforeLearning(const ClientFacts *client, RateLimitVerdict verdict,
 										   DecisionOutcome *outcome);
 extern void SetVerdict(DecisionOutcome *outcome, Failure failure, bool fail_open);

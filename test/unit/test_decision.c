@@ -511,7 +511,7 @@ TestRateLimits(void)
 	 * locks a key in is always allowed); when they admit the request, or in
 	 * shadow mode, the observation goes on.
 	 */
-	CHECK(LearningHasRateLimits(&key, &client));
+	CHECK(RateLimitsApply(&key, &client));
 	out = Decide(&request, &key, &client);
 	CHECK(RateLimitRefusesBeforeLearning(&client, RATE_LIMIT_EXCEEDED, &out));
 	Expect(&out, FAILURE_RATE_LIMITED, 429, false, "a learning key over its limit is refused");
@@ -530,7 +530,7 @@ TestRateLimits(void)
 	CHECK(out.needs_learning);
 	client.has_override = false;
 	client.nrate_limits = 0;
-	CHECK(!LearningHasRateLimits(&key, &client));
+	CHECK(!RateLimitsApply(&key, &client));
 	host = HostOf("10.1.2.3");
 }
 
