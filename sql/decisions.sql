@@ -65,15 +65,19 @@ SELECT athena_keys.athena_set_key_active(:'k1_id', true);
 SELECT :v FROM athena_keys.athena_authenticate(:'k1', NULL, NULL, NULL);
 
 ------------------------------------------------------------------------
--- 5. Expired: expires_at <= now() (now() is the transaction start).
+-- 5. Expired: expires_at <= the calling statement's start
+-- (statement_timestamp(); the exact boundary is unit-tested in
+-- test/unit/test_decision.c).  Inside a transaction that began earlier, a
+-- time already passed is past: now() is the transaction's start.
 ------------------------------------------------------------------------
 BEGIN;
 SELECT athena_keys.athena_set_key_expiry(:'k1_id', now());
 SELECT 'now()' AS expiry, :v FROM athena_keys.athena_authenticate(:'k1', NULL, NULL, NULL);
 SELECT athena_keys.athena_set_key_expiry(:'k1_id', now() - interval '1 microsecond');
 SELECT 'now() - 1us' AS expiry, :v FROM athena_keys.athena_authenticate(:'k1', NULL, NULL, NULL);
-SELECT athena_keys.athena_set_key_expiry(:'k1_id', now() + interval '1 microsecond');
-SELECT 'now() + 1us' AS expiry, :v FROM athena_keys.athena_authenticate(:'k1', NULL, NULL, NULL);
+SELECT pg_sleep(0.01);
+SELECT athena_keys.athena_set_key_expiry(:'k1_id', now() + interval '5 milliseconds');
+SELECT 'now() + 5ms, 10ms later' AS expiry, :v FROM athena_keys.athena_authenticate(:'k1', NULL, NULL, NULL);
 SELECT athena_keys.athena_set_key_expiry(:'k1_id', now() + interval '1 day');
 SELECT 'now() + 1 day' AS expiry, :v FROM athena_keys.athena_authenticate(:'k1', NULL, NULL, NULL);
 SELECT athena_keys.athena_set_key_expiry(:'k1_id', 'infinity');

@@ -102,7 +102,12 @@ ReadRequest(FunctionCallInfo fcinfo, AuthCall *call)
 	call->required = PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3);
 	call->cost = ReadCost(fcinfo);
 
-	request->now = GetCurrentTransactionStartTimestamp();
+	/*
+	 * Time is the calling statement's start, not the transaction's: an
+	 * expiry or a grace end must hold for a caller whose transaction stays
+	 * open (a pooled connection), as a committed revocation does.
+	 */
+	request->now = GetCurrentStatementStartTimestamp();
 	request->key_parse = key_text == NULL ? KEY_ABSENT :
 		ParseApiKey(VARDATA_ANY(key_text), VARSIZE_ANY_EXHDR(key_text), &request->key);
 	if (call->client != NULL)
@@ -238,8 +243,11 @@ RecordDecision(RequestEffects *fx, AuthCall *call, CachedKey *key,
 	bool		stamp_due;
 	bool		stamp_here;
 
+	/* Last use is the transaction's time, as the log row's created_at and the UPDATE's now() */
+	TimestampTz stamp_time = GetCurrentTransactionStartTimestamp();
+
 	stamp_due = outcome->authenticated && !learned &&
-		KeyLastUsedStampDue(key, call->request.now);
+		KeyLastUsedStampDue(key, stamp_time);
 	stamp_here = CanWrite() && !IsolationUsesXactSnapshot();
 	BuildDecisionRecord(call, key, outcome, missing, &record);
 	if (ShouldLogDecision(&record))
@@ -251,10 +259,10 @@ RecordDecision(RequestEffects *fx, AuthCall *call, CachedKey *key,
 		if (logged == LOG_IMPOSSIBLE && outcome->allowed && outcome->enforced)
 			SetVerdict(outcome, FAILURE_POLICY_UNAVAILABLE, fail_open);
 		else if (logged == LOG_DONE && record.stamp_last_used)
-			key->last_used_at = call->request.now;	/* the writer stamps it */
+			key->last_used_at = stamp_time; /* the writer stamps it */
 	}
-	if (stamp_due && stamp_here && !QueueKeyLastUsed(key, call->request.now))
-		StampLastUseForRequest(fx, key, call->request.now);
+	if (stamp_due && stamp_here && !QueueKeyLastUsed(key, stamp_time))
+		StampLastUseForRequest(fx, key, stamp_time);
 }
 
 /*
@@ -359,8 +367,14 @@ AuthenticateRequest(FunctionCallInfo fcinfo, AnswerShape shape)
 	if (outcome.digest_failed)
 		ReportDigestFailure();
 	memset(&rate, 0, sizeof(rate));
-	/* A learning key's limits first: a request they refuse observes nothing */
-	if (outcome.needs_learning && RateLimitsApply(&key->facts, &client))
+	/*
+	 * A learning key's limits first: a request they refuse observes nothing.
+	 * Where the observation cannot be written (a read-only transaction, a
+	 * hot standby) and the fail mode refuses that, the request is certain
+	 * to be refused and spends nothing.
+	 */
+	if (outcome.needs_learning && (CanWrite() || client.fail_open) &&
+		RateLimitsApply(&key->facts, &client))
 	{
 		ConsumeRequestLimits(key, &client, &call, &outcome, &rate);
 		rate_consumed = true;

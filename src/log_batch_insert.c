@@ -62,6 +62,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "rewrite/rewriteHandler.h"
+#include "storage/lmgr.h"
 #include "partitioning/partdesc.h"
 #include "utils/acl.h"
 #include "utils/datum.h"
@@ -579,6 +580,45 @@ RouteRows(BatchState *batch, Relation rel, const int *attnums, const int *key_co
 }
 
 /*
+ * Lock the log's default partition, if it has one, before the routing
+ * takes the log's partitions; returns its OID (InvalidOid: none).  A
+ * maintenance run that moves the default partition's rows of a day into
+ * that day's new partition (retention) holds it ACCESS EXCLUSIVE until it
+ * commits, and a row the routing's older descriptor sent to the default
+ * partition would then fail the partition's new constraint once the lock
+ * was had.  Waiting here instead, the routing reads the log's partitions
+ * after that commit and sends the row to the new partition.
+ */
+static Oid
+LockDefaultPartition(Relation rel)
+{
+	Oid			default_oid;
+
+	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		return InvalidOid;
+	default_oid = get_default_partition_oid(RelationGetRelid(rel));
+	if (OidIsValid(default_oid))
+		LockRelationOid(default_oid, RowExclusiveLock);
+	return default_oid;
+}
+
+/*
+ * Whether a row was routed to relation relid.  The default partition's
+ * lock is given back at once when none was, so that maintenance waits
+ * only for the calls that write there.
+ */
+static bool
+RoutedTo(const PartitionRows *parts, int nparts, Oid relid)
+{
+	int			p;
+
+	for (p = 0; p < nparts; p++)
+		if (RelationGetRelid(parts[p].rri->ri_RelationDesc) == relid)
+			return true;
+	return false;
+}
+
+/*
  * Insert one partition's rows together, then each row's index entries,
  * which need the row's place in the table
  */
@@ -815,6 +855,7 @@ InsertLogBatch(const Datum *values, const bool *nulls, int nrows, bool from_writ
 	PartitionRows *parts;
 	int		   *part_of_row;
 	int			nparts = 0;
+	Oid			default_oid;
 	MemoryContext old;
 	int			i;
 	int			d;
@@ -861,12 +902,15 @@ InsertLogBatch(const Datum *values, const bool *nulls, int nrows, bool from_writ
 			defaults[d].expr = (Expr *) copyObjectImpl(layout.defaults[d].expr);
 	}
 
+	default_oid = LockDefaultPartition(rel);
 	StartBatch(&batch, rel);
 	old = MemoryContextSwitchTo(batch.estate->es_query_cxt);
 	parts = palloc(sizeof(PartitionRows) * nrows);
 	part_of_row = palloc(sizeof(int) * nrows);
 	refusal = RouteRows(&batch, rel, attnums, key_cols, nkey, values, nulls, nrows,
 						parts, &nparts, part_of_row);
+	if (OidIsValid(default_oid) && (refusal != NULL || !RoutedTo(parts, nparts, default_oid)))
+		UnlockRelationOid(default_oid, RowExclusiveLock);
 	if (refusal != NULL)
 	{
 		MemoryContextSwitchTo(old);

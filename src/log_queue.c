@@ -8,8 +8,8 @@
  * more than a read-only one (an XID, WAL records, a commit record).  So
  * under async a decision's log row is not inserted by the call: it is
  * encoded into backend memory (log_record.c), copied into its database's
- * ring in shared memory when the transaction commits (nothing is queued
- * for a rolled-back one), and the database's log writer (log_writer.c)
+ * ring in shared memory once the transaction has committed (nothing is
+ * queued for a rolled-back one, also when it fails at commit), and the database's log writer (log_writer.c)
  * inserts the queued rows in batches every athena_keys.async_flush_interval.
  *
  * Space is reserved in the ring when the call logs, so that commit never
@@ -465,9 +465,13 @@ LogQueueEnsureWriter(void)
 }
 
 /*
- * At commit (or prepare), move this transaction's records into the ring
- * (their space is reserved); at abort, give the reservation back.  Rows of
- * a rolled-back subtransaction are still logged: the decision was made.
+ * Once the transaction has committed (or is prepared), move its records
+ * into the ring (their space is reserved, so this cannot fail); at abort,
+ * give the reservation back.  Not at pre-commit: a transaction can still
+ * fail after it (a serialization failure found at commit, a PREPARE that
+ * is refused, another extension's pre-commit work), and its rows must
+ * then not be logged.  Rows of a rolled-back subtransaction are still
+ * logged: the decision was made.
  */
 static void
 LogQueueXactCallback(XactEvent event, void *arg)
@@ -478,7 +482,7 @@ LogQueueXactCallback(XactEvent event, void *arg)
 
 	if (pending_slot < 0)
 		return;
-	if (event != XACT_EVENT_PRE_COMMIT && event != XACT_EVENT_PRE_PREPARE &&
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_PREPARE &&
 		event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT)
 		return;
 
@@ -497,7 +501,7 @@ LogQueueXactCallback(XactEvent event, void *arg)
 		return;
 	}
 	/* A prepared transaction's decisions were made: log them like a commit's */
-	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE)
 	{
 		foreach(lc, pending_records)
 		{

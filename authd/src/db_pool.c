@@ -41,8 +41,10 @@
  *
  * No call waits past its deadline: waiting in the queue, connecting
  * (PQconnectStartParams/PQconnectPoll) and running the batch all share
- * one budget; a batch runs under the earliest deadline of its calls, and
- * calls still queued at theirs fail.  The server also enforces a
+ * one budget.  A call of a batch in flight fails alone at its own
+ * deadline, and the batch runs on for the others until the last of
+ * theirs (then the connection is closed); calls still queued at theirs
+ * fail.  The server also enforces a
  * statement_timeout: through the connection's startup options, or, for
  * poolers that refuse those (PgBouncer), set for each call's own
  * transaction in the same pipeline.  Under transaction pooling a named
@@ -459,12 +461,16 @@ FailCall(DbCall *call, const char *message)
 	FailCallWith(call, DB_UNAVAILABLE, message);
 }
 
-/* Fail calls[from..count-1], the part of a batch nobody answered */
+/*
+ * Fail calls[from..count-1], the part of a batch nobody answered (a NULL
+ * is a call already failed at its own deadline and handed back)
+ */
 static void
 FailRestOfBatch(DbCall **calls, int from, int count, const char *message)
 {
 	for (int i = from; i < count; i++)
-		FailCall(calls[i], message);
+		if (calls[i] != NULL)
+			FailCall(calls[i], message);
 }
 
 /*
@@ -898,11 +904,23 @@ AdvancePrepare(PoolSlot *slot)
 	WatchSlot(slot, EPOLLIN);
 }
 
+/* Hand back every call of the slot's batch not handed back already */
+static void
+CompleteBatch(PoolSlot *slot)
+{
+	DbCall	   *calls[MAX_BATCH];
+	int			count = 0;
+
+	for (int i = 0; i < slot->count; i++)
+		if (slot->calls[i] != NULL)
+			calls[count++] = slot->calls[i];
+	CompleteCalls(slot->pool, calls, count);
+}
+
 /* End the slot's batch: fail the unanswered calls, hand all back */
 static void
 EndBatch(PoolSlot *slot, const char *failure)
 {
-	DbPool	   *pool = slot->pool;
 
 	FreeBatchArrays(slot);
 	if (failure != NULL)
@@ -922,7 +940,7 @@ EndBatch(PoolSlot *slot, const char *failure)
 			WatchSlot(slot, EPOLLIN);
 		}
 	}
-	CompleteCalls(pool, slot->calls, slot->count);
+	CompleteBatch(slot);
 	slot->count = 0;
 	slot->next = 0;
 }
@@ -997,11 +1015,13 @@ FinishCombined(PoolSlot *slot, const PGresult *result)
 
 	FreeBatchArrays(slot);
 	for (int c = 0; c < slot->count; c++)
-		MetricsObserveDbCall((double) (NowMs() - slot->started_ms) / 1000.0);
+		if (slot->calls[c] != NULL)
+			MetricsObserveDbCall((double) (NowMs() - slot->started_ms) / 1000.0);
 	if (PQresultStatus(result) != PGRES_TUPLES_OK)
 	{
 		for (int c = 0; c < slot->count; c++)
-			FinishCall(slot->calls[c], result);
+			if (slot->calls[c] != NULL)
+				FinishCall(slot->calls[c], result);
 		return;
 	}
 	if (PQntuples(result) == 1 && PQnfields(result) == 1 && PQfformat(result, 0) == 1 &&
@@ -1018,13 +1038,16 @@ FinishCombined(PoolSlot *slot, const PGresult *result)
 				p += 4;
 				if (len < 0 || len > end - p)
 					break;
-				FinishElement(slot->calls[i], p, len);
+				if (slot->calls[i] != NULL)
+					FinishElement(slot->calls[i], p, len);
 				p += len;
 			}
 		}
 	}
 	for (; i < slot->count; i++)
 	{
+		if (slot->calls[i] == NULL)
+			continue;
 		slot->calls[i]->outcome = DB_SERVER_ERROR;
 		snprintf(slot->calls[i]->error, slot->calls[i]->error_len,
 				 "athena_gateway_verdicts returned an unexpected result shape");
@@ -1072,9 +1095,10 @@ ReadBatchResults(PoolSlot *slot)
 				slot->next = slot->count;
 				break;
 			}
-			if (call->kind == DB_CALL_VERDICT)
+			if (call != NULL && call->kind == DB_CALL_VERDICT)
 				MetricsObserveDbCall((double) (NowMs() - slot->started_ms) / 1000.0);
-			FinishCall(call, slot->kept);
+			if (call != NULL)
+				FinishCall(call, slot->kept);
 			PQclear(slot->kept);
 			slot->kept = NULL;
 			slot->next++;
@@ -1219,6 +1243,40 @@ SendQueuedBatch(PoolSlot *slot)
 	WatchSlot(slot, flush_rc ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
+/*
+ * Fail the calls of a busy slot's batch whose own deadline has passed and
+ * hand them back (each request's budget is its own: a call that waited
+ * long in the queue must not take fresh calls of its batch down with it);
+ * the others keep waiting for their answers.  The batch's deadline
+ * becomes the earliest of those left, and when none is left the batch
+ * ends, its connection closed (the server may still be running it).
+ */
+static void
+ExpireBatchCalls(PoolSlot *slot, int64_t now)
+{
+	int64_t		earliest = INT64_MAX;
+
+	for (int i = slot->next; i < slot->count; i++)
+	{
+		DbCall	   *call = slot->calls[i];
+
+		if (call == NULL)
+			continue;
+		if (call->deadline_ms <= now)
+		{
+			FailCall(call, "database call timed out");
+			slot->calls[i] = NULL;
+			CompleteCalls(slot->pool, &call, 1);
+		}
+		else if (call->deadline_ms < earliest)
+			earliest = call->deadline_ms;
+	}
+	if (earliest == INT64_MAX)
+		EndBatch(slot, "database call timed out");
+	else
+		slot->deadline_ms = earliest;
+}
+
 /* Fail what passed its deadline: batches, connect attempts, queued calls */
 static void
 EnforceDeadlines(DbPool *pool, int64_t now)
@@ -1230,7 +1288,7 @@ EnforceDeadlines(DbPool *pool, int64_t now)
 		if (now < slot->deadline_ms)
 			continue;
 		if (slot->state == SLOT_BUSY)
-			EndBatch(slot, "database call timed out");
+			ExpireBatchCalls(slot, now);
 		else if (slot->state == SLOT_CONNECTING || slot->state == SLOT_PREPARING)
 			ConnectFailed(slot, DB_UNAVAILABLE, "database connect timed out");
 	}

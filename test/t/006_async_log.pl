@@ -86,6 +86,19 @@ $calls->(1, 'marker');
 wait_for_logged($node, 'marker', 1);
 is($logged->('rolled-back'), '0', 'a rolled-back transaction queues nothing');
 
+# A transaction that fails after its pre-commit work (here PREPARE refused
+# for a transaction that used a temporary table; likewise a serialization
+# failure found at COMMIT) rolls back: its decisions are not logged.
+my ($refused_rc, $refused_out, $refused_err) = $node->psql('postgres', qq{
+	BEGIN;
+	CREATE TEMP TABLE athena_scratch (x int);
+	SELECT athena_keys.athena_authenticate('$key', 'prepare-refused', '10.0.0.1', NULL) FROM generate_series(1, 4);
+	PREPARE TRANSACTION 'athena_refused';});
+like($refused_err, qr/temporary objects/, 'PREPARE is refused after the calls were made');
+$calls->(1, 'marker-2');
+wait_for_logged($node, 'marker-2', 1);
+is($logged->('prepare-refused'), '0', 'a transaction that fails after pre-commit queues nothing');
+
 # A prepared transaction's decisions were made: they are queued at PREPARE.
 # The preparing session ends right after, so rows left pending in it would
 # never be written.

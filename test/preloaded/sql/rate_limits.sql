@@ -254,5 +254,29 @@ SELECT allowed, status, locked_in
 SELECT state, virgin_request_count, whitelist_size
   FROM athena_keys.athena_key_status WHERE id = :'kl_id';
 
+-- A learning key called where its observation cannot be written (a
+-- read-only transaction; a hot standby likewise): under fail_closed the
+-- request is refused whatever its limits say, so it spends nothing; under
+-- fail_open it is allowed, and so it spends its units and is limited.
+CREATE FUNCTION pg_temp.learning_call(k text) RETURNS text
+LANGUAGE sql AS $$
+  SELECT concat_ws(' ', r.allowed, r.status, coalesce(r.reason, '-'),
+                   'left=' || coalesce(r.rate_remaining::text, '-'))
+    FROM athena_keys.athena_authenticate(k, NULL, '192.0.2.9', NULL) r
+$$;
+SELECT api_key AS kv, id AS kv_id FROM athena_keys.athena_create_key('learning, read-only',
+	virgin_mode => true, virgin_until_n_requests => 100) \gset
+SELECT athena_keys.athena_set_key_rate_limit(:'kv_id', 2, '1 hour', 2) IS NOT NULL AS limited;
+BEGIN READ ONLY;
+SELECT n, pg_temp.learning_call(:'kv') FROM generate_series(1, 3) n;
+COMMIT;
+SELECT pg_temp.learning_call(:'kv') AS writable_first_unit;
+SELECT athena_keys.athena_set_fail_mode('fail_open');
+BEGIN READ ONLY;
+SELECT n, pg_temp.learning_call(:'kv') FROM generate_series(1, 2) n;
+COMMIT;
+SELECT athena_keys.athena_set_fail_mode('fail_closed');
+SELECT virgin_request_count FROM athena_keys.athena_key_status WHERE id = :'kv_id';
+
 SET client_min_messages = warning;
 DROP EXTENSION athena_keys;
