@@ -31,6 +31,7 @@
 #include "log_queue.h"
 #include "log_record.h"
 #include "log_shipping.h"
+#include "subtransaction.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -45,6 +46,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -82,11 +84,106 @@ WriterSigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+/* One chunk of queued rows (up to LOG_INSERT_MAX_ROWS) and their stamps */
+typedef struct LogChunk
+{
+	const Datum *values;		/* LOG_COLUMNS per row */
+	const bool *nulls;
+	int			nrows;
+	Datum	   *stamp_ids;		/* the last_used_at stamps the rows ask for */
+	Datum	   *stamp_times;
+	int			nstamps;
+} LogChunk;
+
+/* Insert a chunk's rows and apply its stamps (run in a subtransaction) */
+static Datum
+InsertChunkBody(void *arg)
+{
+	const LogChunk *chunk = arg;
+
+	if (!InsertLogBatch(chunk->values, chunk->nulls, chunk->nrows, true))
+		InsertLogRows(chunk->values, chunk->nulls, chunk->nrows);
+	StampLastUseBatch(chunk->stamp_ids, chunk->stamp_times, chunk->nstamps);
+	return (Datum) 0;
+}
+
+/*
+ * Whether error is about a row's content (a data exception, an integrity
+ * constraint: class 22 or 23), which another row of the batch may not
+ * share, rather than about the log or the server
+ */
+static bool
+IsRowContentError(const ErrorData *error)
+{
+	int			class = ERRCODE_TO_CATEGORY(error->sqlerrcode);
+
+	return class == ERRCODE_TO_CATEGORY(ERRCODE_DATA_EXCEPTION) ||
+		class == ERRCODE_TO_CATEGORY(ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION);
+}
+
+/*
+ * A chunk the log refused for a row's content, row by row, each in a
+ * subtransaction of its own: a row that fails alone while another goes in
+ * is one the log refuses for what the client sent (an operator's CHECK on
+ * the client name's length, a unique index), and is dropped with a
+ * WARNING, so that it does not hold every row queued behind it (which a
+ * restart would then lose).  When no row goes in, the refusal is the
+ * log's (a missing partition, a constraint no row meets): the chunk's
+ * error is raised again and everything stays queued until it is fixed.
+ */
+static void
+InsertChunkRowByRow(const LogChunk *chunk, const int *stamp_of_row, ErrorData *chunk_error)
+{
+	int			inserted = 0;
+	int			i;
+	ErrorData **errors = palloc0(sizeof(ErrorData *) * chunk->nrows);
+
+	for (i = 0; i < chunk->nrows; i++)
+	{
+		LogChunk	row = {&chunk->values[i * LOG_COLUMNS], &chunk->nulls[i * LOG_COLUMNS], 1,
+		NULL, NULL, 0};
+		Datum		ignored;
+
+		if (stamp_of_row[i] >= 0)
+		{
+			row.stamp_ids = &chunk->stamp_ids[stamp_of_row[i]];
+			row.stamp_times = &chunk->stamp_times[stamp_of_row[i]];
+			row.nstamps = 1;
+		}
+		if (CallInSubtransaction(InsertChunkBody, &row, &ignored, &errors[i]))
+			inserted++;
+		else if (!IsRowContentError(errors[i]))
+			ReThrowError(errors[i]);
+	}
+	if (inserted == 0)
+		ReThrowError(chunk_error);
+	for (i = 0; i < chunk->nrows; i++)
+	{
+		const Datum *values = &chunk->values[i * LOG_COLUMNS];
+		const bool *nulls = &chunk->nulls[i * LOG_COLUMNS];
+
+		if (errors[i] == NULL)
+			continue;
+		ereport(WARNING,
+				(errcode(errors[i]->sqlerrcode),
+				 errmsg("athena_keys log writer dropped a queued decision the log refuses: %s",
+						errors[i]->message != NULL ? errors[i]->message : ""),
+				 errdetail("The decision of %s for public id %s was refused alone while %d other rows of its batch were inserted.",
+						   timestamptz_to_str(DatumGetTimestampTz(values[LOG_COL_CREATED_AT])),
+						   nulls[LOG_COL_API_KEY_PUBLIC_ID] ? "(none)" :
+						   TextDatumGetCString(values[LOG_COL_API_KEY_PUBLIC_ID]),
+						   inserted),
+				 errhint("Make the log take every row a call can write (a constraint an operator added may refuse what clients send).")));
+	}
+}
+
 /*
  * Insert the queued records of buffer[0, len) as log rows,
  * LOG_INSERT_MAX_ROWS at a time (straight into the partitions, or through
  * the statement where the log needs it), in the current transaction, and
- * stamp last use where a record asks for it
+ * stamp last use where a record asks for it.  Each chunk goes in a
+ * subtransaction, so that one refused for a row's content can be tried
+ * row by row (InsertChunkRowByRow).
  */
 static void
 InsertRecords(const char *buffer, uint64 len)
@@ -95,6 +192,7 @@ InsertRecords(const char *buffer, uint64 len)
 	bool		nulls[LOG_INSERT_MAX_ROWS * LOG_COLUMNS];
 	Datum		stamp_ids[LOG_INSERT_MAX_ROWS];
 	Datum		stamp_times[LOG_INSERT_MAX_ROWS];
+	int			stamp_of_row[LOG_INSERT_MAX_ROWS];
 	int			nstamps = 0;
 	MemoryContext old;
 	uint64		pos = 0;
@@ -115,8 +213,10 @@ InsertRecords(const char *buffer, uint64 len)
 		bool	   *row_nulls = &nulls[nrows * LOG_COLUMNS];
 		uint16		flags = DecodeLogRecord(buffer + pos, row_values, row_nulls);
 
+		stamp_of_row[nrows] = -1;
 		if ((flags & LOG_RECORD_STAMP_LAST_USED) && !row_nulls[LOG_COL_API_KEY_ID])
 		{
+			stamp_of_row[nrows] = nstamps;
 			stamp_ids[nstamps] = row_values[LOG_COL_API_KEY_ID];
 			stamp_times[nstamps] = row_values[LOG_COL_CREATED_AT];
 			nstamps++;
@@ -125,9 +225,16 @@ InsertRecords(const char *buffer, uint64 len)
 		pos += LogRecordLength(buffer + pos);
 		if (nrows == LOG_INSERT_MAX_ROWS || pos >= len)
 		{
-			if (!InsertLogBatch(values, nulls, nrows, true))
-				InsertLogRows(values, nulls, nrows);
-			StampLastUseBatch(stamp_ids, stamp_times, nstamps);
+			LogChunk	chunk = {values, nulls, nrows, stamp_ids, stamp_times, nstamps};
+			Datum		ignored;
+			ErrorData  *error;
+
+			if (!CallInSubtransaction(InsertChunkBody, &chunk, &ignored, &error))
+			{
+				if (!IsRowContentError(error))
+					ReThrowError(error);
+				InsertChunkRowByRow(&chunk, stamp_of_row, error);
+			}
 			nrows = 0;
 			nstamps = 0;
 			MemoryContextReset(chunk_context);

@@ -5,7 +5,8 @@
 # on a partition or on the log, a rule on the log, a generated column, a
 # domain column without a default or a partitioned partition sends the
 # batch to the statement (the trigger fires);
-# a CHECK constraint is enforced and a row no partition takes is refused
+# a CHECK constraint is enforced (a row refused alone among others that go
+# in is dropped with a WARNING) and a row no partition takes is refused
 # as the statement refuses it, and both are written once the log is fixed;
 # rows queued while the log is renamed away are kept, not discarded.
 use strict;
@@ -324,6 +325,31 @@ is(logged_count($node, 'forbidden'), '0', 'and not written');
 $node->safe_psql('postgres',
 	'ALTER TABLE athena_keys.api_key_auth_log DROP CONSTRAINT no_forbidden');
 ok($probe_until_logged->('forbidden', 1), 'with the constraint dropped, the queued row is written');
+
+########################################################################
+# A row the log refuses among rows it takes (a client's name longer than
+# an operator's CHECK allows): dropped alone with a WARNING that says why,
+# so that the rows queued with it and behind it are written.
+########################################################################
+my $long_client = 'c' x 40;
+$node->safe_psql('postgres', q{
+	ALTER TABLE athena_keys.api_key_auth_log
+	  ADD CONSTRAINT short_client CHECK (char_length(client_name) <= 30)});
+$set_flush->('60s', 60000);
+$calls->(3, 'mixed-before');
+$calls->(1, $long_client);
+$calls->(2, 'mixed-after');
+$offset = -s $node->logfile;
+$set_flush->('100ms', 100);
+ok( $node->wait_for_log(
+		qr/WARNING: .*athena_keys log writer dropped a queued decision the log refuses: new row for relation "api_key_auth_log[^"]*" violates check constraint "short_client"/,
+		$offset),
+	'a row refused alone among others is dropped with a WARNING naming the constraint');
+ok($probe_until_logged->('mixed-after', 2), 'the rows queued behind it are written');
+is(logged_count($node, 'mixed-before'), '3', 'and the rows queued before it');
+is(logged_count($node, $long_client), '0', 'the refused row is not');
+$node->safe_psql('postgres',
+	'ALTER TABLE athena_keys.api_key_auth_log DROP CONSTRAINT short_client');
 
 ########################################################################
 # A row no partition takes (today's and the default partition detached):
