@@ -285,6 +285,46 @@ LogQueueAvailable(void)
 	return queue_shared != NULL && OidIsValid(MyDatabaseId);
 }
 
+/* Give back what StartWriterOrGiveBack's caller took of slot */
+static void
+GiveBackWriterClaim(LogQueueSlot *slot, uint64 generation, uint64 total)
+{
+	LWLockAcquire(queue_shared->lock, LW_EXCLUSIVE);
+	if (slot->generation == generation)
+	{
+		slot->worker_registered = false;
+		slot->reserved -= total;
+	}
+	LWLockRelease(queue_shared->lock);
+}
+
+/*
+ * Start the writer of a slot this call reserved total bytes in and marked
+ * as served.  When no worker slot is free, or on an error on the way (out
+ * of memory), give both back, so that the slot is not left marked as
+ * served and reserved with no writer and nothing to give them back; false
+ * then (the caller inserts directly), or the error raised again.
+ */
+static bool
+StartWriterOrGiveBack(LogQueueSlot *slot, int slot_index, uint64 generation, uint64 total)
+{
+	bool		registered;
+
+	PG_TRY();
+	{
+		registered = RegisterWriterForSlot(slot_index, generation);
+	}
+	PG_CATCH();
+	{
+		GiveBackWriterClaim(slot, generation, total);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (!registered)
+		GiveBackWriterClaim(slot, generation, total);
+	return registered;
+}
+
 /*
  * Queue a decision's log row for the writer, to be published when the
  * transaction commits.  Returns false (nothing queued) when the writer is
@@ -368,18 +408,8 @@ QueueDecisionLog(const DecisionRecord *decision)
 	generation = slot->generation;
 	LWLockRelease(queue_shared->lock);
 
-	if (need_worker && !RegisterWriterForSlot(slot_index, generation))
-	{
-		/* No worker slot free: give the reservation back and insert directly */
-		LWLockAcquire(queue_shared->lock, LW_EXCLUSIVE);
-		if (slot->generation == generation)
-		{
-			slot->worker_registered = false;
-			slot->reserved -= total;
-		}
-		LWLockRelease(queue_shared->lock);
+	if (need_worker && !StartWriterOrGiveBack(slot, slot_index, generation, total))
 		return false;
-	}
 
 	/* Counted first, so that an abort gives the reservation back whatever follows */
 	pending_bytes += total;

@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -71,6 +72,18 @@
  */
 #define MAX_REQUEST_BODY (64 * 1024)
 #define CONTENT_ERROR_REASON "Access denied"
+/*
+ * The health listener's small limits (monitoring only), and how long one
+ * of its keep-alive connections may stay idle between requests
+ */
+#define HEALTH_MAX_CONNECTIONS 64
+#define HEALTH_MAX_CONNECTIONS_PER_IP 16
+#define HEALTH_IDLE_TIMEOUT_S 5
+/*
+ * Above this share of a listener's connection limit (percent), its
+ * connections idle between requests are closed, oldest idle first
+ */
+#define IDLE_EVICTION_PERCENT 80
 
 /*
  * One authorization connection whose request headers have a deadline.
@@ -79,13 +92,34 @@
  * shuts the socket down instead (libmicrohttpd then reads EOF and closes
  * it as usual).
  */
-typedef struct HeaderWatch
+typedef struct HeaderWatch HeaderWatch;
+
+/*
+ * The open connections of one listener (of one loop), for closing idle
+ * keep-alive connections when it fills up: a client with a few addresses
+ * could otherwise hold every slot of MHD_OPTION_CONNECTION_LIMIT with idle
+ * connections for idle_timeout_s, and the proxy's next connection would
+ * wait in the backlog.  Counts are under the deadlines' lock.
+ */
+typedef struct ListenerLoad
+{
+	struct AuthdServer *server;
+	int			high_water;		/* open connections above which idle ones close */
+	int			open;			/* watched connections open */
+	int			closing;		/* of those, shut down and not yet closed */
+	bool		closed;			/* a connection closed in this MHD_run (loop thread only) */
+} ListenerLoad;
+
+struct HeaderWatch
 {
 	int			fd;
 	int64_t		deadline_ms;	/* monotonic; 0 = not waiting for headers */
+	int64_t		idle_since_ms;	/* monotonic; 0 = a request in progress (or none yet) */
+	bool		shut;			/* shut down by the deadline thread */
+	ListenerLoad *load;			/* the listener's counts */
 	struct HeaderWatch *prev;
 	struct HeaderWatch *next;
-} HeaderWatch;
+};
 
 /* Every watched connection, and the thread that enforces the deadlines */
 typedef struct HeaderDeadlines
@@ -140,6 +174,8 @@ typedef struct EventLoop
 	DbPool	   *pool;
 	struct MHD_Daemon *daemon;
 	struct MHD_Daemon *health_daemon;	/* NULL but in the first loop */
+	ListenerLoad auth_load;		/* open connections of daemon */
+	ListenerLoad health_load;	/* ... and of health_daemon */
 	int			epoll_fd;
 	int			stop_fd;		/* signalfd (first loop) or eventfd (the others) */
 	bool		first;			/* the loop of the main thread */
@@ -189,6 +225,27 @@ SetHeaderDeadline(AuthdServer *server, HeaderWatch *watch, int64_t deadline_ms)
 }
 
 /*
+ * A request finished on the connection (idle from now: with deadline_ms
+ * for the next request), or a new one began (idle false, no deadline
+ * change: the header deadline already runs)
+ */
+static void
+SetConnectionIdle(AuthdServer *server, HeaderWatch *watch, bool idle, int64_t deadline_ms)
+{
+	if (watch == NULL)
+		return;
+	pthread_mutex_lock(&server->deadlines.lock);
+	if (idle)
+	{
+		watch->idle_since_ms = MonotonicWholeMs();
+		watch->deadline_ms = deadline_ms;
+	}
+	else
+		watch->idle_since_ms = 0;
+	pthread_mutex_unlock(&server->deadlines.lock);
+}
+
+/*
  * MHD connection notifier: a new connection must deliver its first
  * request's headers within header_timeout_s; a closed one is forgotten.
  * libmicrohttpd reports a close before it closes the socket, so the
@@ -198,7 +255,8 @@ static void
 NotifyConnection(void *cls, struct MHD_Connection *connection, void **socket_context,
 				 enum MHD_ConnectionNotificationCode code)
 {
-	AuthdServer *server = cls;
+	ListenerLoad *load = cls;
+	AuthdServer *server = load->server;
 	HeaderDeadlines *deadlines = &server->deadlines;
 	HeaderWatch *watch = *socket_context;
 
@@ -211,7 +269,9 @@ NotifyConnection(void *cls, struct MHD_Connection *connection, void **socket_con
 			return;				/* unwatched: the idle timeout still applies */
 		watch->fd = info->connect_fd;
 		watch->deadline_ms = MonotonicWholeMs() + (int64_t) server->config.header_timeout_s * 1000;
+		watch->load = load;
 		pthread_mutex_lock(&deadlines->lock);
+		load->open++;
 		watch->next = deadlines->head;
 		if (deadlines->head != NULL)
 			deadlines->head->prev = watch;
@@ -228,6 +288,10 @@ NotifyConnection(void *cls, struct MHD_Connection *connection, void **socket_con
 			deadlines->head = watch->next;
 		if (watch->next != NULL)
 			watch->next->prev = watch->prev;
+		watch->load->open--;
+		if (watch->shut)
+			watch->load->closing--;
+		watch->load->closed = true;
 		pthread_mutex_unlock(&deadlines->lock);
 		free(watch);
 		*socket_context = NULL;
@@ -258,12 +322,65 @@ RequestCompleted(void *cls, struct MHD_Connection *connection, void **request_st
 	(void) code;
 	FreeAuthRequest(*request_state);
 	*request_state = NULL;
-	SetHeaderDeadline(server, ConnectionWatch(connection),
+	SetConnectionIdle(server, ConnectionWatch(connection), true,
 					  MonotonicWholeMs() +
 					  (int64_t) (server->config.idle_timeout_s + server->config.header_timeout_s) * 1000);
 }
 
-/* Deadline thread: every 100 ms, cut connections past their deadline */
+/*
+ * Shut a watched connection's socket down (libmicrohttpd reads EOF and
+ * closes it as usual); deadlines' lock held
+ */
+static void
+ShutWatched(HeaderWatch *watch)
+{
+	shutdown(watch->fd, SHUT_RDWR);
+	watch->deadline_ms = 0;
+	watch->idle_since_ms = 0;
+	if (!watch->shut)
+	{
+		watch->shut = true;
+		watch->load->closing++;
+	}
+}
+
+/*
+ * While a listener has more open connections (not counting those already
+ * shut down) than its high-water mark, shut down its connection that has
+ * been idle between requests the longest; deadlines' lock held.  A
+ * connection with a request in progress (or that has not sent its first
+ * one: the header deadline bounds it) is never closed here.  The scan is
+ * linear per closed connection, which only happens near the limit.
+ */
+static void
+EvictIdleConnections(HeaderDeadlines *deadlines)
+{
+	for (;;)
+	{
+		HeaderWatch *oldest = NULL;
+
+		for (HeaderWatch *watch = deadlines->head; watch != NULL; watch = watch->next)
+		{
+			ListenerLoad *load = watch->load;
+
+			if (watch->idle_since_ms == 0 || watch->shut ||
+				load->open - load->closing <= load->high_water)
+				continue;
+			if (oldest == NULL || watch->idle_since_ms < oldest->idle_since_ms)
+				oldest = watch;
+		}
+		if (oldest == NULL)
+			return;
+		ShutWatched(oldest);
+	}
+}
+
+/*
+ * Deadline thread: every 100 ms, cut connections past their deadline, and
+ * idle ones of a listener that is filling up.  A descriptor it shuts down
+ * is never a reused one: libmicrohttpd reports a close (which forgets the
+ * watch, under the same lock) before it closes the socket.
+ */
 static void *
 EnforceHeaderDeadlines(void *cls)
 {
@@ -279,11 +396,9 @@ EnforceHeaderDeadlines(void *cls)
 		for (HeaderWatch *watch = deadlines->head; watch != NULL; watch = watch->next)
 		{
 			if (watch->deadline_ms != 0 && now >= watch->deadline_ms)
-			{
-				shutdown(watch->fd, SHUT_RDWR);
-				watch->deadline_ms = 0;
-			}
+				ShutWatched(watch);
 		}
+		EvictIdleConnections(deadlines);
 		pthread_mutex_unlock(&deadlines->lock);
 		nanosleep(&pause, NULL);
 	}
@@ -884,8 +999,9 @@ RequestComplete(void **request_state, size_t *upload_data_size, bool *out_of_mem
 
 /*
  * MHD request-completed callback of the health listener: as on the
- * authorization listener, the next request's headers get idle_timeout_s +
- * header_timeout_s
+ * authorization listener, but with the health listener's short idle
+ * timeout, the next request's headers get HEALTH_IDLE_TIMEOUT_S +
+ * header_timeout_s (its 64 slots must not stay held by idle connections)
  */
 static void
 HealthRequestCompleted(void *cls, struct MHD_Connection *connection, void **request_state,
@@ -896,9 +1012,9 @@ HealthRequestCompleted(void *cls, struct MHD_Connection *connection, void **requ
 	(void) code;
 	free(*request_state);
 	*request_state = NULL;
-	SetHeaderDeadline(server, ConnectionWatch(connection),
+	SetConnectionIdle(server, ConnectionWatch(connection), true,
 					  MonotonicWholeMs() +
-					  (int64_t) (server->config.idle_timeout_s + server->config.header_timeout_s) * 1000);
+					  (int64_t) (HEALTH_IDLE_TIMEOUT_S + server->config.header_timeout_s) * 1000);
 }
 
 /* True when the request declares a body larger than MAX_REQUEST_BODY */
@@ -969,6 +1085,7 @@ HandleAuthRequest(void *cls, struct MHD_Connection *connection, const char *url,
 		request->server = server;
 		request->connection = connection;
 		*request_state = request;
+		SetConnectionIdle(server, ConnectionWatch(connection), false, 0);
 		if (DeclaredBodyTooLarge(connection))
 			return AnswerBodyTooLarge(server, connection, method, request);
 		return MHD_YES;
@@ -1008,10 +1125,13 @@ HandleHealthRequest(void *cls, struct MHD_Connection *connection, const char *ur
 
 	(void) version;
 	(void) upload_data;
+	if (*request_state == NULL)
+		SetConnectionIdle(server, ConnectionWatch(connection), false, 0);	/* a request began */
 	if (!RequestComplete(request_state, upload_data_size, &out_of_memory))
 		return out_of_memory ? MHD_NO : MHD_YES;
 	health = *request_state;
 	SetHeaderDeadline(server, ConnectionWatch(connection), 0);	/* the request is in */
+	MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int) HEALTH_IDLE_TIMEOUT_S);
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return AnswerText(connection, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (strcmp(url, "/healthz") == 0)
@@ -1076,12 +1196,22 @@ RaiseFileLimit(const AuthdConfig *config)
 static struct MHD_Daemon *
 StartListener(EventLoop *loop, unsigned int flags, const ListenAddress *listen,
 			  MHD_AccessHandlerCallback handler, MHD_RequestCompletedCallback completed,
-			  int max_connections, int per_ip)
+			  int max_connections, int per_ip, ListenerLoad *load)
 {
 	AuthdServer *server = loop->server;
 
+	load->server = server;
+	load->high_water = (int) ((int64_t) max_connections * IDLE_EVICTION_PERCENT / 100);
 	if (listen->addr.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
+	{
+		const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *) &listen->addr;
+
+		/*
+		 * [::] also takes IPv4 clients (IPV6_V6ONLY off), as a wildcard
+		 * address is expected to; a specific IPv6 address is IPv6 only
+		 */
+		flags |= IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+	}
 	flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
 	return MHD_start_daemon(flags, 0, NULL, NULL, handler, loop,
 							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &listen->addr,
@@ -1089,7 +1219,7 @@ StartListener(EventLoop *loop, unsigned int flags, const ListenAddress *listen,
 							MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) per_ip,
 							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) server->config.header_timeout_s,
 							MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
-							MHD_OPTION_NOTIFY_CONNECTION, NotifyConnection, server,
+							MHD_OPTION_NOTIFY_CONNECTION, NotifyConnection, load,
 							MHD_OPTION_NOTIFY_COMPLETED, completed, server,
 							MHD_OPTION_END);
 }
@@ -1239,10 +1369,19 @@ RunEventLoop(void *arg)
 		do
 		{
 			/* calls handed back by DbPoolRun resume requests MHD must run */
+			loop->auth_load.closed = false;
+			loop->health_load.closed = false;
 			MHD_run(loop->daemon);
 			if (loop->health_daemon != NULL)
 				MHD_run(loop->health_daemon);
-		} while (DbPoolRun(loop->pool));
+
+			/*
+			 * A listener at its connection limit takes its listening socket
+			 * out of its epoll set and puts it back only in the next
+			 * MHD_run after connections closed: run again, or a waiting
+			 * connection would wait for an unrelated event.
+			 */
+		} while (DbPoolRun(loop->pool) || loop->auth_load.closed || loop->health_load.closed);
 		if (stopping && DbPoolIdle(loop->pool))
 		{
 			if (loop->health_daemon != NULL)
@@ -1284,7 +1423,7 @@ StartEventLoop(EventLoop *loop, const DbPoolOptions *pool_options, unsigned int 
 		return false;
 	}
 	loop->daemon = StartListener(loop, flags, &server->config.listen, HandleAuthRequest, RequestCompleted,
-								 max_connections, server->config.max_connections_per_ip);
+								 max_connections, server->config.max_connections_per_ip, &loop->auth_load);
 	if (loop->daemon == NULL || !WatchDaemon(loop, loop->daemon, &loop->daemon))
 	{
 		snprintf(loop->error, sizeof(loop->error), "cannot listen on %s", server->config.listen.text);
@@ -1294,7 +1433,8 @@ StartEventLoop(EventLoop *loop, const DbPoolOptions *pool_options, unsigned int 
 	{
 		/* small limits: monitoring only */
 		loop->health_daemon = StartListener(loop, flags, &server->config.health_listen, HandleHealthRequest,
-											HealthRequestCompleted, 64, 16);
+											HealthRequestCompleted, HEALTH_MAX_CONNECTIONS,
+											HEALTH_MAX_CONNECTIONS_PER_IP, &loop->health_load);
 		if (loop->health_daemon == NULL || !WatchDaemon(loop, loop->health_daemon, &loop->health_daemon))
 		{
 			snprintf(loop->error, sizeof(loop->error), "cannot listen on %s (health_listen)",
@@ -1366,6 +1506,7 @@ main(int argc, char **argv)
 	pool_options.timeout_mode = server.config.statement_timeout_mode;
 	pool_options.named_statement = server.config.named_statement;
 	pool_options.max_batch = server.config.pipeline_batch;
+	pool_options.log = server.config.log_level != LOG_LEVEL_NONE;
 	loops = calloc((size_t) loop_count, sizeof(EventLoop));
 	if (loops == NULL)
 	{

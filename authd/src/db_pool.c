@@ -32,7 +32,11 @@
  * and every request is answered from its own element, never another's.
  * An error of the statement as a whole (a cancel, a statement_timeout)
  * is every call's error.  A single call, or a batch holding a health
- * check, keeps one statement and one Sync per call.
+ * check, keeps one statement and one Sync per call, as does every batch
+ * of a connection to a database whose encoding is not UTF8 (the server
+ * converts a combined batch's parameters before any of its calls starts:
+ * see NoteServerEncoding); such a call is handed back as soon as its own
+ * answer is in.
  * When the connection breaks or the batch's deadline passes, every call of
  * the batch not yet answered fails as "unavailable" (the fail mode
  * applies); the ones already answered keep their verdicts, which the
@@ -157,6 +161,7 @@ typedef struct PoolSlot
 	bool		after_null;		/* the last result was a query's end */
 	bool		prepared_ok;	/* PREPARING: the prepare succeeded */
 	bool		combined;		/* the batch went as one statement */
+	bool		separate_statements;	/* the server's encoding is not UTF8/SQL_ASCII */
 	BatchArray	arrays[4];		/* its parameters (SendCombined) */
 } PoolSlot;
 
@@ -174,6 +179,7 @@ struct DbPool
 	int			max_batch;		/* calls per round trip, at most MAX_BATCH */
 	StatementTimeoutMode timeout_mode;
 	bool		named_statement;	/* prepare once per connection */
+	bool		log;			/* say why a connection sends calls one by one */
 	char		local_timeout_sql[96];	/* for STATEMENT_TIMEOUT_LOCAL */
 	char		last_connect_error[512];
 	DbOutcome	last_connect_outcome;	/* its kind: unavailable, or a refusal (503) */
@@ -353,6 +359,7 @@ DbPoolCreate(const DbPoolOptions *options, char *error, size_t error_len)
 	pool->max_batch = options->max_batch < 1 ? 1 : options->max_batch > MAX_BATCH ? MAX_BATCH : options->max_batch;
 	pool->timeout_mode = options->timeout_mode;
 	pool->named_statement = options->named_statement;
+	pool->log = options->log;
 	/* a number from our own configuration, never a caller's value */
 	snprintf(pool->local_timeout_sql, sizeof(pool->local_timeout_sql),
 			 "SELECT pg_catalog.set_config('statement_timeout', '%d', true)", options->timeout_ms);
@@ -685,7 +692,7 @@ SendBatch(DbPool *pool, PoolSlot *slot)
 	int			count = slot->count;
 	bool		ok = PQenterPipelineMode(conn) == 1;
 
-	slot->combined = count > 1;
+	slot->combined = count > 1 && !slot->separate_statements;
 	for (int i = 0; i < count; i++)
 		if (calls[i]->kind != DB_CALL_VERDICT)
 			slot->combined = false;
@@ -781,6 +788,31 @@ ConnectFailedWithMessage(PoolSlot *slot, const char *prefix)
 				  error);
 }
 
+/*
+ * A combined batch sends its requests as binary text[] parameters, which
+ * the server converts from UTF-8 to its own encoding before the batch
+ * function (and its per-request subtransactions) starts: in a database
+ * that is not UTF8 one request's character the encoding lacks (a U+FFFD
+ * from the repair, a euro sign in LATIN1) would fail the whole statement,
+ * every request of the batch.  Such a connection sends each call as a
+ * statement of its own (one Sync each, still pipelined), so a content
+ * error answers only its own request.  SQL_ASCII converts nothing.  An
+ * encoding the server does not report counts as not UTF8.
+ */
+static void
+NoteServerEncoding(PoolSlot *slot)
+{
+	const char *encoding = PQparameterStatus(slot->conn, "server_encoding");
+
+	slot->separate_statements = encoding == NULL ||
+		(strcmp(encoding, "UTF8") != 0 && strcmp(encoding, "SQL_ASCII") != 0);
+	if (slot->separate_statements && slot->pool->log && slot->pool->max_batch > 1)
+		fprintf(stderr, "athena-authd: the database's encoding is %s, not UTF8: this connection sends "
+				"each call as a statement of its own (no combined batches), so that one request's "
+				"characters the encoding lacks fail only that request\n",
+				encoding != NULL ? encoding : "not reported");
+}
+
 /* The connection is open: prepare the statement, or be idle at once */
 static void
 ConnectionOpened(PoolSlot *slot)
@@ -794,6 +826,7 @@ ConnectionOpened(PoolSlot *slot)
 		return;
 	}
 	PQsetErrorVerbosity(slot->conn, PQERRORS_DEFAULT);	/* calls' errors: their fields */
+	NoteServerEncoding(slot);
 	if (!pool->named_statement)
 	{
 		ConnectSucceeded(slot->pool);
@@ -1098,7 +1131,15 @@ ReadBatchResults(PoolSlot *slot)
 			if (call != NULL && call->kind == DB_CALL_VERDICT)
 				MetricsObserveDbCall((double) (NowMs() - slot->started_ms) / 1000.0);
 			if (call != NULL)
+			{
+				/*
+				 * handed back at once: the batch may run on until a later
+				 * call's deadline, past this one's
+				 */
 				FinishCall(call, slot->kept);
+				slot->calls[slot->next] = NULL;
+				CompleteCalls(slot->pool, &call, 1);
+			}
 			PQclear(slot->kept);
 			slot->kept = NULL;
 			slot->next++;

@@ -44,6 +44,7 @@ typedef struct DbPoolOptions
 	StatementTimeoutMode timeout_mode;
 	bool		named_statement;	/* false: unnamed, for transaction pooling */
 	int			max_batch;		/* calls per round trip (pipeline), 1 = one by one */
+	bool		log;			/* a line on stderr for what the pool decides by itself */
 } DbPoolOptions;
 
 /* Called once when a submitted call has its outcome (from DbPoolRun or DbPoolSocketEvent) */

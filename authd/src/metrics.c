@@ -19,13 +19,16 @@
 
 /*
  * The answers' reasons: "" (allowed), the extension's failure texts
- * (failure_reasons.c, in its order), athena-authd's own answer when it
- * cannot ask the database, and "other".
+ * (failure_reasons.c, in its order), athena-authd's own answers when it
+ * cannot ask the database and when a request's declared body is too
+ * large (413), and "other".
  */
 #define AUTHD_REASON_UNAVAILABLE "API key validation unavailable"
+#define AUTHD_REASON_BODY_TOO_LARGE "Request body too large"
 #define REASON_UNAVAILABLE_INDEX FAILURE_COUNT
-#define REASON_OTHER_INDEX (FAILURE_COUNT + 1)
-#define REASON_COUNT (FAILURE_COUNT + 2)
+#define REASON_BODY_TOO_LARGE_INDEX (FAILURE_COUNT + 1)
+#define REASON_OTHER_INDEX (FAILURE_COUNT + 2)
+#define REASON_COUNT (FAILURE_COUNT + 3)
 
 /* The label of reason index r */
 static const char *
@@ -35,10 +38,12 @@ ReasonLabel(size_t r)
 		return "";
 	if (r < FAILURE_COUNT)
 		return FailureReason((Failure) r);
-	return r == REASON_UNAVAILABLE_INDEX ? AUTHD_REASON_UNAVAILABLE : "other";
+	if (r == REASON_UNAVAILABLE_INDEX)
+		return AUTHD_REASON_UNAVAILABLE;
+	return r == REASON_BODY_TOO_LARGE_INDEX ? AUTHD_REASON_BODY_TOO_LARGE : "other";
 }
 
-static const unsigned int known_statuses[] = {200, 204, 401, 403, 429, 503, 0};
+static const unsigned int known_statuses[] = {200, 204, 401, 403, 413, 429, 503, 0};
 
 #define STATUS_COUNT (sizeof(known_statuses) / sizeof(known_statuses[0]))
 
@@ -75,6 +80,8 @@ ReasonIndex(const char *reason)
 		return (size_t) failure;
 	if (strcmp(reason, AUTHD_REASON_UNAVAILABLE) == 0)
 		return REASON_UNAVAILABLE_INDEX;
+	if (strcmp(reason, AUTHD_REASON_BODY_TOO_LARGE) == 0)
+		return REASON_BODY_TOO_LARGE_INDEX;
 	return REASON_OTHER_INDEX;
 }
 

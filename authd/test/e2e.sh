@@ -365,6 +365,150 @@ Request "$LIMITS_PORT" /auth -X POST --data-binary "$(head -c 60000 /dev/zero | 
 Check "a body under 64 KiB is read and ignored (200)" StatusIs 200
 Request "$LIMITS_PORT" /auth -H "X-Athena-Key: $K5"
 Check "after the attack: allowed requests pass (200)" StatusIs 200
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "the 413 is counted in the metrics under its own status and reason" \
+  eval 'curl -s "http://127.0.0.1:$HEALTH_PORT_limits/metrics" |
+        grep -q "^athena_authd_requests_total{status=\"413\",reason=\"Request body too large\"} [1-9]"'
+
+# idle keep-alive connections from a few addresses must not fill a
+# listener: above 80 % of its connection limit the connections idle
+# between requests are closed, oldest idle first.  Each held connection
+# sent one complete request and read its answer (from 127.0.0.2..., the
+# per-IP limit kept); then a new client from 127.0.0.1 must be answered
+# at once, on the authorization listener (limit 100: 6 x 20 held) and
+# on the health listener (limit 64, 16 per address: 4 x 16 held).  Before
+# this was fixed the new connection waited for idle_timeout_s (60 s).
+cat >"$E2E_TMP/hold_idle.py" <<'PY'
+# hold_idle.py PORT PATH COUNT READY STOP ADDR...: from each source
+# address, COUNT keep-alive connections that each sent one complete
+# request and read its answer; writes "<answered> <closed since>" to READY,
+# then holds them until STOP exists (at most 30 s)
+import os, socket, sys, time
+port, path, count, ready, stop = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+request = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
+held = []
+
+def answered(s):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            return False
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    while len(body) < length:
+        chunk = s.recv(4096)
+        if not chunk:
+            return False
+        body += chunk
+    return True
+
+def still_open(s):
+    s.setblocking(False)
+    try:
+        return s.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+for address in sys.argv[6:]:
+    for _ in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(3)
+        try:
+            s.bind((address, 0))
+            s.connect(("127.0.0.1", port))
+            s.sendall(request)
+            if answered(s):
+                held.append(s)
+                continue
+        except OSError:
+            pass
+        s.close()
+time.sleep(0.3)
+closed = sum(1 for s in held if not still_open(s))
+with open(ready + ".tmp", "w") as f:
+    f.write("%d %d\n" % (len(held), closed))
+os.rename(ready + ".tmp", ready)
+deadline = time.time() + 30
+while time.time() < deadline and not os.path.exists(stop):
+    time.sleep(0.1)
+PY
+EVICT_PORT=$(pick_port)
+StartAuthd evict "$EVICT_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=2 \
+  ATHENA_AUTHD_MAX_CONNECTIONS=100 ATHENA_AUTHD_MAX_CONNECTIONS_PER_IP=20 || Abort "athena-authd (evict) starts"
+# shellcheck disable=SC2154  # HEALTH_PORT_evict is set by StartAuthd (printf -v)
+EVICT_HEALTH=$HEALTH_PORT_evict
+# HoldIdle NAME PORT PATH COUNT ADDRESS...: hold idle connections in the
+# background until $E2E_TMP/NAME.stop exists; "answered closed" in NAME.ready
+HoldIdle() {
+  local name=$1 port=$2 path=$3 count=$4
+  shift 4
+  python3 "$E2E_TMP/hold_idle.py" "$port" "$path" "$count" "$E2E_TMP/$name.ready" "$E2E_TMP/$name.stop" "$@" &
+  HOLD_PID=$!
+  for _ in $(seq 1 300); do [ -s "$E2E_TMP/$name.ready" ] && break; sleep 0.1; done
+}
+# NewClientMs PORT PATH: status and ms of one request from 127.0.0.1
+NewClientMs() {
+  local start status
+  start=$(NowMs)
+  status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$1$2")
+  echo "$status $(($(NowMs) - start))"
+}
+HoldIdle evict_auth "$EVICT_PORT" /auth 20 127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7
+read -r HELD CLOSED 2>/dev/null <"$E2E_TMP/evict_auth.ready" || { HELD=0; CLOSED=0; }
+read -r NEW_STATUS NEW_MS < <(NewClientMs "$EVICT_PORT" /auth)
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "idle keep-alive connections (6 addresses x 20, limit 100): each was answered [$HELD of 120], the oldest idle closed [$CLOSED]" \
+  eval 'test "$HELD" = 120 && test "$CLOSED" -ge 20'
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "... and a new client from 127.0.0.1 is answered at once (401) [$NEW_STATUS, ${NEW_MS} ms]" \
+  eval 'test "$NEW_STATUS" = 401 && test "$NEW_MS" -lt 2000'
+touch "$E2E_TMP/evict_auth.stop"
+kill "$HOLD_PID" 2>/dev/null
+wait "$HOLD_PID" 2>/dev/null
+HoldIdle evict_health "$EVICT_HEALTH" /metrics 16 127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5
+read -r HELD CLOSED 2>/dev/null <"$E2E_TMP/evict_health.ready" || { HELD=0; CLOSED=0; }
+read -r NEW_STATUS NEW_MS < <(NewClientMs "$EVICT_HEALTH" /healthz)
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "health listener: 4 addresses x 16 idle connections were answered [$HELD of 64], the oldest idle closed [$CLOSED]" \
+  eval 'test "$HELD" = 64 && test "$CLOSED" -ge 10'
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "... and /healthz from 127.0.0.1 is answered at once (200) [$NEW_STATUS, ${NEW_MS} ms]" \
+  eval 'test "$NEW_STATUS" = 200 && test "$NEW_MS" -lt 2000'
+touch "$E2E_TMP/evict_health.stop"
+kill "$HOLD_PID" 2>/dev/null
+wait "$HOLD_PID" 2>/dev/null
+exec 7<>"/dev/tcp/127.0.0.1/$EVICT_HEALTH"
+printf 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n' >&7
+IDLE_START=$(NowMs)
+timeout 15 cat <&7 >/dev/null
+IDLE_MS=$(($(NowMs) - IDLE_START))
+exec 7<&-
+# shellcheck disable=SC2016  # expanded by eval inside Check
+Check "health listener: a keep-alive connection idle after its request is closed after 5 s, not idle_timeout_s [${IDLE_MS} ms]" \
+  eval 'test "$IDLE_MS" -ge 4000 && test "$IDLE_MS" -lt 8000'
+Request "$EVICT_PORT" /auth -H "X-Athena-Key: $K5"
+Check "after the idle connections: allowed requests pass (200)" StatusIs 200
+
+# listen = [::]:port takes IPv4 clients too (dual stack), where the
+# platform has IPv6
+if grep -q . /proc/net/if_inet6 2>/dev/null; then
+  DUAL_PORT=$(pick_port)
+  StartAuthd dual "$DUAL_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
+    ATHENA_AUTHD_LISTEN="[::]:$DUAL_PORT" || Abort "athena-authd ([::]) starts"
+  Request "$DUAL_PORT" /auth -H "X-Athena-Key: $K5"
+  Check "listen = [::]:port: an IPv4 client (127.0.0.1) is answered (200)" StatusIs 200
+  DUAL_V6=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -H "X-Athena-Key: $K5" "http://[::1]:$DUAL_PORT/auth")
+  Check "listen = [::]:port: an IPv6 client (::1) is answered (200) [$DUAL_V6]" test "$DUAL_V6" = 200
+else
+  echo "# no IPv6 on this machine: the dual-stack listener is not tested"
+fi
 
 # rate limits: the tightest limit's RateLimit headers on every decided
 # request, and 429 with Retry-After and the JSON body once it is exhausted

@@ -11,8 +11,10 @@
 # mode) and 57014 (statement cancelled: "unavailable", so the fail mode
 # applies).  Then the connection dies with a batch in flight, queued calls
 # outlive their deadline behind a hung backend, and the server restarts
-# under load, and a pipeline_batch larger than one athena_gateway_verdicts
-# call takes (64) is refused at start.  Runs as root or as an unprivileged
+# under load, a call of a batch fails at its own deadline and not at its
+# batch's earliest, a LATIN1 database's connection sends each call as a
+# statement of its own, and a pipeline_batch larger than one
+# athena_gateway_verdicts call takes (64) is refused at start.  Runs as root or as an unprivileged
 # user; loopback only.
 set -uo pipefail
 . "$(dirname "$0")/e2e_lib.sh"
@@ -328,7 +330,132 @@ Check "fail_open drain: a new connection during the drain is refused or 503, nev
 Check "fail_open drain: the call asked before the stop is still answered [$(cat "$E2E_TMP/drain.waiting")]" \
   grep -q '^[0-9][0-9][0-9]$' "$E2E_TMP/drain.waiting"
 
-# 7. a batch goes as one athena_gateway_verdicts call, which takes at most
+# 6. each call of a batch keeps its own budget: one that waited long in
+# the queue fails at its own deadline, alone, and the fresh calls of its
+# batch run on to their own.  pool = 1, timeout 2 s; a session holds the
+# auth log locked for ~3 s (the durable log makes every decision wait on
+# it); X (t=0) waits at the server, A (t=0.5) and B0..B4 (t=1.5) queue.
+# X fails at 2.0 and its connection is closed; A and the Bs leave on a new
+# connection as one batch; A fails at 2.5, alone; the lock goes at ~3.0
+# and every B is decided within its own budget (3.5).  Before this was
+# fixed the batch ran under its earliest deadline (A's): the Bs got 503
+# "database call timed out" although the database answered in time.
+BUDGET_PORT=$(pick_port)
+StartAuthd budget "$BUDGET_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_POOL=1 \
+  ATHENA_AUTHD_TIMEOUT_MS=2000 ATHENA_AUTHD_LOG=all || Abort "athena-authd (2 s budget) starts"
+AwaitStatus 200 "$BUDGET_PORT" /auth -H "X-Athena-Key: ${KEYS[0]}" -H "X-Athena-Client: web" ||
+  Abort "the 2 s instance decides"
+# SendValid PORT NAME KEY_INDEX: a valid request in the background; status
+# and seconds in r.NAME, headers in h.NAME
+SendValid() {
+  curl -s -o /dev/null -D "$E2E_TMP/h.$2" -w '%{http_code} %{time_total}\n' --max-time 20 \
+    -H "X-Athena-Key: ${KEYS[$3]}" -H "X-Athena-Client: web" -H "X-Athena-Rights: users.read" \
+    "http://127.0.0.1:$1/auth" >"$E2E_TMP/r.$2" 2>/dev/null &
+  CURL_PIDS+=("$!")
+}
+rm -f "$E2E_TMP"/r.* "$E2E_TMP"/h.*
+Sql -c "BEGIN; LOCK TABLE athena_keys.api_key_auth_log IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3.3); COMMIT" \
+  >/dev/null 2>&1 &
+LOCK_PID=$!
+for _ in $(seq 1 50); do
+  [ "$(Sql -c "SELECT count(*) FROM pg_locks WHERE relation = 'athena_keys.api_key_auth_log'::regclass
+                 AND mode = 'AccessExclusiveLock' AND granted")" = 1 ] && break
+  sleep 0.05
+done
+SendValid "$BUDGET_PORT" X 5
+sleep 0.5
+SendValid "$BUDGET_PORT" A 5
+sleep 1
+for b in 0 1 2 3 4; do SendValid "$BUDGET_PORT" "B$b" "$b"; done
+WaitForRequests
+wait "$LOCK_PID"
+B_OWN=0 B_SEEN=""
+for b in 0 1 2 3 4; do
+  B_SEEN="$B_SEEN $(Status "B$b")"
+  [ "$(Status "B$b")" = 200 ] && [ "$(ResponseHeader X-Athena-Key-Id "B$b")" = "${IDS[$b]}" ] &&
+    B_OWN=$((B_OWN + 1))
+done
+Check "own budgets: the five fresh calls of the batch are decided (200, own key id) [$B_OWN of 5:$B_SEEN]" \
+  test "$B_OWN" = 5
+Check "own budgets: the call that waited longest in the queue fails at its own deadline (503) [$(Status A)]" \
+  test "$(Status A)" = 503
+Check "own budgets: the call at the locked server fails at its deadline (503) [$(Status X)]" \
+  test "$(Status X)" = 503
+
+# 7. a database that is not UTF8 (LATIN1): the batch's text[] parameters
+# are converted before athena_gateway_verdicts starts, so one request's
+# character LATIN1 lacks (a euro sign, or the U+FFFD that repairs a raw
+# \xff) would fail the whole statement and every request of it.  Such a
+# connection sends each call as a statement of its own: the odd requests
+# get 403 (a content error, their own), the 20 valid ones their verdicts.
+Sql -c "CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0" >/dev/null ||
+  Abort "a LATIN1 database is created"
+SqlLatin() {
+  "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d latin "$@"
+}
+SqlLatin >/dev/null <<'SQL' || Abort "athena_keys in the LATIN1 database"
+CREATE EXTENSION athena_keys;
+SELECT athena_keys.athena_grant_gateway_role('athena_gateway');
+SELECT athena_keys.athena_create_right('users.read');
+SQL
+LATIN_KEYS=() LATIN_IDS=()
+for i in 0 1 2 3; do
+  read -r key id < <(SqlLatin -c "SELECT api_key || ' ' || id FROM athena_keys.athena_create_key(
+    name => 'l$i', client_name => 'web', rights => ARRAY['users.read'])")
+  LATIN_KEYS+=("$key")
+  LATIN_IDS+=("$id")
+done
+[ -n "${LATIN_IDS[3]:-}" ] || Abort "keys in the LATIN1 database"
+LATIN_PORT=$(pick_port)
+StartAuthd latin "$LATIN_PORT" ATHENA_AUTHD_DSN="host=127.0.0.1 port=$PG_PORT user=athena_gateway dbname=latin" \
+  ATHENA_AUTHD_POOL=1 ATHENA_AUTHD_TIMEOUT_MS=8000 ATHENA_AUTHD_LOG=all || Abort "athena-authd (LATIN1) starts"
+AwaitStatus 200 "$LATIN_PORT" /auth -H "X-Athena-Key: ${LATIN_KEYS[0]}" -H "X-Athena-Client: web" ||
+  Abort "the LATIN1 instance decides"
+Check "LATIN1: athena-authd says why it sends no combined batches there" \
+  grep -q "encoding is LATIN1" "$E2E_TMP/latin.log"
+# SendLatin NAME KEY_INDEX [CURL ARGS...]: one request in the background
+SendLatin() {
+  local name=$1 key=${LATIN_KEYS[$2]}
+  shift 2
+  curl -s -o /dev/null -D "$E2E_TMP/h.$name" -w '%{http_code} %{time_total}\n' --max-time 20 \
+    -H "X-Athena-Key: $key" -H "X-Athena-Rights: users.read" "$@" \
+    "http://127.0.0.1:$LATIN_PORT/auth" >"$E2E_TMP/r.$name" 2>/dev/null &
+  CURL_PIDS+=("$!")
+}
+rm -f "$E2E_TMP"/r.* "$E2E_TMP"/h.*
+LATIN_PIDS=$(Sql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+                     WHERE datname = 'latin' AND application_name = 'athena-authd'")
+# shellcheck disable=SC2086
+[ -n "$LATIN_PIDS" ] && as_user kill -STOP $LATIN_PIDS
+for i in $(seq 0 9); do SendLatin "v$i" $((i % 4)) -H "X-Athena-Client: web"; done
+sleep 0.2
+SendLatin euro 0 -H "X-Athena-Client: web €"
+SendLatin raw 1 -H $'X-Athena-Client: web\xff'
+sleep 0.2
+for i in $(seq 10 19); do SendLatin "v$i" $((i % 4)) -H "X-Athena-Client: web"; done
+sleep 0.5
+# shellcheck disable=SC2086
+[ -n "$LATIN_PIDS" ] && as_user kill -CONT $LATIN_PIDS
+WaitForRequests
+LATIN_OWN=0
+for i in $(seq 0 19); do
+  if [ "$(Status "v$i")" = 200 ] && [ "$(ResponseHeader X-Athena-Key-Id "v$i")" = "${LATIN_IDS[$((i % 4))]}" ]; then
+    LATIN_OWN=$((LATIN_OWN + 1))
+  else
+    echo "#   LATIN1 request v$i: $(Status "v$i")"
+  fi
+done
+Check "LATIN1: every valid request batched with a non-LATIN1 one gets its own verdict (200) [$LATIN_OWN of 20]" \
+  test "$LATIN_OWN" = 20
+Check "LATIN1: the request with a euro sign is answered alone, a content error (403) [$(Status euro)]" \
+  test "$(Status euro)" = 403
+Check "LATIN1: the request with a raw \\xff (repaired to U+FFFD) too (403) [$(Status raw)]" \
+  test "$(Status raw)" = 403
+LATIN_LARGEST=$(Metric "$HEALTH_PORT_latin" athena_authd_db_largest_batch)
+Check "LATIN1: the requests still shared round trips (pipelined) [largest batch $LATIN_LARGEST]" \
+  test "${LATIN_LARGEST:-0}" -ge 10
+
+# 8. a batch goes as one athena_gateway_verdicts call, which takes at most
 # 64 requests: a larger pipeline_batch is refused at start, by name
 BATCH_OUT=$(env ATHENA_AUTHD_DSN="$(GatewayDsn)" ATHENA_AUTHD_LISTEN="127.0.0.1:$(pick_port)" \
   ATHENA_AUTHD_PIPELINE_BATCH=65 timeout 10 "$AUTHD_BIN" 2>&1)

@@ -27,6 +27,7 @@ TestMetrics(void)
 	MetricsCountRequest(403, "a client-chosen \"reason\"\n");
 	MetricsCountRequest(418, "IP blocked");
 	MetricsCountRequest(429, "Rate limit exceeded");
+	MetricsCountRequest(413, "Request body too large");
 	MetricsObserveDbCall(0.0004);
 	MetricsObserveDbCall(0.003);
 	MetricsObserveDbCall(9.0);
@@ -46,6 +47,7 @@ TestMetrics(void)
 	CHECK(strstr(text, "athena_authd_requests_total{status=\"403\",reason=\"other\"} 1\n") != NULL);
 	CHECK(strstr(text, "athena_authd_requests_total{status=\"other\",reason=\"IP blocked\"} 1\n") != NULL);
 	CHECK(strstr(text, "athena_authd_requests_total{status=\"429\",reason=\"Rate limit exceeded\"} 1\n") != NULL);
+	CHECK(strstr(text, "athena_authd_requests_total{status=\"413\",reason=\"Request body too large\"} 1\n") != NULL);
 	CHECK(strstr(text, "client-chosen") == NULL);
 	CHECK(strstr(text, "athena_authd_db_call_seconds_bucket{le=\"0.0005\"} 1\n") != NULL);
 	CHECK(strstr(text, "athena_authd_db_call_seconds_bucket{le=\"0.005\"} 2\n") != NULL);
