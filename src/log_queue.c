@@ -658,12 +658,13 @@ LogQueueReleaseIfIdle(int slot_index)
 }
 
 /*
- * A writer ended otherwise (SIGTERM, an error, a failed connection): the
- * slot no longer has a writer, so the next backend that queues starts one.
- * A slot whose queue is empty is freed for any database; a writer that
- * never connected leaves its slot and rows (a dropped database's slot is
- * reclaimed when slots run out).  After a failure the next writer waits a
- * second, so a persistent error does not start writers in a tight loop.
+ * A writer ended otherwise (SIGTERM, a FATAL error, a failed connection):
+ * the slot no longer has a writer, so the next backend that queues starts
+ * one.  A slot whose queue is empty is freed for any database; a writer
+ * that never connected leaves its slot and rows (a dropped database's slot
+ * is reclaimed when slots run out).  After a failure the next writer waits
+ * a second, so a persistent error does not start writers in a tight loop
+ * (an ERROR does not end a writer: it retries, see log_writer.c).
  */
 void
 LogQueueWriterGone(int slot_index, uint64 generation, bool connected, bool failed)

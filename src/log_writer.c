@@ -17,10 +17,23 @@
  * by the postmaster: after a crash shared memory is new, and the slot a
  * restarted writer would serve no longer exists.
  *
+ * So a writer survives its own errors (a full disk, a cancel, a log
+ * renamed away, a row the log refuses): it reports the error, aborts the
+ * batch, which stays queued, and tries again after a second, doubling the
+ * wait up to ten seconds while the error persists; a writer whose ring
+ * still holds rows never leaves idle.  Only a FATAL error (or a crash)
+ * ends it, and then the next backend that queues starts another.
+ *
  * Loss window: rows not yet inserted (at most one flush interval plus one
- * batch) are lost if the server crashes.  On SIGTERM (any clean shutdown)
- * the writer keeps draining until the ring is empty and no reservation is
- * outstanding.
+ * batch) are lost if the server crashes.  On SIGTERM (any clean shutdown,
+ * pg_terminate_backend, DROP DATABASE ... WITH (FORCE)) the writer keeps
+ * draining until the ring is empty and no reservation is outstanding, for
+ * at most five seconds: then it drains once more and exits, saying what is
+ * left; a drain that fails is tried once more a second later, and then
+ * the writer exits too.  Rows left (queued after that, or kept by an error
+ * that persisted through the drain) stay in shared memory for the next
+ * writer, which the next backend that queues starts; a server shutdown
+ * loses them.
  *-------------------------------------------------------------------------
  */
 #include "athena_keys.h"
@@ -31,6 +44,7 @@
 #include "log_queue.h"
 #include "log_record.h"
 #include "log_shipping.h"
+#include "spi_plans.h"
 #include "subtransaction.h"
 
 #include "access/xact.h"
@@ -43,15 +57,22 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/bufmgr.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/smgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 PGDLLEXPORT void athena_log_writer_main(Datum main_arg);
 
@@ -61,6 +82,29 @@ static int	writer_slot = -1;
 static uint64 writer_generation = 0;
 static bool writer_connected = false;
 static bool writer_released = false;
+
+/* Failed rounds in a row, and the wait before the next try */
+static int	writer_failures = 0;
+#define WRITER_RETRY_FIRST_MS 1000
+#define WRITER_RETRY_MAX_MS 10000
+
+/*
+ * At SIGTERM: how long the writer drains before it leaves, and how many
+ * failed attempts of the drain it makes (an error that persists would
+ * otherwise hold up DROP DATABASE ... WITH (FORCE), which waits five
+ * seconds for the database's processes to leave)
+ */
+#define WRITER_DRAIN_MS 5000
+#define WRITER_DRAIN_TRIES 2
+static TimestampTz drain_deadline = 0;	/* 0 until SIGTERM is acted on */
+static int	drain_failures = 0;
+static bool final_drain_started = false;
+
+/* When the writer last had something to do (for leaving idle) */
+static TimestampTz idle_since = 0;
+
+/* A reload was processed and not yet reported (ReportWriterSettings) */
+static bool settings_unreported = false;
 
 /*
  * The writer's working memory, kept for its life: the drained bytes, and
@@ -319,8 +363,8 @@ DrainSlot(int slot)
 }
 
 /*
- * Exit callback of a writer, whatever ends it (idle, SIGTERM, an error, a
- * failed connection): give the slot back unless leaving idle already did.
+ * Exit callback of a writer, whatever ends it (idle, SIGTERM, a FATAL
+ * error, a failed connection): give the slot back unless leaving idle already did.
  */
 static void
 WriterExitCallback(int code, Datum arg)
@@ -345,19 +389,44 @@ ExitIfIdle(int slot)
 }
 
 /*
+ * Say what a leaving writer leaves in its ring: it stays in shared memory
+ * for the next writer of the database, which the next backend that queues
+ * starts (a server shutdown loses it).  A WARNING when an error kept the
+ * drain from inserting it, else (traffic went on, a standby's primary did
+ * not take it) a LOG line.
+ */
+static void
+ReportLeftQueued(int slot, bool failed)
+{
+	uint64		start;
+	uint64		end;
+
+	if (!LogQueuePending(slot, &start, &end))
+		return;
+	ereport(failed ? WARNING : LOG,
+			(errmsg("athena_keys log writer exits with " UINT64_FORMAT " bytes of queued decisions not inserted",
+					end - start),
+			 errdetail("They stay queued in shared memory for the database's next log writer, "
+					   "which the next queued decision starts; a server shutdown loses them.")));
+}
+
+/*
  * On SIGTERM, drain until quiet, then exit.  Backends may still be
- * committing.  A standby gives up after five seconds, since a primary it
- * cannot reach would otherwise hold up the shutdown; a primary's local
- * inserts always make progress.
+ * committing, so steady traffic would keep the writer here forever: after
+ * five seconds (set once, so a drain retried after an error keeps it) it
+ * drains once more and exits, and whatever arrives later waits for the
+ * next writer.  A standby stops at the deadline without that last drain,
+ * since a primary it cannot reach would hold up the shutdown longer.
  */
 static void
 DrainAndExit(int slot)
 {
 	int			quiet_rounds = 0;
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
 
-	while (quiet_rounds < 5 &&
-		   (!RecoveryInProgress() || GetCurrentTimestamp() < deadline))
+	if (drain_deadline == 0)
+		drain_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WRITER_DRAIN_MS);
+
+	while (quiet_rounds < 5 && GetCurrentTimestamp() < drain_deadline)
 	{
 		bool		busy = LogQueueBusy(slot);
 		bool		stamped;
@@ -368,9 +437,109 @@ DrainAndExit(int slot)
 			quiet_rounds = 0;
 		else
 			quiet_rounds++;
+		writer_failures = 0;
 		pg_usleep(10000L);
 	}
+	if (quiet_rounds < 5 && !final_drain_started && !RecoveryInProgress())
+	{
+		/* Set first: an error in the last drain leaves at once */
+		final_drain_started = true;
+		(void) ApplyQueuedLastUse();
+		(void) DrainSlot(slot);
+	}
+	ReportLeftQueued(slot, false);
 	proc_exit(0);
+}
+
+/*
+ * After an error: clean up as PostgreSQL's own background processes do
+ * (the autovacuum launcher), so that the writer can go on.  The failed
+ * batch was not consumed: its rows are still queued.
+ */
+static void
+RecoverFromError(void)
+{
+	SpiCallState no_spi = {false, NULL};
+
+	/* Not using PG_TRY: reset the error stack by hand */
+	error_context_stack = NULL;
+	HOLD_INTERRUPTS();
+	disable_all_timeouts(false);
+	QueryCancelPending = false;
+	EmitErrorReport();
+
+	AbortCurrentTransaction();
+	/*
+	 * What a transaction's abort releases, for an error outside one (the
+	 * writer does buffer I/O only in a transaction, whose abort ends it)
+	 */
+	LWLockReleaseAll();
+	pgstat_report_wait_end();
+	UnlockBuffers();
+	AtEOXact_Buffers(false);
+	AtEOXact_SMgr();
+	AtEOXact_Files(false);
+	AtEOXact_HashTables(false);
+	/* The abort closed the SPI connection: forget it without SPI_finish */
+	EndSpiCall(no_spi);
+
+	MemoryContextSwitchTo(TopMemoryContext);
+	FlushErrorState();
+	if (chunk_context != NULL)
+		MemoryContextReset(chunk_context);
+	RESUME_INTERRUPTS();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Wait before trying a failed round again: a second, doubling up to ten
+ * seconds while failures persist, so a lasting error does not fill the
+ * server log.  In the drain at SIGTERM a second, and not past its
+ * deadline; not at all when SIGTERM comes before the drain: it then
+ * starts at once.
+ */
+static void
+WaitBeforeRetry(int slot)
+{
+	int			delay_ms = WRITER_RETRY_FIRST_MS;
+	TimestampTz until;
+	uint64		start;
+	uint64		end;
+	int			i;
+
+	for (i = 1; drain_deadline == 0 && i < writer_failures && delay_ms < WRITER_RETRY_MAX_MS; i++)
+		delay_ms *= 2;
+	delay_ms = Min(delay_ms, WRITER_RETRY_MAX_MS);
+	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+	if (drain_deadline != 0 && drain_deadline < until)
+		until = drain_deadline;
+	if (worker_got_sigterm && drain_deadline == 0)
+		until = GetCurrentTimestamp();	/* the drain starts at once */
+
+	if (!LogQueuePending(slot, &start, &end))
+		start = end = 0;
+	ereport(LOG,
+			(errmsg("athena_keys log writer failed (%d time%s in a row), retrying in %d ms; "
+					UINT64_FORMAT " bytes of queued decisions are kept",
+					writer_failures, writer_failures == 1 ? "" : "s",
+					(int) (TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)),
+					end - start)));
+
+	for (;;)
+	{
+		long		remaining;
+
+		if (worker_got_sigterm && drain_deadline == 0)
+			return;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+		if (remaining <= 0)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 remaining, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		/* Absorbs ProcSignalBarriers; a cancel here counts as a failure */
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*
@@ -386,18 +555,67 @@ ReportWriterSettings(const char *event)
 }
 
 /*
- * The writer of one database: wake every flush interval (or when a
- * backend finds the ring half full), insert what is queued; on SIGTERM,
- * drain until nothing is queued or reserved, then exit.  It serves only
- * the claim of the slot it was started for: after a crash, or once the
- * slot was freed and claimed again, it leaves at once.
+ * One round of the writer: wait for the flush interval (or a backend
+ * finding the ring half full), insert what is queued, apply the stamps;
+ * leave when idle for a second, or drain and leave after SIGTERM.
+ */
+static void
+WriterRound(int slot)
+{
+	bool		worked;
+
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 athena_async_flush_interval_ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	/* Absorbs ProcSignalBarriers (DROP DATABASE waits for them) */
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+		settings_unreported = true;
+	}
+
+	worked = (DrainSlot(slot) > 0) | ApplyQueuedLastUse();	/* both, every time */
+	if (writer_failures > 0)
+	{
+		ereport(LOG,
+				(errmsg("athena_keys log writer works again after %d failed attempt%s",
+						writer_failures, writer_failures == 1 ? "" : "s")));
+		writer_failures = 0;
+	}
+	if (worked)
+		idle_since = GetCurrentTimestamp();
+	else if (!worker_got_sigterm &&
+			 TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), 1000))
+		ExitIfIdle(slot);		/* idle for a second: let the database be dropped */
+
+	if (worker_got_sigterm)
+		DrainAndExit(slot);
+
+	/*
+	 * Said once this wake's rows are in: from here on, until the next
+	 * wake, rows wait for the new interval.
+	 */
+	if (settings_unreported)
+	{
+		settings_unreported = false;
+		ReportWriterSettings("applied its settings");
+	}
+}
+
+/*
+ * The writer of one database: a round every flush interval; on SIGTERM,
+ * drain until nothing is queued or reserved (at most five seconds), then
+ * exit.  An error ends the round, not the writer: it is reported, and the
+ * round tried again after a wait.  It serves only the claim of the slot
+ * it was started for: after a crash, or once the slot was freed and
+ * claimed again, it leaves at once.
  */
 void
 athena_log_writer_main(Datum main_arg)
 {
-	int			slot = DatumGetInt32(main_arg);
-	TimestampTz idle_since;
-	bool		reloaded;
+	sigjmp_buf	local_sigjmp_buf;
 	Oid			dboid;
 
 	pqsignal(SIGTERM, WriterSigterm);
@@ -405,10 +623,10 @@ athena_log_writer_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	memcpy(&writer_generation, MyBgworkerEntry->bgw_extra, sizeof(uint64));
-	if (!LogQueueAttachWriter(slot, writer_generation, &dboid))
+	if (!LogQueueAttachWriter(DatumGetInt32(main_arg), writer_generation, &dboid))
 		proc_exit(0);
 
-	writer_slot = slot;
+	writer_slot = DatumGetInt32(main_arg);
 	before_shmem_exit(WriterExitCallback, (Datum) 0);
 	/* The log is written even while the database refuses new connections */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, BGWORKER_BYPASS_ALLOWCONN);
@@ -430,38 +648,39 @@ athena_log_writer_main(Datum main_arg)
 	}
 	CommitTransactionCommand();
 
-	LogQueueWriterStarted(slot, MyLatch);
+	LogQueueWriterStarted(writer_slot, MyLatch);
 	idle_since = GetCurrentTimestamp();
 	ReportWriterSettings("started");
 
-	for (;;)
+	/*
+	 * An error in a round (or in the drain at SIGTERM) comes back here:
+	 * the writer survives it, since nobody would start another until a
+	 * backend queues again, and the rows it holds would wait for that.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 athena_async_flush_interval_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		/* Absorbs ProcSignalBarriers (DROP DATABASE waits for them) */
-		CHECK_FOR_INTERRUPTS();
-		reloaded = ConfigReloadPending;
-		if (reloaded)
+		RecoverFromError();
+		writer_failures++;
+		if (settings_unreported)
 		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		if ((DrainSlot(slot) > 0) | ApplyQueuedLastUse())	/* both, every time */
-			idle_since = GetCurrentTimestamp();
-		else if (!worker_got_sigterm &&
-				 TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), 1000))
-			ExitIfIdle(slot);	/* idle for a second: let the database be dropped */
-
-		if (worker_got_sigterm)
-			DrainAndExit(slot);
-
-		/*
-		 * Said once this wake's rows are in: from here on, until the next
-		 * wake, rows wait for the new interval.
-		 */
-		if (reloaded)
+			/* In force too after a failed round, once the wait is over */
+			settings_unreported = false;
 			ReportWriterSettings("applied its settings");
+		}
+		if (drain_deadline != 0 &&
+			(++drain_failures >= WRITER_DRAIN_TRIES || final_drain_started ||
+			 GetCurrentTimestamp() >= drain_deadline))
+		{
+			/* The drain at SIGTERM failed: leave the rows queued */
+			ReportLeftQueued(writer_slot, true);
+			proc_exit(0);
+		}
+		WaitBeforeRetry(writer_slot);
+		if (worker_got_sigterm)
+			DrainAndExit(writer_slot);
 	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	for (;;)
+		WriterRound(writer_slot);
 }
