@@ -91,6 +91,21 @@ SELECT :v, key_id = :'k1_id' AS same_key FROM athena_keys.athena_authenticate(:'
 -- NULL removes the expiry.
 SELECT athena_keys.athena_set_key_expiry(:'k1_id', NULL);
 SELECT :v FROM athena_keys.athena_authenticate(:'k1', NULL, NULL, NULL);
+-- A procedure that commits between calls: its CALL is the older start, and
+-- the key expiring between the two calls is expired at the second.
+CREATE PROCEDURE pg_temp.expiry_across_commits(k text, key_id uuid, INOUT statuses text DEFAULT '')
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM athena_keys.athena_set_key_expiry(key_id, clock_timestamp() + interval '300 milliseconds');
+  COMMIT;
+  statuses := (SELECT status::text FROM athena_keys.athena_authenticate(k, NULL, NULL, NULL));
+  PERFORM pg_sleep(0.5);
+  COMMIT;
+  statuses := statuses || ' ' || (SELECT status::text FROM athena_keys.athena_authenticate(k, NULL, NULL, NULL));
+END
+$$;
+CALL pg_temp.expiry_across_commits(:'k1', :'k1_id');
+SELECT athena_keys.athena_set_key_expiry(:'k1_id', NULL);
 
 ------------------------------------------------------------------------
 -- 6. Client binding: exact and case-sensitive (403, authenticated).

@@ -105,9 +105,11 @@ ReadRequest(FunctionCallInfo fcinfo, AuthCall *call)
 	/*
 	 * Time is the calling statement's start, not the transaction's: an
 	 * expiry or a grace end must hold for a caller whose transaction stays
-	 * open (a pooled connection), as a committed revocation does.
+	 * open (a pooled connection), as a committed revocation does.  Inside a
+	 * procedure that commits between calls the statement (the CALL) is the
+	 * older of the two, so the later start is taken.
 	 */
-	request->now = GetCurrentStatementStartTimestamp();
+	request->now = Max(GetCurrentStatementStartTimestamp(), GetCurrentTransactionStartTimestamp());
 	request->key_parse = key_text == NULL ? KEY_ABSENT :
 		ParseApiKey(VARDATA_ANY(key_text), VARSIZE_ANY_EXHDR(key_text), &request->key);
 	if (call->client != NULL)

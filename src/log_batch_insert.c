@@ -63,6 +63,7 @@
 #include "nodes/makefuncs.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
+#include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
 #include "utils/acl.h"
 #include "utils/datum.h"
@@ -580,25 +581,68 @@ RouteRows(BatchState *batch, Relation rel, const int *attnums, const int *key_co
 }
 
 /*
+ * Whether, by the log's current descriptor, the batch's lowest and highest
+ * keys fall in one partition that is not the default (then so does every
+ * row, see KeyRange)
+ */
+static bool
+RowsMissDefault(Relation rel, const int *key_cols, int nkey, const Datum *values,
+				const bool *nulls, int nrows)
+{
+	PartitionKey key = RelationGetPartitionKey(rel);
+	PartitionBoundInfo bounds = RelationGetPartitionDesc(rel, false)->boundinfo;
+	int			rows[2];
+	int			part = -1;
+	int			r;
+
+	if (bounds == NULL || !KeyRange(rel, key_cols, nkey, values, nulls, nrows, &rows[0], &rows[1]))
+		return false;
+	for (r = 0; r < 2; r++)
+	{
+		Datum		value = values[rows[r] * LOG_COLUMNS + key_cols[0]];
+		bool		equal;
+		int			offset = partition_range_datum_bsearch(key->partsupfunc, key->partcollation,
+														   bounds, 1, &value, &equal);
+		int			index = bounds->indexes[offset + 1];
+
+		if (index < 0 || index == bounds->default_index || (part >= 0 && index != part))
+			return false;
+		part = index;
+	}
+	return true;
+}
+
+/*
  * Lock the log's default partition, if it has one, before the routing
- * takes the log's partitions; returns its OID (InvalidOid: none).  A
+ * takes the log's partitions; returns its OID (InvalidOid: not locked).  A
  * maintenance run that moves the default partition's rows of a day into
  * that day's new partition (retention) holds it ACCESS EXCLUSIVE until it
  * commits, and a row the routing's older descriptor sent to the default
  * partition would then fail the partition's new constraint once the lock
  * was had.  Waiting here instead, the routing reads the log's partitions
- * after that commit and sends the row to the new partition.
+ * after that commit and sends the row to the new partition.  A batch whose
+ * rows cannot go there (they fall in one other partition) does not wait:
+ * maintenance holds the lock for every run that makes a partition, and a
+ * decision queued behind it would in turn hold up prune's drop.
  */
 static Oid
-LockDefaultPartition(Relation rel)
+LockDefaultPartition(Relation rel, const int *key_cols, int nkey, const Datum *values,
+					 const bool *nulls, int nrows)
 {
 	Oid			default_oid;
 
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		return InvalidOid;
 	default_oid = get_default_partition_oid(RelationGetRelid(rel));
-	if (OidIsValid(default_oid))
+	if (!OidIsValid(default_oid))
+		return InvalidOid;
+	/* No wait behind retention for a batch whose rows cannot go there */
+	if (!ConditionalLockRelationOid(default_oid, RowExclusiveLock))
+	{
+		if (RowsMissDefault(rel, key_cols, nkey, values, nulls, nrows))
+			return InvalidOid;
 		LockRelationOid(default_oid, RowExclusiveLock);
+	}
 	return default_oid;
 }
 
@@ -902,7 +946,7 @@ InsertLogBatch(const Datum *values, const bool *nulls, int nrows, bool from_writ
 			defaults[d].expr = (Expr *) copyObjectImpl(layout.defaults[d].expr);
 	}
 
-	default_oid = LockDefaultPartition(rel);
+	default_oid = LockDefaultPartition(rel, key_cols, nkey, values, nulls, nrows);
 	StartBatch(&batch, rel);
 	old = MemoryContextSwitchTo(batch.estate->es_query_cxt);
 	parts = palloc(sizeof(PartitionRows) * nrows);

@@ -154,13 +154,19 @@ InsertChunkBody(void *arg)
 /*
  * Whether error is about a row's content (a data exception, an integrity
  * constraint: class 22 or 23), which another row of the batch may not
- * share, rather than about the log or the server
+ * share, rather than about the log or the server.  A partition's refusal
+ * ("no partition of relation ... found for row", "violates partition
+ * constraint") is 23514 like a CHECK constraint's, but names no
+ * constraint: it is the log's (a day without its partition), and its rows
+ * must stay queued.
  */
 static bool
 IsRowContentError(const ErrorData *error)
 {
 	int			class = ERRCODE_TO_CATEGORY(error->sqlerrcode);
 
+	if (error->sqlerrcode == ERRCODE_CHECK_VIOLATION && error->constraint_name == NULL)
+		return false;
 	return class == ERRCODE_TO_CATEGORY(ERRCODE_DATA_EXCEPTION) ||
 		class == ERRCODE_TO_CATEGORY(ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION);
 }
@@ -198,6 +204,24 @@ InsertChunkRowByRow(const LogChunk *chunk, const int *stamp_of_row, ErrorData *c
 			inserted++;
 		else if (!IsRowContentError(errors[i]))
 			ReThrowError(errors[i]);
+		else if (row.nstamps > 0)
+		{
+			/* Maybe the key's stamp was refused, not the row: the row alone */
+			ErrorData  *stamp_error = errors[i];
+
+			row.nstamps = 0;
+			if (CallInSubtransaction(InsertChunkBody, &row, &ignored, &errors[i]))
+			{
+				inserted++;
+				ereport(WARNING,
+						(errcode(stamp_error->sqlerrcode),
+						 errmsg("athena_keys log writer could not stamp last_used_at: %s",
+								stamp_error->message != NULL ? stamp_error->message : "")));
+				errors[i] = NULL;
+			}
+			else if (!IsRowContentError(errors[i]))
+				ReThrowError(errors[i]);
+		}
 	}
 	if (inserted == 0)
 		ReThrowError(chunk_error);
@@ -468,7 +492,7 @@ RecoverFromError(void)
 	QueryCancelPending = false;
 	EmitErrorReport();
 
-	AbortCurrentTransaction();
+	AbortOutOfAnyTransaction();	/* a subtransaction left open too: nobody sends ROLLBACK here */
 	/*
 	 * What a transaction's abort releases, for an error outside one (the
 	 * writer does buffer I/O only in a transaction, whose abort ends it)

@@ -351,6 +351,34 @@ is(logged_count($node, $long_client), '0', 'the refused row is not');
 $node->safe_psql('postgres',
 	'ALTER TABLE athena_keys.api_key_auth_log DROP CONSTRAINT short_client');
 
+# A row that carries its key's last_used_at stamp (a read-only caller's)
+# where the key table refuses the stamp (an operator's constraint on
+# api_key, not on the log): the row goes in without its stamp, with a
+# WARNING, and is not dropped.
+my ($unstampable_key, $unstampable_id) = create_key($node, 'postgres', q{'unstampable'});
+my ($stampable_key) = create_key($node, 'postgres', q{'stampable'});
+$node->safe_psql('postgres', q{
+	ALTER TABLE athena_keys.api_key ADD CONSTRAINT no_stamp_for_unstampable
+	  CHECK (last_used_at IS NULL OR name <> 'unstampable') NOT VALID});
+$set_flush->('60s', 60000);
+$node->safe_psql('postgres', qq{
+	BEGIN READ ONLY;
+	SELECT count(*) FROM (VALUES ('$unstampable_key'), ('$stampable_key')) AS k(key),
+	       athena_keys.athena_authenticate(k.key, 'read-only-stamps', NULL, NULL);
+	COMMIT;});
+$offset = -s $node->logfile;
+$set_flush->('100ms', 100);
+ok($probe_until_logged->('read-only-stamps', 2), 'both rows are written, the one whose stamp was refused too');
+like(slurp_file($node->logfile, $offset),
+	qr/WARNING: .*athena_keys log writer could not stamp last_used_at: new row for relation "api_key" violates check constraint "no_stamp_for_unstampable"/,
+	'the refused stamp is a WARNING');
+unlike(slurp_file($node->logfile, $offset), qr/dropped a queued decision/, 'and no row was dropped');
+is($node->safe_psql('postgres',
+		"SELECT last_used_at IS NULL FROM athena_keys.api_key WHERE id = '$unstampable_id'"),
+	't', 'the refused stamp is not applied');
+$node->safe_psql('postgres',
+	'ALTER TABLE athena_keys.api_key DROP CONSTRAINT no_stamp_for_unstampable');
+
 ########################################################################
 # A row no partition takes (today's and the default partition detached):
 # refused as the statement refuses it, written once today's is back.
