@@ -115,6 +115,15 @@ static char *drain_buffer = NULL;
 static Size drain_buffer_size = 0;
 static MemoryContext chunk_context = NULL;
 
+/*
+ * The last round failed for a row's content: the next drain goes chunk by
+ * chunk in subtransactions (InsertRecords).  Until then, and again once a
+ * drain commits, a drain takes no subtransaction: a large ring would
+ * otherwise give one transaction more subtransaction ids than a backend
+ * keeps in shared memory, and every row would pay for them.
+ */
+static bool careful_drain = false;
+
 #define CHUNK_CONTEXT_KEEP (512 * 1024)
 
 /* SIGTERM: finish the queue, then exit */
@@ -249,9 +258,9 @@ InsertChunkRowByRow(const LogChunk *chunk, const int *stamp_of_row, ErrorData *c
  * Insert the queued records of buffer[0, len) as log rows,
  * LOG_INSERT_MAX_ROWS at a time (straight into the partitions, or through
  * the statement where the log needs it), in the current transaction, and
- * stamp last use where a record asks for it.  Each chunk goes in a
- * subtransaction, so that one refused for a row's content can be tried
- * row by row (InsertChunkRowByRow).
+ * stamp last use where a record asks for it.  After a round failed for a
+ * row's content (careful_drain), each chunk goes in a subtransaction, so
+ * that one refused again can be tried row by row (InsertChunkRowByRow).
  */
 static void
 InsertRecords(const char *buffer, uint64 len)
@@ -297,7 +306,9 @@ InsertRecords(const char *buffer, uint64 len)
 			Datum		ignored;
 			ErrorData  *error;
 
-			if (!CallInSubtransaction(InsertChunkBody, &chunk, &ignored, &error))
+			if (!careful_drain)
+				(void) InsertChunkBody(&chunk);
+			else if (!CallInSubtransaction(InsertChunkBody, &chunk, &ignored, &error))
 			{
 				if (!IsRowContentError(error))
 					ReThrowError(error);
@@ -378,6 +389,7 @@ DrainSlot(int slot)
 	ResetSpiConnection();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	careful_drain = false;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (!delivered)
 		return 0;				/* still queued: retried at the next flush */
@@ -490,6 +502,14 @@ RecoverFromError(void)
 	HOLD_INTERRUPTS();
 	disable_all_timeouts(false);
 	QueryCancelPending = false;
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		ErrorData  *error = CopyErrorData();
+
+		careful_drain = IsRowContentError(error);
+		FreeErrorData(error);
+		MemoryContextSwitchTo(old);
+	}
 	EmitErrorReport();
 
 	AbortOutOfAnyTransaction();	/* a subtransaction left open too: nobody sends ROLLBACK here */
