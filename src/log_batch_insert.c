@@ -621,9 +621,11 @@ RowsMissDefault(Relation rel, const int *key_cols, int nkey, const Datum *values
  * partition would then fail the partition's new constraint once the lock
  * was had.  Waiting here instead, the routing reads the log's partitions
  * after that commit and sends the row to the new partition.  A batch whose
- * rows cannot go there (they fall in one other partition) does not wait:
- * maintenance holds the lock for every run that makes a partition, and a
- * decision queued behind it would in turn hold up prune's drop.
+ * rows cannot go there (by the log's descriptor, they fall in one other
+ * partition: the common case) takes no lock and does not wait: maintenance
+ * holds the lock for every run that makes a partition, and a decision
+ * queued behind it would in turn hold up prune's drop.  A descriptor that
+ * predates a new partition only sends more batches to the lock.
  */
 static Oid
 LockDefaultPartition(Relation rel, const int *key_cols, int nkey, const Datum *values,
@@ -636,13 +638,10 @@ LockDefaultPartition(Relation rel, const int *key_cols, int nkey, const Datum *v
 	default_oid = get_default_partition_oid(RelationGetRelid(rel));
 	if (!OidIsValid(default_oid))
 		return InvalidOid;
-	/* No wait behind retention for a batch whose rows cannot go there */
-	if (!ConditionalLockRelationOid(default_oid, RowExclusiveLock))
-	{
-		if (RowsMissDefault(rel, key_cols, nkey, values, nulls, nrows))
-			return InvalidOid;
-		LockRelationOid(default_oid, RowExclusiveLock);
-	}
+	/* No lock, and no wait behind retention, for a batch whose rows cannot go there */
+	if (RowsMissDefault(rel, key_cols, nkey, values, nulls, nrows))
+		return InvalidOid;
+	LockRelationOid(default_oid, RowExclusiveLock);
 	return default_oid;
 }
 
