@@ -581,23 +581,22 @@ RouteRows(BatchState *batch, Relation rel, const int *attnums, const int *key_co
 }
 
 /*
- * Whether, by the log's current descriptor, the batch's lowest and highest
- * keys fall in one partition that is not the default (then so does every
- * row, see KeyRange)
+ * Whether, by the log's descriptor (its bounds), the batch's lowest and
+ * highest keys fall in one partition that is not the default (then so
+ * does every row, see KeyRange); a call's own row is looked up once
  */
 static bool
-RowsMissDefault(Relation rel, const int *key_cols, int nkey, const Datum *values,
-				const bool *nulls, int nrows)
+RowsMissDefault(Relation rel, PartitionBoundInfo bounds, const int *key_cols, int nkey,
+				const Datum *values, const bool *nulls, int nrows)
 {
 	PartitionKey key = RelationGetPartitionKey(rel);
-	PartitionBoundInfo bounds = RelationGetPartitionDesc(rel, false)->boundinfo;
 	int			rows[2];
 	int			part = -1;
 	int			r;
 
-	if (bounds == NULL || !KeyRange(rel, key_cols, nkey, values, nulls, nrows, &rows[0], &rows[1]))
+	if (!KeyRange(rel, key_cols, nkey, values, nulls, nrows, &rows[0], &rows[1]))
 		return false;
-	for (r = 0; r < 2; r++)
+	for (r = 0; r < (rows[0] == rows[1] ? 1 : 2); r++)
 	{
 		Datum		value = values[rows[r] * LOG_COLUMNS + key_cols[0]];
 		bool		equal;
@@ -631,16 +630,16 @@ static Oid
 LockDefaultPartition(Relation rel, const int *key_cols, int nkey, const Datum *values,
 					 const bool *nulls, int nrows)
 {
+	PartitionDesc desc;
 	Oid			default_oid;
 
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		return InvalidOid;
-	default_oid = get_default_partition_oid(RelationGetRelid(rel));
-	if (!OidIsValid(default_oid))
+	desc = RelationGetPartitionDesc(rel, false);
+	if (desc->boundinfo == NULL || !partition_bound_has_default(desc->boundinfo) ||
+		RowsMissDefault(rel, desc->boundinfo, key_cols, nkey, values, nulls, nrows))
 		return InvalidOid;
-	/* No lock, and no wait behind retention, for a batch whose rows cannot go there */
-	if (RowsMissDefault(rel, key_cols, nkey, values, nulls, nrows))
-		return InvalidOid;
+	default_oid = desc->oids[desc->boundinfo->default_index];
 	LockRelationOid(default_oid, RowExclusiveLock);
 	return default_oid;
 }
