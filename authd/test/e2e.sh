@@ -460,30 +460,31 @@ NewClientMs() {
   status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$1$2")
   echo "$status $(($(NowMs) - start))"
 }
-HoldIdle evict_auth "$EVICT_PORT" /auth 20 127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7
-read -r HELD CLOSED 2>/dev/null <"$E2E_TMP/evict_auth.ready" || { HELD=0; CLOSED=0; }
-read -r NEW_STATUS NEW_MS < <(NewClientMs "$EVICT_PORT" /auth)
-# shellcheck disable=SC2016  # expanded by eval inside Check
-Check "idle keep-alive connections (6 addresses x 20, limit 100): each was answered [$HELD of 120], the oldest idle closed [$CLOSED]" \
-  eval 'test "$HELD" = 120 && test "$CLOSED" -ge 20'
-# shellcheck disable=SC2016  # expanded by eval inside Check
-Check "... and a new client from 127.0.0.1 is answered at once (401) [$NEW_STATUS, ${NEW_MS} ms]" \
-  eval 'test "$NEW_STATUS" = 401 && test "$NEW_MS" -lt 2000'
-touch "$E2E_TMP/evict_auth.stop"
-kill "$HOLD_PID" 2>/dev/null
-wait "$HOLD_PID" 2>/dev/null
-HoldIdle evict_health "$EVICT_HEALTH" /metrics 16 127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5
-read -r HELD CLOSED 2>/dev/null <"$E2E_TMP/evict_health.ready" || { HELD=0; CLOSED=0; }
-read -r NEW_STATUS NEW_MS < <(NewClientMs "$EVICT_HEALTH" /healthz)
-# shellcheck disable=SC2016  # expanded by eval inside Check
-Check "health listener: 4 addresses x 16 idle connections were answered [$HELD of 64], the oldest idle closed [$CLOSED]" \
-  eval 'test "$HELD" = 64 && test "$CLOSED" -ge 10'
-# shellcheck disable=SC2016  # expanded by eval inside Check
-Check "... and /healthz from 127.0.0.1 is answered at once (200) [$NEW_STATUS, ${NEW_MS} ms]" \
-  eval 'test "$NEW_STATUS" = 200 && test "$NEW_MS" -lt 2000'
-touch "$E2E_TMP/evict_health.stop"
-kill "$HOLD_PID" 2>/dev/null
-wait "$HOLD_PID" 2>/dev/null
+# CheckEviction NAME PORT HOLD_PATH PER_ADDRESS MIN_CLOSED NEW_PATH NEW_STATUS WHAT ADDRESS...:
+# idle connections held from ADDRESS..., PER_ADDRESS each, must all have been
+# answered and at least MIN_CLOSED of the oldest closed, and a new client
+# from 127.0.0.1 must get NEW_STATUS for NEW_PATH at once
+CheckEviction() {
+  local name=$1 port=$2 hold_path=$3 per=$4 min_closed=$5 new_path=$6 new_status=$7 what=$8
+  shift 8
+  local want=$((per * $#)) held closed status ms
+  HoldIdle "$name" "$port" "$hold_path" "$per" "$@"
+  read -r held closed 2>/dev/null <"$E2E_TMP/$name.ready" || { held=0; closed=0; }
+  read -r status ms < <(NewClientMs "$port" "$new_path")
+  # shellcheck disable=SC2016  # expanded by eval inside Check
+  Check "$what: $# addresses x $per idle connections were answered [$held of $want], the oldest idle closed [$closed]" \
+    eval 'test "$held" = "$want" && test "$closed" -ge "$min_closed"'
+  # shellcheck disable=SC2016  # expanded by eval inside Check
+  Check "... and $new_path from 127.0.0.1 is answered at once ($new_status) [$status, ${ms} ms]" \
+    eval 'test "$status" = "$new_status" && test "$ms" -lt 2000'
+  touch "$E2E_TMP/$name.stop"
+  kill "$HOLD_PID" 2>/dev/null
+  wait "$HOLD_PID" 2>/dev/null
+}
+CheckEviction evict_auth "$EVICT_PORT" /auth 20 20 /auth 401 "authorization listener (limit 100)" \
+  127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5 127.0.0.6 127.0.0.7
+CheckEviction evict_health "$EVICT_HEALTH" /metrics 16 10 /healthz 200 "health listener (limit 64)" \
+  127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.5
 exec 7<>"/dev/tcp/127.0.0.1/$EVICT_HEALTH"
 printf 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n' >&7
 IDLE_START=$(NowMs)
