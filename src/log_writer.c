@@ -181,6 +181,41 @@ IsRowContentError(const ErrorData *error)
 }
 
 /*
+ * Insert one row (a chunk of one) in a subtransaction: true when it went
+ * in.  A refusal for its content leaves the error in *error; any other
+ * error is raised again.  When the row asks for a last_used_at stamp, the
+ * stamp may be what was refused (a constraint on api_key), so the row is
+ * tried once more without it, and the lost stamp is a WARNING.
+ */
+static bool
+InsertRowAlone(LogChunk *row, ErrorData **error)
+{
+	Datum		ignored;
+	ErrorData  *stamp_error;
+
+	if (CallInSubtransaction(InsertChunkBody, row, &ignored, error))
+		return true;
+	if (!IsRowContentError(*error))
+		ReThrowError(*error);
+	if (row->nstamps == 0)
+		return false;
+	stamp_error = *error;
+	row->nstamps = 0;
+	if (!CallInSubtransaction(InsertChunkBody, row, &ignored, error))
+	{
+		if (!IsRowContentError(*error))
+			ReThrowError(*error);
+		return false;
+	}
+	ereport(WARNING,
+			(errcode(stamp_error->sqlerrcode),
+			 errmsg("athena_keys log writer could not stamp last_used_at: %s",
+					stamp_error->message != NULL ? stamp_error->message : "")));
+	*error = NULL;
+	return true;
+}
+
+/*
  * A chunk the log refused for a row's content, row by row, each in a
  * subtransaction of its own: a row that fails alone while another goes in
  * is one the log refuses for what the client sent (an operator's CHECK on
@@ -201,7 +236,6 @@ InsertChunkRowByRow(const LogChunk *chunk, const int *stamp_of_row, ErrorData *c
 	{
 		LogChunk	row = {&chunk->values[i * LOG_COLUMNS], &chunk->nulls[i * LOG_COLUMNS], 1,
 		NULL, NULL, 0};
-		Datum		ignored;
 
 		if (stamp_of_row[i] >= 0)
 		{
@@ -209,28 +243,8 @@ InsertChunkRowByRow(const LogChunk *chunk, const int *stamp_of_row, ErrorData *c
 			row.stamp_times = &chunk->stamp_times[stamp_of_row[i]];
 			row.nstamps = 1;
 		}
-		if (CallInSubtransaction(InsertChunkBody, &row, &ignored, &errors[i]))
+		if (InsertRowAlone(&row, &errors[i]))
 			inserted++;
-		else if (!IsRowContentError(errors[i]))
-			ReThrowError(errors[i]);
-		else if (row.nstamps > 0)
-		{
-			/* Maybe the key's stamp was refused, not the row: the row alone */
-			ErrorData  *stamp_error = errors[i];
-
-			row.nstamps = 0;
-			if (CallInSubtransaction(InsertChunkBody, &row, &ignored, &errors[i]))
-			{
-				inserted++;
-				ereport(WARNING,
-						(errcode(stamp_error->sqlerrcode),
-						 errmsg("athena_keys log writer could not stamp last_used_at: %s",
-								stamp_error->message != NULL ? stamp_error->message : "")));
-				errors[i] = NULL;
-			}
-			else if (!IsRowContentError(errors[i]))
-				ReThrowError(errors[i]);
-		}
 	}
 	if (inserted == 0)
 		ReThrowError(chunk_error);
