@@ -412,6 +412,12 @@ SELECT l.created_at,
    AND l.created_at >= now() - interval '1 day'
  ORDER BY l.created_at DESC, l.id DESC;
 
+-- The two views of the log are security barriers: a caller's condition (a
+-- function of its own, in pg_temp) saw the failures older than the last
+-- day that they leave out.
+ALTER VIEW athena_keys.athena_recent_failures SET (security_barrier = true);
+ALTER VIEW athena_keys.athena_failure_summary SET (security_barrier = true);
+
 CREATE VIEW athena_keys.athena_rate_limits AS
 SELECT CASE WHEN l.api_key_id IS NOT NULL THEN 'key' ELSE 'client' END AS scope,
        l.api_key_id, k.public_id, k.name AS key_name, l.client_name,
@@ -575,6 +581,36 @@ END
 $$;
 REVOKE ALL ON FUNCTION athena_keys._desummarize_auth_log_tail(regclass) FROM PUBLIC;
 
+-- Partition bounds are read with a pattern free of backslashes: the body
+-- is parsed under the caller's standard_conforming_strings, and with it off
+-- every bound read as NULL, so athena_prune_auth_log dropped nothing.
+CREATE OR REPLACE FUNCTION athena_keys._auth_log_partition_bounds()
+RETURNS TABLE (part regclass, lower_bound timestamptz, upper_bound timestamptz, is_member boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD'
+AS $$
+-- Every partition of the log with its real bounds, read back from
+-- pg_get_expr under the pinned settings (so the text parses exactly as it
+-- was printed), and whether the extension owns it.  The default partition
+-- is left out; a MINVALUE or MAXVALUE bound comes out as -infinity or
+-- infinity, so that such a partition overlaps what it covers and is never
+-- dropped while it may hold young rows.  The pattern has no backslash: this
+-- body is parsed under the caller's standard_conforming_strings, and with
+-- it off '\(' would read as '(' and every bound as NULL (nothing pruned).
+SELECT c.oid::regclass,
+       CASE WHEN b[1] = 'MINVALUE' THEN '-infinity'::timestamptz ELSE trim(both  from b[1])::timestamptz END,
+       CASE WHEN b[2] = 'MAXVALUE' THEN 'infinity'::timestamptz ELSE trim(both  from b[2])::timestamptz END,
+       EXISTS (SELECT 1 FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+                WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.refclassid = 'pg_extension'::regclass AND e.extname = 'athena_keys'
+                  AND d.deptype = 'e')
+  FROM pg_inherits i
+  JOIN pg_class c ON c.oid = i.inhrelid
+  LEFT JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                 '^FOR VALUES FROM [(](MINVALUE|''[^'']+'')[)] TO [(](MAXVALUE|''[^'']+'')[)]$') AS b ON true
+ WHERE i.inhparent = 'athena_keys.api_key_auth_log'::regclass
+   AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+$$;
+
 CREATE OR REPLACE FUNCTION athena_keys._create_auth_log_partition(day date) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD'
 AS $$
@@ -671,9 +707,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- 'learning', 'locked_in' (this call completed lock-in), or, when another
 -- call resolved the key first, 'whitelisted' / 'not_whitelisted' from the
 -- committed per-key whitelist.  The row the lock returns is the newest: a
--- key deleted, deactivated or expired (by the transaction start time, the
--- decision's clock) while this call waited for it returns 'deleted',
--- 'inactive' or 'expired', which the decision answers as such.
+-- key deleted, deactivated or expired (by the decision's clock: the
+-- calling statement's start, or the transaction's when later) while this
+-- call waited for it returns 'deleted', 'inactive' or 'expired', which the
+-- decision answers as such.
 DECLARE
 	k record;
 	request_count bigint;
@@ -687,7 +724,7 @@ BEGIN
 		RETURN 'deleted';
 	ELSIF NOT k.is_active THEN
 		RETURN 'inactive';
-	ELSIF k.expires_at <= now() THEN
+	ELSIF k.expires_at <= GREATEST(now(), statement_timestamp()) THEN
 		RETURN 'expired';
 	ELSIF NOT k.virgin_mode THEN
 		RETURN 'not_learning';
@@ -1175,8 +1212,21 @@ BEGIN
 	END IF;
 	-- ON CONFLICT waits for a concurrent creator of the same name, so both
 	-- of two racing calls get this answer or success, never a raw error.
-	INSERT INTO athena_keys.api_key_right AS r (name, description)
-	VALUES (athena_create_right.name, athena_create_right.description)
+	-- A name the install seeds (020_seed.sql), deleted and created again, is
+	-- native again: pg_dump leaves native rights out because a restore seeds
+	-- them, and a non-native row of such a name collided with the seeded one,
+	-- so the restore lost the whole catalog and every key's grants.
+	INSERT INTO athena_keys.api_key_right AS r (name, description, native)
+	VALUES (athena_create_right.name, athena_create_right.description,
+	        athena_create_right.name = ANY (ARRAY[
+	            '*', 'gateway.*', 'gateway.read', 'gateway.write', 'gateway.delete',
+	            'gateway.query', 'gateway.rpc.execute', 'gateway.storage_proxy',
+	            'gateway.typesense_proxy', 'management.read', 'management.tables.write',
+	            'management.tables.drop', 'management.columns.drop',
+	            'management.indexes.write', 'management.indexes.drop',
+	            'management.extensions.write', 'management.functions.read',
+	            'management.functions.write', 'management.functions.drop',
+	            'management.provision.write', '*.read', '*.write', '*.delete']))
 	ON CONFLICT ON CONSTRAINT api_key_right_pkey DO NOTHING;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'right % already exists', name
@@ -1186,6 +1236,23 @@ BEGIN
 	END IF;
 END
 $$;
+
+-- Rights of a seeded name that an operator deleted and created again before
+-- 1.4 are native again, as athena_create_right now makes them: as
+-- non-native rows they were dumped, collided with the seeded rows on
+-- restore, and the restore lost the whole catalog and every grant.
+UPDATE athena_keys.api_key_right
+   SET native = true
+ WHERE NOT native
+   AND name = ANY (ARRAY[
+	'*', 'gateway.*', 'gateway.read', 'gateway.write', 'gateway.delete',
+	'gateway.query', 'gateway.rpc.execute', 'gateway.storage_proxy',
+	'gateway.typesense_proxy', 'management.read', 'management.tables.write',
+	'management.tables.drop', 'management.columns.drop',
+	'management.indexes.write', 'management.indexes.drop',
+	'management.extensions.write', 'management.functions.read',
+	'management.functions.write', 'management.functions.drop',
+	'management.provision.write', '*.read', '*.write', '*.delete']);
 
 CREATE OR REPLACE FUNCTION athena_keys._left_bytes(s text, max_bytes integer) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -168,6 +168,28 @@ SELECT allowed, reason FROM athena_keys.athena_authenticate(:'ka', NULL, NULL, N
 SELECT failure_reason, key_name FROM athena_keys.athena_recent_failures WHERE key_name IS NOT NULL
  ORDER BY failure_reason COLLATE "C", key_name COLLATE "C";
 SELECT count(*) > 0 AS summary_rows FROM athena_keys.athena_failure_summary;
+-- The log's views are security barriers: a condition of the admin's own (a
+-- function in pg_temp, cheap enough to run first) sees no row they leave
+-- out, such as a failure older than a day.
+RESET ROLE;
+INSERT INTO athena_keys.api_key_auth_log (created_at, client_name, authenticated, authorized,
+                                          enforced, allowed, status, failure_reason)
+VALUES (now() - interval '3 days', 'three days ago', false, false, true, false, 401, 'Invalid API key');
+SET ROLE ak_admin;
+CREATE FUNCTION pg_temp.peek(client text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
+BEGIN
+	IF client = 'three days ago' THEN
+		RAISE NOTICE 'saw a row the view leaves out';
+	END IF;
+	RETURN true;
+END
+$$;
+SET enable_indexscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) > 0 AS failures FROM athena_keys.athena_recent_failures WHERE pg_temp.peek(client_name);
+SELECT count(*) > 0 AS summary_rows FROM athena_keys.athena_failure_summary WHERE pg_temp.peek(client_name);
+RESET enable_indexscan;
+RESET enable_bitmapscan;
 SELECT athena_keys.athena_delete_key(:'ka_id');
 -- Never a table: no hashes, no salts, no raw log rows.
 SELECT key_hash FROM athena_keys.api_key;

@@ -105,6 +105,21 @@ SELECT count(*) AS rows_left FROM athena_keys.api_key_auth_log WHERE created_at 
 SELECT count(*) AS daily_partitions, min(from_day), max(to_day) FROM pg_temp.parts() WHERE from_day IS NOT NULL;
 SELECT to_regclass('athena_keys.api_key_auth_log_default') IS NOT NULL AS default_kept;
 
+------------------------------------------------------------------------
+-- Bounds whatever the session's standard_conforming_strings: with it off a
+-- backslash in the bounds pattern read as an escape, every bound came out
+-- NULL, and a prune dropped nothing (and said 0).
+------------------------------------------------------------------------
+SELECT athena_keys._create_auth_log_partition((now() AT TIME ZONE 'UTC')::date - 40) AS expired_day_made;
+SET standard_conforming_strings = off;
+SET escape_string_warning = off;
+SELECT count(*) AS partitions, count(*) FILTER (WHERE lower_bound IS NULL OR upper_bound IS NULL) AS without_bounds
+  FROM athena_keys._auth_log_partition_bounds();
+SELECT athena_keys.athena_prune_auth_log('30 days') AS dropped_without_conforming_strings;
+RESET standard_conforming_strings;
+RESET escape_string_warning;
+SELECT count(*) AS daily_partitions, min(from_day), max(to_day) FROM pg_temp.parts() WHERE from_day IS NOT NULL;
+
 -- Retention functions pin their settings and their lock order helper.
 SELECT p.oid::regprocedure AS function, p.proconfig
   FROM pg_proc p

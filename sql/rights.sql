@@ -147,4 +147,17 @@ SELECT reason, granted_rights, missing_rights
   FROM athena_keys.athena_authenticate(:'km', NULL, NULL, ARRAY['orders.read']);
 SELECT count(*) AS grants_of_deleted_right FROM athena_keys.api_key_right_grant WHERE right_name = 'orders.*';
 
+-- Every seeded right deleted and created again is native again: pg_dump
+-- leaves native rights out (a restore seeds them), and a non-native row of
+-- a seeded name made the restore of the catalog and of every grant fail.
+-- Other rights are never native.
+CREATE TEMP TABLE seeded AS SELECT name FROM athena_keys.api_key_right WHERE native;
+SELECT count(*) AS deleted FROM (SELECT athena_keys.athena_delete_right(name) FROM seeded) d;
+SELECT count(*) AS created FROM (SELECT athena_keys.athena_create_right(name, 'again') FROM seeded) c;
+SELECT count(*) AS seeded, count(*) FILTER (WHERE r.native) AS native_again
+  FROM seeded s JOIN athena_keys.api_key_right r USING (name);
+SELECT athena_keys.athena_create_right('orders.*');
+SELECT count(*) FILTER (WHERE native) AS native_others
+  FROM athena_keys.api_key_right WHERE name NOT IN (SELECT name FROM seeded);
+
 DROP EXTENSION athena_keys CASCADE;

@@ -4,6 +4,8 @@
 
 INSERT INTO athena_keys.api_key_config DEFAULT VALUES;
 
+-- athena_create_right (081_admin_rights.sql) lists these names too: one of
+-- them created again after a delete is native again.
 INSERT INTO athena_keys.api_key_right (name, description, native) VALUES
 	('*', 'Every right', true),
 	('gateway.*', 'Every gateway right', true),

@@ -25,9 +25,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- 'learning', 'locked_in' (this call completed lock-in), or, when another
 -- call resolved the key first, 'whitelisted' / 'not_whitelisted' from the
 -- committed per-key whitelist.  The row the lock returns is the newest: a
--- key deleted, deactivated or expired (by the transaction start time, the
--- decision's clock) while this call waited for it returns 'deleted',
--- 'inactive' or 'expired', which the decision answers as such.
+-- key deleted, deactivated or expired (by the decision's clock: the
+-- calling statement's start, or the transaction's when later) while this
+-- call waited for it returns 'deleted', 'inactive' or 'expired', which the
+-- decision answers as such.
 DECLARE
 	k record;
 	request_count bigint;
@@ -41,7 +42,7 @@ BEGIN
 		RETURN 'deleted';
 	ELSIF NOT k.is_active THEN
 		RETURN 'inactive';
-	ELSIF k.expires_at <= now() THEN
+	ELSIF k.expires_at <= GREATEST(now(), statement_timestamp()) THEN
 		RETURN 'expired';
 	ELSIF NOT k.virgin_mode THEN
 		RETURN 'not_learning';

@@ -21,8 +21,21 @@ BEGIN
 	END IF;
 	-- ON CONFLICT waits for a concurrent creator of the same name, so both
 	-- of two racing calls get this answer or success, never a raw error.
-	INSERT INTO athena_keys.api_key_right AS r (name, description)
-	VALUES (athena_create_right.name, athena_create_right.description)
+	-- A name the install seeds (020_seed.sql), deleted and created again, is
+	-- native again: pg_dump leaves native rights out because a restore seeds
+	-- them, and a non-native row of such a name collided with the seeded one,
+	-- so the restore lost the whole catalog and every key's grants.
+	INSERT INTO athena_keys.api_key_right AS r (name, description, native)
+	VALUES (athena_create_right.name, athena_create_right.description,
+	        athena_create_right.name = ANY (ARRAY[
+	            '*', 'gateway.*', 'gateway.read', 'gateway.write', 'gateway.delete',
+	            'gateway.query', 'gateway.rpc.execute', 'gateway.storage_proxy',
+	            'gateway.typesense_proxy', 'management.read', 'management.tables.write',
+	            'management.tables.drop', 'management.columns.drop',
+	            'management.indexes.write', 'management.indexes.drop',
+	            'management.extensions.write', 'management.functions.read',
+	            'management.functions.write', 'management.functions.drop',
+	            'management.provision.write', '*.read', '*.write', '*.delete']))
 	ON CONFLICT ON CONSTRAINT api_key_right_pkey DO NOTHING;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'right % already exists', name

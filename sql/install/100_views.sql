@@ -1,5 +1,8 @@
 --------------------------------------------------------------------------
--- Triage views (no hashes, no salts)
+-- Triage views (no hashes, no salts).  The two views of the log are
+-- security barriers: they show the failures of the last day, and a
+-- caller's condition (a function of its own, in pg_temp) must see only
+-- those, never the rows they leave out.
 --------------------------------------------------------------------------
 
 CREATE VIEW athena_keys.athena_key_status AS
@@ -41,7 +44,7 @@ SELECT k.id,
 COMMENT ON VIEW athena_keys.athena_key_status IS
 	'One row per key: state (active, inactive, expired, learning, locked), binding, rights, list sizes, learning progress, last use, rate limits.';
 
-CREATE VIEW athena_keys.athena_recent_failures AS
+CREATE VIEW athena_keys.athena_recent_failures WITH (security_barrier) AS
 SELECT l.created_at,
        l.failure_reason,
        l.status,
@@ -85,7 +88,7 @@ SELECT l.created_at,
 COMMENT ON VIEW athena_keys.athena_recent_failures IS
 	'Failed decisions of the last 24 hours, newest first, with reason, key, client, address and an explanation.';
 
-CREATE VIEW athena_keys.athena_failure_summary AS
+CREATE VIEW athena_keys.athena_failure_summary WITH (security_barrier) AS
 SELECT l.failure_reason,
        l.api_key_id,
        l.api_key_public_id,

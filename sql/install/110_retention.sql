@@ -74,7 +74,9 @@ AS $$
 -- was printed), and whether the extension owns it.  The default partition
 -- is left out; a MINVALUE or MAXVALUE bound comes out as -infinity or
 -- infinity, so that such a partition overlaps what it covers and is never
--- dropped while it may hold young rows.
+-- dropped while it may hold young rows.  The pattern has no backslash: this
+-- body is parsed under the caller's standard_conforming_strings, and with
+-- it off '\(' would read as '(' and every bound as NULL (nothing pruned).
 SELECT c.oid::regclass,
        CASE WHEN b[1] = 'MINVALUE' THEN '-infinity'::timestamptz ELSE trim(both  from b[1])::timestamptz END,
        CASE WHEN b[2] = 'MAXVALUE' THEN 'infinity'::timestamptz ELSE trim(both  from b[2])::timestamptz END,
@@ -85,7 +87,7 @@ SELECT c.oid::regclass,
   FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid
   LEFT JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
-                                 '^FOR VALUES FROM \((MINVALUE|''[^'']+'')\) TO \((MAXVALUE|''[^'']+'')\)$') AS b ON true
+                                 '^FOR VALUES FROM [(](MINVALUE|''[^'']+'')[)] TO [(](MAXVALUE|''[^'']+'')[)]$') AS b ON true
  WHERE i.inhparent = 'athena_keys.api_key_auth_log'::regclass
    AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
 $$;

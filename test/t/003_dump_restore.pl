@@ -1,6 +1,7 @@
 # pg_dump of a database with keys, grants, rules, learning state and config,
 # restored into a fresh database: every key gives the same verdicts and the
-# configuration rows are preserved.
+# configuration rows are preserved, also where a native right was deleted
+# and created again.
 use strict;
 use warnings;
 use FindBin;
@@ -16,6 +17,10 @@ $node->safe_psql('source', q{
 	CREATE EXTENSION athena_keys;
 	SELECT athena_keys.athena_create_right('users.read');
 	SELECT athena_keys.athena_create_right('users.*');
+	-- A native right deleted and created again (the way to change its
+	-- description): restored with the catalog, not colliding with the seed.
+	SELECT athena_keys.athena_delete_right('gateway.query');
+	SELECT athena_keys.athena_create_right('gateway.query', 'Raw SQL, reviewed first');
 	CREATE TABLE plaintext (name text PRIMARY KEY, api_key text);
 	INSERT INTO plaintext SELECT 'bound', api_key FROM athena_keys.athena_create_key('bound', client_name => 'web',
 		rights => ARRAY['users.read'], ip_whitelist => ARRAY['10.0.0.0/8']::cidr[]);
