@@ -47,4 +47,17 @@ SELECT sum(total_bytes) < 16 * 1024 * 1024 AS cache_under_16mb,
        sum(total_bytes) < 8 * 1024 * 1024 AS cache_under_8mb
   FROM pg_backend_memory_contexts WHERE name LIKE 'athena_keys%';
 
+------------------------------------------------------------------------
+-- 20,000 client overrides: an entry costs its name, not the longest name
+-- a client may have (each took 1.1 kB, 23.7 MB for these, when the cache
+-- keyed clients by a fixed 1,025-byte buffer).
+------------------------------------------------------------------------
+SELECT count(athena_keys.athena_set_client_enforcement('override-' || g, g % 2 = 0))
+  FROM generate_series(1, 20000) g;
+SELECT :v FROM athena_keys.athena_authenticate(NULL, 'override-19999', '10.0.0.1', NULL);
+SELECT :v FROM athena_keys.athena_authenticate(NULL, 'override-20000', '10.0.0.1', NULL);
+SELECT :v FROM athena_keys.athena_authenticate(NULL, 'override-20001', '10.0.0.1', NULL);
+SELECT sum(total_bytes) < 8 * 1024 * 1024 AS cache_under_8mb
+  FROM pg_backend_memory_contexts WHERE name LIKE 'athena_keys%';
+
 DROP EXTENSION athena_keys CASCADE;

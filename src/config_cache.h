@@ -18,7 +18,7 @@
 /* Enforcement and global IP rules that apply to one client */
 typedef struct ClientPolicy
 {
-	char		client_name[CLIENT_NAME_MAX_LEN + 1];	/* hash key */
+	const char *client_name;	/* hash key: a copy in the config's context */
 	bool		has_override;
 	bool		enforce;
 	OwnedRuleSet blacklist;
