@@ -934,7 +934,7 @@ BEGIN
 	EXECUTE format('GRANT USAGE ON TYPE athena_keys.athena_auth_result TO %s', r);
 	FOR f IN
 		SELECT p.oid::regprocedure FROM pg_proc p
-		 WHERE p.pronamespace = 'athena_keys'::regnamespace AND p.proname LIKE 'athena\_%'
+		 WHERE p.pronamespace = 'athena_keys'::regnamespace AND starts_with(p.proname, 'athena_')
 		   AND p.proname NOT IN ('athena_grant_gateway_role', 'athena_grant_admin_role',
 		                         'athena_grant_shipping_role', 'athena_record_decisions')
 	LOOP
@@ -1011,6 +1011,36 @@ BEGIN
 END
 $$;
 
+-- NULL days_ahead and older_than raise 22004, as every admin function's
+-- NULL argument does (they raised 22023).
+CREATE OR REPLACE FUNCTION athena_keys.athena_maintain_auth_log(days_ahead integer DEFAULT 7) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' AS $$
+-- Make sure partitions exist from today (UTC) to days_ahead days ahead.
+-- Returns the number created.  Takes the retention lock first, like
+-- athena_prune_auth_log, so the two never deadlock or race.
+DECLARE
+	today date := (now() AT TIME ZONE 'UTC')::date;
+	created integer := 0;
+	i integer;
+BEGIN
+	PERFORM athena_keys._require_not_null(days_ahead, 'days_ahead');
+	IF days_ahead < 0 OR days_ahead > 366 THEN
+		RAISE EXCEPTION 'days_ahead must be between 0 and 366'
+			USING ERRCODE = 'invalid_parameter_value',
+			      DETAIL = format('Got %s.', days_ahead),
+			      HINT = 'Pass the number of future days to prepare, e.g. 7.';
+	END IF;
+	PERFORM athena_keys._lock_auth_log_retention();
+	FOR i IN 0 .. days_ahead LOOP
+		IF athena_keys._create_auth_log_partition(today + i) THEN
+			created := created + 1;
+		END IF;
+	END LOOP;
+	RETURN created;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION athena_keys.athena_prune_auth_log(older_than interval) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' AS $$
@@ -1031,10 +1061,11 @@ DECLARE
 	expired regclass[];
 	p regclass;
 BEGIN
-	IF older_than IS NULL OR older_than < interval '0' OR NOT isfinite(older_than) THEN
+	PERFORM athena_keys._require_not_null(older_than, 'older_than');
+	IF older_than < interval '0' OR NOT isfinite(older_than) THEN
 		RAISE EXCEPTION 'older_than must be a finite, non-negative interval'
 			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('Got %s.', coalesce(older_than::text, 'NULL')),
+			      DETAIL = format('Got %s.', older_than),
 			      HINT = 'Pass the retention to keep, e.g. interval ''30 days''.';
 	END IF;
 	-- Judged by the cutoff it makes: an interval of mixed signs ('-1 month

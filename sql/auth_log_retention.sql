@@ -35,6 +35,7 @@ SELECT bool_and(EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::
 
 -- Bad retention values are refused.
 SELECT athena_keys.athena_prune_auth_log(NULL);
+SELECT athena_keys.athena_maintain_auth_log(NULL);
 SELECT athena_keys.athena_prune_auth_log('-1 day');
 SELECT athena_keys.athena_maintain_auth_log(-1);
 

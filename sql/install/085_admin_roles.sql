@@ -58,7 +58,7 @@ BEGIN
 	EXECUTE format('GRANT USAGE ON TYPE athena_keys.athena_auth_result TO %s', r);
 	FOR f IN
 		SELECT p.oid::regprocedure FROM pg_proc p
-		 WHERE p.pronamespace = 'athena_keys'::regnamespace AND p.proname LIKE 'athena\_%'
+		 WHERE p.pronamespace = 'athena_keys'::regnamespace AND starts_with(p.proname, 'athena_')
 		   AND p.proname NOT IN ('athena_grant_gateway_role', 'athena_grant_admin_role',
 		                         'athena_grant_shipping_role', 'athena_record_decisions')
 	LOOP

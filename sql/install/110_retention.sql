@@ -196,10 +196,11 @@ DECLARE
 	created integer := 0;
 	i integer;
 BEGIN
-	IF days_ahead IS NULL OR days_ahead < 0 OR days_ahead > 366 THEN
+	PERFORM athena_keys._require_not_null(days_ahead, 'days_ahead');
+	IF days_ahead < 0 OR days_ahead > 366 THEN
 		RAISE EXCEPTION 'days_ahead must be between 0 and 366'
 			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('Got %s.', coalesce(days_ahead::text, 'NULL')),
+			      DETAIL = format('Got %s.', days_ahead),
 			      HINT = 'Pass the number of future days to prepare, e.g. 7.';
 	END IF;
 	PERFORM athena_keys._lock_auth_log_retention();
@@ -232,10 +233,11 @@ DECLARE
 	expired regclass[];
 	p regclass;
 BEGIN
-	IF older_than IS NULL OR older_than < interval '0' OR NOT isfinite(older_than) THEN
+	PERFORM athena_keys._require_not_null(older_than, 'older_than');
+	IF older_than < interval '0' OR NOT isfinite(older_than) THEN
 		RAISE EXCEPTION 'older_than must be a finite, non-negative interval'
 			USING ERRCODE = 'invalid_parameter_value',
-			      DETAIL = format('Got %s.', coalesce(older_than::text, 'NULL')),
+			      DETAIL = format('Got %s.', older_than),
 			      HINT = 'Pass the retention to keep, e.g. interval ''30 days''.';
 	END IF;
 	-- Judged by the cutoff it makes: an interval of mixed signs ('-1 month
