@@ -1403,3 +1403,22 @@ END
 $$;
 REVOKE ALL ON FUNCTION athena_keys._left_bytes(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION athena_keys._append_decisions(jsonb) FROM PUBLIC;
+
+-- Retention serialises on SHARE UPDATE EXCLUSIVE on the log instead of an
+-- advisory lock keyed on the log's OID, which any role that may connect
+-- could take and hold, making every prune and maintenance run wait.
+CREATE OR REPLACE FUNCTION athena_keys._lock_auth_log_retention() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Serialise partition creation and pruning in this database (until the
+-- end of the transaction): SHARE UPDATE EXCLUSIVE on the log itself, which
+-- conflicts with itself (and with what ATTACH PARTITION takes anyway) but
+-- not with decisions' or readers' locks.  Not an advisory lock: its key
+-- would be public, and any role that may connect could hold it and make
+-- every retention run wait for good.  ONLY: no partition is locked.  A hot
+-- standby, which cannot take that lock, makes and drops nothing.
+BEGIN
+	IF NOT pg_is_in_recovery() THEN
+		LOCK TABLE ONLY athena_keys.api_key_auth_log IN SHARE UPDATE EXCLUSIVE MODE;
+	END IF;
+END
+$$;

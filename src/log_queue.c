@@ -70,6 +70,9 @@ static LogQueueShared *queue_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+/* At most 1/LOG_QUEUE_XACT_SHARE of a ring is reserved by one transaction */
+#define LOG_QUEUE_XACT_SHARE 4
+
 /* Records of the current transaction, queued at commit */
 static List *pending_records = NIL;
 static uint64 pending_bytes = 0;
@@ -351,6 +354,16 @@ QueueDecisionLog(const DecisionRecord *decision)
 
 	/* Big rows (huge rights arrays) are not worth a slice of the ring */
 	if (total > queue_shared->slot_bytes / 16)
+		return false;
+
+	/*
+	 * Nor may one transaction reserve more than a quarter of it: the
+	 * reservation lasts until the transaction ends, so one that stays open
+	 * over many calls (a pooled session in one long transaction) would
+	 * otherwise leave the other sessions of its database no room, until
+	 * they fail (read-only transactions) or go unlogged (a hot standby).
+	 */
+	if (pending_bytes + total > queue_shared->slot_bytes / LOG_QUEUE_XACT_SHARE)
 		return false;
 
 	/* Everything that can fail comes before the reservation */

@@ -136,7 +136,9 @@ WarnShippingFailed(const char *why)
  * Connect to the primary: athena_keys.primary_conninfo, else the standby's
  * primary_conninfo with this database's name.  Timeouts and keepalives come
  * first so that a hung or unreachable primary never stalls the writer (or a
- * clean shutdown) for long; settings in the connection string override them.
+ * clean shutdown) for long, and transactions that may write (a primary
+ * database with default_transaction_read_only = on would refuse every
+ * batch); settings in the connection string override them.
  * Returns NULL, with a warning, when there is nothing to connect to or the
  * connection fails.
  */
@@ -153,7 +155,8 @@ ConnectToPrimary(const char *database_name)
 	keywords[n] = "keepalives_idle", values[n++] = "10";
 	keywords[n] = "keepalives_interval", values[n++] = "5";
 	keywords[n] = "keepalives_count", values[n++] = "3";
-	keywords[n] = "options", values[n++] = "-c statement_timeout=30000";
+	/* The rows go into the primary's log whatever its databases' defaults say */
+	keywords[n] = "options", values[n++] = "-c statement_timeout=30000 -c default_transaction_read_only=off";
 	keywords[n] = "application_name", values[n++] = "athena_keys log writer";
 	if (conninfo == NULL || conninfo[0] == '\0')
 	{

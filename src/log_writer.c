@@ -692,6 +692,12 @@ athena_log_writer_main(Datum main_arg)
 
 	/* The writer's own commits are durable: its batches are the log */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * The writer inserts what read-only transactions queued: a database's
+	 * or the server's default_transaction_read_only = on must not make its
+	 * own transactions read-only too (its rows would stay queued for good)
+	 */
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* Shipped timestamps must read back the same on the primary */
 	SetConfigOption("datestyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
 	/* Only the extension's own, schema-qualified SQL runs here */

@@ -1,6 +1,6 @@
 --------------------------------------------------------------------------
 -- Auth log retention.  One lock order for everything that creates or drops
--- partitions: first a transaction-level advisory lock (retention runs one
+-- partitions: first SHARE UPDATE EXCLUSIVE on the log (retention runs one
 -- at a time), then, only for the drop, the log's locks, taken with a short
 -- lock_timeout and retried while holding nothing of the log, so that a
 -- decision never waits more than a few milliseconds behind retention.
@@ -14,11 +14,20 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
 RETURN 'api_key_auth_log_p' || to_char(day, 'YYYYMMDD');
 
 CREATE FUNCTION athena_keys._lock_auth_log_retention() RETURNS void
-LANGUAGE sql SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 -- Serialise partition creation and pruning in this database (until the
--- end of the transaction).  The key is the log's own OID, so no other
--- object of the extension shares it.
-RETURN pg_advisory_xact_lock('athena_keys.api_key_auth_log'::regclass::oid::bigint);
+-- end of the transaction): SHARE UPDATE EXCLUSIVE on the log itself, which
+-- conflicts with itself (and with what ATTACH PARTITION takes anyway) but
+-- not with decisions' or readers' locks.  Not an advisory lock: its key
+-- would be public, and any role that may connect could hold it and make
+-- every retention run wait for good.  ONLY: no partition is locked.  A hot
+-- standby, which cannot take that lock, makes and drops nothing.
+BEGIN
+	IF NOT pg_is_in_recovery() THEN
+		LOCK TABLE ONLY athena_keys.api_key_auth_log IN SHARE UPDATE EXCLUSIVE MODE;
+	END IF;
+END
+$$;
 
 CREATE FUNCTION athena_keys._lock_tables_now(tables regclass[]) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '5ms' AS $$

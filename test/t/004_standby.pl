@@ -38,6 +38,8 @@ my $auth = sub {
 
 is($auth->($key, '10.0.0.1'), 't,200,', 'a key issued on the primary authenticates on the standby');
 is($auth->($key, '10.0.0.1'), 't,200,', 'and again from the warm cache');
+is($standby->safe_psql('postgres', 'SELECT athena_keys.athena_maintain_auth_log(7)'), '0',
+	'scheduled maintenance on the standby has nothing to do and does not fail');
 
 # Decisions made on the standby reach the primary's log, and stamp last use.
 $session->query_safe(
@@ -56,7 +58,10 @@ is( $primary->safe_psql('postgres',
 	't', 'last_used_at is stamped on the primary for keys used on the standby');
 
 # While the primary is down the standby still decides, and keeps the rows
-# queued; they arrive once the primary is back.
+# queued; they arrive once the primary is back, also when the primary's
+# database makes transactions read-only by default (the shipping
+# connection's own are not).
+$primary->safe_psql('postgres', 'ALTER DATABASE postgres SET default_transaction_read_only = on');
 $primary->stop('fast');
 $session->query_safe(
 	"SELECT athena_keys.athena_authenticate('$key', 'while-primary-down', '10.0.0.9', ARRAY['gateway.query']) FROM generate_series(1, 2)");
@@ -64,6 +69,9 @@ sleep 1;
 $primary->start;
 ok(wait_for_logged($primary, 'while-primary-down', 2),
 	'decisions made while the primary was down arrive after it is back');
+$primary->safe_psql('postgres', q{
+	SET default_transaction_read_only = off;
+	ALTER DATABASE postgres RESET default_transaction_read_only;});
 $primary->wait_for_catchup($standby);
 
 $primary->safe_psql('postgres', "SELECT athena_keys.athena_set_key_active('$key_id', false)");

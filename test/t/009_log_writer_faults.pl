@@ -57,6 +57,42 @@ is( $node->safe_psql('postgres', qq{
 	'f', 'default_transaction_read_only: a bad key is still refused');
 ok(wait_for_logged($node, 'read-only-2', 1), 'and logged');
 
+# default_transaction_read_only = on for the whole database (a freeze for
+# maintenance): the database's writer, started under that setting, still
+# inserts what the read-only calls queued.
+$node->safe_psql('postgres', 'ALTER DATABASE postgres SET default_transaction_read_only = on');
+$terminate_writer->('postgres');
+is( $node->safe_psql('postgres',
+		"SELECT allowed FROM athena_keys.athena_authenticate('garbage', 'read-only-db', '10.0.0.1', NULL)"),
+	'f', 'a database with default_transaction_read_only = on: a bad key is refused');
+ok(wait_for_logged($node, 'read-only-db', 1),
+	'and its writer, started under that setting, logs the decision');
+$node->safe_psql('postgres', q{
+	SET default_transaction_read_only = off;
+	ALTER DATABASE postgres RESET default_transaction_read_only;});
+
+# One transaction that stays open over many calls (a pooled session in one
+# long transaction) reserves at most a quarter of its database's queue:
+# another session's read-only call still has room for its row, and every
+# row of the long transaction is logged once it commits (those past its
+# share inserted by the call itself).
+my $hog = open_session($node, 'postgres');
+$hog->query('BEGIN;');
+is( $hog->query(qq{
+		SELECT count(*) FILTER (WHERE (r).allowed)
+		  FROM (SELECT athena_keys.athena_authenticate('$key', 'long-transaction', '10.0.0.1', NULL) AS r
+		          FROM generate_series(1, 10000)) s;}),
+	'10000', 'a long transaction decides 10,000 requests');
+is( $node->safe_psql('postgres', qq{
+		BEGIN READ ONLY;
+		SELECT allowed, status, reason FROM athena_keys.athena_authenticate('$key', 'beside-long', '10.0.0.1', NULL);
+		COMMIT;}),
+	't|200|', 'while it stays open, a read-only call of another session is still logged, not refused');
+ok(wait_for_logged($node, 'beside-long', 1), 'and its row reaches the log');
+$hog->query('COMMIT;');
+ok(wait_for_logged($node, 'long-transaction', 10000), 'the long transaction\'s 10,000 rows are logged');
+$hog->quit;
+
 ########################################################################
 # kill -9 of an unrelated backend while the writer runs: one crash cycle,
 # then connections are accepted and async decisions are logged again.
