@@ -147,6 +147,25 @@ SELECT label, r.allowed, r.reason
  ORDER BY n;
 
 ------------------------------------------------------------------------
+-- Rights that take long to match stop at the caller's statement_timeout:
+-- a key with 1,000 "*.aN" rights and one 10 MB required right scans the
+-- right 1,000 times (several seconds); the cancel must end the call within
+-- the timeout, not after the rights step.
+------------------------------------------------------------------------
+SELECT count(athena_keys.athena_create_right('*.a' || g)) AS wildcard_rights
+  FROM generate_series(1, 1000) g;
+SELECT api_key AS kmany, id AS kmany_id FROM athena_keys.athena_create_key('many rights',
+       rights => (SELECT array_agg('*.a' || g) FROM generate_series(1, 1000) g)) \gset
+CREATE TEMP TABLE long_right AS SELECT ARRAY[repeat('x', 10000000)] AS required;
+SELECT clock_timestamp() AS before_cancel \gset
+SET statement_timeout = '300ms';
+SELECT athena_keys.athena_gateway_verdict(:'kmany', NULL, NULL, (SELECT required FROM long_right));
+RESET statement_timeout;
+SELECT clock_timestamp() - :'before_cancel'::timestamptz < interval '3 seconds' AS cancelled_in_time;
+DROP TABLE long_right;
+SELECT athena_keys.athena_delete_key(:'kmany_id');
+
+------------------------------------------------------------------------
 -- All at once, and the database is consistent afterwards.
 ------------------------------------------------------------------------
 SELECT r.status, r.reason

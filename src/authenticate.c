@@ -27,6 +27,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 
@@ -86,6 +87,17 @@ ReadCost(FunctionCallInfo fcinfo)
 }
 
 /*
+ * The backend's interrupt check, for the pure decision code's long loops:
+ * a cancel or statement_timeout stops the call there.  Nothing the call
+ * holds then needs more than the error's cleanup (AuthenticateCall).
+ */
+static void
+CheckDecisionInterrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
  * Read the arguments into call->request.  The key is parsed here, before
  * the key cache is consulted; a NULL or unusable argument is simply
  * absent.
@@ -110,6 +122,7 @@ ReadRequest(FunctionCallInfo fcinfo, AuthCall *call)
 	 * older of the two, so the later start is taken.
 	 */
 	request->now = Max(GetCurrentStatementStartTimestamp(), GetCurrentTransactionStartTimestamp());
+	request->check_interrupts = CheckDecisionInterrupts;
 	request->key_parse = key_text == NULL ? KEY_ABSENT :
 		ParseApiKey(VARDATA_ANY(key_text), VARSIZE_ANY_EXHDR(key_text), &request->key);
 	if (call->client != NULL)

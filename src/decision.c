@@ -166,7 +166,12 @@ StepClientBinding(const DecisionContext *ctx, DecisionOutcome *out)
 	return false;
 }
 
-/* Step: every required right is satisfied by some granted right */
+/*
+ * Step: every required right is satisfied by some granted right.  The
+ * work grows with both lists (and a comparison with "*.A" with the length
+ * of the required right), all of it the caller's to choose, so the
+ * request's check_interrupts runs before each comparison.
+ */
 static bool
 StepRights(const DecisionContext *ctx, DecisionOutcome *out)
 {
@@ -184,8 +189,12 @@ StepRights(const DecisionContext *ctx, DecisionOutcome *out)
 		if (request->required[i] == NULL)
 			continue;
 		for (j = 0; j < key->ngranted && !satisfied; j++)
+		{
+			if (request->check_interrupts != NULL)
+				request->check_interrupts();
 			satisfied = RightSatisfies(key->granted[j], key->granted_len[j],
 									   request->required[i], request->required_len[i]);
+		}
 		if (!satisfied)
 			out->missing[out->nmissing++] = i;
 	}

@@ -83,6 +83,12 @@ typedef struct DecisionRequest
 	const char *const *required;	/* NULL elements require nothing */
 	const int  *required_len;
 	DecisionTime now;
+	/*
+	 * Called before each comparison of the rights step (NULL: never), so
+	 * that the backend can honour a cancel while a long list of required
+	 * rights is matched against a key with many granted rights.
+	 */
+	void		(*check_interrupts) (void);
 } DecisionRequest;
 
 /* What became of a learning observation the IP step waited for */

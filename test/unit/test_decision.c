@@ -185,6 +185,15 @@ TestKeySteps(void)
 	key.has_expiry = false;
 }
 
+static int	interrupt_checks;
+
+/* The check_interrupts of a request: counts its calls */
+static void
+CountInterruptCheck(void)
+{
+	interrupt_checks++;
+}
+
 static void
 TestClientAndRights(void)
 {
@@ -224,6 +233,12 @@ TestClientAndRights(void)
 	Expect(&out, FAILURE_INSUFFICIENT_RIGHTS, 403, false, "two rights missing");
 	CHECK(out.rights_checked && out.nmissing == 2 && missing_buffer[0] == 2 &&
 		  missing_buffer[1] == 4);
+
+	/* The caller's interrupt check runs before each comparison of rights: 1 + 2 + 2 + 2 */
+	interrupt_checks = 0;
+	request.check_interrupts = CountInterruptCheck;
+	out = Decide(&request, &key, &client);
+	CHECK(out.nmissing == 2 && interrupt_checks == 7);
 
 	Request(&request, presented, "web", required, required_len, 2);
 	out = Decide(&request, &key, &client);
