@@ -19,12 +19,7 @@ max_prepared_transactions = 2
 });
 my ($key) = create_key($node, 'postgres', q{'async'});
 
-my $calls = sub {
-	my ($n, $client) = @_;
-	$node->safe_psql('postgres',
-		"SELECT count(a) FROM (SELECT athena_keys.athena_authenticate('$key', '$client', '10.0.0.1', NULL) AS a"
-		  . " FROM generate_series(1, $n)) AS calls");
-};
+my $calls = sub { authenticate_calls($node, $key, @_) };
 my $logged = sub { return logged_count($node, $_[0]); };
 
 $calls->(200, 'first');

@@ -28,12 +28,7 @@ log_min_messages = debug1
 my ($key) = create_key($node, 'postgres', q{'batch'});
 my $statement_path = qr/log writer inserts this batch through the INSERT statement: ([^\n]*)/;
 
-my $calls = sub {
-	my ($n, $client) = @_;
-	$node->safe_psql('postgres',
-		"SELECT count(a) FROM (SELECT athena_keys.athena_authenticate('$key', '$client', '10.0.0.1', NULL) AS a"
-		  . " FROM generate_series(1, $n)) AS calls");
-};
+my $calls = sub { authenticate_calls($node, $key, @_) };
 # The flush interval changed, and held by the database's writer before
 # the test goes on: a reload reaches a writer when it wakes, which a slow
 # machine can delay past any fixed sleep.  A probe call each round (its

@@ -27,12 +27,7 @@ log_statement = none
 });
 my ($key) = create_key($node, 'postgres', q{'recovery'});
 
-my $calls = sub {
-	my ($n, $client) = @_;
-	$node->safe_psql('postgres',
-		"SELECT count(a) FROM (SELECT athena_keys.athena_authenticate('$key', '$client', '10.0.0.1', NULL) AS a"
-		  . " FROM generate_series(1, $n)) AS calls");
-};
+my $calls = sub { authenticate_calls($node, $key, @_) };
 my $writer_pid = sub {
 	return $node->safe_psql('postgres',
 		"SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity"

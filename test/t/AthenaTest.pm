@@ -18,7 +18,7 @@ use PostgreSQL::Test::Utils;
 use AthenaSession;
 
 our @EXPORT = qw(athena_node create_key open_session write_script
-  restart_after_crash logged_count wait_for_logged);
+  restart_after_crash authenticate_calls logged_count wait_for_logged);
 
 # athena_node($name, %options): a started node with CREATE EXTENSION
 # athena_keys in its postgres database.  Options: init => { ... } (for
@@ -81,6 +81,16 @@ sub restart_after_crash
 		sleep 1;
 	}
 	return 0;
+}
+
+# authenticate_calls($node, $key, $n, $client): $n calls of athena_authenticate
+# for a key from 10.0.0.1 in one statement of the postgres database.
+sub authenticate_calls
+{
+	my ($node, $key, $n, $client) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(a) FROM (SELECT athena_keys.athena_authenticate('$key', '$client', '10.0.0.1', NULL) AS a"
+		  . " FROM generate_series(1, $n)) AS calls");
 }
 
 # logged_count($node, $client[, $db]): rows of the auth log for a client.
