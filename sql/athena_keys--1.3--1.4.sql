@@ -892,7 +892,7 @@ BEGIN
 		  JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
 		  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 		 WHERE n.nspname = 'athena_keys'
-		   AND p.proname IN ('_invalidate_caches', '_config_insert_as_update')
+		   AND p.proname IN ('_invalidate_caches', '_config_insert_as_update', '_right_insert_over_seeded')
 		   AND tg.tgenabled <> 'A'
 		   AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
 	LOOP
@@ -1284,6 +1284,34 @@ UPDATE athena_keys.api_key_right
 	'management.extensions.write', 'management.functions.read',
 	'management.functions.write', 'management.functions.drop',
 	'management.provision.write', '*.read', '*.write', '*.delete']);
+
+-- A seeded right (native) is not dumped, since a restore seeds it; but a
+-- 1.3 database dumped a seeded right that was deleted and created again as
+-- a non-native row, and loading that dump collided with the seed: the COPY
+-- of the catalog failed, and with it every grant.  Such a row takes the
+-- seeded row's place instead: its description is kept, the row stays
+-- native, and nothing is inserted.
+CREATE FUNCTION athena_keys._right_insert_over_seeded() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT NEW.native THEN
+		UPDATE athena_keys.api_key_right AS r
+		   SET description = NEW.description
+		 WHERE r.name = NEW.name AND r.native;
+		IF FOUND THEN
+			RETURN NULL;
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER api_key_right_insert_over_seeded
+	BEFORE INSERT ON athena_keys.api_key_right
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._right_insert_over_seeded();
+-- Always, as the configuration's trigger (040's event trigger re-enables
+-- it after a data-only restore's DISABLE TRIGGER ALL).
+ALTER TABLE athena_keys.api_key_right ENABLE ALWAYS TRIGGER api_key_right_insert_over_seeded;
+REVOKE ALL ON FUNCTION athena_keys._right_insert_over_seeded() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION athena_keys._left_bytes(s text, max_bytes integer) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$

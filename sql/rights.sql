@@ -160,4 +160,17 @@ SELECT athena_keys.athena_create_right('orders.*');
 SELECT count(*) FILTER (WHERE native) AS native_others
   FROM athena_keys.api_key_right WHERE name NOT IN (SELECT name FROM seeded);
 
+-- A dump made by 1.3 holds a seeded right deleted and created again as a
+-- non-native row; its COPY meets the seeded row on restore.  It takes the
+-- seeded row's place (its description kept, still native) instead of the
+-- load failing, which lost the catalog and every grant.
+COPY athena_keys.api_key_right (name, description, native) FROM stdin;
+gateway.query	Raw SQL, reviewed first	f
+orders.restored	From the dump	f
+\.
+SELECT name, description, native FROM athena_keys.api_key_right
+ WHERE name IN ('gateway.query', 'orders.restored') ORDER BY name;
+-- A non-native row of another existing name still collides.
+INSERT INTO athena_keys.api_key_right (name, native) VALUES ('orders.restored', false);
+
 DROP EXTENSION athena_keys CASCADE;

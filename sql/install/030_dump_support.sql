@@ -28,6 +28,33 @@ CREATE TRIGGER api_key_config_insert_as_update
 -- restore's DISABLE TRIGGER ALL).
 ALTER TABLE athena_keys.api_key_config ENABLE ALWAYS TRIGGER api_key_config_insert_as_update;
 
+-- A seeded right (native) is not dumped, since a restore seeds it; but a
+-- 1.3 database dumped a seeded right that was deleted and created again as
+-- a non-native row, and loading that dump collided with the seed: the COPY
+-- of the catalog failed, and with it every grant.  Such a row takes the
+-- seeded row's place instead: its description is kept, the row stays
+-- native, and nothing is inserted.
+CREATE FUNCTION athena_keys._right_insert_over_seeded() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT NEW.native THEN
+		UPDATE athena_keys.api_key_right AS r
+		   SET description = NEW.description
+		 WHERE r.name = NEW.name AND r.native;
+		IF FOUND THEN
+			RETURN NULL;
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER api_key_right_insert_over_seeded
+	BEFORE INSERT ON athena_keys.api_key_right
+	FOR EACH ROW EXECUTE FUNCTION athena_keys._right_insert_over_seeded();
+-- Always, as the configuration's trigger (040's event trigger re-enables
+-- it after a data-only restore's DISABLE TRIGGER ALL).
+ALTER TABLE athena_keys.api_key_right ENABLE ALWAYS TRIGGER api_key_right_insert_over_seeded;
+
 SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key', '');
 SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_right', 'WHERE NOT native');
 SELECT pg_catalog.pg_extension_config_dump('athena_keys.api_key_right_grant', '');

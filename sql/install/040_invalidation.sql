@@ -105,9 +105,10 @@ ALTER TABLE athena_keys.api_key ENABLE ALWAYS TRIGGER api_key_truncate_invalidat
 -- TRIGGER ALL (which pg_restore --disable-triggers issues after loading a
 -- table, and operators type) makes them ordinary triggers again, which the
 -- replica role skips; this event trigger puts them back at the end of every
--- ALTER TABLE, and the configuration's insert-as-update trigger with them
--- (030_dump_support.sql: a data-only restore's DISABLE TRIGGER ALL would
--- otherwise make the dumped row collide with the seeded one).  It acts only
+-- ALTER TABLE, and the configuration's insert-as-update trigger and the
+-- rights' insert-over-seeded trigger with them (030_dump_support.sql: a
+-- data-only restore's DISABLE TRIGGER ALL would otherwise make the dumped
+-- rows collide with the seeded ones).  It acts only
 -- on tables the current user may alter, and finds the trigger functions by
 -- reading the catalogs, which needs no privilege on the athena_keys schema,
 -- so nobody else's ALTER TABLE can fail because of it.
@@ -123,7 +124,7 @@ BEGIN
 		  JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
 		  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 		 WHERE n.nspname = 'athena_keys'
-		   AND p.proname IN ('_invalidate_caches', '_config_insert_as_update')
+		   AND p.proname IN ('_invalidate_caches', '_config_insert_as_update', '_right_insert_over_seeded')
 		   AND tg.tgenabled <> 'A'
 		   AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
 	LOOP

@@ -140,5 +140,47 @@ is($node->safe_psql('restored', q{
 	SELECT concat_ws(',', state, whitelist_size) FROM athena_keys.athena_key_status WHERE name = 'learning'}),
 	'locked,3', 'the restored learning key is locked to the addresses it saw');
 
+
+# A database still at 1.3 (the 1.4 library installed but ALTER EXTENSION
+# UPDATE not run yet, or a dump taken before the upgrade) dumps a seeded
+# right deleted and created again as a non-native row.  Restored into 1.4,
+# fully or data-only with --disable-triggers, that row takes the seeded
+# row's place: the catalog and every grant come back instead of the COPY
+# failing on the name.
+$node->safe_psql('postgres', 'CREATE DATABASE source13');
+$node->safe_psql('source13', q{
+	CREATE EXTENSION athena_keys VERSION '1.3';
+	SELECT athena_keys.athena_delete_right('gateway.query');
+	SELECT athena_keys.athena_create_right('gateway.query', 'Raw SQL, reviewed first');
+	SELECT athena_keys.athena_create_right('users.read');
+	SELECT athena_keys.athena_create_key('k13', rights => ARRAY['users.read', 'gateway.query']);
+});
+my $catalog13 = q{
+	SELECT concat_ws(' | ',
+	  (SELECT string_agg(right_name, ',' ORDER BY right_name) FROM athena_keys.api_key_right_grant),
+	  (SELECT concat_ws(',', description, native) FROM athena_keys.api_key_right WHERE name = 'gateway.query'),
+	  (SELECT string_agg(name, ',' ORDER BY name) FROM athena_keys.api_key_right WHERE NOT native))
+};
+my $expected13 = 'gateway.query,users.read | Raw SQL, reviewed first,t | users.read';
+my $dump13 = $node->basedir . '/source13.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump13, '-d', $node->connstr('source13') ],
+	'pg_dump of a 1.3 database succeeds');
+$node->safe_psql('postgres', 'CREATE DATABASE restored13');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored13'), $dump13 ],
+	'the 1.3 dump restores into 1.4 although it holds a seeded right');
+is($node->safe_psql('restored13', $catalog13), $expected13,
+	'the re-created seeded right keeps its description and stays native, and every grant is back');
+my $data_dump13 = $node->basedir . '/source13_data.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '--data-only', '-f', $data_dump13, '-d', $node->connstr('source13') ],
+	'a data-only pg_dump of the 1.3 database succeeds');
+$node->safe_psql('postgres', 'CREATE DATABASE restored13_data');
+$node->safe_psql('restored13_data', 'CREATE EXTENSION athena_keys');
+$node->command_ok(
+	[ 'pg_restore', '--exit-on-error', '--data-only', '--disable-triggers',
+	  '-d', $node->connstr('restored13_data'), $data_dump13 ],
+	'and its data-only restore --disable-triggers into 1.4');
+is($node->safe_psql('restored13_data', $catalog13), $expected13,
+	'with the same catalog and grants');
+
 $node->stop;
 done_testing();
