@@ -167,6 +167,28 @@ RESET ROLE;
 SELECT athena_keys.athena_grant_shipping_role(NULL);
 SELECT athena_keys.athena_grant_shipping_role('ak_no_such_role');
 
+-- A row an operator's constraint refuses is skipped, not the batch with
+-- it (the standby would send that batch again for good); a constraint no
+-- row of the batch meets, and a partition's refusal, raise: the batch
+-- stays queued on the standby until the log is fixed.
+TRUNCATE athena_keys.api_key_auth_log;
+ALTER TABLE athena_keys.api_key_auth_log ADD CONSTRAINT short_client CHECK (octet_length(client_name) <= 10);
+\set VERBOSITY sqlstate
+SELECT athena_keys.athena_record_decisions(jsonb_build_array(
+	:'genuine_row'::jsonb || '{"client_name": "short"}',
+	:'genuine_row'::jsonb || '{"client_name": "a client name too long"}',
+	:'genuine_row'::jsonb || '{"client_name": "short too"}')) AS appended_past_a_refused_row;
+SELECT athena_keys.athena_record_decisions(jsonb_build_array(
+	:'genuine_row'::jsonb || '{"client_name": "a client name too long"}')) AS no_row_goes_in;
+SELECT client_name FROM athena_keys.api_key_auth_log ORDER BY id;
+ALTER TABLE athena_keys.api_key_auth_log DROP CONSTRAINT short_client;
+ALTER TABLE athena_keys.api_key_auth_log DETACH PARTITION athena_keys.api_key_auth_log_default;
+SELECT athena_keys.athena_record_decisions(jsonb_build_array(
+	:'genuine_row'::jsonb || jsonb_build_object('created_at', now() - interval '20 days'),
+	:'genuine_row'::jsonb)) AS day_without_partition;
+\set VERBOSITY default
+SELECT count(*) FROM athena_keys.api_key_auth_log;
+
 DROP EXTENSION athena_keys CASCADE;
 DROP OWNED BY ak_shipper, ak_admin13;
 DROP ROLE ak_shipper;

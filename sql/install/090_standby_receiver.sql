@@ -139,13 +139,20 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 -- id of the key format, granted and missing rights without NULLs (a rights
 -- failure naming what is missing), no address for "Client IP required", and a
 -- live key named only together with its own public id.  Other rows, and
--- rows with a value that does not convert to its column (the batch is then
--- taken one decision at a time), are skipped and counted in a WARNING.
+-- rows with a value that does not convert to its column or that a
+-- constraint of the log refuses (the batch is then taken one decision at a
+-- time), are skipped and counted in a WARNING.  When a constraint refuses
+-- every row of the batch, or a partition refuses a row (a day without its
+-- partition), the error is raised: it is the log's, and the standby keeps
+-- the batch queued until it is fixed, as the log writer keeps its rows.
 -- last_used_at is never stamped beyond now().  Returns the rows appended.
 DECLARE
 	received integer;
 	appended integer;
+	refused integer := 0;
 	decision jsonb;
+	state text;
+	constraint_name text;
 BEGIN
 	PERFORM athena_keys._require_not_null(decisions, 'decisions');
 	IF jsonb_typeof(decisions) <> 'array' THEN
@@ -157,27 +164,45 @@ BEGIN
 	received := jsonb_array_length(decisions);
 	BEGIN
 		appended := athena_keys._append_decisions(decisions);
-	EXCEPTION WHEN data_exception THEN
+	EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
 		-- One value that does not convert (an address that is no inet, a
-		-- status that is no integer, an element that is no object) fails
-		-- the whole set; the others must not be held up with it.
+		-- status that is no integer, an element that is no object), or one
+		-- row an operator's constraint refuses (a CHECK on the client name's
+		-- length), fails the whole set; the others must not be held up with
+		-- it.  A partition's refusal (23514 naming no constraint) is the log's.
+		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, constraint_name = CONSTRAINT_NAME;
+		IF state = '23514' AND constraint_name = '' THEN
+			RAISE;
+		END IF;
 		appended := 0;
 		FOR decision IN SELECT d FROM jsonb_array_elements(decisions) AS d LOOP
 			BEGIN
 				appended := appended + athena_keys._append_decisions(jsonb_build_array(decision));
-			EXCEPTION WHEN data_exception THEN
-				NULL;
+			EXCEPTION
+				WHEN data_exception THEN
+					NULL;
+				WHEN integrity_constraint_violation THEN
+					GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, constraint_name = CONSTRAINT_NAME;
+					IF state = '23514' AND constraint_name = '' THEN
+						RAISE;
+					END IF;
+					refused := refused + 1;
 			END;
 		END LOOP;
+		-- A constraint no row meets is the log's: the batch stays queued
+		IF appended = 0 AND refused > 0 THEN
+			RAISE;
+		END IF;
 	END;
 	IF appended < received THEN
 		RAISE WARNING '% of % shipped decisions were skipped', received - appended, received
-			USING DETAIL = 'A decision is recorded only when its values convert to the log''s columns, its created_at '
+			USING DETAIL = 'A decision is recorded only when its values convert to the log''s columns, the log''s '
+			               'constraints take it, its created_at '
 			               'lies between 30 days ago and 5 minutes ahead, and its status, allowed, failure_reason, '
 			               'enforced, authenticated, authorized, public id, rights and address agree as '
 			               'athena_authenticate produces them.',
-			      HINT = 'Check the clock of the server that made the decisions, and that only its log writer '
-			             'calls athena_record_decisions.';
+			      HINT = 'Check the clock of the server that made the decisions, that the log takes every row a '
+			             'call can write, and that only its log writer calls athena_record_decisions.';
 	END IF;
 	RETURN appended;
 END

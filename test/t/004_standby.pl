@@ -74,6 +74,22 @@ $primary->safe_psql('postgres', q{
 	ALTER DATABASE postgres RESET default_transaction_read_only;});
 $primary->wait_for_catchup($standby);
 
+# A shipped row that a constraint of the primary's log refuses (an
+# operator's CHECK on the client name's length) is skipped: it does not
+# fail its batch, which the standby would send again for good, so that
+# nothing it decides reached the log any more.
+$primary->safe_psql('postgres', q{
+	ALTER TABLE athena_keys.api_key_auth_log ADD CONSTRAINT short_client CHECK (octet_length(client_name) <= 30)});
+$primary->wait_for_catchup($standby);
+$session->query_safe(
+	"SELECT athena_keys.athena_authenticate('$key', repeat('c', 40), '10.0.0.9', ARRAY['gateway.query'])");
+$session->query_safe(
+	"SELECT athena_keys.athena_authenticate('$key', 'after-refused-row', '10.0.0.9', ARRAY['gateway.query'])");
+ok(wait_for_logged($primary, 'after-refused-row', 1),
+	'a shipped row the primary log refuses does not hold up the standby decisions behind it');
+$primary->safe_psql('postgres', 'ALTER TABLE athena_keys.api_key_auth_log DROP CONSTRAINT short_client');
+$primary->wait_for_catchup($standby);
+
 $primary->safe_psql('postgres', "SELECT athena_keys.athena_set_key_active('$key_id', false)");
 $primary->wait_for_catchup($standby);
 is($auth->($key, '10.0.0.1'), 'f,401,Inactive API key', 'a revocation is honoured on the standby right after replay');
