@@ -1399,6 +1399,41 @@ RunEventLoop(void *arg)
 }
 
 /*
+ * True when another socket already listens on the address.  The loops'
+ * listeners set SO_REUSEPORT (each loop has its own on the same address),
+ * and the kernel lets any other process of the same user that sets it too
+ * -- a second athena-authd, say an old one still running with another
+ * configuration or database -- bind the same port and silently take part
+ * of the connections.  A probe socket without SO_REUSEPORT cannot bind
+ * while any socket listens there (SO_REUSEADDR only lets it past
+ * connections in TIME_WAIT, so a quick restart still works).
+ */
+static bool
+AddressInUse(const ListenAddress *listen)
+{
+	int			fd = socket(listen->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int			one = 1;
+	int			zero = 0;
+	bool		in_use;
+
+	if (fd < 0)
+		return false;			/* MHD_start_daemon reports the real problem */
+	(void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (listen->addr.ss_family == AF_INET6)
+	{
+		const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *) &listen->addr;
+
+		/* [::] is dual stack (as StartListener makes it), so it meets IPv4 listeners too */
+		(void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+						  IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr) ? &zero : &one, sizeof(int));
+	}
+	in_use = bind(fd, (const struct sockaddr *) &listen->addr, listen->addr_len) != 0 &&
+		errno == EADDRINUSE;
+	close(fd);
+	return in_use;
+}
+
+/*
  * Set a loop up: its epoll set, its pool (connections opened now), its
  * listener(s).  False with loop->error set when something failed.
  */
@@ -1407,6 +1442,21 @@ StartEventLoop(EventLoop *loop, const DbPoolOptions *pool_options, unsigned int 
 {
 	AuthdServer *server = loop->server;
 
+	/* before anything opens: a second instance must not share our ports */
+	if (loop->first)
+	{
+		const ListenAddress *busy = AddressInUse(&server->config.listen) ? &server->config.listen :
+			(server->config.health_enabled && AddressInUse(&server->config.health_listen)) ?
+			&server->config.health_listen : NULL;
+
+		if (busy != NULL)
+		{
+			snprintf(loop->error, sizeof(loop->error),
+					 "cannot listen on %s: the address is already in use (another athena-authd running?)",
+					 busy->text);
+			return false;
+		}
+	}
 	loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (loop->epoll_fd < 0)
 	{
@@ -1521,6 +1571,12 @@ main(int argc, char **argv)
 	sigaddset(&stop_signals, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Nothing to reload, and SIGHUP's default action would end the process
+	 * at once, dropping every request in flight (no drain): the "reload"
+	 * many service managers and log rotations send must not do that
+	 */
+	signal(SIGHUP, SIG_IGN);
 	RaiseFileLimit(&server.config);
 	if (server.config.log_level != LOG_LEVEL_NONE)
 		flags |= MHD_USE_ERROR_LOG;

@@ -11,8 +11,10 @@
  * Classify a failed call by its SQLSTATE.  Unavailable: the server could
  * not serve it (connection exceptions, statement timeout or cancel,
  * insufficient resources, operator intervention, system errors,
- * serialization failures).  Content: a data exception (class 22), which
- * only the request's values can cause.  Anything else is a server-side
+ * serialization failures, and a lock timeout, 55P03: the same locked row
+ * or table as a statement timeout, only a different timer fired first).
+ * Content: a data exception (class 22), which only the request's values
+ * can cause.  Anything else is a server-side
  * error that is neither (a missing function, a permission): it fails
  * closed, never open.
  */
@@ -25,7 +27,7 @@ ClassifySqlState(const char *sqlstate)
 		return DB_CONTENT_ERROR;
 	if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "53", 2) == 0 ||
 		strncmp(sqlstate, "57", 2) == 0 || strncmp(sqlstate, "58", 2) == 0 ||
-		strncmp(sqlstate, "40", 2) == 0)
+		strncmp(sqlstate, "40", 2) == 0 || strcmp(sqlstate, "55P03") == 0)
 		return DB_UNAVAILABLE;
 	return DB_SERVER_ERROR;
 }

@@ -590,6 +590,21 @@ Check "fail_open, CONNECT revoked, while the reconnect backs off: still 503" \
 Sql -c "GRANT CONNECT ON DATABASE postgres TO PUBLIC" >/dev/null
 AwaitStatus 200 "$AUTHD_PORT" /auth -H "X-Athena-Key: $K5"
 Check "CONNECT granted again: decisions resume" eval 'StatusIs 200 && LacksHeader X-Athena-Degraded'
+# a lock_timeout (55P03) is the database not answering in time, as a
+# statement_timeout on the same lock is: the fail mode applies (it was 503)
+LOCK_PORT=$(pick_port)
+StartAuthd locktimeout "$LOCK_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn) options='-c lock_timeout=200'" ||
+  Abort "athena-authd (lock_timeout 200 ms) starts"
+Request "$LOCK_PORT" /auth -H "X-Athena-Key: nope"
+Check "lock_timeout instance: fail_open learned from a call (401)" DeniedWith 401 "Invalid API key"
+Sql -c "BEGIN; LOCK TABLE athena_keys.api_key_auth_log; SELECT pg_sleep(2); COMMIT" >/dev/null &
+LOCK_PID=$!
+sleep 0.5
+Request "$LOCK_PORT" /auth -H "X-Athena-Key: $K5"
+Check "fail_open, auth log locked past lock_timeout (55P03): degraded 200, not 503" \
+  eval 'StatusIs 200 && HasHeader X-Athena-Degraded fail_open'
+wait "$LOCK_PID" || true
+Check "the log names the lock timeout" grep -q 'decision=fail_open.*lock timeout' "$E2E_TMP/locktimeout.log"
 Sql -c "SELECT athena_keys.athena_set_fail_mode('fail_closed')" >/dev/null
 AwaitStatus 401 "$AUTHD_PORT" /auth -H "X-Athena-Key: nope"
 # client_encoding is pinned to UTF8: a role setting (or PGCLIENTENCODING,
@@ -693,6 +708,18 @@ Check "health_listen equal to listen is refused (SO_REUSEPORT would split their 
 Check "health_listen on the wildcard of listen's port is refused too" \
   Refused "must not share the port" ATHENA_AUTHD_LISTEN="127.0.0.1:$SAME_PORT" ATHENA_AUTHD_HEALTH_LISTEN="0.0.0.0:$SAME_PORT"
 Check "threads above pool is refused, with the reason" Refused "must not exceed pool" ATHENA_AUTHD_POOL=2 ATHENA_AUTHD_THREADS=4
+Check "a second athena-authd on the running one's listen port is refused (SO_REUSEPORT would split its traffic)" \
+  Refused "already in use" ATHENA_AUTHD_LISTEN="127.0.0.1:$AUTHD_PORT"
+Check "... and on its health_listen port" \
+  Refused "already in use" ATHENA_AUTHD_HEALTH_LISTEN="127.0.0.1:$MAIN_HEALTH_PORT"
+# SIGHUP (a service manager's or log rotation's "reload") must not end it
+HUP_PORT=$(pick_port)
+StartAuthd hup "$HUP_PORT" ATHENA_AUTHD_DSN="$(GatewayDsn)" || Abort "athena-authd (SIGHUP) starts"
+HUP_PID=$LAST_AUTHD_PID
+kill -HUP "$HUP_PID"
+sleep 0.5
+Request "$HUP_PORT" /auth -H "X-Athena-Key: $K5"
+Check "SIGHUP is ignored: the process runs on and decides (200)" eval "kill -0 $HUP_PID && StatusIs 200"
 
 # pool split among the loops exactly: pool = 5 with threads = 4 opens 5
 # connections (ceil(5/4) per loop opened 8)

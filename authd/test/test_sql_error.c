@@ -26,6 +26,9 @@ TestClassifySqlState(void)
 	CHECK(ClassifySqlState("08006") == DB_UNAVAILABLE);
 	CHECK(ClassifySqlState("53300") == DB_UNAVAILABLE);	/* too many connections */
 	CHECK(ClassifySqlState("40001") == DB_UNAVAILABLE);
+	CHECK(ClassifySqlState("55P03") == DB_UNAVAILABLE);	/* lock timeout, as 57014 */
+	CHECK(ClassifySqlState("55000") == DB_SERVER_ERROR);	/* the rest of class 55: not a timeout */
+	CHECK(ClassifySqlState("55006") == DB_SERVER_ERROR);
 	CHECK(ClassifySqlState(NULL) == DB_UNAVAILABLE);
 	CHECK(ClassifySqlState("42883") == DB_SERVER_ERROR);	/* function missing */
 	CHECK(ClassifySqlState("42501") == DB_SERVER_ERROR);	/* permission denied */
